@@ -1,0 +1,10 @@
+"""rq-serviceq: service queues with batches, retry directives and batch reports, on RQ."""
+
+from .job import ServiceQJob
+from .perform import current_qtask
+from .remarks import NoRetry
+from .serviceq import ServiceQ
+from .worker import ServiceQWorker
+
+__all__ = ["NoRetry", "ServiceQ", "ServiceQJob", "ServiceQWorker", "current_qtask"]
+__version__ = "0.1.0"

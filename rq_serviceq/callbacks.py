@@ -1,0 +1,87 @@
+"""Task functions and callbacks, stored by import path.
+
+Workers run in other processes, often on other machines, so a function is
+kept in Redis as ``"package.module.function"`` and imported where it runs.
+A callback that raises is logged and never takes a worker down: the batch
+and its tasks matter more than one hook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+logger = logging.getLogger("rq_serviceq")
+
+
+def import_path_of(func: Callable[..., Any] | str) -> str:
+    """The import path of a module-level callable, checked to import back to it.
+
+    Lambdas, nested functions and functions of a script run as ``__main__``
+    cannot be imported by a worker process, so they are refused here with a
+    message that says what to do rather than failing later in every worker.
+    """
+    if isinstance(func, str):
+        resolve(func)
+        return func
+    if not callable(func):
+        raise TypeError(f"expected a function or an import path string, got {func!r}")
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(
+            f"{func!r} is not importable: pass a function defined at the top level of a module "
+            "(not a lambda or a nested function), so that worker processes can import it"
+        )
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None or not spec.name or spec.name == "__main__":
+            raise ValueError(
+                f"{qualname} is defined in the script being run (__main__), which worker processes "
+                "cannot import: move it into a module, or run the script with `python -m package.module`"
+            )
+        module = spec.name
+    path = f"{module}.{qualname}"
+    resolve.cache_clear()
+    if resolve(path) is not func and getattr(resolve(path), "__wrapped__", None) is not func:
+        raise ValueError(f"{path} does not import back to {func!r}")
+    return path
+
+
+@lru_cache(maxsize=256)
+def resolve(path: str) -> Callable[..., Any]:
+    """Import ``package.module.attr[.attr]`` and return the callable."""
+    module_name, _, attr = path.rpartition(".")
+    obj: Any = None
+    # Walk back from the longest module prefix so that "pkg.mod.Class.method" works too.
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError as exc:
+            raise ValueError(f"cannot import {path!r}: {exc}") from None
+        break
+    else:
+        raise ValueError(f"cannot import {path!r}: no module {module_name or attr!r} found")
+    if not callable(obj):
+        raise ValueError(f"{path!r} is not callable")
+    return obj
+
+
+def call_hook(path: str | None, *args: Any, what: str) -> None:
+    """Run a callback by path; log and swallow what it raises."""
+    if not path:
+        return
+    try:
+        resolve(path)(*args)
+    except Exception:
+        logger.exception("%s %s raised; the service queue carries on", what, path)

@@ -1,0 +1,68 @@
+"""pending → worker: claiming tasks.
+
+One CLAIM script call hands a worker its next tasks together with a fresh
+snapshot of the service queue's settings and the time of the next thing worth
+waking up for (a retry falling due, a lease running out), so an idle worker
+sleeps exactly until then and a waiting retry costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from redis import Redis
+from rq.utils import utcformat
+
+from . import keys as k
+from . import scripts
+from .job import ServiceQJob
+from .models import Settings
+from .state import decode_hash, settings_from_hash, text
+
+LEASE_SECONDS = 15.0
+
+
+@dataclass
+class Claim:
+    now: float
+    status: str
+    active_batch: str
+    wake_at: float | None
+    finalize_batch: str
+    settings: Settings
+    jobs: list[ServiceQJob] = field(default_factory=list)
+
+    def seconds_to_wake(self) -> float | None:
+        return None if self.wake_at is None else max(0.0, self.wake_at - self.now)
+
+
+def claim(conn: Redis, keys: k.Keys, worker_name: str, count: int = 1, lease: float = LEASE_SECONDS) -> Claim:
+    raw = scripts.run(
+        conn,
+        scripts.CLAIM,
+        keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize],
+        args=[worker_name, count, lease, k.JOB_PREFIX, keys.batch_prefix, utcformat(datetime.now(timezone.utc))],
+    )
+    now, status, active, wake, finalize, state, tasks = raw
+    wake_text = text(wake)
+    return Claim(
+        now=float(now),
+        status=text(status),
+        active_batch=text(active),
+        wake_at=float(wake_text) if wake_text else None,
+        finalize_batch=text(finalize),
+        settings=settings_from_hash(decode_hash(state)),
+        jobs=[_job(conn, task_id, flat) for task_id, _claim, flat in tasks],
+    )
+
+
+def _job(conn: Redis, task_id: bytes, flat: list[bytes]) -> ServiceQJob:
+    job = ServiceQJob(text(task_id), connection=conn)
+    job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+    return job
+
+
+def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], lease: float = LEASE_SECONDS) -> None:
+    if task_ids:
+        scripts.run(conn, scripts.EXTEND_LEASES, keys=[keys.leases], args=[lease, *task_ids])

@@ -1,0 +1,120 @@
+"""Every Redis key rq-serviceq reads or writes, built in one place.
+
+RQ owns the job hashes, the queue list and the registries; rq-serviceq keeps
+those exactly where RQ and rq-dashboard look for them and adds its own keys
+under ``rq:serviceq:<name>:`` for what RQ has no notion of (batches, retry
+schedule, leases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "rq:serviceq:"
+NAMES = PREFIX + "names"  # SET of every service queue name on this Redis
+JOB_PREFIX = "rq:job:"  # RQ's job hash prefix (rq.job.Job.redis_job_namespace_prefix)
+SUSPENDED = "rq:suspended"  # RQ's global `rq suspend` flag, honoured by the claim script
+RQ_QUEUES = "rq:queues"  # RQ's set of known queue keys (what rq-dashboard lists)
+RQ_WORKER_PREFIX = "rq:worker:"  # RQ's worker hash prefix
+
+
+def pending_queue_name(name: str) -> str:
+    """The RQ queue that holds a service queue's pending tasks (the seed's ``NAME-pending``)."""
+    return f"{name}-pending"
+
+
+def job_key(task_id: str) -> str:
+    return JOB_PREFIX + task_id
+
+
+def worker_key(worker_name: str) -> str:
+    return RQ_WORKER_PREFIX + worker_name
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys of one service queue.
+
+    A frozen value object so that scripts, workers and the facade cannot drift
+    apart on a key name.
+    """
+
+    name: str
+
+    @property
+    def queue_name(self) -> str:
+        return pending_queue_name(self.name)
+
+    # --- RQ's keys for the pending queue -------------------------------------------
+    @property
+    def queue(self) -> str:  # LIST of task ids waiting for a worker (RQ's queue)
+        return "rq:queue:" + self.queue_name
+
+    @property
+    def started(self) -> str:  # ZSET RQ's StartedJobRegistry: "<id>:<claim>" of running tasks
+        return "rq:wip:" + self.queue_name
+
+    @property
+    def finished(self) -> str:  # ZSET RQ's FinishedJobRegistry: the passed queue
+        return "rq:finished:" + self.queue_name
+
+    @property
+    def failed(self) -> str:  # ZSET RQ's FailedJobRegistry: the failed queue
+        return "rq:failed:" + self.queue_name
+
+    # --- rq-serviceq's own keys ---------------------------------------------------
+    @property
+    def base(self) -> str:
+        return PREFIX + self.name + ":"
+
+    @property
+    def state(self) -> str:  # HASH config, status, active/last batch id
+        return self.base + "state"
+
+    @property
+    def retry(self) -> str:  # ZSET task id -> due time (float epoch) of waiting retries
+        return self.base + "retry"
+
+    @property
+    def leases(self) -> str:  # ZSET task id -> lease expiry of claimed (in-flight) tasks
+        return self.base + "leases"
+
+    @property
+    def bell(self) -> str:  # LIST of wake-up tokens idle workers block on
+        return self.base + "bell"
+
+    @property
+    def batches(self) -> str:  # ZSET batch id -> start time: the batch history
+        return self.base + "batches"
+
+    @property
+    def finalize(self) -> str:  # ZSET batch id -> lease expiry of batch-end work not yet done
+        return self.base + "finalize"
+
+    @property
+    def batch_prefix(self) -> str:
+        return self.base + "batch:"
+
+    def batch(self, batch_id: str) -> str:  # HASH the batch ledger: counters, times, status
+        return self.batch_prefix + batch_id
+
+    def batch_passed(self, batch_id: str) -> str:  # LIST task ids that passed, in order
+        return self.batch(batch_id) + ":passed"
+
+    def batch_failed(self, batch_id: str) -> str:  # LIST task ids that failed, in order
+        return self.batch(batch_id) + ":failed"
+
+    def own_keys(self) -> list[str]:
+        """The fixed keys of this service queue (batch keys are found through ``batches``)."""
+        return [
+            self.queue,
+            self.started,
+            self.finished,
+            self.failed,
+            self.state,
+            self.retry,
+            self.leases,
+            self.bell,
+            self.batches,
+            self.finalize,
+        ]

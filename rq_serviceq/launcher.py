@@ -1,0 +1,57 @@
+"""start(): worker processes on this machine, launched through RQ's own CLI.
+
+``start()`` runs exactly what an operator would type on another machine,
+``rq worker --worker-class rq_serviceq.ServiceQWorker --burst NAME-pending``,
+so there is one way a worker comes to life.  The Redis URL travels in the
+environment (``RQ_REDIS_URL``), not on the command line where ``ps`` shows
+passwords.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+from redis import Redis
+from redis.connection import SSLConnection
+
+from . import keys as k
+
+WORKER_CLASS = "rq_serviceq.ServiceQWorker"
+
+
+def connection_url(conn: Redis) -> str:
+    """A redis:// URL that reaches the same server and database as ``conn``."""
+    kw = conn.connection_pool.connection_kwargs
+    db = kw.get("db", 0)
+    user = kw.get("username") or ""
+    password = kw.get("password") or ""
+    auth = ""
+    if password:
+        auth = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+    if kw.get("path"):
+        return f"unix://{auth}{kw['path']}?db={db}"
+    scheme = "rediss" if issubclass(conn.connection_pool.connection_class, SSLConnection) else "redis"
+    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
+
+
+def worker_command(name: str, burst: bool = True) -> list[str]:
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", WORKER_CLASS, "--quiet"]
+    if burst:
+        cmd.append("--burst")
+    return [*cmd, k.pending_queue_name(name)]
+
+
+def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` worker processes that can import whatever this process can."""
+    env = dict(os.environ)
+    env["RQ_REDIS_URL"] = url
+    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    return [subprocess.Popen(worker_command(name, burst), env=env) for _ in range(count)]
+
+
+def live_workers(conn: Redis, name: str) -> int:
+    """Workers registered on the pending queue (RQ drops a dead worker once its heartbeat lapses)."""
+    return int(conn.scard(f"rq:workers:{k.pending_queue_name(name)}"))

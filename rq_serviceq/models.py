@@ -1,0 +1,118 @@
+"""The shapes users see: configuration, Qtasks, batch reports, worker reports.
+
+Pydantic models validate what users set and document what they get back.  They
+hold no Redis code: ``state.py`` and ``report.py`` translate between these and
+Redis hashes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[StrictInt, Field(ge=0)]
+
+STATUSES = ("CREATED", "PENDING", "RUNNING", "PAUSED", "STOPPED", "FINISHED")
+DEFAULT_REPORT_TTL = 7 * 24 * 3600
+
+
+def validate_name(name: object) -> str:
+    """Service queue names become RQ queue names and Redis key parts."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(
+            f"invalid service queue name {name!r}: use 1-100 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorkerConfig(_Strict):
+    worker_count: Count = 1
+    waiting_period: Seconds = 0.0
+    resting_period: Seconds = 0.0
+    auto_start: StrictBool = True
+
+
+class RetryConfig(_Strict):
+    retry_limit: Count = 0
+    loop_backoff: Seconds = 0.0
+
+
+class Settings(WorkerConfig, RetryConfig):
+    """Everything about a service queue that lives in Redis and every process shares."""
+
+    id: str
+    name: str
+    verbose: StrictBool = False
+    report_ttl: Annotated[StrictInt, Field(gt=0)] = DEFAULT_REPORT_TTL
+    report_inline_limit: Count = 10_000
+    task_function: str | None = None
+    batch_begin_callback: str | None = None
+    batch_end_callback: str | None = None
+    worker_push_update_callback: str | None = None
+    created_at: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class QTask(BaseModel):
+    """A task as reported: the seed's reported Qtask form."""
+
+    task_id: str
+    batch_id: str
+    serviceq_id: str
+    task: Any
+    total_retry_attempts: int = 0
+    last_retry_timestamp: float | None = None
+    created_at: float | None = None
+    remark: str = ""
+
+
+class BatchReport(BaseModel):
+    """The seed's batch report.
+
+    ``passed_tasks``/``failed_tasks`` are filled up to the service queue's
+    ``report_inline_limit``; past it they are left empty and ``tasks_inline`` is
+    False: page through them with ``ServiceQ.iter_tasks`` instead of holding a
+    million tasks in memory.
+    """
+
+    batch_id: str
+    serviceq_id: str
+    serviceq_name: str
+    start_time: float | None = None
+    end_time: float | None = None
+    batch_duration: float | None = None
+    total_submitted: int = 0
+    total_success: int = 0
+    total_failed: int = 0
+    total_pending: int = 0
+    status: str = "PENDING"
+    tasks_inline: bool = True
+    passed_tasks: list[QTask] = []
+    failed_tasks: list[QTask] = []
+    pending_tasks: list[QTask] = []
+
+    @field_validator("batch_duration")
+    @classmethod
+    def _round(cls, v: float | None) -> float | None:
+        return None if v is None else round(v, 3)
+
+
+class WorkerReport(BaseModel):
+    id: str
+    created_at: float | None = None
+    status: str
+    success_count: int = 0
+    failed_count: int = 0
+    uptime: float = 0.0

@@ -1,0 +1,223 @@
+"""ServiceQ: the seed's service queue, as a handle on state kept in Redis.
+
+Every method reads or writes Redis; the object itself holds only the name,
+the connection and the worker processes it started.  Build ``ServiceQ("drag")``
+in as many processes as you like: they are one service queue.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from redis import Redis
+
+from . import keys as k
+from . import launcher, push, report, state
+from .callbacks import call_hook, import_path_of
+from .models import QTask, RetryConfig, Settings, WorkerConfig, validate_name
+
+DEFAULT_URL = "redis://localhost:6379/0"
+_UNSET: Any = object()
+
+
+class ServiceQ:
+    """A named service queue: pending, passed and failed queues, batches and their reports."""
+
+    def __init__(self, name: str, connection: Redis | None = None) -> None:
+        self.name = validate_name(name)
+        if connection is None:
+            connection = Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
+        self.connection = connection
+        self.keys = k.Keys(name)
+        self.id = state.attach(connection, name).id
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def __repr__(self) -> str:
+        return f"ServiceQ({self.name!r}, id={self.id!r})"
+
+    # --- configuration ------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return state.load(self.connection, self.name)
+
+    def set_worker_config(
+        self,
+        *,
+        worker_count: int = _UNSET,
+        waiting_period: float = _UNSET,
+        resting_period: float = _UNSET,
+        auto_start: bool = _UNSET,
+    ) -> None:
+        """Change the worker settings given; the others keep their value."""
+        self._update(WorkerConfig, worker_count=worker_count, waiting_period=waiting_period,
+                     resting_period=resting_period, auto_start=auto_start)
+
+    def set_retry_config(self, *, retry_limit: int = _UNSET, loop_backoff: float = _UNSET) -> None:
+        """``retry_limit`` retries follow the first try; the n-th waits resting + (n-1)*loop_backoff."""
+        self._update(RetryConfig, retry_limit=retry_limit, loop_backoff=loop_backoff)
+
+    def set_report_config(self, *, report_ttl: int = _UNSET, report_inline_limit: int = _UNSET) -> None:
+        """How long finished batches are kept (seconds) and up to how many tasks a report lists inline."""
+        self._update(None, report_ttl=report_ttl, report_inline_limit=report_inline_limit)
+
+    def _update(self, model: type[WorkerConfig] | type[RetryConfig] | None, **given: Any) -> None:
+        changes = {name: value for name, value in given.items() if value is not _UNSET}
+        if model is not None:
+            model.model_validate(changes)  # the error names the field and the rule it broke
+        current = self.settings
+        updated = Settings.model_validate({**current.model_dump(), **changes})
+        state.save(self.connection, updated, set(changes))
+
+    def set_task_function(self, func: Callable[..., Any] | str) -> None:
+        self._set_path("task_function", func)
+
+    def set_batch_begin_callback(self, func: Callable[..., Any] | str) -> None:
+        self._set_path("batch_begin_callback", func)
+
+    def set_batch_end_callback(self, func: Callable[..., Any] | str) -> None:
+        self._set_path("batch_end_callback", func)
+
+    def set_worker_push_update_callback(self, func: Callable[..., Any] | str) -> None:
+        self._set_path("worker_push_update_callback", func)
+
+    def _set_path(self, field: str, func: Callable[..., Any] | str) -> None:
+        state.save(self.connection, self.settings.model_copy(update={field: import_path_of(func)}), {field})
+
+    def verbose(self) -> None:
+        """Workers print ``epoch | worker_id | message`` lines (the setting is shared through Redis)."""
+        self._update(None, verbose=True)
+
+    def silent(self) -> None:
+        self._update(None, verbose=False)
+
+    # --- pushing --------------------------------------------------------------------------
+    def push(self, task: Any) -> str:
+        """Add one task; returns its task id.  The first push while no batch is active opens one."""
+        return self.push_many([task])[0]
+
+    def push_many(self, tasks: Iterable[Any]) -> list[str]:
+        """Add many tasks, one round trip per chunk of 1,000; returns their task ids in order."""
+        if isinstance(tasks, str | bytes | dict):
+            raise TypeError("push_many takes an iterable of tasks; use push() for a single task")
+        settings = self.settings
+        results = push.push_tasks(self.connection, self.keys, tasks, settings.task_function)
+        for res in results:
+            if res.opened:
+                self._batch_opened(settings, res.batch_id)
+        return [task_id for res in results for task_id in res.task_ids]
+
+    def _batch_opened(self, settings: Settings, batch_id: str) -> None:
+        begin = report.summary(self.connection, self.keys, settings, batch_id).model_dump()
+        call_hook(settings.batch_begin_callback, begin, what="batch-begin callback")
+        if settings.auto_start and settings.worker_count > 0:
+            self.start()
+
+    # --- workers --------------------------------------------------------------------------
+    def start(self) -> int:
+        """Start worker processes on this machine up to ``worker_count``; returns how many were started.
+
+        They stop by themselves when the batch is done (RQ's ``--burst``).
+        """
+        self._processes = [p for p in self._processes if p.poll() is None]
+        wanted = self.settings.worker_count
+        running = max(launcher.live_workers(self.connection, self.name), len(self._processes))
+        count = max(0, wanted - running)
+        if count:
+            url = launcher.connection_url(self.connection)
+            self._processes += launcher.spawn_workers(self.name, url, count)
+        return count
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the worker processes this object started to exit."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for proc in self._processes:
+            proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # --- reading ---------------------------------------------------------------------------
+    def get_status(self) -> str:
+        return state.status(self.connection, self.name)
+
+    def describe(self) -> dict[str, Any]:
+        return self.settings.describe()
+
+    def current_batch_id(self) -> str | None:
+        """The active batch, or the last one when none is active."""
+        active, last = self.connection.hmget(self.keys.state, "active_batch", "last_batch")
+        chosen = active or last
+        return state.text(chosen) if chosen else None
+
+    def get_status_info(self) -> dict[str, Any]:
+        """The seed's progress map: the current batch's counters, queue lengths, worker reports."""
+        settings = self.settings
+        info: dict[str, Any] = dict.fromkeys(
+            ("batch_id", "batch_duration", "start_time", "end_time"), None
+        ) | {"total_failed": 0, "total_pending": 0, "total_submitted": 0, "total_success": 0}
+        batch_id = self.current_batch_id()
+        if batch_id:
+            summary = report.summary(self.connection, self.keys, settings, batch_id)
+            info |= summary.model_dump(include=set(info))
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.llen(self.keys.queue)
+            pipe.zcard(self.keys.retry)
+            pipe.zcard(self.keys.finished)
+            pipe.zcard(self.keys.failed)
+            queued, waiting, passed, failed = pipe.execute()
+        info |= {
+            "status": self.get_status(),
+            "pending_q_length": queued + waiting,
+            "passed_q_length": passed,
+            "failed_q_length": failed,
+            "worker_reports": report.worker_reports(self.connection, self.keys),
+        }
+        return info
+
+    def get_batch_report(self, batch_id: str | None = None) -> dict[str, Any]:
+        """The seed's batch report; None means the current batch, or the last one."""
+        batch_id = batch_id or self.current_batch_id()
+        if batch_id is None:
+            raise LookupError(f"service queue {self.name!r} has had no batch yet")
+        return report.build(self.connection, self.keys, self.settings, batch_id)
+
+    def iter_tasks(self, batch_id: str, which: str = "passed", page_size: int = report.PAGE_SIZE) -> Iterator[QTask]:
+        """Stream a batch's passed or failed tasks a page at a time (for batches too big to list inline)."""
+        return report.iter_tasks(self.connection, self.keys, self.id, batch_id, which, page_size)
+
+    def wait_for_batch(self, timeout: float = 600.0, batch_id: str | None = None) -> dict[str, Any]:
+        """Block until the current batch has ended and its batch-end callback has run; return its report."""
+        batch_id = batch_id or self.current_batch_id()
+        if batch_id is None:
+            raise LookupError(f"service queue {self.name!r} has no batch to wait for")
+        deadline = time.monotonic() + timeout
+        while not self.connection.hexists(self.keys.batch(batch_id), "finalized"):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"batch {batch_id} of service queue {self.name!r} did not end within {timeout} s")
+            time.sleep(0.02)
+        return self.get_batch_report(batch_id)
+
+    # --- removal ------------------------------------------------------------------------------
+    def delete(self) -> None:
+        """Remove everything of this service queue from Redis: tasks, batches, reports, config."""
+        conn = self.connection
+        batch_ids = [state.text(b) for b in conn.zrange(self.keys.batches, 0, -1)]
+        task_sources = [self.keys.queue, self.keys.retry, self.keys.leases, self.keys.finished, self.keys.failed]
+        task_ids: set[str] = set()
+        for key in task_sources:
+            members = conn.lrange(key, 0, -1) if key == self.keys.queue else conn.zrange(key, 0, -1)
+            task_ids.update(state.text(m) for m in members)
+        for batch_id in batch_ids:
+            for key in (self.keys.batch_passed(batch_id), self.keys.batch_failed(batch_id)):
+                task_ids.update(state.text(m) for m in conn.lrange(key, 0, -1))
+        with conn.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.delete(k.job_key(task_id))
+            for batch_id in batch_ids:
+                pipe.delete(self.keys.batch(batch_id), self.keys.batch_passed(batch_id),
+                            self.keys.batch_failed(batch_id))
+            pipe.delete(*self.keys.own_keys())
+            pipe.srem(k.NAMES, self.name)
+            pipe.srem(k.RQ_QUEUES, self.keys.queue)
+            pipe.execute()

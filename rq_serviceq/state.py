@@ -1,0 +1,95 @@
+"""A service queue's settings and status in Redis.
+
+Config lives in one hash so that a ``ServiceQ("drag")`` built in a web app, a
+worker on another machine and the CLI all see the same id and the same config
+(the seed's "sync serviceQ object with redis").
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from redis import Redis
+
+from . import keys as k
+from .models import Settings
+
+# Values Redis hands back as strings, and the fields they belong to.
+_BOOL_FIELDS = {"auto_start", "verbose"}
+_INT_FIELDS = {"worker_count", "retry_limit", "report_ttl", "report_inline_limit"}
+_FLOAT_FIELDS = {"waiting_period", "resting_period", "loop_backoff", "created_at"}
+_SETTING_FIELDS = set(Settings.model_fields)
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_hash(raw: Any) -> dict[str, str]:
+    """A hash from HGETALL (a dict, or a flat list when it comes out of Lua) as text."""
+    if isinstance(raw, dict):
+        return {text(key): text(val) for key, val in raw.items()}
+    items = [text(x) for x in raw]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def settings_from_hash(fields: dict[str, str]) -> Settings:
+    values: dict[str, Any] = {}
+    for name, raw in fields.items():
+        if name not in _SETTING_FIELDS:
+            continue
+        if name in _BOOL_FIELDS:
+            values[name] = raw == "1"
+        elif name in _INT_FIELDS:
+            values[name] = int(raw)
+        elif name in _FLOAT_FIELDS:
+            values[name] = float(raw)
+        else:
+            values[name] = raw or None
+    return Settings.model_validate(values)
+
+
+def settings_to_hash(settings: Settings) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, bool):
+            out[name] = "1" if value else "0"
+        else:
+            out[name] = "" if value is None else repr(value) if isinstance(value, float) else str(value)
+    return out
+
+
+def attach(conn: Redis, name: str) -> Settings:
+    """Create the service queue in Redis, or join the one already there.
+
+    HSETNX per field makes creation idempotent and race-free: two processes
+    attaching at once end up with one id and one config.
+    """
+    keys = k.Keys(name)
+    fresh = Settings(id=uuid.uuid4().hex, name=name, created_at=time.time())
+    with conn.pipeline(transaction=True) as pipe:
+        for field, value in settings_to_hash(fresh).items():
+            pipe.hsetnx(keys.state, field, value)
+        pipe.hsetnx(keys.state, "status", "CREATED")
+        pipe.sadd(k.NAMES, name)
+        pipe.hgetall(keys.state)
+        raw = pipe.execute()[-1]
+    return settings_from_hash(decode_hash(raw))
+
+
+def load(conn: Redis, name: str) -> Settings:
+    raw = conn.hgetall(k.Keys(name).state)
+    if not raw:
+        raise LookupError(f"no service queue named {name!r} on this Redis")
+    return settings_from_hash(decode_hash(raw))
+
+
+def save(conn: Redis, settings: Settings, fields: set[str]) -> None:
+    values = settings_to_hash(settings)
+    conn.hset(k.Keys(settings.name).state, mapping={f: values[f] for f in fields})
+
+
+def status(conn: Redis, name: str) -> str:
+    return text(conn.hget(k.Keys(name).state, "status") or b"CREATED")

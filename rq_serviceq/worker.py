@@ -1,0 +1,199 @@
+"""ServiceQWorker: an RQ worker that works one service queue by ServiceQ rules.
+
+RQ's ``work()`` loop stays in charge (registration, signals, ``rq suspend``,
+maintenance, heartbeats); this class replaces only the two template methods
+that decide *which* job runs and *what happens after*:
+
+- ``dequeue_job_and_maintain_ttl`` claims through the CLAIM script (due
+  retries and lost tasks first, then the queue) and otherwise sleeps until
+  the next retry falls due or a push rings the bell;
+- ``execute_job`` runs the task in this process and records the verdict with
+  the SETTLE script, which also ends the batch exactly once.
+
+Run it with RQ's CLI: ``rq worker --worker-class rq_serviceq.ServiceQWorker drag-pending``.
+With ``--burst`` it stops once nothing of the batch is left, waiting retries included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker, WorkerStatus
+
+from . import keys as k
+from . import ledger, state
+from .callbacks import call_hook
+from .claim import LEASE_SECONDS, Claim, claim, extend_leases
+from .job import ServiceQJob
+from .log import worker_log
+from .models import Settings
+from .perform import perform
+from .remarks import Outcome
+
+_IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
+
+
+def _service_name(queues: Any) -> str:
+    items = [queues] if isinstance(queues, str | Queue) else list(queues)
+    names = [q if isinstance(q, str) else q.name for q in items]
+    if len(names) != 1 or not names[0].endswith("-pending") or names[0] == "-pending":
+        raise ValueError(
+            f"ServiceQWorker works exactly one service queue, named NAME-pending (got {names}); "
+            "start one worker per service queue"
+        )
+    return names[0].removesuffix("-pending")
+
+
+class ServiceQWorker(SimpleWorker):
+    """Works a service queue: claim, perform, settle; retries wait in Redis, not in the worker."""
+
+    job_class = ServiceQJob
+    lease_seconds: float = LEASE_SECONDS
+    max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
+
+    def __init__(self, queues: str | Queue | Sequence[str | Queue], *args: Any, **kwargs: Any) -> None:
+        name = _service_name(queues)
+        # ServiceQ jobs are JSON whatever the CLI says (-S): no pickle is ever read from Redis.
+        kwargs["serializer"] = JSONSerializer
+        kwargs["job_class"] = ServiceQJob
+        super().__init__([k.pending_queue_name(name)], *args, **kwargs)
+        self.sq_keys = k.Keys(name)
+        self.sq_settings: Settings | None = None
+        self._next_pop_at: float | None = None
+        self._held: dict[str, ServiceQJob] = {}
+        self._counts = {"passed": 0, "failed": 0}
+        self._stop_keeper = threading.Event()
+        self._keeper: threading.Thread | None = None
+
+    # --- RQ template methods ---------------------------------------------------------
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[ServiceQJob, Queue] | None:
+        burst = timeout is None
+        idle_until = None if max_idle_time is None else time.monotonic() + max_idle_time
+        self.set_state(WorkerStatus.IDLE)
+        self._rest_before_pop()
+        while True:
+            got = self._claim()
+            if got.finalize_batch:
+                self._finalize(got.finalize_batch)
+                continue
+            if got.jobs:
+                self._hold(got.jobs)
+                return got.jobs[0], self.queues[0]
+            if burst and (not got.active_batch or got.status == "SUSPENDED"):
+                self._log("no Qtask pending")
+                return None
+            if idle_until is not None and time.monotonic() >= idle_until:
+                return None
+            self._wait(got)
+
+    def execute_job(self, job: ServiceQJob, queue: Queue) -> None:  # type: ignore[override]
+        self.set_state(WorkerStatus.BUSY)
+        settings = self._settings()
+        outcome = perform(settings, job)
+        result = ledger.settle(self.connection, self.sq_keys, self.name, settings, [(job, outcome)])
+        self._held.pop(job.id, None)
+        for settled in result.tasks:
+            self._report(job, outcome, settled, result.now)
+        for batch_id in result.ended_batches:
+            self._finalize(batch_id)
+        self._next_pop_at = time.monotonic() + settings.resting_period
+        self.set_state(WorkerStatus.IDLE)
+
+    def teardown(self) -> None:
+        self._stop_keeper.set()
+        self._log("worker terminated")
+        super().teardown()
+
+    # --- claiming and waiting ------------------------------------------------------------
+    def _settings(self) -> Settings:
+        if self.sq_settings is None:
+            self.sq_settings = state.load(self.connection, self.sq_keys.name)
+        return self.sq_settings
+
+    def _claim(self) -> Claim:
+        got = claim(self.connection, self.sq_keys, self.name, count=1, lease=self.lease_seconds)
+        self.sq_settings = got.settings
+        return got
+
+    def _rest_before_pop(self) -> None:
+        """The seed's waiting period before the first pop and resting period between pops."""
+        if self._next_pop_at is None:
+            wait = self._settings().waiting_period
+            if wait:
+                self._log(f"waiting for {wait:g} seconds before starting")
+            self._next_pop_at = time.monotonic() + wait
+        delay = self._next_pop_at - time.monotonic()
+        if delay > 0:
+            if self._settings().resting_period and self._counts["passed"] + self._counts["failed"]:
+                self._log(f"sleeping for resting period of {delay:.3g} seconds")
+            time.sleep(delay)
+
+    def _wait(self, got: Claim) -> None:
+        """Sleep until the next retry or lease falls due, or until a push rings the bell."""
+        wake = got.seconds_to_wake()
+        timeout = self.max_wait if wake is None or got.status in _IDLE_STATUSES else min(wake, self.max_wait)
+        if timeout > 0.001:
+            self.connection.blpop([self.sq_keys.bell], timeout=max(timeout, 0.01))
+        self.heartbeat()
+
+    def _hold(self, jobs: list[ServiceQJob]) -> None:
+        for job in jobs:
+            self._held[job.id] = job
+        if self._keeper is None:
+            self._keeper = threading.Thread(target=self._keep_leases, name="serviceq-leases", daemon=True)
+            self._keeper.start()
+
+    def _keep_leases(self) -> None:
+        """Extend the leases of running tasks so a long task is not taken for a lost one."""
+        while not self._stop_keeper.wait(self.lease_seconds / 3):
+            try:
+                extend_leases(self.connection, self.sq_keys, list(self._held), self.lease_seconds)
+            except Exception:
+                self.log.warning("could not extend task leases; will try again", exc_info=True)
+
+    # --- after a task -------------------------------------------------------------------
+    def _report(self, job: ServiceQJob, outcome: Outcome, settled: ledger.Settled, now: float) -> None:
+        settings = self._settings()
+        if settled.result == "stale":
+            self._log(f"task {job.id} was taken over by another worker; its outcome here is dropped")
+            return
+        if settled.result == "retry":
+            self._log(f"task {job.id} failed, retrying at {settled.due:.3f} epoch")
+        elif settled.result == "passed":
+            self._counts["passed"] += 1
+            self._log(f"task {job.id} passed: {outcome.remark}")
+        else:
+            self._counts["failed"] += 1
+            if outcome.verdict.value == "retry":
+                self._log("retry limit reached, pushing the task to failed queue")
+            self._log(f"task {job.id} failed: {outcome.remark}")
+        qtask = job.qtask(settings.id, remark=outcome.remark, last=now)
+        qtask["total_retry_attempts"] = settled.retries
+        call_hook(settings.worker_push_update_callback, self.worker_update(), qtask, what="worker push update callback")
+
+    def _finalize(self, batch_id: str) -> None:
+        self._log(f"batch {batch_id} drained: building its report and running the batch-end callback")
+        settings = self._settings()
+        ledger.finalize(self.connection, self.sq_keys, settings, batch_id)
+
+    def worker_update(self) -> dict[str, Any]:
+        """The seed's worker update: this worker's counters as the push-update callback sees them."""
+        born = self.birth_date.timestamp() if self.birth_date else time.time()
+        return {
+            "id": self.name,
+            "created_at": born,
+            "status": "RUNNING",
+            "success_count": self._counts["passed"],
+            "failed_count": self._counts["failed"],
+            "uptime": round(time.time() - born, 3),
+        }
+
+    def _log(self, message: str) -> None:
+        worker_log(bool(self.sq_settings and self.sq_settings.verbose), self.name, message)

@@ -1,0 +1,94 @@
+"""Task functions and callbacks the tests hand to service queues.
+
+They live in a module (not in test functions) because worker processes
+import them by path.  Callbacks write what they saw to the Redis the worker
+uses, so a test can read it back from another process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from redis import Redis
+
+from rq_serviceq import NoRetry, current_qtask
+
+
+def _conn() -> Redis:
+    return Redis.from_url(os.environ.get("RQ_REDIS_URL") or os.environ["REDIS_URL"])
+
+
+def seed_task(task: dict[str, Any]) -> tuple[bool, str]:
+    """The seed's worked example: Tuhin3 NO_RETRY, Tuhin4 passes on its 4th attempt, Tuhin6 always RETRY."""
+    name = task["name"]
+    attempt = current_qtask()["total_retry_attempts"]  # type: ignore[index]
+    if name == "Tuhin3":
+        return False, "NO_RETRY | user do not have whatsapp number"
+    if name == "Tuhin4":
+        if attempt < 3:
+            return False, "RETRY | send for retry"
+        return True, "SUCCESS | the task was finally successful"
+    if name == "Tuhin6":
+        return False, "RETRY | send for retry"
+    return True, "SUCCESS | the task was successful"
+
+
+def record_attempt(task: dict[str, Any]) -> tuple[bool, str]:
+    """Records (task id, Redis time) for each attempt, then follows task['fail'] for the verdict."""
+    qtask = current_qtask() or {}
+    conn = _conn()
+    secs, micros = conn.time()
+    conn.rpush(f"test:attempts:{qtask['task_id']}", f"{secs + micros / 1e6:.6f}")
+    if task.get("fail"):
+        return False, "RETRY | asked to fail"
+    return True, "SUCCESS | ok"
+
+
+def mixed(task: dict[str, Any]) -> Any:
+    """Outcome chosen by task['i'] % 5: pass, NO_RETRY, retry-then-pass, raise, NoRetry."""
+    kind = task["i"] % 5
+    attempt = (current_qtask() or {}).get("total_retry_attempts", 0)
+    _conn().rpush("test:runs", f"{task['i']}:{attempt}")
+    if kind == 0:
+        return True
+    if kind == 1:
+        return False, "NO_RETRY | not wanted"
+    if kind == 2:
+        return (True, "SUCCESS | second time lucky") if attempt >= 1 else (False, "retry | flaky")
+    if kind == 3:
+        raise ValueError("boom")
+    raise NoRetry("gone for good")
+
+
+def returns(task: dict[str, Any]) -> Any:
+    """Returns exactly what the task says, to test how return values are read."""
+    value = task["value"]
+    return tuple(value) if isinstance(value, list) else value
+
+
+def raises(task: dict[str, Any]) -> Any:
+    if task.get("no_retry"):
+        raise NoRetry(task.get("message", "stop"))
+    raise RuntimeError(task.get("message", "kaput"))
+
+
+def slow(task: dict[str, Any]) -> bool:
+    time.sleep(task.get("seconds", 0.05))
+    return True
+
+
+def store_report(report: dict[str, Any]) -> None:
+    conn = _conn()
+    conn.rpush("test:batch_end", json.dumps(report))
+    conn.incr(f"test:batch_end_count:{report['batch_id']}")
+
+
+def store_begin(report: dict[str, Any]) -> None:
+    _conn().rpush("test:batch_begin", json.dumps(report))
+
+
+def store_update(worker_update: dict[str, Any], qtask: dict[str, Any]) -> None:
+    _conn().rpush("test:updates", json.dumps({"worker": worker_update, "qtask": qtask}))
