@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from rq_serviceq import ServiceQ, ServiceQWorker
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Task functions and callbacks in worker processes find the server through these.
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("RQ_REDIS_URL", redis_server.url)
+    return redis_server.url
+
+
+@pytest.fixture
+def conn(redis_url: str) -> Iterator[Redis]:
+    connection = Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def make_sq(conn: Redis) -> Iterator[Callable[..., ServiceQ]]:
+    """A ServiceQ factory whose worker processes are reaped (or killed) at the end of the test."""
+    made: list[ServiceQ] = []
+
+    def make(name: str = "drag", **worker_config: object) -> ServiceQ:
+        sq = ServiceQ(name, connection=conn)
+        if worker_config:
+            sq.set_worker_config(**worker_config)  # type: ignore[arg-type]
+        made.append(sq)
+        return sq
+
+    yield make
+    for sq in made:
+        for proc in sq._processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def spawn_cli_worker(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `rq worker --worker-class rq_serviceq.ServiceQWorker ...` exactly as an operator would."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(queue: str = "drag-pending", *flags: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, RQ_REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "rq_serviceq.ServiceQWorker",
+               "--quiet", *flags, queue]
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def drain(sq: ServiceQ) -> None:
+    """Work the service queue to the end of its batch in this process (no sleeping, no subprocess)."""
+    ServiceQWorker(sq.keys.queue_name, connection=sq.connection).work(burst=True, logging_level="WARNING")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
