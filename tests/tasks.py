@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import lru_cache
 from typing import Any
 
 from redis import Redis
@@ -18,7 +19,12 @@ from rq_serviceq import NoRetry, current_qtask
 
 
 def _conn() -> Redis:
-    return Redis.from_url(os.environ.get("RQ_REDIS_URL") or os.environ["REDIS_URL"])
+    return _connect(os.environ.get("RQ_REDIS_URL") or os.environ["REDIS_URL"])
+
+
+@lru_cache(maxsize=4)
+def _connect(url: str) -> Redis:
+    return Redis.from_url(url)
 
 
 def seed_task(task: dict[str, Any]) -> tuple[bool, str]:
@@ -51,7 +57,7 @@ def mixed(task: dict[str, Any]) -> Any:
     """Outcome chosen by task['i'] % 5: pass, NO_RETRY, retry-then-pass, raise, NoRetry."""
     kind = task["i"] % 5
     attempt = (current_qtask() or {}).get("total_retry_attempts", 0)
-    _conn().rpush("test:runs", f"{task['i']}:{attempt}")
+    _conn().rpush("test:runs", f"{task['b']}:{task['i']}:{attempt}")
     if kind == 0:
         return True
     if kind == 1:
