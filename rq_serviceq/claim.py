@@ -9,7 +9,7 @@ sleeps exactly until then and a waiting retry costs nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq.utils import utcformat
@@ -42,7 +42,7 @@ def claim(conn: Redis, keys: k.Keys, worker_name: str, count: int = 1, lease: fl
         conn,
         scripts.CLAIM,
         keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize],
-        args=[worker_name, count, lease, k.JOB_PREFIX, keys.batch_prefix, utcformat(datetime.now(timezone.utc))],
+        args=[worker_name, count, lease, k.JOB_PREFIX, keys.batch_prefix, utcformat(datetime.now(UTC))],
     )
     now, status, active, wake, finalize, state, tasks = raw
     wake_text = text(wake)

@@ -18,8 +18,7 @@ from .state import decode_hash
 def perform_outside_serviceq_worker(task: Any) -> None:
     """What a plain ``rq worker`` would run for a ServiceQ job: a clear refusal."""
     raise RuntimeError(
-        "this is a ServiceQ task: run its queue with "
-        "`rq worker --worker-class rq_serviceq.ServiceQWorker NAME-pending`"
+        "this is a ServiceQ task: run its queue with `rq worker --worker-class rq_serviceq.ServiceQWorker NAME-pending`"
     )
 
 

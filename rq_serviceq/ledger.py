@@ -11,7 +11,7 @@ over from its next claim.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq.utils import utcformat
@@ -49,7 +49,7 @@ def settle(
         k.JOB_PREFIX,
         keys.batch_prefix,
         settings.report_ttl,
-        utcformat(datetime.now(timezone.utc)),
+        utcformat(datetime.now(UTC)),
         LEASE_SECONDS,
     ]
     for job, outcome in outcomes:

@@ -16,7 +16,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -83,7 +83,7 @@ def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], task_function: s
 
 
 def _push_chunk(conn: Redis, keys: k.Keys, encoded: list[bytes], func_label: str) -> PushResult:
-    stamp = utcformat(datetime.now(timezone.utc))
+    stamp = utcformat(datetime.now(UTC))
     ids = [uuid.uuid4().hex for _ in encoded]
     with conn.pipeline(transaction=True) as pipe:
         for task_id, task_json in zip(ids, encoded, strict=True):

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class Directive(str, enum.Enum):
+class Directive(enum.StrEnum):
     SUCCESS = "SUCCESS"
     RETRY = "RETRY"
     NO_RETRY = "NO_RETRY"
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """What the ledger does with an attempt."""
 
     PASS = "pass"  # to the passed queue

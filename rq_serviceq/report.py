@@ -46,9 +46,7 @@ def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status
     )
 
 
-def build(
-    conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None
-) -> dict[str, Any]:
+def build(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> dict[str, Any]:
     """The seed's batch report as a dict, with task lists up to ``report_inline_limit``."""
     rep = summary(conn, keys, settings, batch_id, status)
     if rep.total_success + rep.total_failed <= settings.report_inline_limit:

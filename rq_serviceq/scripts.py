@@ -24,6 +24,7 @@ def run(conn: Redis | Pipeline, source: str, keys: Sequence[Any], args: Sequence
         script = _scripts[source] = Script(conn, source)  # type: ignore[arg-type]
     return script(keys=keys, args=args, client=conn)  # type: ignore[arg-type]
 
+
 PUSH = """
 -- Open or join the active batch and queue a chunk of tasks whose job hashes the
 -- same MULTI has just written.  Opening and joining happen in the same step as

@@ -53,8 +53,13 @@ class ServiceQ:
         auto_start: bool = _UNSET,
     ) -> None:
         """Change the worker settings given; the others keep their value."""
-        self._update(WorkerConfig, worker_count=worker_count, waiting_period=waiting_period,
-                     resting_period=resting_period, auto_start=auto_start)
+        self._update(
+            WorkerConfig,
+            worker_count=worker_count,
+            waiting_period=waiting_period,
+            resting_period=resting_period,
+            auto_start=auto_start,
+        )
 
     def set_retry_config(self, *, retry_limit: int = _UNSET, loop_backoff: float = _UNSET) -> None:
         """``retry_limit`` retries follow the first try; the n-th waits resting + (n-1)*loop_backoff."""
@@ -153,9 +158,12 @@ class ServiceQ:
     def get_status_info(self) -> dict[str, Any]:
         """The seed's progress map: the current batch's counters, queue lengths, worker reports."""
         settings = self.settings
-        info: dict[str, Any] = dict.fromkeys(
-            ("batch_id", "batch_duration", "start_time", "end_time"), None
-        ) | {"total_failed": 0, "total_pending": 0, "total_submitted": 0, "total_success": 0}
+        info: dict[str, Any] = dict.fromkeys(("batch_id", "batch_duration", "start_time", "end_time"), None) | {
+            "total_failed": 0,
+            "total_pending": 0,
+            "total_submitted": 0,
+            "total_success": 0,
+        }
         batch_id = self.current_batch_id()
         if batch_id:
             summary = report.summary(self.connection, self.keys, settings, batch_id)
@@ -215,8 +223,9 @@ class ServiceQ:
             for task_id in task_ids:
                 pipe.delete(k.job_key(task_id))
             for batch_id in batch_ids:
-                pipe.delete(self.keys.batch(batch_id), self.keys.batch_passed(batch_id),
-                            self.keys.batch_failed(batch_id))
+                pipe.delete(
+                    self.keys.batch(batch_id), self.keys.batch_passed(batch_id), self.keys.batch_failed(batch_id)
+                )
             pipe.delete(*self.keys.own_keys())
             pipe.srem(k.NAMES, self.name)
             pipe.srem(k.RQ_QUEUES, self.keys.queue)

@@ -66,8 +66,17 @@ def spawn_cli_worker(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[
 
     def spawn(queue: str = "drag-pending", *flags: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ, RQ_REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
-        cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", "rq_serviceq.ServiceQWorker",
-               "--quiet", *flags, queue]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "--worker-class",
+            "rq_serviceq.ServiceQWorker",
+            "--quiet",
+            *flags,
+            queue,
+        ]
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(proc)
         return proc

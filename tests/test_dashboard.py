@@ -1,0 +1,117 @@
+"""An operator sees a service queue in rq-dashboard (deploy/dashboard.py).
+
+The dashboard is driven through Flask's test client against the same Redis
+the service queue used: its queue list, the job lists of the passed
+(finished) and failed registries of ``drag-pending``, and a job's detail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from rq_serviceq import ServiceQ
+from tests import tasks
+from tests.conftest import drain
+
+DASHBOARD_PY = Path(__file__).resolve().parent.parent / "deploy" / "dashboard.py"
+QUEUE = "drag-pending"
+
+
+def load_dashboard() -> ModuleType:
+    """deploy/ is not a package: import deploy/dashboard.py from its path, as an operator's copy would be."""
+    spec = importlib.util.spec_from_file_location("rq_serviceq_deploy_dashboard", DASHBOARD_PY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def get_json(client: Any, url: str) -> dict[str, Any]:
+    response = client.get(url)
+    assert response.status_code == 200, f"GET {url} -> {response.status_code}: {response.get_data(as_text=True)[:2000]}"
+    return response.get_json()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Any:
+    app = load_dashboard().create_app(redis_url)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def test_operator_sees_service_queue_in_rq_dashboard(make_sq: Callable[..., ServiceQ], client: Any) -> None:
+    sq = make_sq("drag", waiting_period=0, resting_period=0)
+    sq.set_retry_config(retry_limit=0)
+    sq.set_task_function(tasks.returns)
+    passed_ids = sq.push_many([{"value": True}, {"value": [True, "SUCCESS | sent"]}])
+    failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}, {"value": [False, "NO_RETRY | nope again"]}])
+    drain(sq)
+    report = sq.get_batch_report()
+    assert (report["total_success"], report["total_failed"], report["total_pending"]) == (2, 2, 0)
+
+    # The queue list: drag-pending is there, empty, with its passed and failed counts.
+    queues = {q["name"]: q for q in get_json(client, "/rq/0/data/queues.json")["queues"]}
+    assert QUEUE in queues, sorted(queues)
+    drag = queues[QUEUE]
+    assert drag["count"] == 0
+    assert drag["finished_job_registry_count"] == 2
+    assert drag["failed_job_registry_count"] == 2
+    assert drag["started_job_registry_count"] == 0
+
+    # The passed queue is RQ's FinishedJobRegistry, the failed queue its FailedJobRegistry.
+    finished = get_json(client, f"/rq/0/data/jobs/{QUEUE}/finished/20/asc/1.json")
+    failed = get_json(client, f"/rq/0/data/jobs/{QUEUE}/failed/20/asc/1.json")
+    assert sorted(job["id"] for job in finished["jobs"]) == sorted(passed_ids)
+    assert sorted(job["id"] for job in failed["jobs"]) == sorted(failed_ids)
+    assert all("tests.tasks.returns" in job["description"] for job in finished["jobs"] + failed["jobs"])
+    assert get_json(client, f"/rq/0/data/jobs/{QUEUE}/queued/20/asc/1.json")["jobs"] == []
+
+    # A job's detail, JSON and HTML, for a passed and a failed task.
+    for task_id, status in ((passed_ids[0], "finished"), (failed_ids[0], "failed")):
+        info = get_json(client, f"/rq/0/data/job/{task_id}.json")
+        assert info["id"] == task_id
+        assert info["origin"] == QUEUE
+        assert info["status"] == status
+        assert info["created_at"] and info["ended_at"]
+        page = client.get(f"/rq/0/view/job/{task_id}")
+        assert page.status_code == 200, page.get_data(as_text=True)[:2000]
+
+    # The HTML pages an operator opens first.
+    for url in ("/rq/", f"/rq/0/view/jobs/{QUEUE}/failed/8/asc/1", "/rq/0/view/workers"):
+        page = client.get(url)
+        assert page.status_code == 200, f"GET {url} -> {page.status_code}"
+
+
+def test_dashboard_basic_auth(redis_url: str) -> None:
+    app = load_dashboard().create_app(redis_url, username="ops", password="s3cret")
+    client = app.test_client()
+    assert client.get("/rq/0/data/queues.json").status_code == 401
+    assert client.get("/rq/0/data/queues.json", auth=("ops", "wrong")).status_code == 401
+    assert client.get("/rq/0/data/queues.json", auth=("ops", "s3cret")).status_code == 200
+
+
+def test_dashboard_refuses_requeue_and_delete(make_sq: Callable[..., ServiceQ], conn: Any, client: Any) -> None:
+    """Requeue and delete would bypass the batch ledger; deploy/dashboard.py turns them off by default."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0)
+    sq.set_task_function(tasks.returns)
+    failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
+    drain(sq)
+
+    assert client.post(f"/rq/job/{failed_ids[0]}/requeue").status_code == 403
+    assert client.get(f"/rq/requeue/{QUEUE}").status_code == 403
+    assert client.post(f"/rq/job/{failed_ids[0]}/delete").get_json() == {"status": "DISABLED"}
+    assert client.post(f"/rq/queue/{QUEUE}/failed/empty").get_json() == {"status": "DISABLED"}
+
+    assert conn.zrange(f"rq:failed:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
+    assert conn.llen(f"rq:queue:{QUEUE}") == 0
+    assert conn.exists(f"rq:job:{failed_ids[0]}")
+    report = sq.get_batch_report()
+    assert (report["total_submitted"], report["total_failed"], report["total_pending"]) == (1, 1, 0)
