@@ -48,7 +48,8 @@ def client(redis_url: str) -> Any:
 
 
 def test_operator_sees_service_queue_in_rq_dashboard(make_sq: Callable[..., ServiceQ], client: Any) -> None:
-    sq = make_sq("drag", waiting_period=0, resting_period=0)
+    # auto_start=False: drain() works the batch in this process, with no worker subprocess racing it.
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
     sq.set_retry_config(retry_limit=0)
     sq.set_task_function(tasks.returns)
     passed_ids = sq.push_many([{"value": True}, {"value": [True, "SUCCESS | sent"]}])
@@ -100,7 +101,7 @@ def test_dashboard_basic_auth(redis_url: str) -> None:
 
 def test_dashboard_refuses_requeue_and_delete(make_sq: Callable[..., ServiceQ], conn: Any, client: Any) -> None:
     """Requeue and delete would bypass the batch ledger; deploy/dashboard.py turns them off by default."""
-    sq = make_sq("drag", waiting_period=0, resting_period=0)
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
     sq.set_task_function(tasks.returns)
     failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
     drain(sq)

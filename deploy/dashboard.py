@@ -1,0 +1,171 @@
+"""rq-dashboard 0.9, embedded in a tiny Flask app and set up for rq-serviceq's JSON jobs.
+
+Run it::
+
+    python deploy/dashboard.py --redis-url redis://redis-host:6379/0
+    # then open http://127.0.0.1:9181/rq/
+
+A URL with a password is better passed in the environment, where ``ps`` does
+not show it: ``RQ_DASHBOARD_REDIS_URL`` (or the workers' ``RQ_REDIS_URL``).
+Under a WSGI server (``pip install gunicorn``)::
+
+    RQ_DASHBOARD_REDIS_URL=redis://:PASSWORD@redis-host:6379/0 \
+        gunicorn --chdir deploy -w 2 -b 127.0.0.1:9181 'dashboard:create_app()'
+
+What an operator sees for a service queue NAME: the RQ queue ``NAME-pending``
+with its pending tasks ("queued"), running ones ("started"), the passed
+queue ("finished") and the failed queue ("failed").  Retries waiting for
+their due time are in rq-serviceq's own retry set, not in any RQ registry,
+so the dashboard lists them nowhere (their job pages say "scheduled").  The
+task's remark is not shown: rq-serviceq keeps it in the job hash field
+``sq_remark`` and in the batch report, not as an RQ result or exc_info.
+Workers show as "busy" with current job "idle": ServiceQWorker does not set
+RQ's current-job field.
+
+Why each setting below is there:
+
+- ``rq_dashboard.web.config.serializer = JSONSerializer``: ServiceQ jobs are
+  JSON (no pickle is ever read from Redis); rq-dashboard assumes pickle unless
+  told otherwise.  Its lists and job pages mostly show stored fields
+  (description, dates) and would get by, but anything that decodes a job's
+  data (``RQ_DASHBOARD_SHOW_FULL_ARGS``, for one) fails with HTTP 500 on
+  ``rq.exceptions.DeserializationError`` under pickle.  It is a module-level
+  global of rq-dashboard, so it applies to the whole process: do not mix
+  pickle and JSON queues in one dashboard process.
+- ``RQ_DASHBOARD_REDIS_URL``: the one Flask config key rq-dashboard reads for
+  its connection(s).  A string or a list of URLs (one dashboard "instance" per
+  URL, selected by the number in the dashboard's URLs: ``/rq/0/...``).
+  ``setup_rq_connection(app)`` must be called after it is set, because the
+  blueprint reads the connection from ``app.redis_conn``.
+- ``RQ_DASHBOARD_DISABLE_DELETE``: the dashboard's "empty"/"delete" buttons
+  remove job hashes behind rq-serviceq's back, so a batch report would list
+  tasks whose data is gone.  Off by default here; ``--allow-delete`` turns
+  them on.
+- Requeue is refused (HTTP 403) unless ``--allow-requeue``: rq-dashboard's
+  "Requeue" (``POST /rq/job/<id>/requeue``, and ``/rq/requeue/<queue>``, which
+  even answers GET) moves a failed task back to ``NAME-pending`` without
+  telling rq-serviceq's batch ledger.  The task then runs again under the
+  batch it came from, which has already ended: that batch's counters go
+  wrong (e.g. 1 submitted, 2 failed, -1 pending).  Push the task again with
+  ``ServiceQ.push`` instead.  rq-dashboard has no setting for this, so the
+  guard is on this app.
+- HTTP Basic Auth: rq-dashboard has none of its own and can requeue jobs.
+  It is added on *this* app, not on the shared blueprint, because a Flask
+  blueprint cannot take new hooks once registered (a second ``create_app`` in
+  the same process, as in tests, would fail).  Put TLS in front of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+from collections.abc import Sequence
+
+import rq_dashboard
+import rq_dashboard.web
+from flask import Flask, Response, request
+from rq.serializers import JSONSerializer
+
+URL_PREFIX = "/rq"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# rq-dashboard's requeue views (blueprint "rq_dashboard"), refused unless allow_requeue.
+REQUEUE_ENDPOINTS = frozenset({"rq_dashboard.requeue_job_view", "rq_dashboard.requeue_all"})
+
+
+def create_app(
+    redis_url: str | Sequence[str] | None = None,
+    *,
+    url_prefix: str = URL_PREFIX,
+    username: str | None = None,
+    password: str | None = None,
+    allow_delete: bool = False,
+    allow_requeue: bool = False,
+    poll_interval_ms: int = 2500,
+) -> Flask:
+    """A Flask app serving rq-dashboard at ``url_prefix``, reading JSON-serialized (ServiceQ) jobs.
+
+    ``redis_url`` defaults to ``$RQ_DASHBOARD_REDIS_URL``, then ``$RQ_REDIS_URL``
+    (what the workers use), then localhost.  ``username``/``password`` default to
+    ``$RQ_DASHBOARD_USERNAME``/``$RQ_DASHBOARD_PASSWORD``; without a password
+    the dashboard is open, so bind it to localhost or a private network.
+    """
+    if redis_url is None:
+        redis_url = os.environ.get("RQ_DASHBOARD_REDIS_URL") or os.environ.get("RQ_REDIS_URL") or DEFAULT_REDIS_URL
+    username = username if username is not None else os.environ.get("RQ_DASHBOARD_USERNAME")
+    password = password if password is not None else os.environ.get("RQ_DASHBOARD_PASSWORD")
+
+    # ServiceQ jobs are JSON; rq-dashboard reads pickle unless told otherwise (process-wide setting).
+    rq_dashboard.web.config.serializer = JSONSerializer
+
+    app = Flask(__name__)
+    app.config.from_object(rq_dashboard.default_settings)
+    app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
+    app.config["RQ_DASHBOARD_DISABLE_DELETE"] = not allow_delete
+    app.config["RQ_DASHBOARD_POLL_INTERVAL"] = poll_interval_ms
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=url_prefix)
+    rq_dashboard.web.setup_rq_connection(app)  # opens app.redis_conn from RQ_DASHBOARD_REDIS_URL
+
+    if password:
+        _require_basic_auth(app, username or "", password)
+    if not allow_requeue:
+        _refuse_requeue(app)
+
+    @app.get("/")
+    def index() -> Response:  # a bare host name lands on the dashboard
+        return app.redirect(url_prefix.rstrip("/") + "/")
+
+    return app
+
+
+def _require_basic_auth(app: Flask, username: str, password: str) -> None:
+    @app.before_request
+    def check() -> Response | None:
+        auth = request.authorization
+        given_user = (auth.username or "") if auth else ""
+        given_password = (auth.password or "") if auth else ""
+        # compare_digest: no timing hint about how much of the password was right.
+        if auth and hmac.compare_digest(given_user, username) and hmac.compare_digest(given_password, password):
+            return None
+        return Response("Login required", 401, {"WWW-Authenticate": 'Basic realm="rq-serviceq dashboard"'})
+
+
+def _refuse_requeue(app: Flask) -> None:
+    @app.before_request
+    def check() -> Response | None:
+        if request.endpoint in REQUEUE_ENDPOINTS:
+            return Response(
+                "Requeue is disabled: it bypasses rq-serviceq's batch ledger. Push the task again instead.\n",
+                403,
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="rq-dashboard for rq-serviceq (JSON-serialized jobs)")
+    parser.add_argument(
+        "--redis-url",
+        action="append",
+        help="Redis URL; repeat for several Redis servers "
+        "(default: $RQ_DASHBOARD_REDIS_URL, $RQ_REDIS_URL, or redis://127.0.0.1:6379/0)",
+    )
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: localhost only)")
+    parser.add_argument("--port", type=int, default=9181)
+    parser.add_argument("--url-prefix", default=URL_PREFIX)
+    parser.add_argument("--allow-delete", action="store_true", help="enable the dashboard's delete/empty buttons")
+    parser.add_argument(
+        "--allow-requeue", action="store_true", help="enable Requeue (bypasses the batch ledger; see the docstring)"
+    )
+    args = parser.parse_args(argv)
+    redis_url = args.redis_url[0] if args.redis_url and len(args.redis_url) == 1 else args.redis_url
+    app = create_app(
+        redis_url, url_prefix=args.url_prefix, allow_delete=args.allow_delete, allow_requeue=args.allow_requeue
+    )
+    print(f"rq-serviceq dashboard on http://{args.bind}:{args.port}{args.url_prefix}/")
+    # Flask's development server: fine for an operator's console; use gunicorn for anything shared.
+    app.run(host=args.bind, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
