@@ -41,7 +41,8 @@ def claim(conn: Redis, keys: k.Keys, worker_name: str, count: int = 1, lease: fl
     raw = scripts.run(
         conn,
         scripts.CLAIM,
-        keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize],
+        keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize,
+              keys.workers],
         args=[worker_name, count, lease, k.JOB_PREFIX, keys.batch_prefix, utcformat(datetime.now(UTC))],
     )
     now, status, active, wake, finalize, state, tasks = raw
@@ -61,6 +62,13 @@ def _job(conn: Redis, task_id: bytes, flat: list[bytes]) -> ServiceQJob:
     job = ServiceQJob(text(task_id), connection=conn)
     job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
     return job
+
+
+def release(conn: Redis, keys: k.Keys, jobs: list[ServiceQJob]) -> None:
+    """Put claimed but unstarted tasks back at the head of the queue."""
+    if jobs:
+        args = [k.JOB_PREFIX] + [x for job in jobs for x in (job.id, job.claim)]
+        scripts.run(conn, scripts.RELEASE, keys=[keys.queue, keys.leases, keys.started], args=args)
 
 
 def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], lease: float = LEASE_SECONDS) -> None:

@@ -55,6 +55,10 @@ class Keys:
         return "rq:wip:" + self.queue_name
 
     @property
+    def workers(self) -> str:  # SET RQ's registry of the workers listening on the pending queue
+        return "rq:workers:" + self.queue_name
+
+    @property
     def finished(self) -> str:  # ZSET RQ's FinishedJobRegistry: the passed queue
         return "rq:finished:" + self.queue_name
 

@@ -54,4 +54,4 @@ def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[s
 
 def live_workers(conn: Redis, name: str) -> int:
     """Workers registered on the pending queue (RQ drops a dead worker once its heartbeat lapses)."""
-    return int(conn.scard(f"rq:workers:{k.pending_queue_name(name)}"))
+    return int(conn.scard(k.Keys(name).workers))

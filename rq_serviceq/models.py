@@ -40,6 +40,7 @@ class WorkerConfig(_Strict):
     waiting_period: Seconds = 0.0
     resting_period: Seconds = 0.0
     auto_start: StrictBool = True
+    concurrency: Annotated[StrictInt, Field(ge=1, le=1024)] = 1  # tasks one worker process runs at once
 
 
 class RetryConfig(_Strict):

@@ -1,13 +1,21 @@
 """worker: running a task function and reading its verdict.
 
-Kept apart from the worker loop so the same code serves a worker process,
-``work_once`` in the caller's process, and tests that drain a queue
-synchronously.
+``perform`` runs one task; ``Runner`` runs the group of tasks one claim
+handed a worker, one after another, on a thread pool (``concurrency`` > 1)
+or on an event loop (``async def`` task functions).  Kept apart from the
+worker loop so the same code serves worker processes, ``work_once`` and
+tests that drain a queue synchronously.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from .callbacks import resolve
@@ -26,18 +34,116 @@ def current_qtask() -> dict[str, Any] | None:
     return _current.get()
 
 
-def perform(settings: Settings, job: ServiceQJob) -> Outcome:
-    """Run the service queue's task function on one task; never raises for the task's faults."""
+def task_function(settings: Settings) -> Callable[..., Any] | Outcome:
+    """The task function, or the outcome every task gets when there is none to run."""
     if not settings.task_function:
         return Outcome(Verdict.RETRY, f"RETRY | no task function set for service queue {settings.name!r}")
     try:
-        func = resolve(settings.task_function)
+        return resolve(settings.task_function)
     except Exception as exc:  # an operator's mistake, not the task's: say so and fail the task
         return Outcome(Verdict.FAIL, f"NO_RETRY | cannot import task function {settings.task_function!r}: {exc}")
+
+
+def perform(settings: Settings, job: ServiceQJob) -> Outcome:
+    """Run the task function on one task; never raises for the task's faults."""
+    func = task_function(settings)
+    if isinstance(func, Outcome):
+        return func
+    return _call(func, settings, job)
+
+
+def _call(func: Callable[..., Any], settings: Settings, job: ServiceQJob) -> Outcome:
     token = _current.set(job.qtask(settings.id))
     try:
-        return outcome_of_return(func(job.task))
+        value = func(job.task)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_awaited(value))
+        return outcome_of_return(value)
     except Exception as exc:
         return outcome_of_exception(exc)
     finally:
         _current.reset(token)
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+async def _call_async(func: Callable[..., Any], settings: Settings, job: ServiceQJob, gate: asyncio.Semaphore) -> Outcome:
+    async with gate:
+        token = _current.set(job.qtask(settings.id))
+        try:
+            return outcome_of_return(await func(job.task))
+        except Exception as exc:
+            return outcome_of_exception(exc)
+        finally:
+            _current.reset(token)
+
+
+@dataclass
+class GroupResult:
+    done: list[tuple[ServiceQJob, Outcome]] = field(default_factory=list)
+    unstarted: list[ServiceQJob] = field(default_factory=list)  # given back when a stop was asked for
+    seconds: float = 0.0
+
+
+class Runner:
+    """Runs a claimed group of tasks with up to ``concurrency`` at once."""
+
+    def __init__(self, concurrency: int = 1) -> None:
+        self.concurrency = max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool]) -> GroupResult:
+        started = time.perf_counter()
+        func = task_function(settings)
+        if isinstance(func, Outcome):
+            result = GroupResult(done=[(job, func) for job in jobs])
+        elif inspect.iscoroutinefunction(func):
+            result = self._run_async(func, settings, jobs)
+        elif self.concurrency == 1 or len(jobs) == 1:
+            result = self._run_serial(func, settings, jobs, should_stop)
+        else:
+            result = self._run_threads(func, settings, jobs, should_stop)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _run_serial(
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool]
+    ) -> GroupResult:
+        result = GroupResult()
+        for i, job in enumerate(jobs):
+            if i and should_stop():
+                result.unstarted = jobs[i:]
+                break
+            result.done.append((job, _call(func, settings, job)))
+        return result
+
+    def _run_threads(
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool]
+    ) -> GroupResult:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="serviceq-task")
+        pending: dict[Future[Outcome], ServiceQJob] = {
+            self._pool.submit(contextvars.copy_context().run, _call, func, settings, job): job for job in jobs
+        }
+        result = GroupResult()
+        while pending:
+            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                result.done.append((pending.pop(fut), fut.result()))
+            if should_stop():
+                for fut in [f for f in pending if f.cancel()]:
+                    result.unstarted.append(pending.pop(fut))
+        return result
+
+    def _run_async(self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob]) -> GroupResult:
+        async def run_all() -> list[Outcome]:
+            gate = asyncio.Semaphore(self.concurrency)
+            return await asyncio.gather(*(_call_async(func, settings, job, gate) for job in jobs))
+
+        return GroupResult(done=list(zip(jobs, asyncio.run(run_all()), strict=True)))

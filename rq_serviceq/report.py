@@ -107,7 +107,7 @@ def keep_for(conn: Redis, keys: k.Keys, batch_id: str, ttl: int) -> None:
 
 def worker_reports(conn: Redis, keys: k.Keys) -> dict[str, dict[str, Any]]:
     """The seed's worker post box, read from RQ's own worker registry for the pending queue."""
-    names = sorted(text(n) for n in conn.smembers(f"rq:workers:{keys.queue_name}"))
+    names = sorted(text(n) for n in conn.smembers(keys.workers))
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hgetall(name if name.startswith(k.RQ_WORKER_PREFIX) else k.worker_key(name))

@@ -54,7 +54,7 @@ end
 redis.call('HINCRBY', ARGV[2] .. bid, 'submitted', n)
 redis.call('HINCRBY', ARGV[2] .. bid, 'pending', n)
 redis.call('SADD', KEYS[5], KEYS[2])
-redis.call('RPUSH', KEYS[4], 'push')
+for _ = 1, math.min(n, 64) do redis.call('RPUSH', KEYS[4], 'push') end  -- wake up to n idle workers
 redis.call('LTRIM', KEYS[4], 0, 63)
 return {bid, opened, tostring(now)}
 """
@@ -65,7 +65,9 @@ CLAIM = """
 -- one step, so a task is never held by two workers nor dropped in between.
 -- KEYS[1] state hash   KEYS[2] queue list   KEYS[3] retry zset   KEYS[4] leases zset
 -- KEYS[5] started registry (rq:wip)   KEYS[6] rq:suspended   KEYS[7] finalize zset
--- ARGV[1] worker name   ARGV[2] max tasks   ARGV[3] lease seconds
+-- KEYS[8] RQ's set of workers on the queue
+-- ARGV[1] worker name   ARGV[2] max tasks (a fair share of the backlog is taken, at least 1)
+-- ARGV[3] lease seconds
 -- ARGV[4] job key prefix   ARGV[5] batch key prefix   ARGV[6] started_at (RQ date string)
 -- Returns {now, status, active batch, next wake-up time, batch to finalize,
 --          state hash (flat), tasks: {{id, claim, job hash (flat)}, ...}}
@@ -101,6 +103,11 @@ if status == 'PAUSED' or status == 'STOPPED' then
 end
 
 local want = tonumber(ARGV[2])
+if want > 1 then
+  local workers = math.max(1, redis.call('SCARD', KEYS[8]))
+  local backlog = redis.call('LLEN', KEYS[2]) + redis.call('ZCOUNT', KEYS[3], '-inf', now)
+  want = math.max(1, math.min(want, math.ceil(backlog / workers)))
+end
 local ids = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, want)) do
   ids[#ids + 1] = id
@@ -165,6 +172,29 @@ local worker_alive = redis.call('EXISTS', KEYS[8]) == 1
 local results, ended = {}, {}
 local ring = false
 
+-- Count a task's end in its batch ledger, once: sq_final guards against a task
+-- that RQ tools (rq requeue, the dashboard) put back after it had ended.
+local function count_end(jk, id, which, passed)
+  if redis.call('HSETNX', jk, 'sq_final', which) == 0 then return end
+  local bid = redis.call('HGET', jk, 'sq_batch')
+  local bk = ARGV[2] .. bid
+  redis.call('RPUSH', bk .. ':' .. which, id)
+  redis.call('HINCRBY', bk, which, 1)
+  local pending = redis.call('HINCRBY', bk, 'pending', -1)
+  if worker_alive then
+    redis.call('HINCRBY', KEYS[8], passed and 'successful_job_count' or 'failed_job_count', 1)
+  end
+  if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(now)) == 1 then
+    redis.call('HSET', bk, 'status', 'ENDING')
+    if redis.call('HGET', KEYS[1], 'active_batch') == bid then
+      redis.call('HDEL', KEYS[1], 'active_batch')
+    end
+    redis.call('ZADD', KEYS[9], now + tonumber(ARGV[5]), bid)
+    ended[#ended + 1] = bid
+    ring = true
+  end
+end
+
 for i = 6, #ARGV, 4 do
   local id, claim, verdict, remark = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local jk = ARGV[1] .. id
@@ -185,26 +215,11 @@ for i = 6, #ARGV, 4 do
     else
       local passed = verdict == 'pass'
       local which = passed and 'passed' or 'failed'
-      local bid = redis.call('HGET', jk, 'sq_batch')
-      local bk = ARGV[2] .. bid
       redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', ARGV[4])
+      if not passed then redis.call('HSET', jk, 'exc_info', remark) end  -- what rq-dashboard shows
       redis.call('ZADD', passed and KEYS[5] or KEYS[6], now + ttl, id)
-      redis.call('RPUSH', bk .. ':' .. which, id)
-      redis.call('HINCRBY', bk, which, 1)
-      local pending = redis.call('HINCRBY', bk, 'pending', -1)
-      if worker_alive then
-        redis.call('HINCRBY', KEYS[8], passed and 'successful_job_count' or 'failed_job_count', 1)
-      end
+      count_end(jk, id, which, passed)
       results[#results + 1] = {id, which, '', retries}
-      if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(now)) == 1 then
-        redis.call('HSET', bk, 'status', 'ENDING')
-        if redis.call('HGET', KEYS[1], 'active_batch') == bid then
-          redis.call('HDEL', KEYS[1], 'active_batch')
-        end
-        redis.call('ZADD', KEYS[9], now + tonumber(ARGV[5]), bid)
-        ended[#ended + 1] = bid
-        ring = true
-      end
     end
   end
 end
@@ -230,6 +245,24 @@ redis.call('HSET', KEYS[3], 'finalized', tostring(tonumber(t[1]) + tonumber(t[2]
 redis.call('ZREM', KEYS[2], ARGV[1])
 if not redis.call('HGET', KEYS[1], 'active_batch') then
   redis.call('HSET', KEYS[1], 'status', ARGV[2])
+end
+return 1
+"""
+
+RELEASE = """
+-- Give claimed tasks that were never started back to the front of the queue
+-- (a worker asked to stop between tasks of a claimed group).
+-- KEYS[1] queue list   KEYS[2] leases zset   KEYS[3] started registry
+-- ARGV[1] job key prefix   ARGV[2..] pairs: task id, claim token
+for i = #ARGV - 1, 2, -2 do
+  local id, claim = ARGV[i], ARGV[i + 1]
+  local jk = ARGV[1] .. id
+  if redis.call('HGET', jk, 'sq_claim') == claim then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id .. ':' .. claim)
+    redis.call('HSET', jk, 'sq_claim', '', 'status', 'queued')
+    redis.call('LPUSH', KEYS[1], id)
+  end
 end
 return 1
 """

@@ -51,14 +51,20 @@ class ServiceQ:
         waiting_period: float = _UNSET,
         resting_period: float = _UNSET,
         auto_start: bool = _UNSET,
+        concurrency: int = _UNSET,
     ) -> None:
-        """Change the worker settings given; the others keep their value."""
+        """Change the worker settings given; the others keep their value.
+
+        ``concurrency`` is how many tasks one worker process runs at once (threads, or one
+        event loop for ``async def`` task functions); 1 runs them one after another.
+        """
         self._update(
             WorkerConfig,
             worker_count=worker_count,
             waiting_period=waiting_period,
             resting_period=resting_period,
             auto_start=auto_start,
+            concurrency=concurrency,
         )
 
     def set_retry_config(self, *, retry_limit: int = _UNSET, loop_backoff: float = _UNSET) -> None:

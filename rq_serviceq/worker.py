@@ -2,13 +2,19 @@
 
 RQ's ``work()`` loop stays in charge (registration, signals, ``rq suspend``,
 maintenance, heartbeats); this class replaces only the two template methods
-that decide *which* job runs and *what happens after*:
+that decide *which* work runs and *what happens after*:
 
-- ``dequeue_job_and_maintain_ttl`` claims through the CLAIM script (due
-  retries and lost tasks first, then the queue) and otherwise sleeps until
-  the next retry falls due or a push rings the bell;
-- ``execute_job`` runs the task in this process and records the verdict with
-  the SETTLE script, which also ends the batch exactly once.
+- ``dequeue_job_and_maintain_ttl`` claims a group of tasks through the CLAIM
+  script (lost tasks and due retries first, then the queue) and otherwise
+  sleeps until the next retry falls due or a push rings the bell;
+- ``execute_job`` runs the group in this process (serially, on threads, or
+  on an event loop) and records every verdict with one SETTLE call, which
+  also ends the batch exactly once.
+
+A group is sized so that it takes about ``group_seconds`` to run, from the
+tasks' measured durations: many no-op tasks share one claim and one settle
+(a fraction of a round trip each), while a slow task is claimed alone so
+its outcome is recorded as soon as it is known.
 
 Run it with RQ's CLI: ``rq worker --worker-class rq_serviceq.ServiceQWorker drag-pending``.
 With ``--burst`` it stops once nothing of the batch is left, waiting retries included.
@@ -16,6 +22,7 @@ With ``--burst`` it stops once nothing of the batch is left, waiting retries inc
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -28,14 +35,15 @@ from rq.worker import SimpleWorker, WorkerStatus
 from . import keys as k
 from . import ledger, state
 from .callbacks import call_hook
-from .claim import LEASE_SECONDS, Claim, claim, extend_leases
+from .claim import LEASE_SECONDS, Claim, claim, extend_leases, release
 from .job import ServiceQJob
 from .log import worker_log
 from .models import Settings
-from .perform import perform
-from .remarks import Outcome
+from .perform import GroupResult, Runner
+from .remarks import Outcome, Verdict
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
+CONCURRENCY_ENV = "RQ_SERVICEQ_CONCURRENCY"
 
 
 def _service_name(queues: Any) -> str:
@@ -55,6 +63,8 @@ class ServiceQWorker(SimpleWorker):
     job_class = ServiceQJob
     lease_seconds: float = LEASE_SECONDS
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
+    max_group: int = 64  # most tasks one claim takes
+    group_seconds: float = 0.05  # how long a claimed group should take to run
 
     def __init__(self, queues: str | Queue | Sequence[str | Queue], *args: Any, **kwargs: Any) -> None:
         name = _service_name(queues)
@@ -65,8 +75,11 @@ class ServiceQWorker(SimpleWorker):
         self.sq_keys = k.Keys(name)
         self.sq_settings: Settings | None = None
         self._next_pop_at: float | None = None
+        self._group: list[ServiceQJob] = []
         self._held: dict[str, ServiceQJob] = {}
         self._counts = {"passed": 0, "failed": 0}
+        self._task_seconds = 0.0  # moving average of one task's run time
+        self._runner: Runner | None = None
         self._stop_keeper = threading.Event()
         self._keeper: threading.Thread | None = None
 
@@ -94,33 +107,66 @@ class ServiceQWorker(SimpleWorker):
             self._wait(got)
 
     def execute_job(self, job: ServiceQJob, queue: Queue) -> None:  # type: ignore[override]
+        """Run the claimed group (``job`` and the tasks claimed with it) and record every verdict."""
+        group, self._group = self._group or [job], []
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
-        outcome = perform(settings, job)
-        result = ledger.settle(self.connection, self.sq_keys, self.name, settings, [(job, outcome)])
-        self._held.pop(job.id, None)
-        for settled in result.tasks:
-            self._report(job, outcome, settled, result.now)
-        for batch_id in result.ended_batches:
+        result = self._runner_for(settings).run(settings, group, lambda: self._stop_requested)
+        self._learn_duration(result)
+        release(self.connection, self.sq_keys, result.unstarted)
+        settled = ledger.settle(self.connection, self.sq_keys, self.name, settings, result.done)
+        for job_id in [j.id for j in group]:
+            self._held.pop(job_id, None)
+        for (done_job, outcome), row in zip(result.done, settled.tasks, strict=True):
+            self._report(done_job, outcome, row, settled.now)
+        for batch_id in settled.ended_batches:
             self._finalize(batch_id)
         self._next_pop_at = time.monotonic() + settings.resting_period
         self.set_state(WorkerStatus.IDLE)
 
     def teardown(self) -> None:
         self._stop_keeper.set()
+        if self._runner is not None:
+            self._runner.close()
         self._log("worker terminated")
         super().teardown()
 
     # --- claiming and waiting ------------------------------------------------------------
     def _settings(self) -> Settings:
         if self.sq_settings is None:
-            self.sq_settings = state.load(self.connection, self.sq_keys.name)
+            # Attach rather than load: a worker may well start before any producer has run.
+            self.sq_settings = state.attach(self.connection, self.sq_keys.name)
         return self.sq_settings
 
     def _claim(self) -> Claim:
-        got = claim(self.connection, self.sq_keys, self.name, count=1, lease=self.lease_seconds)
+        got = claim(self.connection, self.sq_keys, self.name, count=self._group_size(), lease=self.lease_seconds)
         self.sq_settings = got.settings
+        self._group = got.jobs
         return got
+
+    def _group_size(self) -> int:
+        """One task at a time when the seed's resting period applies; else about ``group_seconds`` of work."""
+        settings = self._settings()
+        if settings.resting_period > 0:
+            return 1
+        per_slot = self.group_seconds / max(self._task_seconds, 1e-4)
+        return max(1, min(self.max_group, int(per_slot * self._concurrency(settings))))
+
+    def _learn_duration(self, result: GroupResult) -> None:
+        if result.done:
+            per_task = result.seconds / len(result.done) * (self._runner.concurrency if self._runner else 1)
+            self._task_seconds = per_task if not self._task_seconds else 0.7 * self._task_seconds + 0.3 * per_task
+
+    def _concurrency(self, settings: Settings) -> int:
+        return int(os.environ.get(CONCURRENCY_ENV) or settings.concurrency)
+
+    def _runner_for(self, settings: Settings) -> Runner:
+        wanted = self._concurrency(settings)
+        if self._runner is None or self._runner.concurrency != wanted:
+            if self._runner is not None:
+                self._runner.close()
+            self._runner = Runner(wanted)
+        return self._runner
 
     def _rest_before_pop(self) -> None:
         """The seed's waiting period before the first pop and resting period between pops."""
@@ -171,17 +217,19 @@ class ServiceQWorker(SimpleWorker):
             self._log(f"task {job.id} passed: {outcome.remark}")
         else:
             self._counts["failed"] += 1
-            if outcome.verdict.value == "retry":
+            if outcome.verdict is Verdict.RETRY:
                 self._log("retry limit reached, pushing the task to failed queue")
             self._log(f"task {job.id} failed: {outcome.remark}")
-        qtask = job.qtask(settings.id, remark=outcome.remark, last=now)
-        qtask["total_retry_attempts"] = settled.retries
-        call_hook(settings.worker_push_update_callback, self.worker_update(), qtask, what="worker push update callback")
+        if settings.worker_push_update_callback:
+            qtask = job.qtask(settings.id, remark=outcome.remark, last=now)
+            qtask["total_retry_attempts"] = settled.retries
+            call_hook(
+                settings.worker_push_update_callback, self.worker_update(), qtask, what="worker push update callback"
+            )
 
     def _finalize(self, batch_id: str) -> None:
         self._log(f"batch {batch_id} drained: building its report and running the batch-end callback")
-        settings = self._settings()
-        ledger.finalize(self.connection, self.sq_keys, settings, batch_id)
+        ledger.finalize(self.connection, self.sq_keys, self._settings(), batch_id)
 
     def worker_update(self) -> dict[str, Any]:
         """The seed's worker update: this worker's counters as the push-update callback sees them."""
