@@ -41,8 +41,7 @@ def claim(conn: Redis, keys: k.Keys, worker_name: str, count: int = 1, lease: fl
     raw = scripts.run(
         conn,
         scripts.CLAIM,
-        keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize,
-              keys.workers],
+        keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize, keys.workers],
         args=[worker_name, count, lease, k.JOB_PREFIX, keys.batch_prefix, utcformat(datetime.now(UTC))],
     )
     now, status, active, wake, finalize, state, tasks = raw

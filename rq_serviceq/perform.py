@@ -69,7 +69,9 @@ async def _awaited(value: Any) -> Any:
     return await value
 
 
-async def _call_async(func: Callable[..., Any], settings: Settings, job: ServiceQJob, gate: asyncio.Semaphore) -> Outcome:
+async def _call_async(
+    func: Callable[..., Any], settings: Settings, job: ServiceQJob, gate: asyncio.Semaphore
+) -> Outcome:
     async with gate:
         token = _current.set(job.qtask(settings.id))
         try:
