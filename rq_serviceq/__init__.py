@@ -4,7 +4,7 @@ from .job import ServiceQJob
 from .perform import current_qtask
 from .remarks import NoRetry
 from .serviceq import ServiceQ
-from .worker import ServiceQWorker
+from .worker import ForkingServiceQWorker, ServiceQWorker
 
-__all__ = ["NoRetry", "ServiceQ", "ServiceQJob", "ServiceQWorker", "current_qtask"]
+__all__ = ["ForkingServiceQWorker", "NoRetry", "ServiceQ", "ServiceQJob", "ServiceQWorker", "current_qtask"]
 __version__ = "0.1.0"

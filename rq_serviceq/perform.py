@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -96,17 +99,26 @@ class Runner:
         self.concurrency = max(1, concurrency)
         self._pool: ThreadPoolExecutor | None = None
 
-    def run(self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool]) -> GroupResult:
+    def run(
+        self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool], budget: float = 1.0
+    ) -> GroupResult:
+        """Run the group; tasks not started when a stop is asked for or ``budget`` seconds have passed
+        come back as ``unstarted``, so a group that turned out slow does not hold its outcomes back."""
         started = time.perf_counter()
+        deadline = started + budget
+
+        def give_back() -> bool:
+            return should_stop() or time.perf_counter() > deadline
+
         func = task_function(settings)
         if isinstance(func, Outcome):
             result = GroupResult(done=[(job, func) for job in jobs])
         elif inspect.iscoroutinefunction(func):
             result = self._run_async(func, settings, jobs)
         elif self.concurrency == 1 or len(jobs) == 1:
-            result = self._run_serial(func, settings, jobs, should_stop)
+            result = self._run_serial(func, settings, jobs, give_back)
         else:
-            result = self._run_threads(func, settings, jobs, should_stop)
+            result = self._run_threads(func, settings, jobs, give_back)
         result.seconds = time.perf_counter() - started
         return result
 
@@ -149,3 +161,48 @@ class Runner:
             return await asyncio.gather(*(_call_async(func, settings, job, gate) for job in jobs))
 
         return GroupResult(done=list(zip(jobs, asyncio.run(run_all()), strict=True)))
+
+
+class ForkRunner(Runner):
+    """Runs each task in a forked child process, as RQ's default ``Worker`` does.
+
+    Isolation at a price: a task that leaks memory, corrupts global state or
+    crashes the interpreter takes only its child down (the attempt fails with
+    a "work horse died" remark and is retried), and each task pays for a
+    fork (about a millisecond or more, growing with the worker's memory).
+    """
+
+    def run(
+        self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool], budget: float = 1.0
+    ) -> GroupResult:
+        started = time.perf_counter()
+        result = GroupResult()
+        for i, job in enumerate(jobs):
+            if i and (should_stop() or time.perf_counter() > started + budget):
+                result.unstarted = jobs[i:]
+                break
+            result.done.append((job, _in_child(settings, job)))
+        result.seconds = time.perf_counter() - started
+        return result
+
+
+def _in_child(settings: Settings, job: ServiceQJob) -> Outcome:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the work horse
+        os.close(read_end)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C goes to the worker, which finishes this task
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        outcome = perform(settings, job)
+        os.write(write_end, json.dumps([outcome.verdict.value, outcome.remark]).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if payload:
+        verdict, remark = json.loads(payload)
+        return Outcome(Verdict(verdict), remark)
+    code = os.waitstatus_to_exitcode(status)
+    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return Outcome(Verdict.RETRY, f"RETRY | work horse died ({how}) before reporting an outcome")

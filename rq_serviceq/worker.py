@@ -39,7 +39,7 @@ from .claim import LEASE_SECONDS, Claim, claim, extend_leases, release
 from .job import ServiceQJob
 from .log import worker_log
 from .models import Settings
-from .perform import GroupResult, Runner
+from .perform import ForkRunner, GroupResult, Runner
 from .remarks import Outcome, Verdict
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
@@ -65,6 +65,7 @@ class ServiceQWorker(SimpleWorker):
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
     max_group: int = 64  # most tasks one claim takes
     group_seconds: float = 0.05  # how long a claimed group should take to run
+    runner_class: type[Runner] = Runner  # how a group runs: in this process (threads, asyncio) or forked
 
     def __init__(self, queues: str | Queue | Sequence[str | Queue], *args: Any, **kwargs: Any) -> None:
         name = _service_name(queues)
@@ -111,7 +112,8 @@ class ServiceQWorker(SimpleWorker):
         group, self._group = self._group or [job], []
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
-        result = self._runner_for(settings).run(settings, group, lambda: self._stop_requested)
+        budget = max(4 * self.group_seconds, 0.2)
+        result = self._runner_for(settings).run(settings, group, lambda: self._stop_requested, budget)
         self._learn_duration(result)
         release(self.connection, self.sq_keys, result.unstarted)
         settled = ledger.settle(self.connection, self.sq_keys, self.name, settings, result.done)
@@ -165,7 +167,7 @@ class ServiceQWorker(SimpleWorker):
         if self._runner is None or self._runner.concurrency != wanted:
             if self._runner is not None:
                 self._runner.close()
-            self._runner = Runner(wanted)
+            self._runner = self.runner_class(wanted)
         return self._runner
 
     def _rest_before_pop(self) -> None:
@@ -245,3 +247,12 @@ class ServiceQWorker(SimpleWorker):
 
     def _log(self, message: str) -> None:
         worker_log(bool(self.sq_settings and self.sq_settings.verbose), self.name, message)
+
+
+class ForkingServiceQWorker(ServiceQWorker):
+    """Runs each task in a forked work horse, RQ's default isolation, at the cost of a fork per task.
+
+    ``rq worker --worker-class rq_serviceq.ForkingServiceQWorker drag-pending``
+    """
+
+    runner_class = ForkRunner

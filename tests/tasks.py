@@ -98,3 +98,35 @@ def store_begin(report: dict[str, Any]) -> None:
 
 def store_update(worker_update: dict[str, Any], qtask: dict[str, Any]) -> None:
     _conn().rpush("test:updates", json.dumps({"worker": worker_update, "qtask": qtask}))
+
+
+def concurrent_probe(task: dict[str, Any]) -> bool:
+    """Sleeps, and records how many probes of this process were running at once at its start."""
+    conn = _conn()
+    running = conn.incr("test:running")
+    conn.rpush("test:overlap", running)
+    time.sleep(task.get("seconds", 0.1))
+    conn.decr("test:running")
+    return True
+
+
+async def async_probe(task: dict[str, Any]) -> tuple[bool, str]:
+    import asyncio
+
+    conn = _conn()
+    running = conn.incr("test:running")
+    conn.rpush("test:overlap", running)
+    await asyncio.sleep(task.get("seconds", 0.1))
+    conn.decr("test:running")
+    return True, f"SUCCESS | async {task['i']}"
+
+
+def crash(task: dict[str, Any]) -> bool:
+    """Kills the interpreter running it: only a forked work horse survives this."""
+    if task.get("crash"):
+        os._exit(3)
+    return True
+
+
+def pid_of_runner(task: dict[str, Any]) -> tuple[bool, str]:
+    return True, f"SUCCESS | {os.getpid()}"

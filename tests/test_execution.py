@@ -1,0 +1,85 @@
+"""How a worker runs the tasks it claims: serially, on threads, on an event loop, or forked."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+from redis import Redis
+
+from rq_serviceq import ForkingServiceQWorker, ServiceQ
+from tests import tasks
+from tests.conftest import drain, wait_until
+
+
+def test_threads_run_tasks_at_once(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("io", worker_count=0, concurrency=4)
+    sq.set_task_function(tasks.concurrent_probe)
+    sq.push_many([{"i": i, "seconds": 0.2} for i in range(8)])
+    drain(sq)
+    report = sq.get_batch_report()
+    assert report["total_success"] == 8
+    assert max(int(x) for x in conn.lrange("test:overlap", 0, -1)) > 1
+
+
+def test_async_task_functions_share_one_event_loop(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("aio", worker_count=0, concurrency=5)
+    sq.set_task_function(tasks.async_probe)
+    sq.push_many([{"i": i, "seconds": 0.2} for i in range(10)])
+    drain(sq)
+    report = sq.get_batch_report()
+    assert report["total_success"] == 10
+    assert sorted(q["remark"] for q in report["passed_tasks"]) == sorted(f"SUCCESS | async {i}" for i in range(10))
+    assert max(int(x) for x in conn.lrange("test:overlap", 0, -1)) > 1
+
+
+def test_async_function_with_concurrency_one(make_sq: Callable[..., ServiceQ]) -> None:
+    sq = make_sq("aio1", worker_count=0)
+    sq.set_task_function(tasks.async_probe)
+    sq.push({"i": 1, "seconds": 0.01})
+    drain(sq)
+    assert sq.get_batch_report()["passed_tasks"][0]["remark"] == "SUCCESS | async 1"
+
+
+def test_forking_worker_isolates_a_crashing_task(make_sq: Callable[..., ServiceQ]) -> None:
+    sq = make_sq("forky", worker_count=0)
+    sq.set_retry_config(retry_limit=1)
+    sq.set_task_function(tasks.crash)
+    sq.push_many([{"crash": True}, {"crash": False}])
+    ForkingServiceQWorker("forky-pending", connection=sq.connection).work(burst=True, logging_level="WARNING")
+    report = sq.get_batch_report()
+    assert (report["total_success"], report["total_failed"]) == (1, 1)
+    failed = report["failed_tasks"][0]
+    assert failed["remark"] == "RETRY | work horse died (exit code 3) before reporting an outcome"
+    assert failed["total_retry_attempts"] == 1
+
+
+def test_forking_worker_runs_each_task_in_its_own_process(make_sq: Callable[..., ServiceQ]) -> None:
+    sq = make_sq("forky", worker_count=0)
+    sq.set_task_function(tasks.pid_of_runner)
+    sq.push_many([{} for _ in range(3)])
+    ForkingServiceQWorker("forky-pending", connection=sq.connection).work(burst=True, logging_level="WARNING")
+    pids = {q["remark"].split("|")[1].strip() for q in sq.get_batch_report()["passed_tasks"]}
+    assert len(pids) == 3 and str(os.getpid()) not in pids
+
+
+def test_warm_shutdown_gives_unstarted_tasks_back(make_sq: Callable[..., ServiceQ], spawn_cli_worker) -> None:
+    """SIGTERM while a claimed group runs: the running task finishes, the rest go back to the queue."""
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.slow)
+    # Teach the worker that tasks are quick, so it claims a group, then make them slow.
+    sq.push_many([{"seconds": 0} for _ in range(200)])
+    worker = spawn_cli_worker("drag-pending")
+    sq.wait_for_batch(timeout=30)
+    sq.push_many([{"seconds": 0.3} for _ in range(20)])
+    wait_until(lambda: sq.get_status_info()["total_success"] >= 1, timeout=30)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    info = sq.get_status_info()
+    done = info["total_success"]
+    assert done < 20
+    assert info["pending_q_length"] == 20 - done  # nothing held by the stopped worker
+    assert sq.connection.zcard(sq.keys.leases) == 0
+    drain(sq)
+    assert sq.get_batch_report()["total_success"] == 20
