@@ -88,8 +88,8 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, final
         conn.zrem(keys.finalize, batch_id)
         return False
     batch_report = report.build(conn, keys, settings, batch_id, status=final_status)
-    report.keep_for(conn, keys, batch_id, settings.report_ttl)
     call_hook(settings.batch_end_callback, batch_report, what="batch-end callback")
+    report.keep_for(conn, keys, batch_id, settings.report_ttl)  # after the callback: it can be long
     done = scripts.run(
         conn,
         scripts.FINISH,
