@@ -9,18 +9,15 @@ sleeps exactly until then and a waiting retry costs nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from redis import Redis
-from rq.utils import utcformat
 
 from . import keys as k
 from . import scripts
 from .job import ServiceQJob
 from .models import Settings
+from .scripts import LEASE_SECONDS
 from .state import decode_hash, settings_from_hash, text
-
-LEASE_SECONDS = 15.0
 
 
 @dataclass
@@ -31,6 +28,7 @@ class Claim:
     wake_at: float | None
     finalize_batch: str
     settings: Settings
+    pause_gen: int = 0
     jobs: list[ServiceQJob] = field(default_factory=list)
 
     def seconds_to_wake(self) -> float | None:
@@ -38,21 +36,18 @@ class Claim:
 
 
 def claim(conn: Redis, keys: k.Keys, worker_name: str, count: int = 1, lease: float = LEASE_SECONDS) -> Claim:
-    raw = scripts.run(
-        conn,
-        scripts.CLAIM,
-        keys=[keys.state, keys.queue, keys.retry, keys.leases, keys.started, k.SUSPENDED, keys.finalize, keys.workers],
-        args=[worker_name, count, lease, k.JOB_PREFIX, keys.batch_prefix, utcformat(datetime.now(UTC))],
-    )
-    now, status, active, wake, finalize, state, tasks = raw
+    ctx = scripts.Context(keys, worker_name, lease=lease)
+    now, status, active, wake, finalize, state, tasks = scripts.run(conn, scripts.CLAIM, ctx, [count])
     wake_text = text(wake)
+    fields = decode_hash(state)
     return Claim(
         now=float(now),
         status=text(status),
         active_batch=text(active),
         wake_at=float(wake_text) if wake_text else None,
         finalize_batch=text(finalize),
-        settings=settings_from_hash(decode_hash(state)),
+        settings=settings_from_hash(fields),
+        pause_gen=int(fields.get("pause_gen") or 0),
         jobs=[_job(conn, task_id, flat) for task_id, _claim, flat in tasks],
     )
 
@@ -63,13 +58,14 @@ def _job(conn: Redis, task_id: bytes, flat: list[bytes]) -> ServiceQJob:
     return job
 
 
-def release(conn: Redis, keys: k.Keys, jobs: list[ServiceQJob]) -> None:
-    """Put claimed but unstarted tasks back at the head of the queue."""
-    if jobs:
-        args = [k.JOB_PREFIX] + [x for job in jobs for x in (job.id, job.claim)]
-        scripts.run(conn, scripts.RELEASE, keys=[keys.queue, keys.leases, keys.started], args=args)
+def release(conn: Redis, keys: k.Keys, worker_name: str, jobs: list[ServiceQJob]) -> list[str]:
+    """Put claimed but unstarted tasks back at the head of the queue; returns batches this ended."""
+    if not jobs:
+        return []
+    args = [x for job in jobs for x in (job.id, job.claim)]
+    return [text(b) for b in scripts.run(conn, scripts.RELEASE, scripts.Context(keys, worker_name), args)]
 
 
 def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], lease: float = LEASE_SECONDS) -> None:
     if task_ids:
-        scripts.run(conn, scripts.EXTEND_LEASES, keys=[keys.leases], args=[lease, *task_ids])
+        scripts.run(conn, scripts.EXTEND_LEASES, scripts.Context(keys, lease=lease), task_ids)

@@ -96,6 +96,13 @@ class Keys:
         return self.base + "finalize"
 
     @property
+    def supervisors(self) -> str:  # ZSET supervisor id -> heartbeat expiry, for dividing worker_count
+        return self.base + "supervisors"
+
+    def acks(self, gen: int) -> str:  # SET workers that took in pause/stop generation `gen`
+        return f"{self.base}acks:{gen}"
+
+    @property
     def batch_prefix(self) -> str:
         return self.base + "batch:"
 
@@ -121,4 +128,5 @@ class Keys:
             self.bell,
             self.batches,
             self.finalize,
+            self.supervisors,
         ]

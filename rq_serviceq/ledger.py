@@ -1,25 +1,22 @@
 """worker → ledger → passed/failed: recording outcomes and ending batches.
 
-All accounting happens inside the SETTLE script, so "how many are left in
-this batch" is never inferred from queue and registry lengths that RQ moves
-between non-atomically.  The worker whose outcome takes the batch's pending
-count to zero gets the batch id back and does the end work (``finalize``);
-if it dies doing so, the finalize lease runs out and another worker takes it
-over from its next claim.
+All accounting happens inside Lua scripts (``count_end`` in ``scripts.LIB``),
+so "how many are left in this batch" is never inferred from queue and
+registry lengths that RQ moves between non-atomically.  The step whose
+outcome takes the batch's pending count to zero gets the batch id back and
+does the end work (``finalize``); if it dies doing so, the finalize lease
+runs out and another worker takes it over from its next claim.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from redis import Redis
-from rq.utils import utcformat
 
 from . import keys as k
 from . import report, scripts
 from .callbacks import call_hook
-from .claim import LEASE_SECONDS
 from .job import ServiceQJob
 from .models import Settings
 from .remarks import Outcome
@@ -45,31 +42,11 @@ def settle(
     conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, outcomes: list[tuple[ServiceQJob, Outcome]]
 ) -> SettleResult:
     """Record attempts' outcomes in one round trip."""
-    args: list[str | float | int] = [
-        k.JOB_PREFIX,
-        keys.batch_prefix,
-        settings.report_ttl,
-        utcformat(datetime.now(UTC)),
-        LEASE_SECONDS,
-    ]
-    for job, outcome in outcomes:
-        args += [job.id, job.claim, outcome.verdict.value, outcome.remark]
-    now, rows, ended = scripts.run(
-        conn,
-        scripts.SETTLE,
-        keys=[
-            keys.state,
-            keys.retry,
-            keys.leases,
-            keys.started,
-            keys.finished,
-            keys.failed,
-            keys.bell,
-            k.worker_key(worker_name),
-            keys.finalize,
-        ],
-        args=args,
-    )
+    if not outcomes:
+        return SettleResult(0.0, [], [])
+    args = [x for job, outcome in outcomes for x in (job.id, job.claim, outcome.verdict.value, outcome.remark)]
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl)
+    now, rows, ended = scripts.run(conn, scripts.SETTLE, ctx, args)
     return SettleResult(float(now), [_settled(row) for row in rows], [text(b) for b in ended])
 
 
@@ -78,22 +55,18 @@ def _settled(row: list[bytes | int]) -> Settled:
     return Settled(task_id, result, float(due) if due else None, int(retries) if retries else 0)
 
 
-def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, final_status: str = "FINISHED") -> bool:
-    """Build the report, keep it for ``report_ttl``, run the batch-end callback, mark the batch done.
+def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bool:
+    """Build the report, run the batch-end callback, keep the report for ``report_ttl``, mark the batch done.
 
     Returns False when the batch had been finalized already (a worker that
     took the work over after a lease ran out finds nothing left to do).
     """
-    if conn.hget(keys.batch(batch_id), "finalized"):
+    done_at, final_status = conn.hmget(keys.batch(batch_id), "finalized", "final_status")
+    if done_at:
         conn.zrem(keys.finalize, batch_id)
         return False
-    batch_report = report.build(conn, keys, settings, batch_id, status=final_status)
+    status = text(final_status) if final_status else "FINISHED"
+    batch_report = report.build(conn, keys, settings, batch_id, status=status)
     call_hook(settings.batch_end_callback, batch_report, what="batch-end callback")
     report.keep_for(conn, keys, batch_id, settings.report_ttl)  # after the callback: it can be long
-    done = scripts.run(
-        conn,
-        scripts.FINISH,
-        keys=[keys.state, keys.finalize, keys.batch(batch_id)],
-        args=[batch_id, final_status],
-    )
-    return bool(done)
+    return bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))

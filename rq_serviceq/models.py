@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -60,7 +61,15 @@ class Settings(WorkerConfig, RetryConfig):
     batch_begin_callback: str | None = None
     batch_end_callback: str | None = None
     worker_push_update_callback: str | None = None
+    schedule: str | None = None  # cron expression: work the queue only at these times
     created_at: float = 0.0
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (e.g. '0 * * * *' for hourly)")
+        return value or None
 
     def describe(self) -> dict[str, Any]:
         return self.model_dump()

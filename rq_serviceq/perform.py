@@ -17,7 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,9 +73,15 @@ async def _awaited(value: Any) -> Any:
 
 
 async def _call_async(
-    func: Callable[..., Any], settings: Settings, job: ServiceQJob, gate: asyncio.Semaphore
-) -> Outcome:
+    func: Callable[..., Any],
+    settings: Settings,
+    job: ServiceQJob,
+    gate: asyncio.Semaphore,
+    give_back: Callable[[], bool],
+) -> Outcome | None:
     async with gate:
+        if give_back():
+            return None
         token = _current.set(job.qtask(settings.id))
         try:
             return outcome_of_return(await func(job.task))
@@ -114,7 +120,7 @@ class Runner:
         if isinstance(func, Outcome):
             result = GroupResult(done=[(job, func) for job in jobs])
         elif inspect.iscoroutinefunction(func):
-            result = self._run_async(func, settings, jobs)
+            result = self._run_async(func, settings, jobs, give_back)
         elif self.concurrency == 1 or len(jobs) == 1:
             result = self._run_serial(func, settings, jobs, give_back)
         else:
@@ -131,36 +137,42 @@ class Runner:
     ) -> GroupResult:
         result = GroupResult()
         for i, job in enumerate(jobs):
-            if i and should_stop():
+            if should_stop():
                 result.unstarted = jobs[i:]
                 break
             result.done.append((job, _call(func, settings, job)))
         return result
 
     def _run_threads(
-        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool]
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], give_back: Callable[[], bool]
     ) -> GroupResult:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="serviceq-task")
-        pending: dict[Future[Outcome], ServiceQJob] = {
-            self._pool.submit(contextvars.copy_context().run, _call, func, settings, job): job for job in jobs
-        }
-        result = GroupResult()
-        while pending:
-            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                result.done.append((pending.pop(fut), fut.result()))
-            if should_stop():
-                for fut in [f for f in pending if f.cancel()]:
-                    result.unstarted.append(pending.pop(fut))
-        return result
 
-    def _run_async(self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob]) -> GroupResult:
-        async def run_all() -> list[Outcome]:
+        def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
+            return None if give_back() else _call(func, settings, job)
+
+        futures = [self._pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
+        return _collect(jobs, [fut.result() for fut in futures])
+
+    def _run_async(
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], give_back: Callable[[], bool]
+    ) -> GroupResult:
+        async def run_all() -> list[Outcome | None]:
             gate = asyncio.Semaphore(self.concurrency)
-            return await asyncio.gather(*(_call_async(func, settings, job, gate) for job in jobs))
+            return await asyncio.gather(*(_call_async(func, settings, job, gate, give_back) for job in jobs))
 
-        return GroupResult(done=list(zip(jobs, asyncio.run(run_all()), strict=True)))
+        return _collect(jobs, asyncio.run(run_all()))
+
+
+def _collect(jobs: list[ServiceQJob], outcomes: list[Outcome | None]) -> GroupResult:
+    result = GroupResult()
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if outcome is None:
+            result.unstarted.append(job)
+        else:
+            result.done.append((job, outcome))
+    return result
 
 
 class ForkRunner(Runner):
@@ -178,7 +190,7 @@ class ForkRunner(Runner):
         started = time.perf_counter()
         result = GroupResult()
         for i, job in enumerate(jobs):
-            if i and (should_stop() or time.perf_counter() > started + budget):
+            if should_stop() or (i and time.perf_counter() > started + budget):
                 result.unstarted = jobs[i:]
                 break
             result.done.append((job, _in_child(settings, job)))

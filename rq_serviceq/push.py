@@ -89,12 +89,7 @@ def _push_chunk(conn: Redis, keys: k.Keys, encoded: list[bytes], func_label: str
         for task_id, task_json in zip(ids, encoded, strict=True):
             description = f"{func_label}({_short(task_json)})"
             pipe.hset(k.job_key(task_id), mapping=job_fields(task_json, keys.queue_name, description, stamp))
-        scripts.run(
-            pipe,
-            scripts.PUSH,
-            keys=[keys.state, keys.queue, keys.batches, keys.bell, k.RQ_QUEUES],
-            args=[uuid.uuid4().hex, keys.batch_prefix, k.JOB_PREFIX, *ids],
-        )
+        scripts.run(pipe, scripts.PUSH, scripts.Context(keys), [uuid.uuid4().hex, *ids])
         batch_id, opened, _now = pipe.execute()[-1]
     return PushResult(ids, batch_id.decode(), bool(int(opened)))
 

@@ -30,7 +30,7 @@ def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status
         raise LookupError(f"service queue {settings.name!r} has no batch {batch_id!r} (never existed, or expired)")
     start = _float(fields.get("start_time"))
     end = _float(fields.get("end_time"))
-    now = _redis_now(conn) if end is None else end
+    now = redis_now(conn) if end is None else end
     return BatchReport(
         batch_id=batch_id,
         serviceq_id=settings.id,
@@ -63,9 +63,7 @@ def iter_tasks(
     """Stream a batch's passed or failed tasks in completion order, a page per round trip."""
     if which not in ("passed", "failed"):
         raise ValueError(f"which must be 'passed' or 'failed', not {which!r}")
-    list_key = keys.batch_passed(batch_id) if which == "passed" else keys.batch_failed(batch_id)
-    start = 0
-    while ids := [text(x) for x in conn.lrange(list_key, start, start + page_size - 1)]:
+    for ids in iter_id_pages(conn, keys, batch_id, which, page_size):
         with conn.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.hmget(k.job_key(task_id), _TASK_FIELDS)
@@ -73,17 +71,59 @@ def iter_tasks(
         for task_id, row in zip(ids, rows, strict=True):
             if row[0] is not None:
                 yield qtask_from_row(task_id, serviceq_id, row)
+
+
+def iter_id_pages(
+    conn: Redis, keys: k.Keys, batch_id: str, which: str, page_size: int = PAGE_SIZE
+) -> Iterator[list[str]]:
+    list_key = keys.batch_passed(batch_id) if which == "passed" else keys.batch_failed(batch_id)
+    start = 0
+    while ids := [text(x) for x in conn.lrange(list_key, start, start + page_size - 1)]:
+        yield ids
         start += page_size
+
+
+def tasks_to_requeue(conn: Redis, ids: list[str]) -> list[tuple[str, Any]]:
+    """(task id, task) of the failed tasks among ``ids`` that were not requeued already."""
+    with conn.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            pipe.hmget(k.job_key(task_id), ["data", "sq_final", "sq_requeued_as"])
+        rows = pipe.execute()
+    return [
+        (task_id, _task_of(data))
+        for task_id, (data, final, requeued) in zip(ids, rows, strict=True)
+        if data is not None and final == b"failed" and not requeued
+    ]
+
+
+def eta_seconds(info: dict[str, Any], now: float) -> float | None:
+    """Time left in the batch at the throughput so far; None until a task has ended."""
+    done = info["total_success"] + info["total_failed"]
+    if info["total_pending"] == 0:
+        return 0.0 if done else None
+    if not done or info["start_time"] is None or info["end_time"] is not None:
+        return None
+    elapsed = max(now - info["start_time"], 1e-6)
+    return round(info["total_pending"] * elapsed / done, 3)
+
+
+def _task_of(data: bytes | None) -> Any:
+    if not data:
+        return None
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        raw = data
+    return json.loads(raw)[2][0]
 
 
 def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> QTask:
     data, batch_id, created, retries, last, remark = row
-    payload = json.loads(zlib.decompress(data)) if data else [None, None, [None], {}]
     return QTask(
         task_id=task_id,
         batch_id=text(batch_id or b""),
         serviceq_id=serviceq_id,
-        task=payload[2][0],
+        task=_task_of(data),
         total_retry_attempts=int(retries or 0),
         last_retry_timestamp=_float(last),
         created_at=_float(created),
@@ -93,15 +133,14 @@ def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> Q
 
 def keep_for(conn: Redis, keys: k.Keys, batch_id: str, ttl: int) -> None:
     """Give a finished batch's report (ledger, lists, task hashes) its time to live."""
-    for list_key in (keys.batch_passed(batch_id), keys.batch_failed(batch_id)):
-        start = 0
-        while ids := conn.lrange(list_key, start, start + PAGE_SIZE - 1):
+    for which in ("passed", "failed"):
+        for ids in iter_id_pages(conn, keys, batch_id, which):
             with conn.pipeline(transaction=False) as pipe:
                 for task_id in ids:
-                    pipe.expire(k.job_key(text(task_id)), ttl)
+                    pipe.expire(k.job_key(task_id), ttl)
                 pipe.execute()
-            start += PAGE_SIZE
-        conn.expire(list_key, ttl)
+    conn.expire(keys.batch_passed(batch_id), ttl)
+    conn.expire(keys.batch_failed(batch_id), ttl)
     conn.expire(keys.batch(batch_id), ttl)
 
 
@@ -112,7 +151,7 @@ def worker_reports(conn: Redis, keys: k.Keys) -> dict[str, dict[str, Any]]:
         for name in names:
             pipe.hgetall(name if name.startswith(k.RQ_WORKER_PREFIX) else k.worker_key(name))
         hashes = pipe.execute()
-    now = _redis_now(conn)
+    now = redis_now(conn)
     reports = {}
     for key, raw in zip(names, hashes, strict=True):
         if not raw:
@@ -140,7 +179,7 @@ def _rq_date(value: str | None) -> float | None:
     return utcparse(value).timestamp()
 
 
-def _redis_now(conn: Redis) -> float:
+def redis_now(conn: Redis) -> float:
     secs, micros = conn.time()
     return secs + micros / 1_000_000
 

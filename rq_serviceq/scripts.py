@@ -1,82 +1,170 @@
 """Lua scripts: every transition that must be atomic across workers and machines.
 
-Each script takes Redis' own clock (``TIME``) for due times and timestamps, so
-workers whose clocks disagree still agree on when a retry is due.  Floats are
-returned as strings because Redis truncates Lua numbers to integers.
+All scripts share one calling convention, ``CONTEXT``: the same KEYS (every
+key of the service queue a transition may touch) and the same first ARGV
+(prefixes, TTL, the caller's worker).  ``LIB`` holds the few steps several
+transitions share: counting a task's end in its batch ledger exactly once,
+failing a task, and asking whether its batch was stopped.
+
+Each script takes Redis' own clock (``TIME``), so workers whose clocks
+disagree still agree on when a retry is due.  Floats are returned as strings
+because Redis truncates Lua numbers to integers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
+from rq.utils import utcformat
+
+from . import keys as k
 
 _scripts: dict[str, Script] = {}
+LEASE_SECONDS = 15.0  # how long a claimed task or batch-end job stays a worker's without a sign of life
+DEFAULT_TTL = 7 * 24 * 3600
 
 
-def run(conn: Redis | Pipeline, source: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+@dataclass(frozen=True)
+class Context:
+    """The KEYS and leading ARGV every script gets (see ``HEADER``)."""
+
+    keys: k.Keys
+    worker_name: str = ""
+    ttl: int = DEFAULT_TTL
+    lease: float = LEASE_SECONDS
+
+    def key_list(self) -> list[str]:
+        q = self.keys
+        worker = k.worker_key(self.worker_name) if self.worker_name else q.base + "no-worker"
+        return [q.state, q.queue, q.retry, q.leases, q.started, q.finished, q.failed, q.finalize, q.bell,
+                q.batches, k.RQ_QUEUES, k.SUSPENDED, q.workers, worker]  # fmt: skip
+
+    def arg_list(self) -> list[Any]:
+        stamp = utcformat(datetime.now(UTC))  # RQ's date format, for RQ's own fields
+        return [k.JOB_PREFIX, self.keys.batch_prefix, self.ttl, stamp, self.lease, self.worker_name]
+
+
+def run(conn: Redis | Pipeline, source: str, ctx: Context, args: Sequence[Any] = ()) -> Any:
     """Run a script by SHA (loading it once), on a connection or inside a pipeline."""
     script = _scripts.get(source)
     if script is None:
-        script = _scripts[source] = Script(conn, source)  # type: ignore[arg-type]
-    return script(keys=keys, args=args, client=conn)  # type: ignore[arg-type]
+        script = _scripts[source] = Script(conn, HEADER + LIB + source)  # type: ignore[arg-type]
+    return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *args], client=conn)  # type: ignore[arg-type]
 
+
+HEADER = """
+-- KEYS[1] state hash   KEYS[2] queue list (RQ)   KEYS[3] retry zset   KEYS[4] leases zset
+-- KEYS[5] started registry (RQ)   KEYS[6] finished registry (RQ)   KEYS[7] failed registry (RQ)
+-- KEYS[8] finalize zset   KEYS[9] bell list   KEYS[10] batches zset   KEYS[11] rq:queues
+-- KEYS[12] rq:suspended   KEYS[13] RQ's worker set of the queue   KEYS[14] the caller's RQ worker hash
+-- ARGV[1] job key prefix   ARGV[2] batch key prefix   ARGV[3] report ttl   ARGV[4] RQ date stamp
+-- ARGV[5] lease seconds   ARGV[6] worker name ('' when not a worker);  ARGV[7..] the script's own
+local t = redis.call('TIME')
+local k = {state = KEYS[1], queue = KEYS[2], retry = KEYS[3], leases = KEYS[4], started = KEYS[5],
+  finished = KEYS[6], failed = KEYS[7], finalize = KEYS[8], bell = KEYS[9], batches = KEYS[10],
+  rq_queues = KEYS[11], suspended = KEYS[12], workers = KEYS[13], worker = KEYS[14],
+  job_prefix = ARGV[1], batch_prefix = ARGV[2], ttl = tonumber(ARGV[3]), stamp = ARGV[4],
+  lease = tonumber(ARGV[5]), worker_name = ARGV[6], now = tonumber(t[1]) + tonumber(t[2]) / 1000000}
+local A = 7
+"""
+
+LIB = """
+local function ring(n)  -- wake up to n idle workers
+  for _ = 1, math.min(n, 64) do redis.call('RPUSH', k.bell, 'x') end
+  redis.call('LTRIM', k.bell, 0, 63)
+end
+
+-- Count a task's end in its batch ledger, once: sq_final guards against a task
+-- settled twice or put back by RQ tools after it had ended.  The step that takes
+-- `pending` to 0 and wins HSETNX on end_time ends the batch; returns its id then.
+local function count_end(jk, id, which)
+  if redis.call('HSETNX', jk, 'sq_final', which) == 0 then return nil end
+  local bid = redis.call('HGET', jk, 'sq_batch')
+  local bk = k.batch_prefix .. bid
+  redis.call('RPUSH', bk .. ':' .. which, id)
+  redis.call('HINCRBY', bk, which, 1)
+  local pending = redis.call('HINCRBY', bk, 'pending', -1)
+  if k.worker_name ~= '' and redis.call('EXISTS', k.worker) == 1 then
+    redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
+  end
+  if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
+    redis.call('HSET', bk, 'status', 'ENDING')
+    if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
+    redis.call('ZADD', k.finalize, k.now + k.lease, bid)
+    ring(64)
+    return bid
+  end
+  return nil
+end
+
+local function end_task(id, passed, remark)
+  local jk = k.job_prefix .. id
+  redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', k.stamp,
+    'sq_remark', remark, 'sq_last', tostring(k.now), 'sq_claim', '')
+  if not passed then redis.call('HSET', jk, 'exc_info', remark) end  -- what rq-dashboard shows
+  redis.call('ZADD', passed and k.finished or k.failed, k.now + k.ttl, id)
+  return count_end(jk, id, passed and 'passed' or 'failed')
+end
+
+local function unlease(id, claim)
+  redis.call('ZREM', k.leases, id)
+  if claim and claim ~= '' then redis.call('ZREM', k.started, id .. ':' .. claim) end
+end
+
+local function batch_stopped(id)
+  local bid = redis.call('HGET', k.job_prefix .. id, 'sq_batch')
+  return bid and redis.call('HGET', k.batch_prefix .. bid, 'stopped') == '1'
+end
+
+local STOPPED = 'STOPPED | the service queue was stopped before this task '
+"""
 
 PUSH = """
 -- Open or join the active batch and queue a chunk of tasks whose job hashes the
 -- same MULTI has just written.  Opening and joining happen in the same step as
 -- counting, so a batch can never end between "joined" and "counted".
--- KEYS[1] state hash    KEYS[2] queue list    KEYS[3] batches zset
--- KEYS[4] bell list     KEYS[5] rq:queues set
--- ARGV[1] batch id to use if a new batch opens   ARGV[2] batch key prefix
--- ARGV[3] job key prefix                         ARGV[4..] task ids
+-- ARGV[A] batch id to use if a new batch opens   ARGV[A+1..] task ids
 -- Returns {batch_id, opened (0|1), now}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local bid = redis.call('HGET', KEYS[1], 'active_batch')
+local bid = redis.call('HGET', k.state, 'active_batch')
 local opened = 0
 if not bid then
-  bid = ARGV[1]
+  bid = ARGV[A]
   opened = 1
-  redis.call('HSET', KEYS[1], 'active_batch', bid, 'last_batch', bid, 'status', 'PENDING')
-  redis.call('HSET', ARGV[2] .. bid, 'batch_id', bid, 'start_time', tostring(now), 'status', 'PENDING',
+  redis.call('HSET', k.state, 'active_batch', bid, 'last_batch', bid)
+  if redis.call('HGET', k.state, 'status') ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PENDING') end
+  redis.call('HSET', k.batch_prefix .. bid, 'batch_id', bid, 'start_time', tostring(k.now), 'status', 'PENDING',
     'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
-  redis.call('ZADD', KEYS[3], now, bid)
+  redis.call('ZADD', k.batches, k.now, bid)
 end
-local n = #ARGV - 3
-for i = 4, #ARGV do
-  redis.call('HSET', ARGV[3] .. ARGV[i], 'sq_batch', bid, 'sq_created', tostring(now))
-  redis.call('RPUSH', KEYS[2], ARGV[i])
+local n = #ARGV - A
+for i = A + 1, #ARGV do
+  redis.call('HSET', k.job_prefix .. ARGV[i], 'sq_batch', bid, 'sq_created', tostring(k.now))
+  redis.call('RPUSH', k.queue, ARGV[i])
 end
-redis.call('HINCRBY', ARGV[2] .. bid, 'submitted', n)
-redis.call('HINCRBY', ARGV[2] .. bid, 'pending', n)
-redis.call('SADD', KEYS[5], KEYS[2])
-for _ = 1, math.min(n, 64) do redis.call('RPUSH', KEYS[4], 'push') end  -- wake up to n idle workers
-redis.call('LTRIM', KEYS[4], 0, 63)
-return {bid, opened, tostring(now)}
+redis.call('HINCRBY', k.batch_prefix .. bid, 'submitted', n)
+redis.call('HINCRBY', k.batch_prefix .. bid, 'pending', n)
+redis.call('SADD', k.rq_queues, k.queue)
+ring(n)
+return {bid, opened, tostring(k.now)}
 """
 
 CLAIM = """
--- Hand a worker up to ARGV[2] tasks: tasks whose worker vanished (lease expired)
+-- Hand a worker up to ARGV[A] tasks: tasks whose worker vanished (lease expired)
 -- first, then due retries, then the pending queue.  Popping and registering are
--- one step, so a task is never held by two workers nor dropped in between.
--- KEYS[1] state hash   KEYS[2] queue list   KEYS[3] retry zset   KEYS[4] leases zset
--- KEYS[5] started registry (rq:wip)   KEYS[6] rq:suspended   KEYS[7] finalize zset
--- KEYS[8] RQ's set of workers on the queue
--- ARGV[1] worker name   ARGV[2] max tasks (a fair share of the backlog is taken, at least 1)
--- ARGV[3] lease seconds
--- ARGV[4] job key prefix   ARGV[5] batch key prefix   ARGV[6] started_at (RQ date string)
+-- one step, so a task is never held by two workers nor dropped in between.  A
+-- fair share of the backlog is taken, at least 1.  Tasks of a stopped batch are
+-- failed instead of handed out.
 -- Returns {now, status, active batch, next wake-up time, batch to finalize,
 --          state hash (flat), tasks: {{id, claim, job hash (flat)}, ...}}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lease = tonumber(ARGV[3])
-local state = redis.call('HGETALL', KEYS[1])
-local status = redis.call('HGET', KEYS[1], 'status') or 'CREATED'
-local active = redis.call('HGET', KEYS[1], 'active_batch') or ''
+local state = redis.call('HGETALL', k.state)
+local status = redis.call('HGET', k.state, 'status') or 'CREATED'
+local active = redis.call('HGET', k.state, 'active_batch') or ''
 
 local function first_score(key, best)
   local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -85,196 +173,239 @@ local function first_score(key, best)
 end
 
 local function reply(tasks, finalize)
-  local wake = first_score(KEYS[7], first_score(KEYS[4], first_score(KEYS[3], nil)))
-  return {tostring(now), status, active, wake and tostring(wake) or '', finalize, state, tasks}
+  local wake = first_score(k.finalize, first_score(k.leases, first_score(k.retry, nil)))
+  return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks}
 end
 
-if redis.call('EXISTS', KEYS[6]) == 1 then
+if redis.call('EXISTS', k.suspended) == 1 then
   status = 'SUSPENDED'
   return reply({}, '')
 end
-local fin = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 1)
+local fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
 if fin[1] then
-  redis.call('ZADD', KEYS[7], now + lease, fin[1])
+  redis.call('ZADD', k.finalize, k.now + k.lease, fin[1])
   return reply({}, fin[1])
 end
-if status == 'PAUSED' or status == 'STOPPED' then
-  return reply({}, '')
+-- Lost tasks of a stopped batch are failed whatever the status: nobody will run them.
+local ended = ''
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, 100)) do
+  if batch_stopped(id) then
+    unlease(id, redis.call('HGET', k.job_prefix .. id, 'sq_claim'))
+    ended = end_task(id, false, STOPPED .. 'could finish (its worker was lost)') or ended
+  end
 end
+if ended ~= '' then return reply({}, ended) end
+if status == 'PAUSED' or status == 'STOPPED' then return reply({}, '') end
 
-local want = tonumber(ARGV[2])
+local want = tonumber(ARGV[A])
 if want > 1 then
-  local workers = math.max(1, redis.call('SCARD', KEYS[8]))
-  local backlog = redis.call('LLEN', KEYS[2]) + redis.call('ZCOUNT', KEYS[3], '-inf', now)
+  local workers = math.max(1, redis.call('SCARD', k.workers))
+  local backlog = redis.call('LLEN', k.queue) + redis.call('ZCOUNT', k.retry, '-inf', k.now)
   want = math.max(1, math.min(want, math.ceil(backlog / workers)))
 end
 local ids = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, want)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, want)) do
   ids[#ids + 1] = id
-  redis.call('HINCRBY', ARGV[4] .. id, 'sq_lost', 1)
+  redis.call('HINCRBY', k.job_prefix .. id, 'sq_lost', 1)
 end
 if #ids < want then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, want - #ids)) do
-    redis.call('ZREM', KEYS[3], id)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.retry, '-inf', k.now, 'LIMIT', 0, want - #ids)) do
+    redis.call('ZREM', k.retry, id)
     ids[#ids + 1] = id
   end
 end
 while #ids < want do
-  local id = redis.call('LPOP', KEYS[2])
+  local id = redis.call('LPOP', k.queue)
   if not id then break end
   ids[#ids + 1] = id
 end
 
 local tasks = {}
 for _, id in ipairs(ids) do
-  local jk = ARGV[4] .. id
+  local jk = k.job_prefix .. id
   if redis.call('EXISTS', jk) == 0 then
-    redis.call('ZREM', KEYS[4], id)
+    redis.call('ZREM', k.leases, id)
+  elseif batch_stopped(id) then
+    unlease(id, redis.call('HGET', jk, 'sq_claim'))
+    ended = end_task(id, false, STOPPED .. 'could run') or ended
   else
-    local old = redis.call('HGET', jk, 'sq_claim')
-    if old and old ~= '' then redis.call('ZREM', KEYS[5], id .. ':' .. old) end
+    unlease(id, redis.call('HGET', jk, 'sq_claim'))
     local claim = tostring(redis.call('HINCRBY', jk, 'sq_claims', 1))
-    redis.call('HSET', jk, 'status', 'started', 'worker_name', ARGV[1], 'started_at', ARGV[6], 'sq_claim', claim)
-    redis.call('ZADD', KEYS[4], now + lease, id)
-    redis.call('ZADD', KEYS[5], '+inf', id .. ':' .. claim)
+    redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim)
+    redis.call('ZADD', k.leases, k.now + k.lease, id)
+    redis.call('ZADD', k.started, '+inf', id .. ':' .. claim)
     tasks[#tasks + 1] = {id, claim, redis.call('HGETALL', jk)}
   end
 end
 if #tasks > 0 and status == 'PENDING' then
   status = 'RUNNING'
-  redis.call('HSET', KEYS[1], 'status', status)
-  if active ~= '' then redis.call('HSET', ARGV[5] .. active, 'status', status) end
+  redis.call('HSET', k.state, 'status', status)
+  if active ~= '' then redis.call('HSET', k.batch_prefix .. active, 'status', status) end
 end
-return reply(tasks, '')
+return reply(tasks, ended)
 """
 
 SETTLE = """
 -- Record the outcome of attempts.  A passed or finally failed task moves to the
 -- finished/failed registry and its batch ledger in one step; a retryable failure
--- is scheduled on the retry zset.  The claim token fences out a worker that lost
--- its lease: its late outcome is ignored, so no task is counted twice.  The batch
--- ends exactly once: only the step that takes `pending` to 0 and wins HSETNX on
--- end_time ends it, and queues its batch-end work on the finalize zset.
--- KEYS[1] state hash   KEYS[2] retry zset   KEYS[3] leases zset   KEYS[4] started registry
--- KEYS[5] finished registry   KEYS[6] failed registry   KEYS[7] bell list
--- KEYS[8] worker hash   KEYS[9] finalize zset
--- ARGV[1] job key prefix   ARGV[2] batch key prefix   ARGV[3] registry ttl seconds
--- ARGV[4] ended_at (RQ date string)   ARGV[5] lease seconds
--- ARGV[6..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
+-- is scheduled on the retry zset (unless its batch was stopped: then it fails).
+-- The claim token fences out a worker that lost its lease: its late outcome is
+-- ignored, so no task is counted twice.
+-- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
 -- Returns {now, {{id, result, due, retries}, ...}, {ended batch ids}}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local limit = tonumber(redis.call('HGET', KEYS[1], 'retry_limit') or '0')
-local resting = tonumber(redis.call('HGET', KEYS[1], 'resting_period') or '0')
-local backoff = tonumber(redis.call('HGET', KEYS[1], 'loop_backoff') or '0')
-local ttl = tonumber(ARGV[3])
-local worker_alive = redis.call('EXISTS', KEYS[8]) == 1
+local limit = tonumber(redis.call('HGET', k.state, 'retry_limit') or '0')
+local resting = tonumber(redis.call('HGET', k.state, 'resting_period') or '0')
+local backoff = tonumber(redis.call('HGET', k.state, 'loop_backoff') or '0')
 local results, ended = {}, {}
-local ring = false
+local rang = false
 
--- Count a task's end in its batch ledger, once: sq_final guards against a task
--- that RQ tools (rq requeue, the dashboard) put back after it had ended.
-local function count_end(jk, id, which, passed)
-  if redis.call('HSETNX', jk, 'sq_final', which) == 0 then return end
-  local bid = redis.call('HGET', jk, 'sq_batch')
-  local bk = ARGV[2] .. bid
-  redis.call('RPUSH', bk .. ':' .. which, id)
-  redis.call('HINCRBY', bk, which, 1)
-  local pending = redis.call('HINCRBY', bk, 'pending', -1)
-  if worker_alive then
-    redis.call('HINCRBY', KEYS[8], passed and 'successful_job_count' or 'failed_job_count', 1)
-  end
-  if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(now)) == 1 then
-    redis.call('HSET', bk, 'status', 'ENDING')
-    if redis.call('HGET', KEYS[1], 'active_batch') == bid then
-      redis.call('HDEL', KEYS[1], 'active_batch')
-    end
-    redis.call('ZADD', KEYS[9], now + tonumber(ARGV[5]), bid)
-    ended[#ended + 1] = bid
-    ring = true
-  end
-end
-
-for i = 6, #ARGV, 4 do
+for i = A, #ARGV, 4 do
   local id, claim, verdict, remark = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local jk = ARGV[1] .. id
+  local jk = k.job_prefix .. id
   if redis.call('HGET', jk, 'sq_claim') ~= claim then
     results[#results + 1] = {id, 'stale', '', ''}
   else
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('ZREM', KEYS[4], id .. ':' .. claim)
+    unlease(id, claim)
     local retries = tonumber(redis.call('HGET', jk, 'sq_retries') or '0')
-    redis.call('HSET', jk, 'sq_claim', '', 'sq_last', tostring(now), 'sq_remark', remark)
-    if verdict == 'retry' and retries < limit then
+    local stopped = batch_stopped(id)
+    local bid
+    if verdict == 'retry' and retries < limit and not stopped then
       retries = retries + 1
-      local due = now + resting + (retries - 1) * backoff
-      redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due))
-      redis.call('ZADD', KEYS[2], due, id)
+      local due = k.now + resting + (retries - 1) * backoff
+      redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
+        'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
+      redis.call('ZADD', k.retry, due, id)
       results[#results + 1] = {id, 'retry', tostring(due), retries}
-      ring = true
+      if not rang then ring(1) rang = true end
     else
-      local passed = verdict == 'pass'
-      local which = passed and 'passed' or 'failed'
-      redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', ARGV[4])
-      if not passed then redis.call('HSET', jk, 'exc_info', remark) end  -- what rq-dashboard shows
-      redis.call('ZADD', passed and KEYS[5] or KEYS[6], now + ttl, id)
-      count_end(jk, id, which, passed)
-      results[#results + 1] = {id, which, '', retries}
+      if verdict == 'retry' and retries < limit then remark = STOPPED .. 'could be retried: ' .. remark end
+      bid = end_task(id, verdict == 'pass', remark)
+      results[#results + 1] = {id, verdict == 'pass' and 'passed' or 'failed', '', retries}
     end
+    if bid then ended[#ended + 1] = bid end
   end
 end
-if ring then
-  redis.call('RPUSH', KEYS[7], 'settle')
-  redis.call('LTRIM', KEYS[7], 0, 63)
-end
-return {tostring(now), results, ended}
-"""
-
-FINISH = """
--- Mark a batch's end work (report, batch-end callback) done.  The service queue
--- becomes FINISHED only if no newer batch has opened meanwhile.
--- KEYS[1] state hash   KEYS[2] finalize zset   KEYS[3] batch hash
--- ARGV[1] batch id   ARGV[2] final status (FINISHED|STOPPED)
--- Returns 1 when this call finished the batch, 0 when it had been finished already.
-if redis.call('HGET', KEYS[3], 'finalized') then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 0
-end
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[3], 'finalized', tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000), 'status', ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if not redis.call('HGET', KEYS[1], 'active_batch') then
-  redis.call('HSET', KEYS[1], 'status', ARGV[2])
-end
-return 1
+return {tostring(k.now), results, ended}
 """
 
 RELEASE = """
 -- Give claimed tasks that were never started back to the front of the queue
--- (a worker asked to stop between tasks of a claimed group).
--- KEYS[1] queue list   KEYS[2] leases zset   KEYS[3] started registry
--- ARGV[1] job key prefix   ARGV[2..] pairs: task id, claim token
-for i = #ARGV - 1, 2, -2 do
+-- (a worker asked to stop or pause between tasks of a claimed group).  Tasks of
+-- a stopped batch are failed instead.
+-- ARGV[A..] pairs: task id, claim token.   Returns {ended batch ids}
+local ended = {}
+for i = #ARGV - 1, A, -2 do
   local id, claim = ARGV[i], ARGV[i + 1]
-  local jk = ARGV[1] .. id
+  local jk = k.job_prefix .. id
   if redis.call('HGET', jk, 'sq_claim') == claim then
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('ZREM', KEYS[3], id .. ':' .. claim)
-    redis.call('HSET', jk, 'sq_claim', '', 'status', 'queued')
-    redis.call('LPUSH', KEYS[1], id)
+    unlease(id, claim)
+    if batch_stopped(id) then
+      local bid = end_task(id, false, STOPPED .. 'could run')
+      if bid then ended[#ended + 1] = bid end
+    else
+      redis.call('HSET', jk, 'sq_claim', '', 'status', 'queued')
+      redis.call('LPUSH', k.queue, id)
+    end
   end
 end
-return 1
+ring(#ARGV - A)
+return ended
 """
 
 EXTEND_LEASES = """
 -- Keep a live worker's claims from being taken as lost.  Only ids still leased
 -- (XX) are touched, so a task already settled is not resurrected.
--- KEYS[1] leases zset   ARGV[1] lease seconds   ARGV[2..] task ids
-local t = redis.call('TIME')
-local until_ = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', until_, ARGV[i])
+-- ARGV[A..] task ids
+for i = A, #ARGV do
+  redis.call('ZADD', k.leases, 'XX', k.now + k.lease, ARGV[i])
 end
-return #ARGV - 1
+return #ARGV - A + 1
+"""
+
+SET_STATUS = """
+-- Pause or resume: ARGV[A] 'PAUSED' or 'RESUME'.  Pausing bumps pause_gen, which
+-- workers compare with the generation their claim saw before starting a task.
+-- Returns {status, pause_gen}
+local status = redis.call('HGET', k.state, 'status') or 'CREATED'
+if ARGV[A] == 'PAUSED' then
+  if status ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PAUSED', 'paused_from', status) end
+  redis.call('HINCRBY', k.state, 'pause_gen', 1)
+elseif status == 'PAUSED' then
+  local active = redis.call('HGET', k.state, 'active_batch')
+  local last = redis.call('HGET', k.state, 'last_batch')
+  local back = active and 'RUNNING' or (last and 'FINISHED' or 'CREATED')
+  redis.call('HSET', k.state, 'status', back)
+  ring(64)
+end
+return {redis.call('HGET', k.state, 'status'), redis.call('HGET', k.state, 'pause_gen') or '0'}
+"""
+
+STOP = """
+-- Stop the active batch: every task of it still queued or waiting to retry moves
+-- to failed with a STOPPED remark; running tasks finish and are counted (a retry
+-- they ask for is refused).  The service queue no longer has an active batch, so
+-- the next push opens a new one.  Returns {batch id or '', ended (0|1), pause_gen}
+local bid = redis.call('HGET', k.state, 'active_batch')
+redis.call('HINCRBY', k.state, 'pause_gen', 1)
+redis.call('HSET', k.state, 'status', 'STOPPED')
+if not bid then return {'', 0, redis.call('HGET', k.state, 'pause_gen')} end
+redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', 'STOPPED')
+redis.call('HDEL', k.state, 'active_batch')
+local ended = 0
+local function fail_all(ids, why)
+  for _, id in ipairs(ids) do
+    if redis.call('HGET', k.job_prefix .. id, 'sq_batch') == bid then
+      if end_task(id, false, STOPPED .. why) then ended = 1 end
+    end
+  end
+end
+local queued = redis.call('LRANGE', k.queue, 0, -1)
+local waiting = redis.call('ZRANGE', k.retry, 0, -1)
+for _, id in ipairs(queued) do redis.call('LREM', k.queue, 1, id) end
+for _, id in ipairs(waiting) do redis.call('ZREM', k.retry, id) end
+fail_all(queued, 'could run')
+fail_all(waiting, 'could be retried')
+local bk = k.batch_prefix .. bid
+if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and ended == 0 then
+  -- nothing was left to fail and nothing runs: end it here (no-op if it had ended already)
+  if redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
+    redis.call('ZADD', k.finalize, k.now + k.lease, bid)
+    ended = 1
+  end
+end
+ring(64)
+return {bid, ended, redis.call('HGET', k.state, 'pause_gen')}
+"""
+
+FINISH = """
+-- Mark a batch's end work (report, batch-end callback) done.  The service queue
+-- takes the batch's final status only if no newer batch has opened meanwhile.
+-- ARGV[A] batch id   ARGV[A+1] final status (FINISHED|STOPPED)
+-- Returns 1 when this call finished the batch, 0 when it had been finished already.
+local bk = k.batch_prefix .. ARGV[A]
+redis.call('ZREM', k.finalize, ARGV[A])
+if redis.call('HGET', bk, 'finalized') then return 0 end
+redis.call('HSET', bk, 'finalized', tostring(k.now), 'status', ARGV[A + 1])
+if not redis.call('HGET', k.state, 'active_batch') and redis.call('HGET', k.state, 'status') ~= 'PAUSED' then
+  redis.call('HSET', k.state, 'status', ARGV[A + 1])
+end
+return 1
+"""
+
+RECLAIM = """
+-- A worker is known to be dead (its supervisor saw it exit): make the tasks it
+-- held claimable now instead of when their leases run out, and drop it from RQ's
+-- worker registry.   ARGV[A] worker name.   Returns how many tasks it held.
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', k.leases, 0, -1)) do
+  if redis.call('HGET', k.job_prefix .. id, 'worker_name') == ARGV[A] then
+    redis.call('ZADD', k.leases, k.now, id)
+    n = n + 1
+  end
+end
+redis.call('SREM', k.workers, 'rq:worker:' .. ARGV[A])
+redis.call('SREM', 'rq:workers', 'rq:worker:' .. ARGV[A])
+redis.call('DEL', 'rq:worker:' .. ARGV[A])
+ring(math.max(n, 1))
+return n
 """

@@ -8,6 +8,8 @@ in as many processes as you like: they are one service queue.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -15,10 +17,12 @@ from typing import Any
 
 from redis import Redis
 
+from . import control, launcher, ledger, push, report, scripts, state
 from . import keys as k
-from . import launcher, push, report, state
 from .callbacks import call_hook, import_path_of
+from .claim import claim
 from .models import QTask, RetryConfig, Settings, WorkerConfig, validate_name
+from .perform import perform
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = object()
@@ -124,7 +128,7 @@ class ServiceQ:
     def _batch_opened(self, settings: Settings, batch_id: str) -> None:
         begin = report.summary(self.connection, self.keys, settings, batch_id).model_dump()
         call_hook(settings.batch_begin_callback, begin, what="batch-begin callback")
-        if settings.auto_start and settings.worker_count > 0:
+        if settings.auto_start and settings.worker_count > 0 and not settings.schedule:
             self.start()
 
     # --- workers --------------------------------------------------------------------------
@@ -147,6 +151,108 @@ class ServiceQ:
         deadline = None if timeout is None else time.monotonic() + timeout
         for proc in self._processes:
             proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # --- control ----------------------------------------------------------------------------
+    def pause(self, timeout: float = 5.0) -> None:
+        """Stop workers everywhere from starting tasks; running ones finish and are counted.
+
+        When this returns, no task of this service queue starts until ``resume()``:
+        claims are refused atomically, and workers holding a claimed group have
+        acknowledged that they will start none of it.  Waiting retries wait.
+        """
+        _status, gen = scripts.run(self.connection, scripts.SET_STATUS, scripts.Context(self.keys), ["PAUSED"])
+        control.quiesce(self.connection, self.keys, int(gen), timeout)
+
+    def resume(self) -> None:
+        """Let workers take tasks again, where they left off."""
+        scripts.run(self.connection, scripts.SET_STATUS, scripts.Context(self.keys), ["RESUME"])
+
+    def stop(self, timeout: float = 5.0) -> str | None:
+        """End the active batch now; returns its id (None when there was none).
+
+        Tasks still queued or waiting to retry move to failed with a ``STOPPED | ...``
+        remark; running tasks finish and are counted.  The batch then ends once, with
+        status STOPPED, and its batch-end callback runs (here, if nothing was running).
+        Workers started by ``start()`` exit; the next push opens a new batch.
+        """
+        ctx = scripts.Context(self.keys, ttl=self.settings.report_ttl)
+        batch_id, ended, gen = scripts.run(self.connection, scripts.STOP, ctx)
+        control.quiesce(self.connection, self.keys, int(gen), timeout)
+        batch_id = state.text(batch_id)
+        if int(ended):
+            ledger.finalize(self.connection, self.keys, self.settings, batch_id)
+        return batch_id or None
+
+    def scale(self, worker_count: int) -> None:
+        """Change the worker count at runtime.
+
+        Supervisors (``rq-serviceq worker NAME``) follow within a second; worker
+        processes this object started are added or asked to leave (warm shutdown:
+        a running task finishes) here and now.
+        """
+        self.set_worker_config(worker_count=worker_count)
+        alive = [p for p in self._processes if p.poll() is None]
+        for proc in alive[worker_count:]:
+            proc.send_signal(signal.SIGTERM)
+        if len(alive) < worker_count and self.current_batch_id() and self.get_status() != "FINISHED":
+            url = launcher.connection_url(self.connection)
+            self._processes += launcher.spawn_workers(self.name, url, worker_count - len(alive))
+
+    def requeue_failed(self, batch_id: str | None = None) -> int:
+        """Push a batch's failed tasks again, as new tasks with fresh retry counts; returns how many.
+
+        They join the running batch, or open a new one.  The old batch's report keeps
+        them as failed (that is what happened); they leave RQ's failed registry, and
+        a task is never requeued twice.
+        """
+        batch_id = batch_id or self.current_batch_id()
+        if batch_id is None:
+            return 0
+        count = 0
+        pages = report.iter_id_pages(self.connection, self.keys, batch_id, "failed")
+        for ids in pages:
+            tasks = report.tasks_to_requeue(self.connection, ids)
+            if not tasks:
+                continue
+            new_ids = self.push_many([task for _, task in tasks])
+            with self.connection.pipeline(transaction=True) as pipe:
+                for (old_id, _), new_id in zip(tasks, new_ids, strict=True):
+                    pipe.hset(k.job_key(old_id), "sq_requeued_as", new_id)
+                    pipe.zrem(self.keys.failed, old_id)
+                pipe.execute()
+            count += len(tasks)
+        return count
+
+    def work_once(self) -> dict[str, Any] | None:
+        """Process one task in this process (for when no workers run); returns its reported Qtask.
+
+        None when no task is ready (the queue is empty, retries are not yet due, or
+        the service queue is paused or stopped).
+        """
+        worker_name = f"work-once-{socket.gethostname()}-{os.getpid()}"
+        got = claim(self.connection, self.keys, worker_name, count=1, lease=600)
+        if got.finalize_batch:
+            ledger.finalize(self.connection, self.keys, got.settings, got.finalize_batch)
+        if not got.jobs:
+            return None
+        job = got.jobs[0]
+        outcome = perform(got.settings, job)
+        settled = ledger.settle(self.connection, self.keys, worker_name, got.settings, [(job, outcome)])
+        for batch_id in settled.ended_batches:
+            ledger.finalize(self.connection, self.keys, got.settings, batch_id)
+        qtask = job.qtask(self.id, remark=outcome.remark, last=settled.now)
+        qtask["total_retry_attempts"] = settled.tasks[0].retries
+        return qtask
+
+    def set_schedule(self, cron: str | None) -> None:
+        """Work the pending queue on a cron schedule (``"0 * * * *"``: hourly), or always (None).
+
+        With a schedule, pushes only fill the queue; at each scheduled time every
+        supervisor (``rq-serviceq worker NAME``) starts its share of ``worker_count``
+        workers, which work the batch to its end and exit.  A sixth field gives
+        seconds (croniter's extension), e.g. ``"* * * * * */10"``.
+        """
+        self._update(None, schedule=cron)
 
     # --- reading ---------------------------------------------------------------------------
     def get_status(self) -> str:
@@ -180,6 +286,7 @@ class ServiceQ:
             pipe.zcard(self.keys.finished)
             pipe.zcard(self.keys.failed)
             queued, waiting, passed, failed = pipe.execute()
+        info["eta_seconds"] = report.eta_seconds(info, report.redis_now(self.connection))
         info |= {
             "status": self.get_status(),
             "pending_q_length": queued + waiting,

@@ -32,8 +32,8 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
+from . import control, ledger, state
 from . import keys as k
-from . import ledger, state
 from .callbacks import call_hook
 from .claim import LEASE_SECONDS, Claim, claim, extend_leases, release
 from .job import ServiceQJob
@@ -79,6 +79,8 @@ class ServiceQWorker(SimpleWorker):
         self._group: list[ServiceQJob] = []
         self._held: dict[str, ServiceQJob] = {}
         self._counts = {"passed": 0, "failed": 0}
+        self._claim_gen = 0  # the service queue's pause generation when the current group was claimed
+        self._pause_gen_seen = 0  # the newest pause/stop generation this worker was told of
         self._task_seconds = 0.0  # moving average of one task's run time
         self._runner: Runner | None = None
         self._stop_keeper = threading.Event()
@@ -113,18 +115,32 @@ class ServiceQWorker(SimpleWorker):
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
         budget = max(4 * self.group_seconds, 0.2)
-        result = self._runner_for(settings).run(settings, group, lambda: self._stop_requested, budget)
+        result = self._runner_for(settings).run(settings, group, self._must_not_start, budget)
         self._learn_duration(result)
-        release(self.connection, self.sq_keys, result.unstarted)
+        ended = release(self.connection, self.sq_keys, self.name, result.unstarted)
         settled = ledger.settle(self.connection, self.sq_keys, self.name, settings, result.done)
         for job_id in [j.id for j in group]:
             self._held.pop(job_id, None)
         for (done_job, outcome), row in zip(result.done, settled.tasks, strict=True):
             self._report(done_job, outcome, row, settled.now)
-        for batch_id in settled.ended_batches:
+        for batch_id in ended + settled.ended_batches:
             self._finalize(batch_id)
         self._next_pop_at = time.monotonic() + settings.resting_period
         self.set_state(WorkerStatus.IDLE)
+
+    def handle_payload(self, message: dict[str, Any]) -> None:
+        """RQ's worker command channel, plus ServiceQ's pause/stop notice (see ``control.py``)."""
+        payload = control.parse(message)
+        if payload.get("command") != control.PAUSE_COMMAND:
+            super().handle_payload(message)
+            return
+        # From here on no task of a group claimed before this generation starts; then say so.
+        self._pause_gen_seen = max(self._pause_gen_seen, int(payload["gen"]))
+        control.acknowledge(self.connection, self.sq_keys, int(payload["gen"]), self.name)
+
+    def _must_not_start(self) -> bool:
+        """Asked before each task of a claimed group: a stop or a pause since the claim gives the rest back."""
+        return self._stop_requested or self._pause_gen_seen > self._claim_gen
 
     def teardown(self) -> None:
         self._stop_keeper.set()
@@ -144,6 +160,7 @@ class ServiceQWorker(SimpleWorker):
         got = claim(self.connection, self.sq_keys, self.name, count=self._group_size(), lease=self.lease_seconds)
         self.sq_settings = got.settings
         self._group = got.jobs
+        self._claim_gen = got.pause_gen
         return got
 
     def _group_size(self) -> int:
