@@ -37,19 +37,26 @@ def connection_url(conn: Redis) -> str:
     return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
 
 
-def worker_command(name: str, burst: bool = True) -> list[str]:
+def worker_command(name: str, burst: bool = True, worker_name: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", WORKER_CLASS, "--quiet"]
     if burst:
         cmd.append("--burst")
+    if worker_name:
+        cmd += ["--name", worker_name]
     return [*cmd, k.pending_queue_name(name)]
+
+
+def worker_env(url: str) -> dict[str, str]:
+    """This process's environment, the Redis URL, and a PYTHONPATH that finds what this process finds."""
+    env = dict(os.environ)
+    env["RQ_REDIS_URL"] = url
+    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    return env
 
 
 def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[subprocess.Popen[bytes]]:
     """Start ``count`` worker processes that can import whatever this process can."""
-    env = dict(os.environ)
-    env["RQ_REDIS_URL"] = url
-    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-    return [subprocess.Popen(worker_command(name, burst), env=env) for _ in range(count)]
+    return [subprocess.Popen(worker_command(name, burst), env=worker_env(url)) for _ in range(count)]
 
 
 def live_workers(conn: Redis, name: str) -> int:

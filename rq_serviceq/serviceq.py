@@ -186,15 +186,17 @@ class ServiceQ:
     def scale(self, worker_count: int) -> None:
         """Change the worker count at runtime.
 
-        Supervisors (``rq-serviceq worker NAME``) follow within a second; worker
-        processes this object started are added or asked to leave (warm shutdown:
-        a running task finishes) here and now.
+        Supervisors (``rq-serviceq worker NAME``) follow within a second.  When this
+        object started workers itself (``start()``, ``auto_start``), it adds more or asks
+        some to leave (warm shutdown: a running task finishes) here and now.
         """
         self.set_worker_config(worker_count=worker_count)
+        if not self._processes:
+            return  # workers run elsewhere (supervisors, rq worker): they follow the setting
         alive = [p for p in self._processes if p.poll() is None]
         for proc in alive[worker_count:]:
             proc.send_signal(signal.SIGTERM)
-        if len(alive) < worker_count and self.current_batch_id() and self.get_status() != "FINISHED":
+        if len(alive) < worker_count and self.get_status() in ("PENDING", "RUNNING"):
             url = launcher.connection_url(self.connection)
             self._processes += launcher.spawn_workers(self.name, url, worker_count - len(alive))
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,6 +87,25 @@ def spawn_cli_worker(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture
+def spawn_supervisor(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `rq-serviceq worker NAME` in its own process group, so its workers die with it at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(name: str = "drag") -> subprocess.Popen[bytes]:
+        env = dict(os.environ, RQ_REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-m", "rq_serviceq", "worker", name, "--interval", "0.2"]
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
 

@@ -130,3 +130,14 @@ def crash(task: dict[str, Any]) -> bool:
 
 def pid_of_runner(task: dict[str, Any]) -> tuple[bool, str]:
     return True, f"SUCCESS | {os.getpid()}"
+
+
+def timed(task: dict[str, Any]) -> tuple[bool, str]:
+    """Records (Redis time, task number) as it starts, sleeps task['seconds'], then follows task['fail']."""
+    conn = _conn()
+    secs, micros = conn.time()
+    conn.rpush("test:starts", f"{secs + micros / 1e6:.6f}:{task.get('i')}")
+    time.sleep(task.get("seconds", 0.05))
+    if task.get("fail"):
+        return False, "RETRY | asked to fail"
+    return True, "SUCCESS | done"

@@ -1,0 +1,43 @@
+"""``rq-serviceq``: the command line.
+
+``rq-serviceq worker NAME`` runs a supervisor (see ``supervisor.py``).  The
+Redis URL comes from ``--url``, else ``RQ_REDIS_URL`` or ``REDIS_URL`` (RQ's
+and the library's conventions), else ``redis://localhost:6379/0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from redis import Redis
+
+from .models import validate_name
+from .serviceq import DEFAULT_URL
+from .supervisor import Supervisor
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rq-serviceq", description="Service queues on RQ.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="keep this machine's share of a service queue's workers alive")
+    worker.add_argument("name", help="the service queue's name (its RQ queue is NAME-pending)")
+    worker.add_argument("--url", "-u", help="Redis URL (default: $RQ_REDIS_URL, $REDIS_URL, " + DEFAULT_URL + ")")
+    worker.add_argument("--interval", type=float, default=0.5, help="seconds between looks at the service queue")
+    worker.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
+    args = parser.parse_args(argv)
+
+    try:
+        name = validate_name(args.name)
+    except ValueError as exc:
+        parser.error(str(exc))
+    url = args.url or os.environ.get("RQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
+    Supervisor(Redis.from_url(url), name, url, interval=args.interval).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

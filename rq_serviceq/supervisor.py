@@ -1,0 +1,132 @@
+"""The supervisor: ``rq-serviceq worker NAME`` keeps a machine's share of workers alive.
+
+Every supervisor of a service queue heartbeats into one sorted set; each takes
+an even share of ``worker_count`` (the first ``worker_count % n`` supervisors
+by id take one more).  So ``worker_count`` is the total across machines: an
+operator who sets 3 workers for a WhatsApp provider's rate limit gets 3,
+however many machines run a supervisor.  A machine that dies drops out of the
+set within seconds and the others take its share.
+
+Workers are RQ's own CLI (``rq worker --worker-class rq_serviceq.ServiceQWorker
+--name ... NAME-pending``).  A worker that dies is replaced, and the tasks it
+held are made claimable at once.  Scaling down sends SIGTERM (a warm shutdown:
+the running task finishes).  SIGTERM to the supervisor does the same for all
+its workers, then it leaves.  With a schedule (``set_schedule``), workers are
+started in burst mode at each scheduled time instead of kept alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from croniter import croniter
+from redis import Redis
+
+from . import keys as k
+from . import launcher, scripts, state
+from .models import Settings
+
+logger = logging.getLogger("rq_serviceq.supervisor")
+
+
+class Supervisor:
+    def __init__(
+        self, conn: Redis, name: str, url: str, interval: float = 0.5, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.conn = conn
+        self.keys = k.Keys(name)
+        self.url = url
+        self.interval = interval
+        self.clock = clock
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.leaving: dict[str, subprocess.Popen[bytes]] = {}  # asked to stop, still finishing
+        self._stopping = False
+        self._next_run: float | None = None
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        logger.info("supervisor %s for service queue %s started", self.id, self.keys.name)
+        try:
+            while not self._stopping:
+                self.tick()
+                time.sleep(self.interval)
+        finally:
+            self.shutdown()
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def tick(self) -> None:
+        """One look at the world: heartbeat, reap, then start or stop workers to match our share."""
+        settings = state.attach(self.conn, self.keys.name)
+        share = self._heartbeat_and_share(settings.worker_count)
+        self._reap()
+        if settings.schedule:
+            self._run_on_schedule(settings, share)
+            return
+        running = list(self.children)
+        for name in running[share:]:
+            self._ask_to_leave(name)
+        for _ in range(share - len(self.children)):
+            self._spawn(burst=False)
+
+    def shutdown(self) -> None:
+        for name in list(self.children):
+            self._ask_to_leave(name)
+        for proc in self.leaving.values():
+            proc.wait()
+        self.conn.zrem(self.keys.supervisors, self.id)
+        logger.info("supervisor %s left", self.id)
+
+    def _heartbeat_and_share(self, total: int) -> int:
+        now = self.clock()
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.zadd(self.keys.supervisors, {self.id: now + max(5.0, 6 * self.interval)})
+            pipe.zremrangebyscore(self.keys.supervisors, "-inf", now)
+            pipe.zrange(self.keys.supervisors, 0, -1)
+            members = sorted(state.text(m) for m in pipe.execute()[-1])
+        index = members.index(self.id) if self.id in members else 0
+        return total // len(members) + (1 if index < total % len(members) else 0)
+
+    def _reap(self) -> None:
+        for pool in (self.children, self.leaving):
+            for name, proc in list(pool.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del pool[name]
+                if code != 0:  # killed or crashed: its tasks need not wait for their leases
+                    held = scripts.run(self.conn, scripts.RECLAIM, scripts.Context(self.keys), [name])
+                    logger.warning("worker %s exited with %s; %s of its tasks made claimable", name, code, held)
+
+    def _spawn(self, burst: bool) -> None:
+        name = f"{self.keys.name}-{uuid.uuid4().hex[:12]}"
+        cmd = launcher.worker_command(self.keys.name, burst=burst, worker_name=name)
+        self.children[name] = subprocess.Popen(cmd, env=launcher.worker_env(self.url))
+
+    def _ask_to_leave(self, name: str) -> None:
+        proc = self.children.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        self.leaving[name] = proc
+
+    def _run_on_schedule(self, settings: Settings, share: int) -> None:
+        now = self.clock()
+        cron = croniter(settings.schedule, datetime.fromtimestamp(now, UTC))
+        if self._next_run is None:
+            self._next_run = cron.get_next(float)
+        if now >= self._next_run:
+            self._next_run = cron.get_next(float)
+            if not self.children:  # the last run's workers are still at it: let them finish
+                for _ in range(share):
+                    self._spawn(burst=True)
