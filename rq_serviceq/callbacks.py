@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
+
+from .timeouts import time_limit
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -78,11 +81,26 @@ def resolve(path: str) -> Callable[..., Any]:
     return obj
 
 
-def call_hook(path: str | None, *args: Any, what: str) -> None:
-    """Run a callback by path; log and swallow what it raises."""
+def call_hook(
+    path: str | None, *args: Any, what: str, attempts: int = 1, timeout: float | None = None, pause: float = 0.5
+) -> str | None:
+    """Run a callback by path: log and swallow what it raises, trying up to ``attempts`` times.
+
+    Returns None when it ran (or there is none), else the last error as text,
+    so that the caller can record it where an operator will look.
+    """
     if not path:
-        return
-    try:
-        resolve(path)(*args)
-    except Exception:
-        logger.exception("%s %s raised; the service queue carries on", what, path)
+        return None
+    error = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            func = resolve(path)
+            with time_limit(timeout):
+                func(*args)
+            return None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            logger.exception("%s %s raised (attempt %d of %d)", what, path, attempt, attempts)
+            if attempt < attempts:
+                time.sleep(pause * attempt)
+    return error

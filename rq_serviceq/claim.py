@@ -35,8 +35,15 @@ class Claim:
         return None if self.wake_at is None else max(0.0, self.wake_at - self.now)
 
 
-def claim(conn: Redis, keys: k.Keys, worker_name: str, count: int = 1, lease: float = LEASE_SECONDS) -> Claim:
-    ctx = scripts.Context(keys, worker_name, lease=lease)
+def claim(
+    conn: Redis,
+    keys: k.Keys,
+    worker_name: str,
+    count: int = 1,
+    lease: float = LEASE_SECONDS,
+    finalize_lease: float = LEASE_SECONDS,
+) -> Claim:
+    ctx = scripts.Context(keys, worker_name, lease=lease, finalize_lease=finalize_lease)
     now, status, active, wake, finalize, state, tasks = scripts.run(conn, scripts.CLAIM, ctx, [count])
     wake_text = text(wake)
     fields = decode_hash(state)
@@ -58,12 +65,15 @@ def _job(conn: Redis, task_id: bytes, flat: list[bytes]) -> ServiceQJob:
     return job
 
 
-def release(conn: Redis, keys: k.Keys, worker_name: str, jobs: list[ServiceQJob]) -> list[str]:
+def release(
+    conn: Redis, keys: k.Keys, worker_name: str, jobs: list[ServiceQJob], finalize_lease: float = LEASE_SECONDS
+) -> list[str]:
     """Put claimed but unstarted tasks back at the head of the queue; returns batches this ended."""
     if not jobs:
         return []
     args = [x for job in jobs for x in (job.id, job.claim)]
-    return [text(b) for b in scripts.run(conn, scripts.RELEASE, scripts.Context(keys, worker_name), args)]
+    ctx = scripts.Context(keys, worker_name, finalize_lease=finalize_lease)
+    return [text(b) for b in scripts.run(conn, scripts.RELEASE, ctx, args)]
 
 
 def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], lease: float = LEASE_SECONDS) -> None:

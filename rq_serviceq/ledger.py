@@ -22,6 +22,13 @@ from .models import Settings
 from .remarks import Outcome
 from .state import text
 
+END_CALLBACK_ATTEMPTS = 3
+
+
+def finalize_lease(settings: Settings) -> float:
+    """How long batch-end work may take before another worker takes it over."""
+    return settings.callback_timeout * END_CALLBACK_ATTEMPTS + scripts.LEASE_SECONDS
+
 
 @dataclass(frozen=True)
 class Settled:
@@ -45,7 +52,7 @@ def settle(
     if not outcomes:
         return SettleResult(0.0, [], [])
     args = [x for job, outcome in outcomes for x in (job.id, job.claim, outcome.verdict.value, outcome.remark)]
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl)
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=finalize_lease(settings))
     now, rows, ended = scripts.run(conn, scripts.SETTLE, ctx, args)
     return SettleResult(float(now), [_settled(row) for row in rows], [text(b) for b in ended])
 
@@ -67,6 +74,14 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
         return False
     status = text(final_status) if final_status else "FINISHED"
     batch_report = report.build(conn, keys, settings, batch_id, status=status)
-    call_hook(settings.batch_end_callback, batch_report, what="batch-end callback")
+    error = call_hook(
+        settings.batch_end_callback,
+        batch_report,
+        what="batch-end callback",
+        attempts=END_CALLBACK_ATTEMPTS,
+        timeout=settings.callback_timeout,
+    )
+    if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
+        conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
     report.keep_for(conn, keys, batch_id, settings.report_ttl)  # after the callback: it can be long
     return bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))

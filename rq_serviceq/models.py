@@ -62,6 +62,9 @@ class Settings(WorkerConfig, RetryConfig):
     batch_end_callback: str | None = None
     worker_push_update_callback: str | None = None
     schedule: str | None = None  # cron expression: work the queue only at these times
+    task_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = 180.0  # RQ's default job timeout
+    callback_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+    max_task_bytes: Annotated[StrictInt, Field(gt=0)] = 512 * 1024
     created_at: float = 0.0
 
     @field_validator("schedule")
@@ -108,6 +111,7 @@ class BatchReport(BaseModel):
     total_failed: int = 0
     total_pending: int = 0
     status: str = "PENDING"
+    end_callback: str | None = None  # "ok", or "failed: <error>" after its bounded retries
     tasks_inline: bool = True
     passed_tasks: list[QTask] = []
     failed_tasks: list[QTask] = []

@@ -14,6 +14,7 @@ import contextvars
 import inspect
 import json
 import os
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from .callbacks import resolve
 from .job import ServiceQJob
 from .models import Settings
 from .remarks import Outcome, Verdict, outcome_of_exception, outcome_of_return
+from .timeouts import TaskTimeout, time_limit
 
 _current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("rq_serviceq_qtask", default=None)
 
@@ -58,9 +60,10 @@ def perform(settings: Settings, job: ServiceQJob) -> Outcome:
 def _call(func: Callable[..., Any], settings: Settings, job: ServiceQJob) -> Outcome:
     token = _current.set(job.qtask(settings.id))
     try:
-        value = func(job.task)
-        if inspect.isawaitable(value):
-            value = asyncio.run(_awaited(value))
+        with time_limit(settings.task_timeout):
+            value = func(job.task)
+            if inspect.isawaitable(value):
+                value = asyncio.run(_awaited(value, settings.task_timeout))
         return outcome_of_return(value)
     except Exception as exc:
         return outcome_of_exception(exc)
@@ -68,8 +71,11 @@ def _call(func: Callable[..., Any], settings: Settings, job: ServiceQJob) -> Out
         _current.reset(token)
 
 
-async def _awaited(value: Any) -> Any:
-    return await value
+async def _awaited(value: Any, timeout: float | None) -> Any:
+    try:
+        return await asyncio.wait_for(value, timeout)
+    except TimeoutError:
+        raise TaskTimeout(f"timed out after {timeout:g} s") from None
 
 
 async def _call_async(
@@ -84,7 +90,7 @@ async def _call_async(
             return None
         token = _current.set(job.qtask(settings.id))
         try:
-            return outcome_of_return(await func(job.task))
+            return outcome_of_return(await _awaited(func(job.task), settings.task_timeout))
         except Exception as exc:
             return outcome_of_exception(exc)
         finally:
@@ -209,12 +215,19 @@ def _in_child(settings: Settings, job: ServiceQJob) -> Outcome:
         os.write(write_end, json.dumps([outcome.verdict.value, outcome.remark]).encode())
         os._exit(0)
     os.close(write_end)
+    # The horse enforces the time limit itself; the parent steps in if it hangs past a grace period.
+    limit = settings.task_timeout + 5 if settings.task_timeout else None
     with os.fdopen(read_end, "rb") as pipe:
-        payload = pipe.read()
+        ready, _, _ = select.select([pipe], [], [], limit)
+        payload = pipe.read() if ready else b""
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     if payload:
         verdict, remark = json.loads(payload)
         return Outcome(Verdict(verdict), remark)
+    if not ready:
+        return Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: work horse killed after {limit:g} s")
     code = os.waitstatus_to_exitcode(status)
     how = f"signal {-code}" if code < 0 else f"exit code {code}"
     return Outcome(Verdict.RETRY, f"RETRY | work horse died ({how}) before reporting an outcome")

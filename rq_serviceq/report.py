@@ -43,6 +43,7 @@ def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status
         total_failed=int(fields.get("failed", 0)),
         total_pending=int(fields.get("pending", 0)),
         status=status or fields.get("status", "PENDING"),
+        end_callback=fields.get("end_callback"),
     )
 
 

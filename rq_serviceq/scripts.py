@@ -38,6 +38,7 @@ class Context:
     worker_name: str = ""
     ttl: int = DEFAULT_TTL
     lease: float = LEASE_SECONDS
+    finalize_lease: float = LEASE_SECONDS  # how long batch-end work (report, callback) may take
 
     def key_list(self) -> list[str]:
         q = self.keys
@@ -47,7 +48,8 @@ class Context:
 
     def arg_list(self) -> list[Any]:
         stamp = utcformat(datetime.now(UTC))  # RQ's date format, for RQ's own fields
-        return [k.JOB_PREFIX, self.keys.batch_prefix, self.ttl, stamp, self.lease, self.worker_name]
+        return [k.JOB_PREFIX, self.keys.batch_prefix, self.ttl, stamp, self.lease, self.worker_name,
+                self.finalize_lease]  # fmt: skip
 
 
 def run(conn: Redis | Pipeline, source: str, ctx: Context, args: Sequence[Any] = ()) -> Any:
@@ -64,14 +66,16 @@ HEADER = """
 -- KEYS[8] finalize zset   KEYS[9] bell list   KEYS[10] batches zset   KEYS[11] rq:queues
 -- KEYS[12] rq:suspended   KEYS[13] RQ's worker set of the queue   KEYS[14] the caller's RQ worker hash
 -- ARGV[1] job key prefix   ARGV[2] batch key prefix   ARGV[3] report ttl   ARGV[4] RQ date stamp
--- ARGV[5] lease seconds   ARGV[6] worker name ('' when not a worker);  ARGV[7..] the script's own
+-- ARGV[5] lease seconds   ARGV[6] worker name ('' when not a worker)   ARGV[7] batch-end work lease
+-- ARGV[8..] the script's own
 local t = redis.call('TIME')
 local k = {state = KEYS[1], queue = KEYS[2], retry = KEYS[3], leases = KEYS[4], started = KEYS[5],
   finished = KEYS[6], failed = KEYS[7], finalize = KEYS[8], bell = KEYS[9], batches = KEYS[10],
   rq_queues = KEYS[11], suspended = KEYS[12], workers = KEYS[13], worker = KEYS[14],
   job_prefix = ARGV[1], batch_prefix = ARGV[2], ttl = tonumber(ARGV[3]), stamp = ARGV[4],
-  lease = tonumber(ARGV[5]), worker_name = ARGV[6], now = tonumber(t[1]) + tonumber(t[2]) / 1000000}
-local A = 7
+  lease = tonumber(ARGV[5]), worker_name = ARGV[6], finalize_lease = tonumber(ARGV[7]),
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000}
+local A = 8
 """
 
 LIB = """
@@ -96,7 +100,7 @@ local function count_end(jk, id, which)
   if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
     redis.call('HSET', bk, 'status', 'ENDING')
     if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
-    redis.call('ZADD', k.finalize, k.now + k.lease, bid)
+    redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
     ring(64)
     return bid
   end
@@ -183,7 +187,7 @@ if redis.call('EXISTS', k.suspended) == 1 then
 end
 local fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
 if fin[1] then
-  redis.call('ZADD', k.finalize, k.now + k.lease, fin[1])
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, fin[1])
   return reply({}, fin[1])
 end
 -- Lost tasks of a stopped batch are failed whatever the status: nobody will run them.
@@ -369,7 +373,7 @@ local bk = k.batch_prefix .. bid
 if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and ended == 0 then
   -- nothing was left to fail and nothing runs: end it here (no-op if it had ended already)
   if redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-    redis.call('ZADD', k.finalize, k.now + k.lease, bid)
+    redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
     ended = 1
   end
 end

@@ -175,12 +175,13 @@ class ServiceQ:
         status STOPPED, and its batch-end callback runs (here, if nothing was running).
         Workers started by ``start()`` exit; the next push opens a new batch.
         """
-        ctx = scripts.Context(self.keys, ttl=self.settings.report_ttl)
+        settings = self.settings
+        ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=ledger.finalize_lease(settings))
         batch_id, ended, gen = scripts.run(self.connection, scripts.STOP, ctx)
         control.quiesce(self.connection, self.keys, int(gen), timeout)
         batch_id = state.text(batch_id)
         if int(ended):
-            ledger.finalize(self.connection, self.keys, self.settings, batch_id)
+            ledger.finalize(self.connection, self.keys, settings, batch_id)
         return batch_id or None
 
     def scale(self, worker_count: int) -> None:
@@ -232,7 +233,8 @@ class ServiceQ:
         the service queue is paused or stopped).
         """
         worker_name = f"work-once-{socket.gethostname()}-{os.getpid()}"
-        got = claim(self.connection, self.keys, worker_name, count=1, lease=600)
+        lease = max(600.0, (self.settings.task_timeout or 0) + 60)
+        got = claim(self.connection, self.keys, worker_name, count=1, lease=lease, finalize_lease=lease)
         if got.finalize_batch:
             ledger.finalize(self.connection, self.keys, got.settings, got.finalize_batch)
         if not got.jobs:

@@ -18,8 +18,8 @@ from .models import Settings
 
 # Values Redis hands back as strings, and the fields they belong to.
 _BOOL_FIELDS = {"auto_start", "verbose"}
-_INT_FIELDS = {"worker_count", "concurrency", "retry_limit", "report_ttl", "report_inline_limit"}
-_FLOAT_FIELDS = {"waiting_period", "resting_period", "loop_backoff", "created_at"}
+_INT_FIELDS = {"worker_count", "concurrency", "max_task_bytes", "retry_limit", "report_ttl", "report_inline_limit"}
+_FLOAT_FIELDS = {"waiting_period", "resting_period", "loop_backoff", "created_at", "task_timeout", "callback_timeout"}
 _SETTING_FIELDS = set(Settings.model_fields)
 
 

@@ -117,7 +117,7 @@ class ServiceQWorker(SimpleWorker):
         budget = max(4 * self.group_seconds, 0.2)
         result = self._runner_for(settings).run(settings, group, self._must_not_start, budget)
         self._learn_duration(result)
-        ended = release(self.connection, self.sq_keys, self.name, result.unstarted)
+        ended = release(self.connection, self.sq_keys, self.name, result.unstarted, ledger.finalize_lease(settings))
         settled = ledger.settle(self.connection, self.sq_keys, self.name, settings, result.done)
         for job_id in [j.id for j in group]:
             self._held.pop(job_id, None)
@@ -157,7 +157,14 @@ class ServiceQWorker(SimpleWorker):
         return self.sq_settings
 
     def _claim(self) -> Claim:
-        got = claim(self.connection, self.sq_keys, self.name, count=self._group_size(), lease=self.lease_seconds)
+        got = claim(
+            self.connection,
+            self.sq_keys,
+            self.name,
+            count=self._group_size(),
+            lease=self.lease_seconds,
+            finalize_lease=ledger.finalize_lease(self._settings()),
+        )
         self.sq_settings = got.settings
         self._group = got.jobs
         self._claim_gen = got.pause_gen
