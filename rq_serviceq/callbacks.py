@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -56,9 +57,34 @@ def import_path_of(func: Callable[..., Any] | str) -> str:
     return path
 
 
+ALLOWED_ENV = "RQ_SERVICEQ_ALLOWED_MODULES"
+# Without an allow-list, at least these never run: anyone who can write to Redis could otherwise
+# make a worker call os.system, subprocess.run, pickle.loads and the like by path.
+_NEVER = frozenset(
+    "builtins os posix nt sys subprocess shutil importlib pickle marshal shelve ctypes socket pty code codeop "
+    "runpy multiprocessing signal io pathlib tempfile threading asyncio webbrowser http urllib ftplib smtplib "
+    "telnetlib xmlrpc pdb rq redis".split()
+)
+
+
+def check_allowed(path: str) -> None:
+    """Refuse a path outside the operator's allow-list (``RQ_SERVICEQ_ALLOWED_MODULES``, comma-separated
+    module prefixes, read where the function runs), or in a known-dangerous module when no list is set.
+
+    Redis is the trust boundary: the allow-list is taken from the worker's environment, never from Redis.
+    """
+    allowed = [p.strip().rstrip(".") for p in os.environ.get(ALLOWED_ENV, "").split(",") if p.strip()]
+    if allowed:
+        if not any(path == p or path.startswith(p + ".") for p in allowed):
+            raise PermissionError(f"{path!r} is not under the modules allowed by {ALLOWED_ENV} ({', '.join(allowed)})")
+    elif path.split(".")[0] in _NEVER:
+        raise PermissionError(f"{path!r} is in a module rq-serviceq never imports callbacks from")
+
+
 @lru_cache(maxsize=256)
 def resolve(path: str) -> Callable[..., Any]:
-    """Import ``package.module.attr[.attr]`` and return the callable."""
+    """Import ``package.module.attr[.attr]`` and return the callable (if the operator allows it)."""
+    check_allowed(path)
     module_name, _, attr = path.rpartition(".")
     obj: Any = None
     # Walk back from the longest module prefix so that "pkg.mod.Class.method" works too.

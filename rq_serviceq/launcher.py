@@ -22,7 +22,7 @@ from . import keys as k
 WORKER_CLASS = "rq_serviceq.ServiceQWorker"
 
 
-def connection_url(conn: Redis) -> str:
+def connection_url(conn: Redis, hide_password: bool = False) -> str:
     """A redis:// URL that reaches the same server and database as ``conn``."""
     kw = conn.connection_pool.connection_kwargs
     db = kw.get("db", 0)
@@ -30,7 +30,7 @@ def connection_url(conn: Redis) -> str:
     password = kw.get("password") or ""
     auth = ""
     if password:
-        auth = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+        auth = f"{quote(user, safe='')}:{'***' if hide_password else quote(password, safe='')}@"
     if kw.get("path"):
         return f"unix://{auth}{kw['path']}?db={db}"
     scheme = "rediss" if issubclass(conn.connection_pool.connection_class, SSLConnection) else "redis"

@@ -23,6 +23,7 @@ from .remarks import Outcome
 from .state import text
 
 END_CALLBACK_ATTEMPTS = 3
+BEGIN_PREFIX = "begin:"  # finalize-zset members for batch-begin work (see scripts.PUSH)
 
 
 def finalize_lease(settings: Settings) -> float:
@@ -62,6 +63,17 @@ def _settled(row: list[bytes | int]) -> Settled:
     return Settled(task_id, result, float(due) if due else None, int(retries) if retries else 0)
 
 
+def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> None:
+    """Run the batch-begin callback and record it; a worker runs it instead if the pusher died first."""
+    summary = report.summary(conn, keys, settings, batch_id).model_dump()
+    error = call_hook(
+        settings.batch_begin_callback, summary, what="batch-begin callback", timeout=settings.callback_timeout
+    )
+    if settings.batch_begin_callback:
+        conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
+    scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, "BEGUN"])
+
+
 def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bool:
     """Build the report, run the batch-end callback, keep the report for ``report_ttl``, mark the batch done.
 
@@ -85,3 +97,11 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
         conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
     report.keep_for(conn, keys, batch_id, settings.report_ttl)  # after the callback: it can be long
     return bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))
+
+
+def batch_work(conn: Redis, keys: k.Keys, settings: Settings, member: str) -> None:
+    """Do the batch work a claim handed over: a batch's begin callback, or its end."""
+    if member.startswith(BEGIN_PREFIX):  # the pusher died before running the batch-begin callback
+        begin(conn, keys, settings, member.removeprefix(BEGIN_PREFIX))
+    else:
+        finalize(conn, keys, settings, member)

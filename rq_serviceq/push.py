@@ -25,6 +25,7 @@ from rq.utils import utcformat
 
 from . import keys as k
 from . import scripts
+from .models import Settings
 
 # What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
 PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
@@ -41,14 +42,14 @@ class PushResult:
     opened: bool
 
 
-def encode_task(task: Any) -> bytes:
+def encode_task(task: Any, max_bytes: int = MAX_TASK_BYTES) -> bytes:
     """The task as JSON, refused early (before anything is written) if it is not JSON."""
     try:
         raw = json.dumps(task, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"task must be JSON-serializable (dicts, lists, str, numbers, bool, None): {exc}") from None
-    if len(raw) > MAX_TASK_BYTES:
-        raise ValueError(f"task is {len(raw)} bytes of JSON, over the {MAX_TASK_BYTES}-byte limit")
+    if len(raw) > max_bytes:
+        raise ValueError(f"task is {len(raw)} bytes of JSON, over the service queue's {max_bytes}-byte limit")
     return raw.encode()
 
 
@@ -66,7 +67,7 @@ def job_fields(task_json: bytes, queue_name: str, description: str, stamp: str) 
     }
 
 
-def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], task_function: str | None) -> list[PushResult]:
+def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings) -> list[PushResult]:
     """Push tasks chunk by chunk; one round trip per chunk.
 
     A list is validated whole before anything is written, so one bad task
@@ -74,22 +75,25 @@ def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], task_function: s
     tasks need not sit in memory.  A chunk is atomic; a later chunk can land in
     a newer batch if the batch ends in between, which the result reports.
     """
-    label = task_function or "(no task function set)"
+    label = settings.task_function or "(no task function set)"
+    limit = settings.max_task_bytes
+    ctx = scripts.Context(keys, finalize_lease=settings.callback_timeout + scripts.LEASE_SECONDS)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
-        chunks: Iterable[list[bytes]] = _chunks([encode_task(task) for task in tasks], CHUNK_SIZE)
+        chunks: Iterable[list[bytes]] = _chunks([encode_task(task, limit) for task in tasks], CHUNK_SIZE)
     else:
-        chunks = ([encode_task(task) for task in chunk] for chunk in _chunks(tasks, CHUNK_SIZE))
-    return [_push_chunk(conn, keys, encoded, label) for encoded in chunks]
+        chunks = ([encode_task(task, limit) for task in chunk] for chunk in _chunks(tasks, CHUNK_SIZE))
+    return [_push_chunk(conn, ctx, encoded, label) for encoded in chunks]
 
 
-def _push_chunk(conn: Redis, keys: k.Keys, encoded: list[bytes], func_label: str) -> PushResult:
+def _push_chunk(conn: Redis, ctx: scripts.Context, encoded: list[bytes], func_label: str) -> PushResult:
+    keys = ctx.keys
     stamp = utcformat(datetime.now(UTC))
     ids = [uuid.uuid4().hex for _ in encoded]
     with conn.pipeline(transaction=True) as pipe:
         for task_id, task_json in zip(ids, encoded, strict=True):
             description = f"{func_label}({_short(task_json)})"
             pipe.hset(k.job_key(task_id), mapping=job_fields(task_json, keys.queue_name, description, stamp))
-        scripts.run(pipe, scripts.PUSH, scripts.Context(keys), [uuid.uuid4().hex, *ids])
+        scripts.run(pipe, scripts.PUSH, ctx, [uuid.uuid4().hex, *ids])
         batch_id, opened, _now = pipe.execute()[-1]
     return PushResult(ids, batch_id.decode(), bool(int(opened)))
 

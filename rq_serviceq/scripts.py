@@ -145,6 +145,8 @@ if not bid then
   redis.call('HSET', k.batch_prefix .. bid, 'batch_id', bid, 'start_time', tostring(k.now), 'status', 'PENDING',
     'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
   redis.call('ZADD', k.batches, k.now, bid)
+  -- The pusher runs the batch-begin callback; should it die first, a worker takes this over.
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, 'begin:' .. bid)
 end
 local n = #ARGV - A
 for i = A + 1, #ARGV do
@@ -384,9 +386,10 @@ return {bid, ended, redis.call('HGET', k.state, 'pause_gen')}
 FINISH = """
 -- Mark a batch's end work (report, batch-end callback) done.  The service queue
 -- takes the batch's final status only if no newer batch has opened meanwhile.
--- ARGV[A] batch id   ARGV[A+1] final status (FINISHED|STOPPED)
+-- ARGV[A] batch id   ARGV[A+1] final status (FINISHED|STOPPED), or 'BEGUN' for the batch-begin work
 -- Returns 1 when this call finished the batch, 0 when it had been finished already.
 local bk = k.batch_prefix .. ARGV[A]
+if ARGV[A + 1] == 'BEGUN' then return redis.call('ZREM', k.finalize, 'begin:' .. ARGV[A]) end
 redis.call('ZREM', k.finalize, ARGV[A])
 if redis.call('HGET', bk, 'finalized') then return 0 end
 redis.call('HSET', bk, 'finalized', tostring(k.now), 'status', ARGV[A + 1])

@@ -7,6 +7,7 @@ in as many processes as you like: they are one service queue.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,17 +16,22 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import redis
 from redis import Redis
 
 from . import control, launcher, ledger, push, report, scripts, state
 from . import keys as k
-from .callbacks import call_hook, import_path_of
+from .callbacks import import_path_of
 from .claim import claim
 from .models import QTask, RetryConfig, Settings, WorkerConfig, validate_name
 from .perform import perform
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _UNSET: Any = object()
+
+
+class RedisUnavailable(redis.exceptions.ConnectionError):
+    """Redis could not be reached; the message names the URL that was tried (without its password)."""
 
 
 class ServiceQ:
@@ -37,7 +43,8 @@ class ServiceQ:
             connection = Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
         self.connection = connection
         self.keys = k.Keys(name)
-        self.id = state.attach(connection, name).id
+        with self._reaching_redis():
+            self.id = state.attach(connection, name).id
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def __repr__(self) -> str:
@@ -87,6 +94,13 @@ class ServiceQ:
         updated = Settings.model_validate({**current.model_dump(), **changes})
         state.save(self.connection, updated, set(changes))
 
+    def set_limits(
+        self, *, task_timeout: float | None = _UNSET, callback_timeout: float = _UNSET, max_task_bytes: int = _UNSET
+    ) -> None:
+        """Time limits for one task attempt (None: none; default 180 s, RQ's) and for a callback
+        (default 60 s), and the largest task accepted, in bytes of JSON (default 512 KiB)."""
+        self._update(None, task_timeout=task_timeout, callback_timeout=callback_timeout, max_task_bytes=max_task_bytes)
+
     def set_task_function(self, func: Callable[..., Any] | str) -> None:
         self._set_path("task_function", func)
 
@@ -118,18 +132,27 @@ class ServiceQ:
         """Add many tasks, one round trip per chunk of 1,000; returns their task ids in order."""
         if isinstance(tasks, str | bytes | dict):
             raise TypeError("push_many takes an iterable of tasks; use push() for a single task")
-        settings = self.settings
-        results = push.push_tasks(self.connection, self.keys, tasks, settings.task_function)
-        for res in results:
-            if res.opened:
-                self._batch_opened(settings, res.batch_id)
+        with self._reaching_redis():
+            settings = self.settings
+            results = push.push_tasks(self.connection, self.keys, tasks, settings)
+            for res in results:
+                if res.opened:
+                    self._batch_opened(settings, res.batch_id)
         return [task_id for res in results for task_id in res.task_ids]
 
     def _batch_opened(self, settings: Settings, batch_id: str) -> None:
-        begin = report.summary(self.connection, self.keys, settings, batch_id).model_dump()
-        call_hook(settings.batch_begin_callback, begin, what="batch-begin callback")
+        ledger.begin(self.connection, self.keys, settings, batch_id)
         if settings.auto_start and settings.worker_count > 0 and not settings.schedule:
             self.start()
+
+    @contextlib.contextmanager
+    def _reaching_redis(self) -> Iterator[None]:
+        """Name the Redis that could not be reached (password hidden) in the error a caller sees."""
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            where = launcher.connection_url(self.connection, hide_password=True)
+            raise RedisUnavailable(f"cannot reach Redis at {where}: {exc}") from exc
 
     # --- workers --------------------------------------------------------------------------
     def start(self) -> int:
@@ -236,7 +259,7 @@ class ServiceQ:
         lease = max(600.0, (self.settings.task_timeout or 0) + 60)
         got = claim(self.connection, self.keys, worker_name, count=1, lease=lease, finalize_lease=lease)
         if got.finalize_batch:
-            ledger.finalize(self.connection, self.keys, got.settings, got.finalize_batch)
+            ledger.batch_work(self.connection, self.keys, got.settings, got.finalize_batch)
         if not got.jobs:
             return None
         job = got.jobs[0]

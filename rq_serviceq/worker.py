@@ -25,9 +25,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import redis
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
@@ -43,6 +44,7 @@ from .perform import ForkRunner, GroupResult, Runner
 from .remarks import Outcome, Verdict
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
+T = TypeVar("T")
 CONCURRENCY_ENV = "RQ_SERVICEQ_CONCURRENCY"
 
 
@@ -65,6 +67,7 @@ class ServiceQWorker(SimpleWorker):
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
     max_group: int = 64  # most tasks one claim takes
     group_seconds: float = 0.05  # how long a claimed group should take to run
+    max_reconnect_wait: float = 5.0  # longest pause between attempts to reach Redis again
     runner_class: type[Runner] = Runner  # how a group runs: in this process (threads, asyncio) or forked
 
     def __init__(self, queues: str | Queue | Sequence[str | Queue], *args: Any, **kwargs: Any) -> None:
@@ -95,7 +98,7 @@ class ServiceQWorker(SimpleWorker):
         self.set_state(WorkerStatus.IDLE)
         self._rest_before_pop()
         while True:
-            got = self._claim()
+            got = self._with_redis("claim", self._claim)
             if got.finalize_batch:
                 self._finalize(got.finalize_batch)
                 continue
@@ -117,16 +120,54 @@ class ServiceQWorker(SimpleWorker):
         budget = max(4 * self.group_seconds, 0.2)
         result = self._runner_for(settings).run(settings, group, self._must_not_start, budget)
         self._learn_duration(result)
-        ended = release(self.connection, self.sq_keys, self.name, result.unstarted, ledger.finalize_lease(settings))
-        settled = ledger.settle(self.connection, self.sq_keys, self.name, settings, result.done)
-        for job_id in [j.id for j in group]:
-            self._held.pop(job_id, None)
+        self._record(settings, group, result)
+        self._next_pop_at = time.monotonic() + settings.resting_period
+        self.set_state(WorkerStatus.IDLE)
+
+    def _record(self, settings: Settings, group: list[ServiceQJob], result: GroupResult) -> None:
+        """Give back what did not start, settle what did, then report and end batches."""
+        conn, keys, lease = self.connection, self.sq_keys, ledger.finalize_lease(settings)
+        ended = self._with_redis("release", lambda: release(conn, keys, self.name, result.unstarted, lease))
+        settled = self._with_redis("settle", lambda: ledger.settle(conn, keys, self.name, settings, result.done))
+        for held in group:
+            self._held.pop(held.id, None)
         for (done_job, outcome), row in zip(result.done, settled.tasks, strict=True):
             self._report(done_job, outcome, row, settled.now)
         for batch_id in ended + settled.ended_batches:
             self._finalize(batch_id)
-        self._next_pop_at = time.monotonic() + settings.resting_period
-        self.set_state(WorkerStatus.IDLE)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+        else:
+            self._with_redis("heartbeat", lambda: super(ServiceQWorker, self).heartbeat(timeout))
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._with_redis("suspension check", lambda: super(ServiceQWorker, self).check_for_suspension(burst))
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+        else:
+            self._with_redis("state update", lambda: super(ServiceQWorker, self).set_state(state))
+
+    def _with_redis(self, what: str, call: Callable[[], T]) -> T:
+        """Retry through a Redis restart or network cut with backoff, as RQ does around its dequeue.
+
+        An outcome is never dropped because Redis blinked: the settle is retried until
+        it lands (its claim token makes a repeat harmless).  Only a stop request ends
+        the wait; the task's lease then runs out and another worker runs it again.
+        """
+        pause = 0.1
+        while True:
+            try:
+                return call()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if self._stop_requested:
+                    raise
+                self.log.warning("Redis unreachable during %s (%s); retrying in %.1f s", what, exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, self.max_reconnect_wait)
 
     def handle_payload(self, message: dict[str, Any]) -> None:
         """RQ's worker command channel, plus ServiceQ's pause/stop notice (see ``control.py``)."""
@@ -212,7 +253,7 @@ class ServiceQWorker(SimpleWorker):
         wake = got.seconds_to_wake()
         timeout = self.max_wait if wake is None or got.status in _IDLE_STATUSES else min(wake, self.max_wait)
         if timeout > 0.001:
-            self.connection.blpop([self.sq_keys.bell], timeout=max(timeout, 0.01))
+            self._with_redis("wait", lambda: self.connection.blpop([self.sq_keys.bell], timeout=max(timeout, 0.01)))
         self.heartbeat()
 
     def _hold(self, jobs: list[ServiceQJob]) -> None:
@@ -253,9 +294,12 @@ class ServiceQWorker(SimpleWorker):
                 settings.worker_push_update_callback, self.worker_update(), qtask, what="worker push update callback"
             )
 
-    def _finalize(self, batch_id: str) -> None:
-        self._log(f"batch {batch_id} drained: building its report and running the batch-end callback")
-        ledger.finalize(self.connection, self.sq_keys, self._settings(), batch_id)
+    def _finalize(self, member: str) -> None:
+        """Batch work: ``begin:<id>`` (a begin callback whose pusher died) or a drained batch's end."""
+        if not member.startswith(ledger.BEGIN_PREFIX):
+            self._log(f"batch {member} drained: building its report and running the batch-end callback")
+        settings = self._settings()
+        self._with_redis("batch work", lambda: ledger.batch_work(self.connection, self.sq_keys, settings, member))
 
     def worker_update(self) -> dict[str, Any]:
         """The seed's worker update: this worker's counters as the push-update callback sees them."""
