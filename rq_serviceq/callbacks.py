@@ -61,7 +61,42 @@ ALLOWED_ENV = "RQ_SERVICEQ_ALLOWED_MODULES"
 # Without an allow-list, at least these never run: anyone who can write to Redis could otherwise
 # make a worker call os.system, subprocess.run, pickle.loads and the like by path.
 _NEVER = frozenset(
-    ["builtins", "os", "posix", "nt", "sys", "subprocess", "shutil", "importlib", "pickle", "marshal", "shelve", "ctypes", "socket", "pty", "code", "codeop", "runpy", "multiprocessing", "signal", "io", "pathlib", "tempfile", "threading", "asyncio", "webbrowser", "http", "urllib", "ftplib", "smtplib", "telnetlib", "xmlrpc", "pdb", "rq", "redis"]
+    {
+        "builtins",
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "subprocess",
+        "shutil",
+        "importlib",
+        "pickle",
+        "marshal",
+        "shelve",
+        "ctypes",
+        "socket",
+        "pty",
+        "code",
+        "codeop",
+        "runpy",
+        "multiprocessing",
+        "signal",
+        "io",
+        "pathlib",
+        "tempfile",
+        "threading",
+        "asyncio",
+        "webbrowser",
+        "http",
+        "urllib",
+        "ftplib",
+        "smtplib",
+        "telnetlib",
+        "xmlrpc",
+        "pdb",
+        "rq",
+        "redis",
+    }
 )
 
 
