@@ -14,11 +14,14 @@ import contextvars
 import inspect
 import json
 import os
+import queue
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +112,7 @@ class Runner:
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = max(1, concurrency)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
 
     def run(
         self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool], budget: float = 1.0
@@ -136,7 +139,7 @@ class Runner:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.close()
 
     def _run_serial(
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool]
@@ -153,13 +156,25 @@ class Runner:
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], give_back: Callable[[], bool]
     ) -> GroupResult:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="serviceq-task")
+            self._pool = _DaemonPool(self.concurrency)
 
         def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
             return None if give_back() else _call(func, settings, job)
 
         futures = [self._pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
-        return _collect(jobs, [fut.result() for fut in futures])
+        # A thread stuck in C code ignores its time limit: past a grace period it is abandoned, with its pool.
+        patience = settings.task_timeout + 2 if settings.task_timeout else None
+        outcomes: list[Outcome | None] = []
+        for fut in futures:
+            try:
+                outcomes.append(fut.result(timeout=patience))
+            except CancelledError:  # queued behind an abandoned task: it never started
+                outcomes.append(None)
+            except FutureTimeout:
+                outcomes.append(Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: abandoned after {patience:g} s"))
+                self._pool.abandon()
+                self._pool = _DaemonPool(self.concurrency)
+        return _collect(jobs, outcomes)
 
     def _run_async(
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], give_back: Callable[[], bool]
@@ -169,6 +184,48 @@ class Runner:
             return await asyncio.gather(*(_call_async(func, settings, job, gate, give_back) for job in jobs))
 
         return _collect(jobs, asyncio.run(run_all()))
+
+
+class _DaemonPool:
+    """A fixed set of daemon threads.  Unlike ThreadPoolExecutor, whose threads are joined at
+    interpreter exit, an abandoned thread stuck in a hung task cannot keep the worker from exiting."""
+
+    def __init__(self, size: int) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._size = size
+        for n in range(size):
+            threading.Thread(target=self._serve, name=f"serviceq-task-{n}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._work.put((fut, fn, args))
+        return fut
+
+    def close(self) -> None:
+        for _ in range(self._size):
+            self._work.put(None)
+
+    def abandon(self) -> None:
+        """Stop feeding this pool; threads still running a task finish (or hang) on their own."""
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        self.close()
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            fut, fn, args = item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as exc:
+                    fut.set_exception(exc)
 
 
 def _collect(jobs: list[ServiceQJob], outcomes: list[Outcome | None]) -> GroupResult:

@@ -17,11 +17,13 @@ started in burst mode at each scheduled time instead of kept alive.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -112,7 +114,7 @@ class Supervisor:
     def _spawn(self, burst: bool) -> None:
         name = f"{self.keys.name}-{uuid.uuid4().hex[:12]}"
         cmd = launcher.worker_command(self.keys.name, burst=burst, worker_name=name)
-        self.children[name] = subprocess.Popen(cmd, env=launcher.worker_env(self.url))
+        self.children[name] = subprocess.Popen(cmd, env=launcher.worker_env(self.url), preexec_fn=_die_with_parent)
 
     def _ask_to_leave(self, name: str) -> None:
         proc = self.children.pop(name)
@@ -130,3 +132,10 @@ class Supervisor:
             if not self.children:  # the last run's workers are still at it: let them finish
                 for _ in range(share):
                     self._spawn(burst=True)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM (a warm shutdown) when its supervisor dies, even by SIGKILL,
+    so that a restarted supervisor does not find orphans running on top of its own share."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

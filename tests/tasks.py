@@ -141,3 +141,19 @@ def timed(task: dict[str, Any]) -> tuple[bool, str]:
     if task.get("fail"):
         return False, "RETRY | asked to fail"
     return True, "SUCCESS | done"
+
+
+def hang(task: dict[str, Any]) -> bool:
+    if task.get("hang"):
+        time.sleep(3600)
+    return True
+
+
+def failing_end_callback(report: dict[str, Any]) -> None:
+    _conn().incr(f"test:end_attempts:{report['batch_id']}")
+    raise RuntimeError("reporting database is down")
+
+
+def hanging_end_callback(report: dict[str, Any]) -> None:
+    _conn().incr(f"test:end_attempts:{report['batch_id']}")
+    time.sleep(3600)
