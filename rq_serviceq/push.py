@@ -1,12 +1,14 @@
-"""push → pending: writing tasks as RQ jobs, a chunk per round trip.
+"""push → pending: writing tasks as RQ jobs, a thousand per Lua call.
 
 Each task becomes an ordinary RQ job hash (JSON-serialized, so non-Python
-producers and rq-dashboard can read it) on the RQ queue ``NAME-pending``.  A
-chunk is written in one MULTI/EXEC pipeline: the job hashes, then the PUSH
-script that opens or joins the batch and queues the ids.  Building the hash
-directly, rather than through ``rq.Job`` objects, keeps Python's share of a
-push small; ``tests/test_push.py`` checks that RQ's own ``Job.fetch`` reads
-what we write.
+producers and rq-dashboard can read it) on the RQ queue ``NAME-pending``.
+One PUSH script call writes a chunk's job hashes, opens or joins the batch,
+counts the tasks in its ledger and queues them: one atomic step, where a
+MULTI pipeline of HSETs would have needed the ledger step to run blind.
+Several chunks share a round trip through a redis pipeline.  Building the
+hash directly, rather than through ``rq.Job`` objects, keeps Python's share
+of a push small; ``tests/test_worker_cli.py`` checks that RQ's own
+``Job.fetch`` reads what we write.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 from redis import Redis
-from rq.utils import utcformat
 
 from . import keys as k
 from . import scripts
@@ -30,6 +30,7 @@ from .models import Settings
 # What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
 PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
 CHUNK_SIZE = 1000
+CHUNKS_PER_ROUND_TRIP = 8
 MAX_TASK_BYTES = 512 * 1024
 _DATA_HEAD = b'["' + PLACEHOLDER_FUNC.encode() + b'", null, ['
 _DATA_TAIL = b"], {}]"
@@ -53,22 +54,15 @@ def encode_task(task: Any, max_bytes: int = MAX_TASK_BYTES) -> bytes:
     return raw.encode()
 
 
-def job_fields(task_json: bytes, queue_name: str, description: str, stamp: str) -> dict[str, bytes | str]:
-    """An RQ job hash for one task, as ``rq.job.Job.to_dict`` would write it."""
+def job_data(task_json: bytes) -> bytes:
+    """RQ's ``data`` field: the serialized call, compressed only where that makes it smaller
+    (RQ reads uncompressed data too, and zlib only costs bytes on a short task)."""
     data = _DATA_HEAD + task_json + _DATA_TAIL  # == JSONSerializer.dumps([func, None, [task], {}])
-    return {
-        "created_at": stamp,
-        "enqueued_at": stamp,
-        "data": zlib.compress(data),
-        "origin": queue_name,
-        "description": description,
-        "status": "queued",
-        "worker_name": "",
-    }
+    return zlib.compress(data) if len(data) > 256 else data
 
 
 def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings) -> list[PushResult]:
-    """Push tasks chunk by chunk; one round trip per chunk.
+    """Push tasks a chunk of 1,000 per PUSH call, several calls per pipelined round trip.
 
     A list is validated whole before anything is written, so one bad task
     changes nothing; a generator is validated chunk by chunk so that a million
@@ -82,20 +76,33 @@ def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settin
         chunks: Iterable[list[bytes]] = _chunks([encode_task(task, limit) for task in tasks], CHUNK_SIZE)
     else:
         chunks = ([encode_task(task, limit) for task in chunk] for chunk in _chunks(tasks, CHUNK_SIZE))
-    return [_push_chunk(conn, ctx, encoded, label) for encoded in chunks]
+    results: list[PushResult] = []
+    for group in _chunks(chunks, CHUNKS_PER_ROUND_TRIP):
+        results += _push_chunks(conn, ctx, group, label)
+    return results
 
 
-def _push_chunk(conn: Redis, ctx: scripts.Context, encoded: list[bytes], func_label: str) -> PushResult:
-    keys = ctx.keys
-    stamp = utcformat(datetime.now(UTC))
+def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], label: str) -> list[PushResult]:
+    calls = [_chunk_args(encoded, label, ctx.keys.queue_name) for encoded in chunks]
+    if len(calls) == 1:  # one task, or one chunk: a bare EVALSHA, no pipeline bookkeeping
+        replies = [scripts.run(conn, scripts.PUSH, ctx, calls[0][1])]
+    else:
+        with conn.pipeline(transaction=False) as pipe:
+            for _, args in calls:
+                scripts.run(pipe, scripts.PUSH, ctx, args)
+            replies = pipe.execute()
+    return [
+        PushResult(ids, batch_id.decode(), bool(int(opened)))
+        for (ids, _), (batch_id, opened, _now) in zip(calls, replies, strict=True)
+    ]
+
+
+def _chunk_args(encoded: list[bytes], label: str, origin: str) -> tuple[list[str], list[Any]]:
     ids = [uuid.uuid4().hex for _ in encoded]
-    with conn.pipeline(transaction=True) as pipe:
-        for task_id, task_json in zip(ids, encoded, strict=True):
-            description = f"{func_label}({_short(task_json)})"
-            pipe.hset(k.job_key(task_id), mapping=job_fields(task_json, keys.queue_name, description, stamp))
-        scripts.run(pipe, scripts.PUSH, ctx, [uuid.uuid4().hex, *ids])
-        batch_id, opened, _now = pipe.execute()[-1]
-    return PushResult(ids, batch_id.decode(), bool(int(opened)))
+    args: list[Any] = [uuid.uuid4().hex, origin]
+    for task_id, task_json in zip(ids, encoded, strict=True):
+        args += [task_id, job_data(task_json), f"{label}({_short(task_json)})"]
+    return ids, args
 
 
 def _short(task_json: bytes, limit: int = 120) -> str:

@@ -130,10 +130,11 @@ local STOPPED = 'STOPPED | the service queue was stopped before this task '
 """
 
 PUSH = """
--- Open or join the active batch and queue a chunk of tasks whose job hashes the
--- same MULTI has just written.  Opening and joining happen in the same step as
--- counting, so a batch can never end between "joined" and "counted".
--- ARGV[A] batch id to use if a new batch opens   ARGV[A+1..] task ids
+-- Write a chunk of tasks as RQ job hashes, open or join the active batch and queue
+-- them, in one atomic step: a batch can never end between "joined" and "counted",
+-- and a crash can never leave a job hash without its place in the queue.
+-- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
+-- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description
 -- Returns {batch_id, opened (0|1), now}
 local bid = redis.call('HGET', k.state, 'active_batch')
 local opened = 0
@@ -148,16 +149,20 @@ if not bid then
   -- The pusher runs the batch-begin callback; should it die first, a worker takes this over.
   redis.call('ZADD', k.finalize, k.now + k.finalize_lease, 'begin:' .. bid)
 end
-local n = #ARGV - A
-for i = A + 1, #ARGV do
-  redis.call('HSET', k.job_prefix .. ARGV[i], 'sq_batch', bid, 'sq_created', tostring(k.now))
+local created = tostring(k.now)
+local n = 0
+for i = A + 2, #ARGV, 3 do
+  redis.call('HSET', k.job_prefix .. ARGV[i], 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', ARGV[i + 1],
+    'origin', ARGV[A + 1], 'description', ARGV[i + 2], 'status', 'queued', 'worker_name', '',
+    'sq_batch', bid, 'sq_created', created)
   redis.call('RPUSH', k.queue, ARGV[i])
+  n = n + 1
 end
 redis.call('HINCRBY', k.batch_prefix .. bid, 'submitted', n)
 redis.call('HINCRBY', k.batch_prefix .. bid, 'pending', n)
 redis.call('SADD', k.rq_queues, k.queue)
 ring(n)
-return {bid, opened, tostring(k.now)}
+return {bid, opened, created}
 """
 
 CLAIM = """

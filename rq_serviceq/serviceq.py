@@ -27,6 +27,7 @@ from .models import QTask, RetryConfig, Settings, WorkerConfig, validate_name
 from .perform import perform
 
 DEFAULT_URL = "redis://localhost:6379/0"
+SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
 _UNSET: Any = object()
 
 
@@ -46,6 +47,7 @@ class ServiceQ:
         with self._reaching_redis():
             self.id = state.attach(connection, name).id
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._recent: tuple[float, Settings] | None = None
 
     def __repr__(self) -> str:
         return f"ServiceQ({self.name!r}, id={self.id!r})"
@@ -54,6 +56,16 @@ class ServiceQ:
     @property
     def settings(self) -> Settings:
         return state.load(self.connection, self.name)
+
+    def _recent_settings(self) -> Settings:
+        """Settings at most ``SETTINGS_MAX_AGE`` old, so a push need not read the config hash every time.
+
+        Changes made through this object apply at once; changes made elsewhere within a second.
+        """
+        now = time.monotonic()
+        if self._recent is None or now - self._recent[0] > SETTINGS_MAX_AGE:
+            self._recent = (now, self.settings)
+        return self._recent[1]
 
     def set_worker_config(
         self,
@@ -93,6 +105,7 @@ class ServiceQ:
         current = self.settings
         updated = Settings.model_validate({**current.model_dump(), **changes})
         state.save(self.connection, updated, set(changes))
+        self._recent = None
 
     def set_limits(
         self, *, task_timeout: float | None = _UNSET, callback_timeout: float = _UNSET, max_task_bytes: int = _UNSET
@@ -115,6 +128,7 @@ class ServiceQ:
 
     def _set_path(self, field: str, func: Callable[..., Any] | str) -> None:
         state.save(self.connection, self.settings.model_copy(update={field: import_path_of(func)}), {field})
+        self._recent = None
 
     def verbose(self) -> None:
         """Workers print ``epoch | worker_id | message`` lines (the setting is shared through Redis)."""
@@ -133,7 +147,7 @@ class ServiceQ:
         if isinstance(tasks, str | bytes | dict):
             raise TypeError("push_many takes an iterable of tasks; use push() for a single task")
         with self._reaching_redis():
-            settings = self.settings
+            settings = self._recent_settings()
             results = push.push_tasks(self.connection, self.keys, tasks, settings)
             for res in results:
                 if res.opened:
