@@ -39,15 +39,17 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, auth: str = "") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="rq-serviceq-test-"))
         self.port = free_port()
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.auth = auth  # "user:password" when the server's default user is off (ACL tests)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f"{self.auth}@" if self.auth else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = [
