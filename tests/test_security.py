@@ -43,7 +43,8 @@ def test_the_documented_acl_rule_is_enough(acl_redis: RedisServer, monkeypatch: 
     sq.pause()
     sq.resume()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "rq_serviceq.ServiceQWorker", "-q", "--burst", "drag-pending"]
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "rq_serviceq.ServiceQWorker", "-q", "--burst"]
+    cmd.append("drag-pending")
     assert subprocess.run(cmd, env=env, cwd=ROOT, timeout=60).returncode == 0
     report = sq.get_batch_report()
     assert (report["total_success"], report["total_failed"], report["status"]) == (1, 1, "FINISHED")
