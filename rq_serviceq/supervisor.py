@@ -17,6 +17,7 @@ started in burst mode at each scheduled time instead of kept alive.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import redis
 from croniter import croniter
 from redis import Redis
 
@@ -58,10 +60,17 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         logger.info("supervisor %s for service queue %s started", self.id, self.keys.name)
+        pause = self.interval
         try:
             while not self._stopping:
-                self.tick()
-                time.sleep(self.interval)
+                try:
+                    self.tick()
+                    pause = self.interval
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    # Redis restarting: keep the workers (they wait it out too) and look again later.
+                    logger.warning("Redis unreachable (%s); supervisor retries in %.1f s", exc, pause)
+                    pause = min(pause * 2, 5.0)
+                time.sleep(pause)
         finally:
             self.shutdown()
 
@@ -87,7 +96,8 @@ class Supervisor:
             self._ask_to_leave(name)
         for proc in self.leaving.values():
             proc.wait()
-        self.conn.zrem(self.keys.supervisors, self.id)
+        with contextlib.suppress(redis.exceptions.RedisError):
+            self.conn.zrem(self.keys.supervisors, self.id)
         logger.info("supervisor %s left", self.id)
 
     def _heartbeat_and_share(self, total: int) -> int:

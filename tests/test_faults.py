@@ -105,9 +105,12 @@ def test_redis_restart_mid_batch(aof_redis: RedisServer, monkeypatch: pytest.Mon
     sq.set_worker_config(worker_count=0)
     sq.set_task_function(tasks.slow)  # a task that needs no Redis itself
     sq.set_batch_end_callback(tasks.store_report)
+    sq.set_worker_config(worker_count=1, auto_start=False)  # one worker under a supervisor, one plain
     env = dict(os.environ, RQ_REDIS_URL=aof_redis.url, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "rq_serviceq.ServiceQWorker", "-q", "drag-pending"]
-    workers = [subprocess.Popen(cmd, env=env, cwd=ROOT) for _ in range(2)]
+    supervise = [sys.executable, "-m", "rq_serviceq", "worker", "drag", "--interval", "0.2", "-q"]
+    workers = [subprocess.Popen(c, env=env, cwd=ROOT, start_new_session=True) for c in (cmd, supervise)]
+    wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
     try:
         ids = sq.push_many([{"i": i, "seconds": 0.003} for i in range(1000)])  # fmt: skip
         wait_until(lambda: sq.get_status_info()["total_success"] > 100)
@@ -120,10 +123,11 @@ def test_redis_restart_mid_batch(aof_redis: RedisServer, monkeypatch: pytest.Mon
         _assert_complete(report, ids)
         assert report["total_success"] == 1000
         assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
-        assert all(w.poll() is None for w in workers), "a worker died with Redis"
+        assert all(w.poll() is None for w in workers), "a worker or the supervisor died with Redis"
+        assert len(sq.get_status_info()["worker_reports"]) == 2
     finally:
         for w in workers:
-            w.kill()
+            os.killpg(w.pid, signal.SIGKILL)
             w.wait(10)
 
 
