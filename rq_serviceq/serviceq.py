@@ -335,6 +335,9 @@ class ServiceQ:
             "failed_q_length": failed,
             "worker_reports": report.worker_reports(self.connection, self.keys),
         }
+        if info["status"] == "PAUSED":  # the seed's workers report PAUSED while their queue is
+            for worker in info["worker_reports"].values():
+                worker["status"] = "PAUSED"
         return info
 
     def get_batch_report(self, batch_id: str | None = None) -> dict[str, Any]:

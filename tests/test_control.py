@@ -39,6 +39,7 @@ def test_pause_then_resume(make_sq: Callable[..., ServiceQ], conn: Redis) -> Non
     sq.pause()
     paused_at = _redis_time(conn)
     assert sq.get_status() == "PAUSED"
+    assert {w["status"] for w in sq.get_status_info()["worker_reports"].values()} <= {"PAUSED"}
     time.sleep(0.3)  # tasks that were running when pause() returned finish
     settled = _done(sq)
     time.sleep(1.0)
