@@ -76,6 +76,10 @@ def release(
     return [text(b) for b in scripts.run(conn, scripts.RELEASE, ctx, args)]
 
 
-def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], lease: float = LEASE_SECONDS) -> None:
-    if task_ids:
-        scripts.run(conn, scripts.EXTEND_LEASES, scripts.Context(keys, lease=lease), task_ids)
+def extend_leases(
+    conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float = LEASE_SECONDS
+) -> None:
+    """Renew the leases of running tasks and of batch work (finalize-zset members) this worker holds."""
+    if task_ids or batch_work:
+        ctx = scripts.Context(keys, lease=lease)
+        scripts.run(conn, scripts.EXTEND_LEASES, ctx, [len(task_ids), *task_ids, *batch_work])

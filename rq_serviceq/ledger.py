@@ -47,13 +47,24 @@ class SettleResult:
 
 
 def settle(
-    conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, outcomes: list[tuple[ServiceQJob, Outcome]]
+    conn: Redis,
+    keys: k.Keys,
+    worker_name: str,
+    settings: Settings,
+    outcomes: list[tuple[ServiceQJob, Outcome]],
+    batch_work_lease: float | None = None,
 ) -> SettleResult:
-    """Record attempts' outcomes in one round trip."""
+    """Record attempts' outcomes in one round trip.
+
+    A batch this ends is leased to the caller for ``batch_work_lease`` seconds: a worker,
+    which renews the lease while it works, passes a short one; others get one long enough
+    for the callback (``finalize_lease``).
+    """
     if not outcomes:
         return SettleResult(0.0, [], [])
     args = [x for job, outcome in outcomes for x in (job.id, job.claim, outcome.verdict.value, outcome.remark)]
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=finalize_lease(settings))
+    lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=lease)
     now, rows, ended = scripts.run(conn, scripts.SETTLE, ctx, args)
     return SettleResult(float(now), [_settled(row) for row in rows], [text(b) for b in ended])
 

@@ -81,6 +81,7 @@ class ServiceQWorker(SimpleWorker):
         self._next_pop_at: float | None = None
         self._group: list[ServiceQJob] = []
         self._held: dict[str, ServiceQJob] = {}
+        self._batch_work: set[str] = set()  # finalize-zset members this worker is doing
         self._counts = {"passed": 0, "failed": 0}
         self._claim_gen = 0  # the service queue's pause generation when the current group was claimed
         self._pause_gen_seen = 0  # the newest pause/stop generation this worker was told of
@@ -126,9 +127,11 @@ class ServiceQWorker(SimpleWorker):
 
     def _record(self, settings: Settings, group: list[ServiceQJob], result: GroupResult) -> None:
         """Give back what did not start, settle what did, then report and end batches."""
-        conn, keys, lease = self.connection, self.sq_keys, ledger.finalize_lease(settings)
+        conn, keys, lease = self.connection, self.sq_keys, self.lease_seconds
         ended = self._with_redis("release", lambda: release(conn, keys, self.name, result.unstarted, lease))
-        settled = self._with_redis("settle", lambda: ledger.settle(conn, keys, self.name, settings, result.done))
+        settled = self._with_redis(
+            "settle", lambda: ledger.settle(conn, keys, self.name, settings, result.done, batch_work_lease=lease)
+        )
         for held in group:
             self._held.pop(held.id, None)
         for (done_job, outcome), row in zip(result.done, settled.tasks, strict=True):
@@ -204,7 +207,7 @@ class ServiceQWorker(SimpleWorker):
             self.name,
             count=self._group_size(),
             lease=self.lease_seconds,
-            finalize_lease=ledger.finalize_lease(self._settings()),
+            finalize_lease=self.lease_seconds,  # batch work is kept alive by _keep_leases, like tasks
         )
         self.sq_settings = got.settings
         self._group = got.jobs
@@ -259,6 +262,9 @@ class ServiceQWorker(SimpleWorker):
     def _hold(self, jobs: list[ServiceQJob]) -> None:
         for job in jobs:
             self._held[job.id] = job
+        self._start_keeper()
+
+    def _start_keeper(self) -> None:
         if self._keeper is None:
             self._keeper = threading.Thread(target=self._keep_leases, name="serviceq-leases", daemon=True)
             self._keeper.start()
@@ -267,7 +273,8 @@ class ServiceQWorker(SimpleWorker):
         """Extend the leases of running tasks so a long task is not taken for a lost one."""
         while not self._stop_keeper.wait(self.lease_seconds / 3):
             try:
-                extend_leases(self.connection, self.sq_keys, list(self._held), self.lease_seconds)
+                work = list(self._batch_work)
+                extend_leases(self.connection, self.sq_keys, list(self._held), work, self.lease_seconds)
             except Exception:
                 self.log.warning("could not extend task leases; will try again", exc_info=True)
 
@@ -295,11 +302,20 @@ class ServiceQWorker(SimpleWorker):
             )
 
     def _finalize(self, member: str) -> None:
-        """Batch work: ``begin:<id>`` (a begin callback whose pusher died) or a drained batch's end."""
+        """Batch work: ``begin:<id>`` (a begin callback whose pusher died) or a drained batch's end.
+
+        Its lease is renewed while it runs, as a task's is, so a callback may take as long
+        as it needs, yet a worker killed meanwhile hands the work over within a lease.
+        """
         if not member.startswith(ledger.BEGIN_PREFIX):
             self._log(f"batch {member} drained: building its report and running the batch-end callback")
         settings = self._settings()
-        self._with_redis("batch work", lambda: ledger.batch_work(self.connection, self.sq_keys, settings, member))
+        self._batch_work.add(member)
+        self._start_keeper()
+        try:
+            self._with_redis("batch work", lambda: ledger.batch_work(self.connection, self.sq_keys, settings, member))
+        finally:
+            self._batch_work.discard(member)
 
     def worker_update(self) -> dict[str, Any]:
         """The seed's worker update: this worker's counters as the push-update callback sees them."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis import Redis
 
-from rq_serviceq import NoRetry, current_qtask
+from rq_serviceq import NoRetry, ServiceQWorker, current_qtask
 
 
 def _conn() -> Redis:
@@ -157,3 +157,17 @@ def failing_end_callback(report: dict[str, Any]) -> None:
 def hanging_end_callback(report: dict[str, Any]) -> None:
     _conn().incr(f"test:end_attempts:{report['batch_id']}")
     time.sleep(3600)
+
+
+def slow_end_callback(report: dict[str, Any]) -> None:
+    """Marks its start and end; takes task-set seconds (stored on the first task) to run."""
+    conn = _conn()
+    conn.rpush(f"test:end_started:{report['batch_id']}", os.getpid())
+    time.sleep(float(conn.get("test:callback_seconds") or 0))
+    conn.incr(f"test:batch_end_count:{report['batch_id']}")
+
+
+class ShortLeaseWorker(ServiceQWorker):
+    """Leases of 2 s instead of 15 s, so tests of lease takeover run in seconds."""
+
+    lease_seconds = 2.0

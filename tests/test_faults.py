@@ -252,3 +252,48 @@ def test_allow_list_keeps_task_functions_to_allowed_modules(
     remark = sq.get_batch_report()["failed_tasks"][0]["remark"]
     assert "not under the modules allowed by RQ_SERVICEQ_ALLOWED_MODULES" in remark
     resolve.cache_clear()
+
+
+def _short_lease_workers(n: int) -> list[subprocess.Popen[bytes]]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.ShortLeaseWorker", "-q", "drag-pending"]
+    return [subprocess.Popen(cmd, env=env, cwd=ROOT) for _ in range(n)]
+
+
+def test_a_long_batch_end_callback_keeps_its_lease(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    """A callback that outlasts the lease is not taken over while its worker lives."""
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    sq.set_batch_end_callback(tasks.slow_end_callback)
+    conn.set("test:callback_seconds", 5)  # lease is 2 s
+    workers = _short_lease_workers(2)
+    try:
+        sq.push_many([{"value": True} for _ in range(10)])
+        report = sq.wait_for_batch(timeout=60)
+        assert conn.llen(f"test:end_started:{report['batch_id']}") == 1
+        assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait(10)
+
+
+def test_batch_end_work_of_a_killed_worker_is_taken_over(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    sq.set_batch_end_callback(tasks.slow_end_callback)
+    conn.set("test:callback_seconds", 3)
+    workers = _short_lease_workers(2)
+    try:
+        sq.push_many([{"value": True} for _ in range(10)])
+        batch_id = sq.current_batch_id()
+        wait_until(lambda: conn.llen(f"test:end_started:{batch_id}") == 1)
+        os.kill(int(conn.lindex(f"test:end_started:{batch_id}", 0)), signal.SIGKILL)  # mid-callback
+        report = sq.wait_for_batch(timeout=60)
+        assert report["status"] == "FINISHED"
+        assert conn.llen(f"test:end_started:{batch_id}") == 2  # run again, by the other worker
+        assert conn.get(f"test:batch_end_count:{batch_id}") == b"1"  # and completed once
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait(10)
