@@ -15,7 +15,7 @@ import sys
 from redis import Redis
 
 from .models import validate_name
-from .serviceq import DEFAULT_URL
+from .serviceq import DEFAULT_URL, ServiceQ
 from .supervisor import Supervisor
 
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--url", "-u", help="Redis URL (default: $RQ_REDIS_URL, $REDIS_URL, " + DEFAULT_URL + ")")
     worker.add_argument("--interval", type=float, default=0.5, help="seconds between looks at the service queue")
     worker.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
+    worker.add_argument("--create", action="store_true", help="create the service queue if it does not exist")
     args = parser.parse_args(argv)
 
     try:
@@ -35,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     url = args.url or os.environ.get("RQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
-    Supervisor(Redis.from_url(url), name, url, interval=args.interval).run()
+    conn = Redis.from_url(url)
+    if not args.create:
+        try:  # a typo in NAME would otherwise start workers on a new, empty service queue
+            ServiceQ.open(name, connection=conn)
+        except LookupError as exc:
+            parser.exit(2, f"rq-serviceq: {exc} (or pass --create)\n")
+    Supervisor(conn, name, url, interval=args.interval).run()
     return 0
 
 

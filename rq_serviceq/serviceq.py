@@ -49,6 +49,16 @@ class ServiceQ:
         self._processes: list[subprocess.Popen[bytes]] = []
         self._recent: tuple[float, Settings] | None = None
 
+    @classmethod
+    def open(cls, name: str, connection: Redis | None = None) -> ServiceQ:
+        """Attach to a service queue that must exist already (``ServiceQ(name)`` creates one)."""
+        validate_name(name)
+        conn = connection or Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
+        if not conn.exists(k.Keys(name).state):
+            where = launcher.connection_url(conn, hide_password=True)
+            raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")
+        return cls(name, connection=conn)
+
     def __repr__(self) -> str:
         return f"ServiceQ({self.name!r}, id={self.id!r})"
 

@@ -255,3 +255,22 @@ def test_delete_removes_everything(make_sq: Callable[..., ServiceQ], conn: Redis
     assert left == [b"someone-else"]
     # RQ itself keeps a dead worker's hash for 60 s; it is RQ's and expires by itself.
     assert all(0 < conn.ttl(key) <= 60 for key in conn.keys("rq:worker:*"))
+
+
+def test_open_refuses_an_unknown_name(conn: Redis) -> None:
+    with pytest.raises(LookupError, match="no service queue named 'nope'"):
+        ServiceQ.open("nope", connection=conn)
+    assert conn.dbsize() == 0
+    ServiceQ("yes", connection=conn)
+    assert ServiceQ.open("yes", connection=conn).name == "yes"
+
+
+def test_supervisor_cli_refuses_an_unknown_name(redis_url: str, conn: Redis) -> None:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "rq_serviceq", "worker", "dragg", "--url", redis_url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "no service queue named 'dragg'" in done.stderr and "--create" in done.stderr
+    assert conn.dbsize() == 0
