@@ -106,8 +106,11 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
     )
     if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
         conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
-    report.keep_for(conn, keys, batch_id, settings.report_ttl)  # after the callback: it can be long
-    return bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))
+    done = bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))
+    # Last: a million EXPIREs take seconds, and nobody need wait for them.  Should this worker die
+    # first, the report outlives report_ttl (a leak, never a loss).
+    report.keep_for(conn, keys, batch_id, settings.report_ttl)
+    return done
 
 
 def batch_work(conn: Redis, keys: k.Keys, settings: Settings, member: str) -> None:

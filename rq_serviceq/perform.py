@@ -251,6 +251,7 @@ class ForkRunner(Runner):
         self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool], budget: float = 1.0
     ) -> GroupResult:
         started = time.perf_counter()
+        task_function(settings)  # import it here once, not in every work horse
         result = GroupResult()
         for i, job in enumerate(jobs):
             if should_stop() or (i and time.perf_counter() > started + budget):
