@@ -18,8 +18,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[StrictInt, Field(ge=0)]
 
-STATUSES = ("CREATED", "PENDING", "RUNNING", "PAUSED", "STOPPED", "FINISHED")
 DEFAULT_REPORT_TTL = 7 * 24 * 3600
+DEFAULT_MAX_TASK_BYTES = 512 * 1024
 
 
 def validate_name(name: object) -> str:
@@ -64,7 +64,7 @@ class Settings(WorkerConfig, RetryConfig):
     schedule: str | None = None  # cron expression: work the queue only at these times
     task_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = 180.0  # RQ's default job timeout
     callback_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
-    max_task_bytes: Annotated[StrictInt, Field(gt=0)] = 512 * 1024
+    max_task_bytes: Annotated[StrictInt, Field(gt=0)] = DEFAULT_MAX_TASK_BYTES
     created_at: float = 0.0
 
     @field_validator("schedule")

@@ -25,13 +25,12 @@ from redis import Redis
 
 from . import keys as k
 from . import scripts
-from .models import Settings
+from .models import DEFAULT_MAX_TASK_BYTES, Settings
 
 # What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
 PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
 CHUNK_SIZE = 1000
 CHUNKS_PER_ROUND_TRIP = 8
-MAX_TASK_BYTES = 512 * 1024
 _DATA_HEAD = b'["' + PLACEHOLDER_FUNC.encode() + b'", null, ['
 _DATA_TAIL = b"], {}]"
 
@@ -43,7 +42,7 @@ class PushResult:
     opened: bool
 
 
-def encode_task(task: Any, max_bytes: int = MAX_TASK_BYTES) -> bytes:
+def encode_task(task: Any, max_bytes: int = DEFAULT_MAX_TASK_BYTES) -> bytes:
     """The task as JSON, refused early (before anything is written) if it is not JSON."""
     try:
         raw = json.dumps(task, separators=(",", ":"), allow_nan=False)

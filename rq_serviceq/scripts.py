@@ -24,10 +24,10 @@ from redis.commands.core import Script
 from rq.utils import utcformat
 
 from . import keys as k
+from .models import DEFAULT_REPORT_TTL
 
 _scripts: dict[str, Script] = {}
 LEASE_SECONDS = 15.0  # how long a claimed task or batch-end job stays a worker's without a sign of life
-DEFAULT_TTL = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Context:
 
     keys: k.Keys
     worker_name: str = ""
-    ttl: int = DEFAULT_TTL
+    ttl: int = DEFAULT_REPORT_TTL
     lease: float = LEASE_SECONDS
     finalize_lease: float = LEASE_SECONDS  # how long batch-end work (report, callback) may take
 

@@ -92,9 +92,8 @@ def test_sigterm_lets_the_running_task_finish(make_sq: Callable[..., ServiceQ], 
 
 @pytest.fixture
 def aof_redis() -> Iterator[RedisServer]:
-    server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
-    yield server
-    server.stop()
+    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
+        yield server
 
 
 def test_redis_restart_mid_batch(aof_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,9 +24,8 @@ RULE = "user rq-serviceq on >s3cret ~rq:* &rq:* +@all -@dangerous +client|list" 
 def acl_redis(tmp_path: Path) -> Iterator[RedisServer]:
     users = tmp_path / "users.acl"
     users.write_text(f"user default off\n{RULE}\n")
-    server = RedisServer("--aclfile", str(users), auth="rq-serviceq:s3cret").start()
-    yield server
-    server.stop()
+    with RedisServer("--aclfile", str(users), auth="rq-serviceq:s3cret") as server:
+        yield server
 
 
 def test_the_documented_acl_rule_is_enough(acl_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
