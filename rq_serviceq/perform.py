@@ -110,6 +110,8 @@ class GroupResult:
 class Runner:
     """Runs a claimed group of tasks with up to ``concurrency`` at once."""
 
+    isolated = False  # True: every task one after another through ``_perform_one`` (see ForkRunner)
+
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = max(1, concurrency)
         self._pool: _DaemonPool | None = None
@@ -128,9 +130,9 @@ class Runner:
         func = task_function(settings)
         if isinstance(func, Outcome):
             result = GroupResult(done=[(job, func) for job in jobs])
-        elif inspect.iscoroutinefunction(func):
+        elif inspect.iscoroutinefunction(func) and not self.isolated:
             result = self._run_async(func, settings, jobs, give_back)
-        elif self.concurrency == 1 or len(jobs) == 1:
+        elif self.isolated or self.concurrency == 1 or len(jobs) == 1:
             result = self._run_serial(func, settings, jobs, give_back)
         else:
             result = self._run_threads(func, settings, jobs, give_back)
@@ -149,8 +151,11 @@ class Runner:
             if should_stop():
                 result.unstarted = jobs[i:]
                 break
-            result.done.append((job, _call(func, settings, job)))
+            result.done.append((job, self._perform_one(func, settings, job)))
         return result
+
+    def _perform_one(self, func: Callable[..., Any], settings: Settings, job: ServiceQJob) -> Outcome:
+        return _call(func, settings, job)
 
     def _run_threads(
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], give_back: Callable[[], bool]
@@ -244,22 +249,13 @@ class ForkRunner(Runner):
     Isolation at a price: a task that leaks memory, corrupts global state or
     crashes the interpreter takes only its child down (the attempt fails with
     a "work horse died" remark and is retried), and each task pays for a
-    fork (about a millisecond or more, growing with the worker's memory).
+    fork (about 8 ms on the benchmark machine: docs/benchmarks.md).
     """
 
-    def run(
-        self, settings: Settings, jobs: list[ServiceQJob], should_stop: Callable[[], bool], budget: float = 1.0
-    ) -> GroupResult:
-        started = time.perf_counter()
-        task_function(settings)  # import it here once, not in every work horse
-        result = GroupResult()
-        for i, job in enumerate(jobs):
-            if should_stop() or (i and time.perf_counter() > started + budget):
-                result.unstarted = jobs[i:]
-                break
-            result.done.append((job, _in_child(settings, job)))
-        result.seconds = time.perf_counter() - started
-        return result
+    isolated = True
+
+    def _perform_one(self, func: Callable[..., Any], settings: Settings, job: ServiceQJob) -> Outcome:
+        return _in_child(settings, job)  # ``func`` was imported here, in the worker, once
 
 
 def _in_child(settings: Settings, job: ServiceQJob) -> Outcome:
