@@ -16,6 +16,7 @@ JOB_PREFIX = "rq:job:"  # RQ's job hash prefix (rq.job.Job.redis_job_namespace_p
 SUSPENDED = "rq:suspended"  # RQ's global `rq suspend` flag, honoured by the claim script
 RQ_QUEUES = "rq:queues"  # RQ's set of known queue keys (what rq-dashboard lists)
 RQ_WORKER_PREFIX = "rq:worker:"  # RQ's worker hash prefix
+RQ_WORKERS = "rq:workers"  # RQ's set of every registered worker's key
 
 
 def pending_queue_name(name: str) -> str:

@@ -118,7 +118,8 @@ class Supervisor:
                     continue
                 del pool[name]
                 if code != 0:  # killed or crashed: its tasks need not wait for their leases
-                    held = scripts.run(self.conn, scripts.RECLAIM, scripts.Context(self.keys), [name])
+                    ctx = scripts.Context(self.keys, worker_name=name)
+                    held = scripts.run(self.conn, scripts.RECLAIM, ctx, [k.RQ_WORKERS])
                     logger.warning("worker %s exited with %s; %s of its tasks made claimable", name, code, held)
 
     def _spawn(self, burst: bool) -> None:
