@@ -8,6 +8,7 @@ sleeps exactly until then and a waiting retry costs nothing.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -17,7 +18,7 @@ from . import scripts
 from .job import ServiceQJob
 from .models import Settings
 from .scripts import LEASE_SECONDS
-from .state import decode_hash, settings_from_hash, text
+from .state import ServiceQDeleted, decode_hash, settings_from_hash, text
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Claim:
     settings: Settings
     pause_gen: int = 0
     jobs: list[ServiceQJob] = field(default_factory=list)
+    in_flight: int = 0  # tasks under a lease and batch work not yet done, anywhere: a burst worker waits for them
 
     def seconds_to_wake(self) -> float | None:
         return None if self.wake_at is None else max(0.0, self.wake_at - self.now)
@@ -44,7 +46,10 @@ def claim(
     finalize_lease: float = LEASE_SECONDS,
 ) -> Claim:
     ctx = scripts.Context(keys, worker_name, lease=lease, finalize_lease=finalize_lease)
-    now, status, active, wake, finalize, state, tasks = scripts.run(conn, scripts.CLAIM, ctx, [count])
+    reply = scripts.run(conn, scripts.CLAIM, ctx, [count, uuid.uuid4().hex])
+    now, status, active, wake, finalize, state, tasks, in_flight = reply
+    if status == b"DELETED":
+        raise ServiceQDeleted(f"service queue {keys.name!r} was deleted")
     wake_text = text(wake)
     fields = decode_hash(state)
     return Claim(
@@ -56,6 +61,7 @@ def claim(
         settings=settings_from_hash(fields),
         pause_gen=int(fields.get("pause_gen") or 0),
         jobs=[_job(conn, task_id, flat) for task_id, _claim, flat in tasks],
+        in_flight=int(in_flight),
     )
 
 

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url or os.environ.get("RQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
     conn = Redis.from_url(url)
-    if not args.create:
+    if args.create:
+        ServiceQ(name, connection=conn)
+    else:
         try:  # a typo in NAME would otherwise start workers on a new, empty service queue
             ServiceQ.open(name, connection=conn)
         except LookupError as exc:

@@ -116,6 +116,22 @@ class Keys:
     def batch_failed(self, batch_id: str) -> str:  # LIST task ids that failed, in order
         return self.batch(batch_id) + ":failed"
 
+    def batch_open(self, batch_id: str) -> str:  # SET task ids counted in but not yet ended
+        return self.batch(batch_id) + ":open"
+
+    def batch_audit(self, batch_id: str) -> str:  # STRING the worker auditing the batch (RECONCILE), 2 s TTL
+        return self.batch(batch_id) + ":audit"
+
+    def batch_keys(self, batch_id: str) -> list[str]:
+        """Every key of one batch (the Lua scripts build the same names from ``batch_prefix``)."""
+        return [
+            self.batch(batch_id),
+            self.batch_passed(batch_id),
+            self.batch_failed(batch_id),
+            self.batch_open(batch_id),
+            self.batch_audit(batch_id),
+        ]
+
     def own_keys(self) -> list[str]:
         """The fixed keys of this service queue (batch keys are found through ``batches``)."""
         return [

@@ -84,6 +84,30 @@ local function ring(n)  -- wake up to n idle workers
   redis.call('LTRIM', k.bell, 0, 63)
 end
 
+-- The active batch, or a new one (id new_bid) when none is active.  A new batch's
+-- begin callback is leased work: due at begin_due, run by its pusher or, failing
+-- that, by a worker.  Returns bid, opened (0|1).
+local function open_or_join(new_bid, begin_due)
+  local bid = redis.call('HGET', k.state, 'active_batch')
+  if bid then return bid, 0 end
+  redis.call('HSET', k.state, 'active_batch', new_bid, 'last_batch', new_bid)
+  if redis.call('HGET', k.state, 'status') ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PENDING') end
+  redis.call('HSET', k.batch_prefix .. new_bid, 'batch_id', new_bid, 'start_time', tostring(k.now),
+    'status', 'PENDING', 'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
+  redis.call('ZADD', k.batches, k.now, new_bid)
+  redis.call('ZADD', k.finalize, begin_due, 'begin:' .. new_bid)
+  return new_bid, 1
+end
+
+-- Count tasks into a batch: its ledger and its set of open (not yet ended) tasks,
+-- which is how a task removed behind rq-serviceq's back is found (see RECONCILE).
+local function count_in(bid, ids)
+  local bk = k.batch_prefix .. bid
+  for i = 1, #ids, 1000 do redis.call('SADD', bk .. ':open', unpack(ids, i, math.min(i + 999, #ids))) end
+  redis.call('HINCRBY', bk, 'submitted', #ids)
+  redis.call('HINCRBY', bk, 'pending', #ids)
+end
+
 -- Count a task's end in its batch ledger, once: sq_final guards against a task
 -- settled twice or put back by RQ tools after it had ended.  The step that takes
 -- `pending` to 0 and wins HSETNX on end_time ends the batch; returns its id then.
@@ -91,6 +115,7 @@ local function count_end(jk, id, which)
   if redis.call('HSETNX', jk, 'sq_final', which) == 0 then return nil end
   local bid = redis.call('HGET', jk, 'sq_batch')
   local bk = k.batch_prefix .. bid
+  redis.call('SREM', bk .. ':open', id)
   redis.call('RPUSH', bk .. ':' .. which, id)
   redis.call('HINCRBY', bk, which, 1)
   local pending = redis.call('HINCRBY', bk, 'pending', -1)
@@ -111,6 +136,7 @@ local function end_task(id, passed, remark)
   local jk = k.job_prefix .. id
   redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', k.stamp,
     'sq_remark', remark, 'sq_last', tostring(k.now), 'sq_claim', '')
+  redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
   if not passed then redis.call('HSET', jk, 'exc_info', remark) end  -- what rq-dashboard shows
   redis.call('ZADD', passed and k.finished or k.failed, k.now + k.ttl, id)
   return count_end(jk, id, passed and 'passed' or 'failed')
@@ -127,6 +153,63 @@ local function batch_stopped(id)
 end
 
 local STOPPED = 'STOPPED | the service queue was stopped before this task '
+local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
+local LOSS_FLOOR = 3  -- a task is failed for killing workers only after this many deaths, whatever retry_limit
+
+local function retry_config()
+  local c = redis.call('HMGET', k.state, 'retry_limit', 'resting_period', 'loop_backoff')
+  return {limit = tonumber(c[1] or '0'), resting = tonumber(c[2] or '0'), backoff = tonumber(c[3] or '0')}
+end
+
+-- Record one attempt's outcome (verdict pass|retry|fail) under claim token `claim`.
+-- Returns the result row {id, passed|failed|retry|stale, due, retries} and the batch
+-- this ended (or nil).
+local function settle_one(id, claim, verdict, remark, cfg)
+  local jk = k.job_prefix .. id
+  if redis.call('HGET', jk, 'sq_claim') ~= claim then return {id, 'stale', '', ''}, nil end
+  unlease(id, claim)
+  local retries = tonumber(redis.call('HGET', jk, 'sq_retries') or '0')
+  local stopped = batch_stopped(id)
+  if verdict == 'retry' and retries < cfg.limit and not stopped then
+    retries = retries + 1
+    local due = k.now + cfg.resting + (retries - 1) * cfg.backoff
+    redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
+      'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
+    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
+    redis.call('ZADD', k.retry, due, id)
+    return {id, 'retry', tostring(due), retries}, nil
+  end
+  if verdict == 'retry' and retries < cfg.limit then remark = STOPPED .. 'could be retried: ' .. remark end
+  return {id, verdict == 'pass' and 'passed' or 'failed', '', retries}, end_task(id, verdict == 'pass', remark)
+end
+
+-- A task whose lease ran out (its worker is gone).  Its journal says what happened:
+-- an outcome recorded under the current claim is settled as if reported; a task that
+-- had started counts a worker death, and fails once it has killed max(retry_limit,
+-- LOSS_FLOOR) workers; a task that never started is simply handed out again.
+-- Returns again (true: hand it out), ended batch id or nil.
+local function take_over(id, cfg)
+  local jk = k.job_prefix .. id
+  local f = redis.call('HMGET', jk, 'sq_claim', 'sq_started', 'sq_outcome', 'worker_name')
+  local claim, started, journal, owner = f[1], f[2], f[3], f[4]
+  if journal and claim and string.sub(journal, 1, #claim + 1) == claim .. '\\31' then
+    local rest = string.sub(journal, #claim + 2)
+    local sep = string.find(rest, '\\31', 1, true)
+    if sep then
+      local _, bid = settle_one(id, claim, string.sub(rest, 1, sep - 1), string.sub(rest, sep + 1), cfg)
+      return false, bid
+    end
+  end
+  if started and started == claim then
+    local lost = redis.call('HINCRBY', jk, 'sq_lost', 1)
+    if lost >= math.max(cfg.limit, LOSS_FLOOR) then
+      unlease(id, claim)
+      return false, end_task(id, false, 'NO_RETRY | worker died ' .. lost .. ' times running this task (last: '
+        .. (owner or '?') .. ')')
+    end
+  end
+  return true, nil
+end
 """
 
 PUSH = """
@@ -136,32 +219,20 @@ PUSH = """
 -- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
 -- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description
 -- Returns {batch_id, opened (0|1), now}
-local bid = redis.call('HGET', k.state, 'active_batch')
-local opened = 0
-if not bid then
-  bid = ARGV[A]
-  opened = 1
-  redis.call('HSET', k.state, 'active_batch', bid, 'last_batch', bid)
-  if redis.call('HGET', k.state, 'status') ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PENDING') end
-  redis.call('HSET', k.batch_prefix .. bid, 'batch_id', bid, 'start_time', tostring(k.now), 'status', 'PENDING',
-    'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
-  redis.call('ZADD', k.batches, k.now, bid)
-  -- The pusher runs the batch-begin callback; should it die first, a worker takes this over.
-  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, 'begin:' .. bid)
-end
+-- The pusher runs the batch-begin callback; should it die first, a worker takes this over.
+local bid, opened = open_or_join(ARGV[A], k.now + k.finalize_lease)
 local created = tostring(k.now)
-local n = 0
+local ids = {}
 for i = A + 2, #ARGV, 3 do
   redis.call('HSET', k.job_prefix .. ARGV[i], 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', ARGV[i + 1],
     'origin', ARGV[A + 1], 'description', ARGV[i + 2], 'status', 'queued', 'worker_name', '',
     'sq_batch', bid, 'sq_created', created)
   redis.call('RPUSH', k.queue, ARGV[i])
-  n = n + 1
+  ids[#ids + 1] = ARGV[i]
 end
-redis.call('HINCRBY', k.batch_prefix .. bid, 'submitted', n)
-redis.call('HINCRBY', k.batch_prefix .. bid, 'pending', n)
+count_in(bid, ids)
 redis.call('SADD', k.rq_queues, k.queue)
-ring(n)
+ring(#ids)
 return {bid, opened, created}
 """
 
@@ -170,9 +241,13 @@ CLAIM = """
 -- first, then due retries, then the pending queue.  Popping and registering are
 -- one step, so a task is never held by two workers nor dropped in between.  A
 -- fair share of the backlog is taken, at least 1.  Tasks of a stopped batch are
--- failed instead of handed out.
+-- failed instead of handed out.  A task that had ended and was put back on the
+-- queue by RQ's tools (`rq requeue`) becomes a new task of the active batch, as
+-- requeue_failed would make it (its old report stays as it was).
+-- ARGV[A+1] batch id to use should such a task open a new batch.
 -- Returns {now, status, active batch, next wake-up time, batch to finalize,
---          state hash (flat), tasks: {{id, claim, job hash (flat)}, ...}}
+--          state hash (flat), tasks: {{id, claim, job hash (flat)}, ...}, work in flight}
+if redis.call('EXISTS', k.state) == 0 then return {tostring(k.now), 'DELETED', '', '', '', {}, {}, 0} end
 local state = redis.call('HGETALL', k.state)
 local status = redis.call('HGET', k.state, 'status') or 'CREATED'
 local active = redis.call('HGET', k.state, 'active_batch') or ''
@@ -185,7 +260,26 @@ end
 
 local function reply(tasks, finalize)
   local wake = first_score(k.finalize, first_score(k.leases, first_score(k.retry, nil)))
-  return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks}
+  local in_flight = redis.call('ZCARD', k.leases) + redis.call('ZCARD', k.finalize)
+  return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks, in_flight}
+end
+
+local function adopt_requeued(id, final)
+  local jk = k.job_prefix .. id
+  redis.call('HSET', jk, 'status', final == 'passed' and 'finished' or 'failed')
+  if final ~= 'failed' or redis.call('HEXISTS', jk, 'sq_requeued_as') == 1 then return nil end
+  redis.call('HSET', jk, 'exc_info', redis.call('HGET', jk, 'sq_remark') or '')
+  local nid = id .. '-r' .. redis.call('HINCRBY', jk, 'sq_requeues', 1)
+  local f = redis.call('HMGET', jk, 'data', 'description', 'origin')
+  local bid, opened = open_or_join(ARGV[A + 1], k.now)
+  if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
+  redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', f[1],
+    'origin', f[3], 'description', f[2], 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
+    'sq_created', tostring(k.now))
+  count_in(bid, {nid})
+  redis.call('HSET', jk, 'sq_requeued_as', nid)
+  redis.call('ZREM', k.failed, id)
+  return nid
 end
 
 if redis.call('EXISTS', k.suspended) == 1 then
@@ -214,10 +308,12 @@ if want > 1 then
   local backlog = redis.call('LLEN', k.queue) + redis.call('ZCOUNT', k.retry, '-inf', k.now)
   want = math.max(1, math.min(want, math.ceil(backlog / workers)))
 end
+local cfg = retry_config()
 local ids = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, want)) do
-  ids[#ids + 1] = id
-  redis.call('HINCRBY', k.job_prefix .. id, 'sq_lost', 1)
+  local again, bid = take_over(id, cfg)
+  if again then ids[#ids + 1] = id end
+  if bid then ended = bid end
 end
 if #ids < want then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.retry, '-inf', k.now, 'LIMIT', 0, want - #ids)) do
@@ -228,14 +324,16 @@ end
 while #ids < want do
   local id = redis.call('LPOP', k.queue)
   if not id then break end
-  ids[#ids + 1] = id
+  local final = redis.call('HGET', k.job_prefix .. id, 'sq_final')
+  if final then id = adopt_requeued(id, final) end
+  if id then ids[#ids + 1] = id end
 end
 
 local tasks = {}
 for _, id in ipairs(ids) do
   local jk = k.job_prefix .. id
   if redis.call('EXISTS', jk) == 0 then
-    redis.call('ZREM', k.leases, id)
+    redis.call('ZREM', k.leases, id)  -- deleted by RQ's tools: RECONCILE counts it through its batch
   elseif batch_stopped(id) then
     unlease(id, redis.call('HGET', jk, 'sq_claim'))
     ended = end_task(id, false, STOPPED .. 'could run') or ended
@@ -243,6 +341,7 @@ for _, id in ipairs(ids) do
     unlease(id, redis.call('HGET', jk, 'sq_claim'))
     local claim = tostring(redis.call('HINCRBY', jk, 'sq_claims', 1))
     redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim)
+    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     redis.call('ZADD', k.leases, k.now + k.lease, id)
     redis.call('ZADD', k.started, '+inf', id .. ':' .. claim)
     tasks[#tasks + 1] = {id, claim, redis.call('HGETALL', jk)}
@@ -264,37 +363,14 @@ SETTLE = """
 -- ignored, so no task is counted twice.
 -- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
 -- Returns {now, {{id, result, due, retries}, ...}, {ended batch ids}}
-local limit = tonumber(redis.call('HGET', k.state, 'retry_limit') or '0')
-local resting = tonumber(redis.call('HGET', k.state, 'resting_period') or '0')
-local backoff = tonumber(redis.call('HGET', k.state, 'loop_backoff') or '0')
+local cfg = retry_config()
 local results, ended = {}, {}
 local rang = false
-
 for i = A, #ARGV, 4 do
-  local id, claim, verdict, remark = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local jk = k.job_prefix .. id
-  if redis.call('HGET', jk, 'sq_claim') ~= claim then
-    results[#results + 1] = {id, 'stale', '', ''}
-  else
-    unlease(id, claim)
-    local retries = tonumber(redis.call('HGET', jk, 'sq_retries') or '0')
-    local stopped = batch_stopped(id)
-    local bid
-    if verdict == 'retry' and retries < limit and not stopped then
-      retries = retries + 1
-      local due = k.now + resting + (retries - 1) * backoff
-      redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
-        'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
-      redis.call('ZADD', k.retry, due, id)
-      results[#results + 1] = {id, 'retry', tostring(due), retries}
-      if not rang then ring(1) rang = true end
-    else
-      if verdict == 'retry' and retries < limit then remark = STOPPED .. 'could be retried: ' .. remark end
-      bid = end_task(id, verdict == 'pass', remark)
-      results[#results + 1] = {id, verdict == 'pass' and 'passed' or 'failed', '', retries}
-    end
-    if bid then ended[#ended + 1] = bid end
-  end
+  local row, bid = settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], cfg)
+  results[#results + 1] = row
+  if bid then ended[#ended + 1] = bid end
+  if row[2] == 'retry' and not rang then ring(1) rang = true end
 end
 return {tostring(k.now), results, ended}
 """
@@ -354,40 +430,116 @@ return {redis.call('HGET', k.state, 'status'), redis.call('HGET', k.state, 'paus
 """
 
 STOP = """
--- Stop the active batch: every task of it still queued or waiting to retry moves
--- to failed with a STOPPED remark; running tasks finish and are counted (a retry
--- they ask for is refused).  The service queue no longer has an active batch, so
--- the next push opens a new one.  Returns {batch id or '', ended (0|1), pause_gen}
+-- Stop the active batch: from now on no task of it starts and none is retried; the
+-- service queue has no active batch, so the next push opens a new one.  The tasks
+-- themselves are failed by STOP_SLICE, a bounded slice at a time, so that stopping
+-- a million-task batch never blocks Redis.  Returns {batch id or '', pause_gen}
 local bid = redis.call('HGET', k.state, 'active_batch')
 redis.call('HINCRBY', k.state, 'pause_gen', 1)
 redis.call('HSET', k.state, 'status', 'STOPPED')
-if not bid then return {'', 0, redis.call('HGET', k.state, 'pause_gen')} end
-redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', 'STOPPED')
-redis.call('HDEL', k.state, 'active_batch')
-local ended = 0
-local function fail_all(ids, why)
-  for _, id in ipairs(ids) do
-    if redis.call('HGET', k.job_prefix .. id, 'sq_batch') == bid then
-      if end_task(id, false, STOPPED .. why) then ended = 1 end
-    end
-  end
-end
-local queued = redis.call('LRANGE', k.queue, 0, -1)
-local waiting = redis.call('ZRANGE', k.retry, 0, -1)
-for _, id in ipairs(queued) do redis.call('LREM', k.queue, 1, id) end
-for _, id in ipairs(waiting) do redis.call('ZREM', k.retry, id) end
-fail_all(queued, 'could run')
-fail_all(waiting, 'could be retried')
-local bk = k.batch_prefix .. bid
-if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and ended == 0 then
-  -- nothing was left to fail and nothing runs: end it here (no-op if it had ended already)
-  if redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-    redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
-    ended = 1
-  end
+if bid then
+  redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', 'STOPPED')
+  redis.call('HDEL', k.state, 'active_batch')
 end
 ring(64)
-return {bid, ended, redis.call('HGET', k.state, 'pause_gen')}
+return {bid or '', redis.call('HGET', k.state, 'pause_gen')}
+"""
+
+STOP_SLICE = """
+-- Fail up to ARGV[A+2] tasks of stopped batch ARGV[A] that are not running: first
+-- from the queue's head (a stopped batch's tasks come before any newer batch's),
+-- then through the batch's open tasks (waiting retries, tasks whose worker was
+-- lost, tasks removed by RQ's tools).  Running tasks finish and are counted.
+-- ARGV[A+1] cursor: 'q' to start, then what the last call returned.
+-- Returns {next cursor ('done' after a whole pass), ended batch id or ''}
+local bid, cursor, n = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
+local bk = k.batch_prefix .. bid
+local ended = ''
+local function fail(id, why) ended = end_task(id, false, STOPPED .. why) or ended end
+
+if cursor == 'q' then
+  local popped = redis.call('LPOP', k.queue, n) or {}
+  for i, id in ipairs(popped) do
+    if not batch_stopped(id) then  -- a newer batch begins here: put it back as it was
+      for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end
+      return {'0', ended}
+    end
+    fail(id, 'could run')
+  end
+  return {#popped < n and '0' or 'q', ended}
+end
+
+local scan = redis.call('SSCAN', bk .. ':open', cursor, 'COUNT', n)
+for _, id in ipairs(scan[2]) do
+  local lease = redis.call('ZSCORE', k.leases, id)
+  if redis.call('ZREM', k.retry, id) == 1 then
+    fail(id, 'could be retried')
+  elseif lease and tonumber(lease) <= k.now then
+    unlease(id, redis.call('HGET', k.job_prefix .. id, 'sq_claim'))
+    fail(id, 'could finish (its worker was lost)')
+  elseif not lease then
+    if redis.call('EXISTS', k.job_prefix .. id) == 0 then redis.call('HSET', k.job_prefix .. id, 'sq_batch', bid) end
+    fail(id, 'could run')
+  end
+end
+if scan[1] ~= '0' then return {scan[1], ended} end
+if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
+  redis.call('HSET', bk, 'status', 'ENDING')  -- nothing was left to fail and nothing runs: end it here
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
+  ended = bid
+end
+return {'done', ended}
+"""
+
+RECONCILE = """
+-- Find tasks of batch ARGV[A] that left the service queue behind rq-serviceq's back,
+-- a slice of its open tasks per call: a job deleted (`rq empty`, job.delete()) or
+-- canceled (job.cancel()) is counted failed with a remark that says so; a job a plain
+-- `rq worker` took (and failed or finished with the placeholder function) goes back
+-- to the head of the queue.  Tasks queued, running under a lease or waiting to retry
+-- are as they should be.  One pass at a time per service queue, at most one every 2 s.
+-- ARGV[A+1] cursor ('0' starts a pass)   ARGV[A+2] slice size
+-- Returns {next cursor ('0' when the pass is over, or '' when another pass is under way
+--          or ran lately), failed, given back, ended batch id or ''}
+local bid, cursor, n = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
+local lock = k.batch_prefix .. bid .. ':audit'
+if cursor == '0' then
+  if not redis.call('SET', lock, k.worker_name, 'NX', 'PX', 2000) then return {'', 0, 0, ''} end
+elseif redis.call('GET', lock) ~= k.worker_name then
+  return {'', 0, 0, ''}
+else
+  redis.call('PEXPIRE', lock, 2000)
+end
+local open = k.batch_prefix .. bid .. ':open'
+local scan = redis.call('SSCAN', open, cursor, 'COUNT', n)
+local failed, back, ended = 0, 0, ''
+local function fail(id, why)
+  failed = failed + 1
+  ended = end_task(id, false, REMOVED .. why) or ended
+end
+for _, id in ipairs(scan[2]) do
+  local jk = k.job_prefix .. id
+  local f = redis.call('HMGET', jk, 'status', 'sq_final')
+  local status = f[1]
+  if f[2] then
+    redis.call('SREM', open, id)
+  elseif redis.call('ZSCORE', k.leases, id) or redis.call('ZSCORE', k.retry, id) then
+    -- running under a lease, or waiting to retry: as it should be
+  elseif not status then
+    redis.call('HSET', jk, 'sq_batch', bid)
+    fail(id, '(its job was deleted, e.g. by `rq empty` or job.delete())')
+  elseif status == 'canceled' or status == 'stopped' then
+    fail(id, '(its job was ' .. status .. ', e.g. by job.cancel())')
+  elseif status == 'failed' or status == 'finished' then  -- a plain `rq worker` ran the placeholder
+    redis.call('ZREM', k.failed, id)
+    redis.call('ZREM', k.finished, id)
+    redis.call('HSET', jk, 'status', 'queued', 'sq_claim', '')
+    redis.call('LPUSH', k.queue, id)
+    back = back + 1
+  end
+end
+if back > 0 then ring(back) end
+return {scan[1], failed, back, ended}
 """
 
 FINISH = """

@@ -28,6 +28,7 @@ from .perform import perform
 
 DEFAULT_URL = "redis://localhost:6379/0"
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
+STOP_SLICE_SIZE = 2000  # tasks stop() fails per Lua call (about 20 ms of Redis time)
 _UNSET: Any = object()
 
 
@@ -214,22 +215,41 @@ class ServiceQ:
         """Let workers take tasks again, where they left off."""
         scripts.run(self.connection, scripts.SET_STATUS, scripts.Context(self.keys), ["RESUME"])
 
-    def stop(self, timeout: float = 5.0) -> str | None:
+    def stop(self, timeout: float = 30.0) -> str | None:
         """End the active batch now; returns its id (None when there was none).
 
         Tasks still queued or waiting to retry move to failed with a ``STOPPED | ...``
-        remark; running tasks finish and are counted.  The batch then ends once, with
-        status STOPPED, and its batch-end callback runs (here, if nothing was running).
+        remark, a bounded slice per Redis call (a million queued tasks never block
+        Redis); running tasks finish and are counted.  Returns once the batch has
+        ended and its batch-end callback has run, or after ``timeout`` seconds while
+        running tasks are still finishing (the batch then ends when they do).
         Workers started by ``start()`` exit; the next push opens a new batch.
         """
         settings = self.settings
         ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=ledger.finalize_lease(settings))
-        batch_id, ended, gen = scripts.run(self.connection, scripts.STOP, ctx)
+        batch_id, gen = scripts.run(self.connection, scripts.STOP, ctx)
+        deadline = time.monotonic() + timeout
         control.quiesce(self.connection, self.keys, int(gen), timeout)
         batch_id = state.text(batch_id)
-        if int(ended):
-            ledger.finalize(self.connection, self.keys, settings, batch_id)
-        return batch_id or None
+        if not batch_id:
+            return None
+        while not self._stopped_batch_ended(ctx, settings, batch_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return batch_id
+
+    def _stopped_batch_ended(self, ctx: scripts.Context, settings: Settings, batch_id: str) -> bool:
+        """One pass of STOP_SLICE over the stopped batch; True once the batch has finished.
+
+        Passes repeat while running tasks finish, so that a task whose worker died
+        meanwhile is failed when its lease runs out instead of waiting for a worker.
+        """
+        cursor = "q"
+        while cursor != "done":
+            nxt, ended = scripts.run(self.connection, scripts.STOP_SLICE, ctx, [batch_id, cursor, STOP_SLICE_SIZE])
+            cursor = state.text(nxt)
+            if ended:
+                ledger.finalize(self.connection, self.keys, settings, state.text(ended))
+        return bool(self.connection.hexists(self.keys.batch(batch_id), "finalized"))
 
     def scale(self, worker_count: int) -> None:
         """Change the worker count at runtime.
@@ -386,13 +406,12 @@ class ServiceQ:
         for batch_id in batch_ids:
             for key in (self.keys.batch_passed(batch_id), self.keys.batch_failed(batch_id)):
                 task_ids.update(state.text(m) for m in conn.lrange(key, 0, -1))
+            task_ids.update(state.text(m) for m in conn.smembers(self.keys.batch_open(batch_id)))
         with conn.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.delete(k.job_key(task_id))
             for batch_id in batch_ids:
-                pipe.delete(
-                    self.keys.batch(batch_id), self.keys.batch_passed(batch_id), self.keys.batch_failed(batch_id)
-                )
+                pipe.delete(*self.keys.batch_keys(batch_id))
             pipe.delete(*self.keys.own_keys())
             pipe.srem(k.NAMES, self.name)
             pipe.srem(k.RQ_QUEUES, self.keys.queue)

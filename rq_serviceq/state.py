@@ -23,6 +23,10 @@ _FLOAT_FIELDS = {"waiting_period", "resting_period", "loop_backoff", "created_at
 _SETTING_FIELDS = set(Settings.model_fields)
 
 
+class ServiceQDeleted(LookupError):
+    """The service queue was deleted while this process was working it."""
+
+
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -79,7 +79,12 @@ class Supervisor:
 
     def tick(self) -> None:
         """One look at the world: heartbeat, reap, then start or stop workers to match our share."""
-        settings = state.attach(self.conn, self.keys.name)
+        try:  # load, never attach: a service queue deleted under a running supervisor stays deleted
+            settings = state.load(self.conn, self.keys.name)
+        except LookupError:
+            logger.warning("service queue %s was deleted; supervisor %s leaves", self.keys.name, self.id)
+            self._stopping = True
+            return
         share = self._heartbeat_and_share(settings.worker_count)
         self._reap()
         if settings.schedule:

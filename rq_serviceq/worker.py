@@ -41,7 +41,9 @@ from .job import ServiceQJob
 from .log import worker_log
 from .models import Settings
 from .perform import ForkRunner, GroupResult, Runner
+from .reconcile import reconcile
 from .remarks import Outcome, Verdict
+from .state import ServiceQDeleted
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
 T = TypeVar("T")
@@ -57,6 +59,14 @@ def _service_name(queues: Any) -> str:
             "start one worker per service queue"
         )
     return names[0].removesuffix("-pending")
+
+
+_RETRIED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ResponseError)
+
+
+def _transient(exc: redis.exceptions.RedisError) -> bool:
+    """Worth retrying: Redis unreachable, or busy running a long script (its BUSY reply)."""
+    return not isinstance(exc, redis.exceptions.ResponseError) or str(exc).startswith("BUSY")
 
 
 class ServiceQWorker(SimpleWorker):
@@ -99,14 +109,20 @@ class ServiceQWorker(SimpleWorker):
         self.set_state(WorkerStatus.IDLE)
         self._rest_before_pop()
         while True:
-            got = self._with_redis("claim", self._claim)
+            try:
+                got = self._with_redis("claim", self._claim)
+            except ServiceQDeleted as exc:
+                self.log.warning("%s; worker %s leaves", exc, self.name)
+                self._log(f"{exc}; leaving")
+                return None
             if got.finalize_batch:
                 self._finalize(got.finalize_batch)
-                continue
             if got.jobs:
                 self._hold(got.jobs)
                 return got.jobs[0], self.queues[0]
-            if burst and (not got.active_batch or got.status == "SUSPENDED"):
+            if got.finalize_batch or (got.active_batch and self._audit(got.active_batch)):
+                continue
+            if burst and ((not got.active_batch and not got.in_flight) or got.status == "SUSPENDED"):
                 self._log("no Qtask pending")
                 return None
             if idle_until is not None and time.monotonic() >= idle_until:
@@ -165,12 +181,31 @@ class ServiceQWorker(SimpleWorker):
         while True:
             try:
                 return call()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                if self._stop_requested:
+            except _RETRIED as exc:
+                if self._stop_requested or not _transient(exc):
                     raise
                 self.log.warning("Redis unreachable during %s (%s); retrying in %.1f s", what, exc, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, self.max_reconnect_wait)
+
+    def _audit(self, batch_id: str) -> bool:
+        """Idle with a batch still pending: look for its tasks that RQ's tools removed (``reconcile.py``).
+
+        True when the audit changed something worth claiming again for.
+        """
+        audit = self._with_redis(
+            "audit", lambda: reconcile(self.connection, self.sq_keys, self.name, self._settings(), batch_id)
+        )
+        if audit.failed or audit.given_back:
+            self.log.warning(
+                "batch %s: %d tasks removed outside rq-serviceq counted failed, %d a plain rq worker took given back",
+                batch_id,
+                audit.failed,
+                audit.given_back,
+            )
+        for ended in audit.ended:
+            self._finalize(ended)
+        return bool(audit.given_back or audit.ended)
 
     def handle_payload(self, message: dict[str, Any]) -> None:
         """RQ's worker command channel, plus ServiceQ's pause/stop notice (see ``control.py``)."""

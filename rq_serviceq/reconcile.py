@@ -1,0 +1,47 @@
+"""RQ's own tools → ledger: tasks that leave the service queue behind rq-serviceq's back.
+
+`rq empty NAME-pending`, ``job.delete()`` and ``job.cancel()`` remove a task's
+job without telling its batch, and a plain ``rq worker NAME-pending`` runs the
+placeholder function and files the job under RQ's failed registry.  Left
+alone, the batch would wait for those tasks forever.  Every batch keeps the
+set of its open tasks (counted in, not yet ended), so an idle worker can audit
+it: a task that is neither queued, running under a lease nor waiting to retry
+is counted failed with a remark naming what happened, or, when a plain worker
+took it, put back on the queue.  The audit runs a bounded slice per Lua call
+and one pass at a time per service queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from . import keys as k
+from . import scripts
+from .models import Settings
+from .state import text
+
+SLICE = 1000  # open tasks looked at per RECONCILE call (a few ms of Redis time)
+
+
+@dataclass(frozen=True)
+class Audit:
+    failed: int = 0  # tasks counted failed because RQ's tools removed them
+    given_back: int = 0  # tasks a plain `rq worker` had taken, queued again
+    ended: tuple[str, ...] = ()  # batches this audit ended
+
+
+def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, batch_id: str) -> Audit:
+    """Audit one batch's open tasks in slices; returns what was found (nothing when another
+    worker's pass is under way or one ran in the last 2 s)."""
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl)
+    cursor, failed, back, ended = "0", 0, 0, []
+    while True:
+        nxt, n_failed, n_back, ended_batch = scripts.run(conn, scripts.RECONCILE, ctx, [batch_id, cursor, SLICE])
+        failed, back = failed + int(n_failed), back + int(n_back)
+        if ended_batch:
+            ended.append(text(ended_batch))
+        cursor = text(nxt)
+        if cursor in ("0", ""):
+            return Audit(failed, back, tuple(ended))
