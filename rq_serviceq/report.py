@@ -70,7 +70,7 @@ def iter_tasks(
                 pipe.hmget(k.job_key(task_id), _TASK_FIELDS)
             rows = pipe.execute()
         for task_id, row in zip(ids, rows, strict=True):
-            if row[0] is not None:
+            if row[1] is not None:  # its batch: a deleted job is listed by its remark alone
                 yield qtask_from_row(task_id, serviceq_id, row)
 
 
