@@ -28,7 +28,7 @@ from .perform import perform
 
 DEFAULT_URL = "redis://localhost:6379/0"
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
-STOP_SLICE_SIZE = 2000  # tasks stop() fails per Lua call (about 20 ms of Redis time)
+STOP_SLICE_SIZE = 500  # tasks stop() fails per Lua call (10-20 ms of Redis time: bench/stop.py)
 _UNSET: Any = object()
 
 
