@@ -1,0 +1,132 @@
+-- Steps several scripts share; loaded after the generated context header, before each script.
+local function ring(n)  -- wake up to n idle workers
+  for _ = 1, math.min(n, 64) do redis.call('RPUSH', k.bell, 'x') end
+  redis.call('LTRIM', k.bell, 0, 63)
+end
+
+-- The active batch, or a new one (id new_bid) when none is active.  A new batch's
+-- begin callback is leased work: due at begin_due, run by its pusher or, failing
+-- that, by a worker.  Returns bid, opened (0|1).
+local function open_or_join(new_bid, begin_due)
+  local bid = redis.call('HGET', k.state, 'active_batch')
+  if bid then return bid, 0 end
+  redis.call('HSET', k.state, 'active_batch', new_bid, 'last_batch', new_bid)
+  if redis.call('HGET', k.state, 'status') ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PENDING') end
+  redis.call('HSET', k.batch_prefix .. new_bid, 'batch_id', new_bid, 'start_time', tostring(k.now),
+    'status', 'PENDING', 'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
+  redis.call('ZADD', k.batches, k.now, new_bid)
+  redis.call('ZADD', k.finalize, begin_due, 'begin:' .. new_bid)
+  return new_bid, 1
+end
+
+-- Count tasks into a batch: its ledger and its set of open (not yet ended) tasks,
+-- which is how a task removed behind rq-serviceq's back is found (see RECONCILE).
+local function count_in(bid, ids)
+  local bk = k.batch_prefix .. bid
+  for i = 1, #ids, 1000 do redis.call('SADD', bk .. ':open', unpack(ids, i, math.min(i + 999, #ids))) end
+  redis.call('HINCRBY', bk, 'submitted', #ids)
+  redis.call('HINCRBY', bk, 'pending', #ids)
+end
+
+-- Count a task's end in its batch ledger, once: sq_final guards against a task
+-- settled twice or put back by RQ tools after it had ended.  The step that takes
+-- `pending` to 0 and wins HSETNX on end_time ends the batch; returns its id then.
+local function count_end(jk, id, which)
+  if redis.call('HSETNX', jk, 'sq_final', which) == 0 then return nil end
+  local bid = redis.call('HGET', jk, 'sq_batch')
+  local bk = k.batch_prefix .. bid
+  redis.call('SREM', bk .. ':open', id)
+  redis.call('RPUSH', bk .. ':' .. which, id)
+  redis.call('HINCRBY', bk, which, 1)
+  local pending = redis.call('HINCRBY', bk, 'pending', -1)
+  if k.worker_name ~= '' and redis.call('EXISTS', k.worker) == 1 then
+    redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
+  end
+  if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
+    redis.call('HSET', bk, 'status', 'ENDING')
+    if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
+    redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
+    ring(64)
+    return bid
+  end
+  return nil
+end
+
+local function end_task(id, passed, remark)
+  local jk = k.job_prefix .. id
+  redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', k.stamp,
+    'sq_remark', remark, 'sq_last', tostring(k.now), 'sq_claim', '')
+  redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
+  if not passed then redis.call('HSET', jk, 'exc_info', remark) end  -- what rq-dashboard shows
+  redis.call('ZADD', passed and k.finished or k.failed, k.now + k.ttl, id)
+  return count_end(jk, id, passed and 'passed' or 'failed')
+end
+
+local function unlease(id, claim)
+  redis.call('ZREM', k.leases, id)
+  if claim and claim ~= '' then redis.call('ZREM', k.started, id .. ':' .. claim) end
+end
+
+local function batch_stopped(id)
+  local bid = redis.call('HGET', k.job_prefix .. id, 'sq_batch')
+  return bid and redis.call('HGET', k.batch_prefix .. bid, 'stopped') == '1'
+end
+
+local STOPPED = 'STOPPED | the service queue was stopped before this task '
+local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
+local LOSS_FLOOR = 3  -- a task is failed for killing workers only after this many deaths, whatever retry_limit
+
+local function retry_config()
+  local c = redis.call('HMGET', k.state, 'retry_limit', 'resting_period', 'loop_backoff')
+  return {limit = tonumber(c[1] or '0'), resting = tonumber(c[2] or '0'), backoff = tonumber(c[3] or '0')}
+end
+
+-- Record one attempt's outcome (verdict pass|retry|fail) under claim token `claim`.
+-- Returns the result row {id, passed|failed|retry|stale, due, retries} and the batch
+-- this ended (or nil).
+local function settle_one(id, claim, verdict, remark, cfg)
+  local jk = k.job_prefix .. id
+  if redis.call('HGET', jk, 'sq_claim') ~= claim then return {id, 'stale', '', ''}, nil end
+  unlease(id, claim)
+  local retries = tonumber(redis.call('HGET', jk, 'sq_retries') or '0')
+  local stopped = batch_stopped(id)
+  if verdict == 'retry' and retries < cfg.limit and not stopped then
+    retries = retries + 1
+    local due = k.now + cfg.resting + (retries - 1) * cfg.backoff
+    redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
+      'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
+    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
+    redis.call('ZADD', k.retry, due, id)
+    return {id, 'retry', tostring(due), retries}, nil
+  end
+  if verdict == 'retry' and retries < cfg.limit then remark = STOPPED .. 'could be retried: ' .. remark end
+  return {id, verdict == 'pass' and 'passed' or 'failed', '', retries}, end_task(id, verdict == 'pass', remark)
+end
+
+-- A task whose lease ran out (its worker is gone).  Its journal says what happened:
+-- an outcome recorded under the current claim is settled as if reported; a task that
+-- had started counts a worker death, and fails once it has killed max(retry_limit,
+-- LOSS_FLOOR) workers; a task that never started is simply handed out again.
+-- Returns again (true: hand it out), ended batch id or nil.
+local function take_over(id, cfg)
+  local jk = k.job_prefix .. id
+  local f = redis.call('HMGET', jk, 'sq_claim', 'sq_started', 'sq_outcome', 'worker_name')
+  local claim, started, journal, owner = f[1], f[2], f[3], f[4]
+  if journal and claim and string.sub(journal, 1, #claim + 1) == claim .. '\31' then
+    local rest = string.sub(journal, #claim + 2)
+    local sep = string.find(rest, '\31', 1, true)
+    if sep then
+      local _, bid = settle_one(id, claim, string.sub(rest, 1, sep - 1), string.sub(rest, sep + 1), cfg)
+      return false, bid
+    end
+  end
+  if started and started == claim then
+    local lost = redis.call('HINCRBY', jk, 'sq_lost', 1)
+    if lost >= math.max(cfg.limit, LOSS_FLOOR) then
+      unlease(id, claim)
+      return false, end_task(id, false, 'NO_RETRY | worker died ' .. lost .. ' times running this task (last: '
+        .. (owner or '?') .. ')')
+    end
+  end
+  return true, nil
+end

@@ -1,0 +1,117 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Hand a worker up to ARGV[A] tasks: tasks whose worker vanished (lease expired)
+-- first, then due retries, then the pending queue.  Popping and registering are
+-- one step, so a task is never held by two workers nor dropped in between.  A
+-- fair share of the backlog is taken, at least 1.  Tasks of a stopped batch are
+-- failed instead of handed out.  A task that had ended and was put back on the
+-- queue by RQ's tools (`rq requeue`) becomes a new task of the active batch, as
+-- requeue_failed would make it (its old report stays as it was).
+-- ARGV[A+1] batch id to use should such a task open a new batch.
+-- Returns {now, status, active batch, next wake-up time, batch to finalize,
+--          state hash (flat), tasks: {{id, claim, job hash (flat)}, ...}, work in flight}
+if redis.call('EXISTS', k.state) == 0 then return {tostring(k.now), 'DELETED', '', '', '', {}, {}, 0} end
+local state = redis.call('HGETALL', k.state)
+local status = redis.call('HGET', k.state, 'status') or 'CREATED'
+local active = redis.call('HGET', k.state, 'active_batch') or ''
+
+local function first_score(key, best)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if r[2] and (best == nil or tonumber(r[2]) < best) then return tonumber(r[2]) end
+  return best
+end
+
+local function reply(tasks, finalize)
+  local wake = first_score(k.finalize, first_score(k.leases, first_score(k.retry, nil)))
+  local in_flight = redis.call('ZCARD', k.leases) + redis.call('ZCARD', k.finalize)
+  return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks, in_flight}
+end
+
+local function adopt_requeued(id, final)
+  local jk = k.job_prefix .. id
+  redis.call('HSET', jk, 'status', final == 'passed' and 'finished' or 'failed')
+  if final ~= 'failed' or redis.call('HEXISTS', jk, 'sq_requeued_as') == 1 then return nil end
+  redis.call('HSET', jk, 'exc_info', redis.call('HGET', jk, 'sq_remark') or '')
+  local nid = id .. '-r' .. redis.call('HINCRBY', jk, 'sq_requeues', 1)
+  local f = redis.call('HMGET', jk, 'data', 'description', 'origin')
+  local bid, opened = open_or_join(ARGV[A + 1], k.now)
+  if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
+  redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', f[1],
+    'origin', f[3], 'description', f[2], 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
+    'sq_created', tostring(k.now))
+  count_in(bid, {nid})
+  redis.call('HSET', jk, 'sq_requeued_as', nid)
+  redis.call('ZREM', k.failed, id)
+  return nid
+end
+
+if redis.call('EXISTS', k.suspended) == 1 then
+  status = 'SUSPENDED'
+  return reply({}, '')
+end
+local fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
+if fin[1] then
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, fin[1])
+  return reply({}, fin[1])
+end
+-- Lost tasks of a stopped batch are failed whatever the status: nobody will run them.
+local ended = ''
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, 100)) do
+  if batch_stopped(id) then
+    unlease(id, redis.call('HGET', k.job_prefix .. id, 'sq_claim'))
+    ended = end_task(id, false, STOPPED .. 'could finish (its worker was lost)') or ended
+  end
+end
+if ended ~= '' then return reply({}, ended) end
+if status == 'PAUSED' or status == 'STOPPED' then return reply({}, '') end
+
+local want = tonumber(ARGV[A])
+if want > 1 then
+  local workers = math.max(1, redis.call('SCARD', k.workers))
+  local backlog = redis.call('LLEN', k.queue) + redis.call('ZCOUNT', k.retry, '-inf', k.now)
+  want = math.max(1, math.min(want, math.ceil(backlog / workers)))
+end
+local cfg = retry_config()
+local ids = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, want)) do
+  local again, bid = take_over(id, cfg)
+  if again then ids[#ids + 1] = id end
+  if bid then ended = bid end
+end
+if #ids < want then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.retry, '-inf', k.now, 'LIMIT', 0, want - #ids)) do
+    redis.call('ZREM', k.retry, id)
+    ids[#ids + 1] = id
+  end
+end
+while #ids < want do
+  local id = redis.call('LPOP', k.queue)
+  if not id then break end
+  local final = redis.call('HGET', k.job_prefix .. id, 'sq_final')
+  if final then id = adopt_requeued(id, final) end
+  if id then ids[#ids + 1] = id end
+end
+
+local tasks = {}
+for _, id in ipairs(ids) do
+  local jk = k.job_prefix .. id
+  if redis.call('EXISTS', jk) == 0 then
+    redis.call('ZREM', k.leases, id)  -- deleted by RQ's tools: RECONCILE counts it through its batch
+  elseif batch_stopped(id) then
+    unlease(id, redis.call('HGET', jk, 'sq_claim'))
+    ended = end_task(id, false, STOPPED .. 'could run') or ended
+  else
+    unlease(id, redis.call('HGET', jk, 'sq_claim'))
+    local claim = tostring(redis.call('HINCRBY', jk, 'sq_claims', 1))
+    redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim)
+    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
+    redis.call('ZADD', k.leases, k.now + k.lease, id)
+    redis.call('ZADD', k.started, '+inf', id .. ':' .. claim)
+    tasks[#tasks + 1] = {id, claim, redis.call('HGETALL', jk)}
+  end
+end
+if #tasks > 0 and status == 'PENDING' then
+  status = 'RUNNING'
+  redis.call('HSET', k.state, 'status', status)
+  if active ~= '' then redis.call('HSET', k.batch_prefix .. active, 'status', status) end
+end
+return reply(tasks, ended)

@@ -1,0 +1,22 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Write a chunk of tasks as RQ job hashes, open or join the active batch and queue
+-- them, in one atomic step: a batch can never end between "joined" and "counted",
+-- and a crash can never leave a job hash without its place in the queue.
+-- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
+-- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description
+-- Returns {batch_id, opened (0|1), now}
+-- The pusher runs the batch-begin callback; should it die first, a worker takes this over.
+local bid, opened = open_or_join(ARGV[A], k.now + k.finalize_lease)
+local created = tostring(k.now)
+local ids = {}
+for i = A + 2, #ARGV, 3 do
+  redis.call('HSET', k.job_prefix .. ARGV[i], 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', ARGV[i + 1],
+    'origin', ARGV[A + 1], 'description', ARGV[i + 2], 'status', 'queued', 'worker_name', '',
+    'sq_batch', bid, 'sq_created', created)
+  redis.call('RPUSH', k.queue, ARGV[i])
+  ids[#ids + 1] = ARGV[i]
+end
+count_in(bid, ids)
+redis.call('SADD', k.rq_queues, k.queue)
+ring(#ids)
+return {bid, opened, created}

@@ -1,0 +1,17 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- A worker is known to be dead (its supervisor saw it exit): make the tasks it
+-- held claimable now instead of when their leases run out, and drop it from RQ's
+-- worker registry.   The context's worker is the dead one.   ARGV[A] RQ's set of all workers.
+-- Returns how many tasks it held.
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', k.leases, 0, -1)) do
+  if redis.call('HGET', k.job_prefix .. id, 'worker_name') == k.worker_name then
+    redis.call('ZADD', k.leases, k.now, id)
+    n = n + 1
+  end
+end
+redis.call('SREM', k.workers, k.worker)
+redis.call('SREM', ARGV[A], k.worker)
+redis.call('DEL', k.worker)
+ring(math.max(n, 1))
+return n

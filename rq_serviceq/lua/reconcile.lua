@@ -1,0 +1,49 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Find tasks of batch ARGV[A] that left the service queue behind rq-serviceq's back,
+-- a slice of its open tasks per call: a job deleted (`rq empty`, job.delete()) or
+-- canceled (job.cancel()) is counted failed with a remark that says so; a job a plain
+-- `rq worker` took (and failed or finished with the placeholder function) goes back
+-- to the head of the queue.  Tasks queued, running under a lease or waiting to retry
+-- are as they should be.  One pass at a time per service queue, at most one every 2 s.
+-- ARGV[A+1] cursor ('0' starts a pass)   ARGV[A+2] slice size
+-- Returns {next cursor ('0' when the pass is over, or '' when another pass is under way
+--          or ran lately), failed, given back, ended batch id or ''}
+local bid, cursor, n = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
+local lock = k.batch_prefix .. bid .. ':audit'
+if cursor == '0' then
+  if not redis.call('SET', lock, k.worker_name, 'NX', 'PX', 2000) then return {'', 0, 0, ''} end
+elseif redis.call('GET', lock) ~= k.worker_name then
+  return {'', 0, 0, ''}
+else
+  redis.call('PEXPIRE', lock, 2000)
+end
+local open = k.batch_prefix .. bid .. ':open'
+local scan = redis.call('SSCAN', open, cursor, 'COUNT', n)
+local failed, back, ended = 0, 0, ''
+local function fail(id, why)
+  failed = failed + 1
+  ended = end_task(id, false, REMOVED .. why) or ended
+end
+for _, id in ipairs(scan[2]) do
+  local jk = k.job_prefix .. id
+  local f = redis.call('HMGET', jk, 'status', 'sq_final')
+  local status = f[1]
+  if f[2] then
+    redis.call('SREM', open, id)
+  elseif redis.call('ZSCORE', k.leases, id) or redis.call('ZSCORE', k.retry, id) then
+    -- running under a lease, or waiting to retry: as it should be
+  elseif not status then
+    redis.call('HSET', jk, 'sq_batch', bid)
+    fail(id, '(its job was deleted, e.g. by `rq empty` or job.delete())')
+  elseif status == 'canceled' or status == 'stopped' then
+    fail(id, '(its job was ' .. status .. ', e.g. by job.cancel())')
+  elseif status == 'failed' or status == 'finished' then  -- a plain `rq worker` ran the placeholder
+    redis.call('ZREM', k.failed, id)
+    redis.call('ZREM', k.finished, id)
+    redis.call('HSET', jk, 'status', 'queued', 'sq_claim', '')
+    redis.call('LPUSH', k.queue, id)
+    back = back + 1
+  end
+end
+if back > 0 then ring(back) end
+return {scan[1], failed, back, ended}

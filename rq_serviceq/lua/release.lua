@@ -1,0 +1,22 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Give claimed tasks that were never started back to the front of the queue
+-- (a worker asked to stop or pause between tasks of a claimed group).  Tasks of
+-- a stopped batch are failed instead.
+-- ARGV[A..] pairs: task id, claim token.   Returns {ended batch ids}
+local ended = {}
+for i = #ARGV - 1, A, -2 do
+  local id, claim = ARGV[i], ARGV[i + 1]
+  local jk = k.job_prefix .. id
+  if redis.call('HGET', jk, 'sq_claim') == claim then
+    unlease(id, claim)
+    if batch_stopped(id) then
+      local bid = end_task(id, false, STOPPED .. 'could run')
+      if bid then ended[#ended + 1] = bid end
+    else
+      redis.call('HSET', jk, 'sq_claim', '', 'status', 'queued')
+      redis.call('LPUSH', k.queue, id)
+    end
+  end
+end
+ring(#ARGV - A)
+return ended

@@ -1,0 +1,16 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Pause or resume: ARGV[A] 'PAUSED' or 'RESUME'.  Pausing bumps pause_gen, which
+-- workers compare with the generation their claim saw before starting a task.
+-- Returns {status, pause_gen}
+local status = redis.call('HGET', k.state, 'status') or 'CREATED'
+if ARGV[A] == 'PAUSED' then
+  if status ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PAUSED', 'paused_from', status) end
+  redis.call('HINCRBY', k.state, 'pause_gen', 1)
+elseif status == 'PAUSED' then
+  local active = redis.call('HGET', k.state, 'active_batch')
+  local last = redis.call('HGET', k.state, 'last_batch')
+  local back = active and 'RUNNING' or (last and 'FINISHED' or 'CREATED')
+  redis.call('HSET', k.state, 'status', back)
+  ring(64)
+end
+return {redis.call('HGET', k.state, 'status'), redis.call('HGET', k.state, 'pause_gen') or '0'}

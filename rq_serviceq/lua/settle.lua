@@ -1,0 +1,18 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Record the outcome of attempts.  A passed or finally failed task moves to the
+-- finished/failed registry and its batch ledger in one step; a retryable failure
+-- is scheduled on the retry zset (unless its batch was stopped: then it fails).
+-- The claim token fences out a worker that lost its lease: its late outcome is
+-- ignored, so no task is counted twice.
+-- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
+-- Returns {now, {{id, result, due, retries}, ...}, {ended batch ids}}
+local cfg = retry_config()
+local results, ended = {}, {}
+local rang = false
+for i = A, #ARGV, 4 do
+  local row, bid = settle_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], cfg)
+  results[#results + 1] = row
+  if bid then ended[#ended + 1] = bid end
+  if row[2] == 'retry' and not rang then ring(1) rang = true end
+end
+return {tostring(k.now), results, ended}

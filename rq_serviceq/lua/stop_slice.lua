@@ -1,0 +1,44 @@
+-- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- Fail up to ARGV[A+2] tasks of stopped batch ARGV[A] that are not running: first
+-- from the queue's head (a stopped batch's tasks come before any newer batch's),
+-- then through the batch's open tasks (waiting retries, tasks whose worker was
+-- lost, tasks removed by RQ's tools).  Running tasks finish and are counted.
+-- ARGV[A+1] cursor: 'q' to start, then what the last call returned.
+-- Returns {next cursor ('done' after a whole pass), ended batch id or ''}
+local bid, cursor, n = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
+local bk = k.batch_prefix .. bid
+local ended = ''
+local function fail(id, why) ended = end_task(id, false, STOPPED .. why) or ended end
+
+if cursor == 'q' then
+  local popped = redis.call('LPOP', k.queue, n) or {}
+  for i, id in ipairs(popped) do
+    if not batch_stopped(id) then  -- a newer batch begins here: put it back as it was
+      for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end
+      return {'0', ended}
+    end
+    fail(id, 'could run')
+  end
+  return {#popped < n and '0' or 'q', ended}
+end
+
+local scan = redis.call('SSCAN', bk .. ':open', cursor, 'COUNT', n)
+for _, id in ipairs(scan[2]) do
+  local lease = redis.call('ZSCORE', k.leases, id)
+  if redis.call('ZREM', k.retry, id) == 1 then
+    fail(id, 'could be retried')
+  elseif lease and tonumber(lease) <= k.now then
+    unlease(id, redis.call('HGET', k.job_prefix .. id, 'sq_claim'))
+    fail(id, 'could finish (its worker was lost)')
+  elseif not lease then
+    if redis.call('EXISTS', k.job_prefix .. id) == 0 then redis.call('HSET', k.job_prefix .. id, 'sq_batch', bid) end
+    fail(id, 'could run')
+  end
+end
+if scan[1] ~= '0' then return {scan[1], ended} end
+if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
+  redis.call('HSET', bk, 'status', 'ENDING')  -- nothing was left to fail and nothing runs: end it here
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
+  ended = bid
+end
+return {'done', ended}
