@@ -65,8 +65,10 @@ ALLOWED_ENV = "RQ_SERVICEQ_ALLOWED_MODULES"
 # given the right argument (os.system, timeit.timeit, pickle.loads, ...), and rq, redis and rq-serviceq
 # internals can rewrite the queues.  A path names a user's own package, or nothing.
 _REFUSED_PACKAGES = frozenset(sys.stdlib_module_names | set(sys.builtin_module_names) | {"rq", "redis", "rq_serviceq"})
-# ... except the demo, whose send_message and print_report `python -m rq_serviceq.demo` runs with no set-up.
-_ALWAYS_ALLOWED = ("rq_serviceq.demo",)
+# ... except the demo's task function and callback, which `python -m rq_serviceq.demo` runs with no set-up.
+# Exactly these two: the demo's run() and main() start workers against any Redis URL they are given.
+_DEMO_PATHS = frozenset({"rq_serviceq.demo.send_message", "rq_serviceq.demo.print_report"})
+_DEMO_NAMES = _DEMO_PATHS | {p.rpartition(".")[0] for p in _DEMO_PATHS}  # the paths, and the module to import
 _SHAPE = "name a function as 'package.module.function' or 'package.module.Class.method'"
 
 
@@ -90,7 +92,8 @@ def allowed_prefixes() -> list[str]:
 
 def check_allowed(name: str) -> None:
     """Refuse a module (or a path, by its text) outside the allow-list, or, with none set, in the standard
-    library, rq, redis or rq-serviceq.  Checked before importing: importing runs a module's top level.
+    library, rq, redis or rq-serviceq (but the demo's two functions).  Checked before importing: importing
+    runs a module's top level.
 
     The text alone proves little ("myapp.tasks.os.system" starts with "myapp.tasks"): ``resolve`` also
     checks where the object it reaches was defined.
@@ -102,10 +105,11 @@ def check_allowed(name: str) -> None:
                 f"{name!r} is not under the modules allowed by {ALLOWED_ENV} ({', '.join(allowed)}): "
                 f"add its module to {ALLOWED_ENV} in the environment of every worker and producer"
             )
-    elif name.split(".")[0] in _REFUSED_PACKAGES and not any(_under(name, p) for p in _ALWAYS_ALLOWED):
+    elif (top := name.split(".")[0]) in _REFUSED_PACKAGES and name not in _DEMO_NAMES:
+        where = "the standard library" if top in sys.stdlib_module_names else top
         raise RefusedPath(
-            f"{name!r} is in the standard library, rq, redis or rq-serviceq, which no path may name: "
-            f"name a function of your own package (and set {ALLOWED_ENV} to its module)"
+            f"{name!r} is in {where}, which no path may name unless {ALLOWED_ENV} lists it: "
+            f"name a function of your own package (and set {ALLOWED_ENV} to that package's modules)"
         )
 
 
