@@ -63,8 +63,12 @@ def import_path_of(func: Callable[..., Any] | str) -> str:
 ALLOWED_ENV = "RQ_SERVICEQ_ALLOWED_MODULES"
 # Without an allow-list no path may reach into these: anything in the standard library can run code
 # given the right argument (os.system, timeit.timeit, pickle.loads, ...), and rq, redis and rq-serviceq
-# internals can rewrite the queues.  A path names a user's own package, or nothing.
-_REFUSED_PACKAGES = frozenset(sys.stdlib_module_names | set(sys.builtin_module_names) | {"rq", "redis", "rq_serviceq"})
+# internals can rewrite the queues; pip and setuptools, in nearly every environment, install and run
+# whatever they are pointed at.  A path names a user's own package, or nothing.
+_TOOLING = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel"}
+_REFUSED_PACKAGES = frozenset(
+    sys.stdlib_module_names | set(sys.builtin_module_names) | {"rq", "redis", "rq_serviceq"} | _TOOLING
+)
 # ... except the demo's task function and callback, which `python -m rq_serviceq.demo` runs with no set-up.
 # Exactly these two: the demo's run() and main() start workers against any Redis URL they are given.
 _DEMO_PATHS = frozenset({"rq_serviceq.demo.send_message", "rq_serviceq.demo.print_report"})
@@ -92,8 +96,8 @@ def allowed_prefixes() -> list[str]:
 
 def check_allowed(name: str) -> None:
     """Refuse a module (or a path, by its text) outside the allow-list, or, with none set, in the standard
-    library, rq, redis or rq-serviceq (but the demo's two functions).  Checked before importing: importing
-    runs a module's top level.
+    library, rq, redis, rq-serviceq (but the demo's two functions) or the installers.  Checked before
+    importing: importing runs a module's top level.
 
     The text alone proves little ("myapp.tasks.os.system" starts with "myapp.tasks"): ``resolve`` also
     checks where the object it reaches was defined.

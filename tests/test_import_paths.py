@@ -74,6 +74,7 @@ WITHOUT_ALLOW_LIST = [
     "rq_serviceq.demo.RedisServer",
     "rq.worker.Worker",
     "redis.Redis",
+    "pip._internal.cli.main.main",  # main(["install", ...]): in nearly every environment
     "tests.tasks.os.system",  # tests.tasks is a user's package: allowed, but not what it imports
 ]
 # Refused with the allow-list: anything not under it, before its module is imported.
