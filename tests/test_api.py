@@ -121,7 +121,7 @@ def test_functions_must_be_importable(make_sq: Callable[..., ServiceQ]) -> None:
 
     with pytest.raises(ValueError, match="not importable"):
         sq.set_batch_end_callback(nested)
-    with pytest.raises(ValueError, match="cannot import"):
+    with pytest.raises(ImportError, match="cannot import"):
         sq.set_task_function("no_such_module.func")
     sq.set_task_function("tests.tasks.seed_task")
     assert sq.describe()["task_function"] == "tests.tasks.seed_task"
