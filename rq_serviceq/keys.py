@@ -97,6 +97,10 @@ class Keys:
         return self.base + "finalize"
 
     @property
+    def events(self) -> str:  # STREAM batch events (opened, progress, paused, ..., finished), capped near 10,000
+        return self.base + "events"
+
+    @property
     def supervisors(self) -> str:  # ZSET supervisor id -> heartbeat expiry, for dividing worker_count
         return self.base + "supervisors"
 
@@ -146,4 +150,5 @@ class Keys:
             self.batches,
             self.finalize,
             self.supervisors,
+            self.events,
         ]

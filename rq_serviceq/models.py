@@ -130,3 +130,25 @@ class WorkerReport(BaseModel):
     success_count: int = 0
     failed_count: int = 0
     uptime: float = 0.0
+
+
+class BatchEvent(BaseModel):
+    """One entry of a service queue's progress feed (``ServiceQ.events``).
+
+    ``type`` is opened, progress, paused, resumed, stopped, ended (the batch's last
+    task was counted) or finished (its report and batch-end callback are done;
+    ``status`` says FINISHED or STOPPED).  A progress event carries the batch's
+    ledger after the step (``submitted``, ``passed``, ``failed``, ``pending``) and
+    how many tasks that step scheduled to retry (``retried``).
+    """
+
+    id: str  # the stream entry id: pass it as ``since`` to read what came after
+    type: str
+    batch_id: str
+    time: float  # Redis' clock, epoch seconds (millisecond precision)
+    status: str | None = None
+    submitted: int | None = None
+    passed: int | None = None
+    failed: int | None = None
+    pending: int | None = None
+    retried: int | None = None

@@ -19,11 +19,11 @@ from typing import Any
 import redis
 from redis import Redis
 
-from . import control, launcher, ledger, push, report, scripts, state
+from . import control, events, launcher, ledger, push, report, scripts, state
 from . import keys as k
 from .callbacks import import_path_of
 from .claim import claim
-from .models import QTask, RetryConfig, Settings, WorkerConfig, validate_name
+from .models import BatchEvent, QTask, RetryConfig, Settings, WorkerConfig, validate_name
 from .perform import perform
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -392,6 +392,11 @@ class ServiceQ:
                 raise TimeoutError(f"batch {batch_id} of service queue {self.name!r} did not end within {timeout} s")
             time.sleep(0.02)
         return self.get_batch_report(batch_id)
+
+    def events(self, since: str = "$", block: float | None = None, count: int = 100) -> list[BatchEvent]:
+        """The progress feed: batch events after ``since`` (an event id; '$' only new ones, '0' the
+        oldest kept), waiting up to ``block`` seconds for one.  Follow it by passing the last id back."""
+        return events.read(self.connection, self.keys, since, block, count)
 
     # --- removal ------------------------------------------------------------------------------
     def delete(self) -> None:

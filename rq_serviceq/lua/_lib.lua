@@ -1,4 +1,29 @@
 -- Steps several scripts share; loaded after the generated context header, before each script.
+-- The progress feed: a capped stream of batch events (ServiceQ.events) that a CLI or a
+-- web page follows instead of polling.  Counts are gathered while a script runs and
+-- written as one `progress` event per batch it touched, by progress() before it returns.
+local EVENTS_MAX = 10000
+local touched = {}  -- batch id -> tasks it scheduled to retry in this script
+local ending = {}  -- batches whose last task this script counted
+
+local function event(kind, bid, ...)
+  redis.call('XADD', k.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'type', kind, 'batch', bid or '', ...)
+end
+
+local function touch(bid, retried)
+  if bid then touched[bid] = (touched[bid] or 0) + retried end
+end
+
+local function progress()
+  for bid, retried in pairs(touched) do
+    local c = redis.call('HMGET', k.batch_prefix .. bid, 'submitted', 'passed', 'failed', 'pending')
+    event('progress', bid, 'submitted', c[1] or 0, 'passed', c[2] or 0, 'failed', c[3] or 0, 'pending', c[4] or 0,
+      'retried', retried)
+  end
+  for _, bid in ipairs(ending) do event('ended', bid) end
+  touched, ending = {}, {}
+end
+
 local function ring(n)  -- wake up to n idle workers
   for _ = 1, math.min(n, 64) do redis.call('RPUSH', k.bell, 'x') end
   redis.call('LTRIM', k.bell, 0, 63)
@@ -16,6 +41,7 @@ local function open_or_join(new_bid, begin_due)
     'status', 'PENDING', 'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
   redis.call('ZADD', k.batches, k.now, new_bid)
   redis.call('ZADD', k.finalize, begin_due, 'begin:' .. new_bid)
+  event('opened', new_bid)
   return new_bid, 1
 end
 
@@ -26,6 +52,7 @@ local function count_in(bid, ids)
   for i = 1, #ids, 1000 do redis.call('SADD', bk .. ':open', unpack(ids, i, math.min(i + 999, #ids))) end
   redis.call('HINCRBY', bk, 'submitted', #ids)
   redis.call('HINCRBY', bk, 'pending', #ids)
+  touch(bid, 0)
 end
 
 -- Count a task's end in its batch ledger, once: sq_final guards against a task
@@ -39,11 +66,13 @@ local function count_end(jk, id, which)
   redis.call('RPUSH', bk .. ':' .. which, id)
   redis.call('HINCRBY', bk, which, 1)
   local pending = redis.call('HINCRBY', bk, 'pending', -1)
+  touch(bid, 0)
   if k.worker_name ~= '' and redis.call('EXISTS', k.worker) == 1 then
     redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
   end
   if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
     redis.call('HSET', bk, 'status', 'ENDING')
+    ending[#ending + 1] = bid
     if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
     redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
     ring(64)
@@ -97,6 +126,7 @@ local function settle_one(id, claim, verdict, remark, cfg)
       'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
     redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     redis.call('ZADD', k.retry, due, id)
+    touch(redis.call('HGET', jk, 'sq_batch'), 1)
     return {id, 'retry', tostring(due), retries}, nil
   end
   if verdict == 'retry' and retries < cfg.limit then remark = STOPPED .. 'could be retried: ' .. remark end

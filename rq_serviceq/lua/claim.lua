@@ -21,6 +21,7 @@ local function first_score(key, best)
 end
 
 local function reply(tasks, finalize)
+  progress()
   local wake = first_score(k.finalize, first_score(k.leases, first_score(k.retry, nil)))
   local in_flight = redis.call('ZCARD', k.leases) + redis.call('ZCARD', k.finalize)
   return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks, in_flight}

@@ -19,4 +19,5 @@ end
 count_in(bid, ids)
 redis.call('SADD', k.rq_queues, k.queue)
 ring(#ids)
+progress()
 return {bid, opened, created}

@@ -46,4 +46,5 @@ for _, id in ipairs(scan[2]) do
   end
 end
 if back > 0 then ring(back) end
+progress()
 return {scan[1], failed, back, ended}

@@ -19,4 +19,5 @@ for i = #ARGV - 1, A, -2 do
   end
 end
 ring(#ARGV - A)
+progress()
 return ended

@@ -6,11 +6,13 @@ local status = redis.call('HGET', k.state, 'status') or 'CREATED'
 if ARGV[A] == 'PAUSED' then
   if status ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PAUSED', 'paused_from', status) end
   redis.call('HINCRBY', k.state, 'pause_gen', 1)
+  event('paused', redis.call('HGET', k.state, 'active_batch'))
 elseif status == 'PAUSED' then
   local active = redis.call('HGET', k.state, 'active_batch')
   local last = redis.call('HGET', k.state, 'last_batch')
   local back = active and 'RUNNING' or (last and 'FINISHED' or 'CREATED')
   redis.call('HSET', k.state, 'status', back)
+  event('resumed', active)
   ring(64)
 end
 return {redis.call('HGET', k.state, 'status'), redis.call('HGET', k.state, 'pause_gen') or '0'}

@@ -15,4 +15,5 @@ for i = A, #ARGV, 4 do
   if bid then ended[#ended + 1] = bid end
   if row[2] == 'retry' and not rang then ring(1) rang = true end
 end
+progress()
 return {tostring(k.now), results, ended}

@@ -10,5 +10,6 @@ if bid then
   redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', 'STOPPED')
   redis.call('HDEL', k.state, 'active_batch')
 end
+event('stopped', bid)
 ring(64)
 return {bid or '', redis.call('HGET', k.state, 'pause_gen')}

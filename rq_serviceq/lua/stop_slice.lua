@@ -15,10 +15,12 @@ if cursor == 'q' then
   for i, id in ipairs(popped) do
     if not batch_stopped(id) then  -- a newer batch begins here: put it back as it was
       for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end
+      progress()
       return {'0', ended}
     end
     fail(id, 'could run')
   end
+  progress()
   return {#popped < n and '0' or 'q', ended}
 end
 
@@ -35,10 +37,15 @@ for _, id in ipairs(scan[2]) do
     fail(id, 'could run')
   end
 end
-if scan[1] ~= '0' then return {scan[1], ended} end
+if scan[1] ~= '0' then
+  progress()
+  return {scan[1], ended}
+end
 if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
   redis.call('HSET', bk, 'status', 'ENDING')  -- nothing was left to fail and nothing runs: end it here
+  ending[#ending + 1] = bid
   redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
   ended = bid
 end
+progress()
 return {'done', ended}

@@ -1,0 +1,44 @@
+"""The progress feed: batch events the Lua scripts append to a capped Redis stream.
+
+A ``watch`` command, the batch web page or a metrics exporter follows one
+stream per service queue (XREAD, blocking if asked) instead of polling five
+keys per refresh.  The scripts write an event for each step that changes a
+batch (a push, a settle of a claimed group, a pause, a stop, a batch's end),
+so following the feed costs nothing while nothing happens.  The stream keeps
+about the last 10,000 events (``XADD MAXLEN ~``): a reader that falls further
+behind reads the ledger (``get_status_info``) to catch up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+
+from . import keys as k
+from .models import BatchEvent
+from .state import text
+
+_COUNTERS = ("submitted", "passed", "failed", "pending", "retried")
+
+
+def read(conn: Redis, keys: k.Keys, since: str = "$", block: float | None = None, count: int = 100) -> list[BatchEvent]:
+    """Events after ``since`` ('$': only new ones, '0': the oldest kept, else an event id), at most
+    ``count``; waits up to ``block`` seconds for the first one (None: do not wait)."""
+    block_ms = None if block is None else max(1, int(block * 1000))
+    reply = conn.xread({keys.events: since}, count=count, block=block_ms)
+    return [parse(entry_id, fields) for _stream, entries in reply or [] for entry_id, fields in entries]
+
+
+def parse(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent:
+    values = {text(key): text(val) for key, val in fields.items()}
+    eid = text(entry_id)
+    counters = {name: int(values[name]) for name in _COUNTERS if name in values}
+    return BatchEvent(
+        id=eid,
+        type=values.get("type", ""),
+        batch_id=values.get("batch", ""),
+        time=int(eid.split("-")[0]) / 1000,
+        status=values.get("status"),
+        **counters,
+    )
