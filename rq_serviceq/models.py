@@ -7,6 +7,7 @@ Redis hashes.
 
 from __future__ import annotations
 
+import enum
 import re
 from typing import Annotated, Any
 
@@ -20,6 +21,28 @@ Count = Annotated[StrictInt, Field(ge=0)]
 
 DEFAULT_REPORT_TTL = 7 * 24 * 3600
 DEFAULT_MAX_TASK_BYTES = 512 * 1024
+
+
+class Status(enum.StrEnum):
+    """Statuses of a service queue, of a batch and of a worker report, shared with the Lua scripts
+    (``scripts.header`` gives them to Lua as ``S.<NAME>``).
+
+    A service queue is CREATED, then PENDING while a batch waits for its first claim,
+    RUNNING, PAUSED, STOPPED, or FINISHED between batches.  A batch is PENDING,
+    RUNNING, ENDING (its last task was counted; report and callback under way), then
+    FINISHED or STOPPED.  SUSPENDED (RQ's ``rq suspend``) and DELETED are what a claim
+    may answer.
+    """
+
+    CREATED = "CREATED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    ENDING = "ENDING"
+    STOPPED = "STOPPED"
+    FINISHED = "FINISHED"
+    SUSPENDED = "SUSPENDED"
+    DELETED = "DELETED"
 
 
 def validate_name(name: object) -> str:

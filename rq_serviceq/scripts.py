@@ -29,7 +29,7 @@ from redis.commands.core import Script
 from rq.utils import utcformat
 
 from . import keys as k
-from .models import DEFAULT_REPORT_TTL
+from .models import DEFAULT_REPORT_TTL, Status
 
 LEASE_SECONDS = 15.0  # how long a claimed task or batch-end job stays a worker's without a sign of life
 
@@ -78,10 +78,12 @@ def header() -> str:
         for i, name in enumerate(ARG_NAMES, 1)
     ]
     fields.append("now = tonumber(t[1]) + tonumber(t[2]) / 1000000")
+    statuses = ", ".join(f"{s.name} = '{s.value}'" for s in Status)
     return (
         "local t = redis.call('TIME')\n"
         + "local k = {" + ",\n  ".join(fields) + "}\n"
         + f"local A = {len(ARG_NAMES) + 1}\n"
+        + f"local S = {{{statuses}}}\n"
     )  # fmt: skip
 
 

@@ -36,9 +36,9 @@ local function open_or_join(new_bid, begin_due)
   local bid = redis.call('HGET', k.state, 'active_batch')
   if bid then return bid, 0 end
   redis.call('HSET', k.state, 'active_batch', new_bid, 'last_batch', new_bid)
-  if redis.call('HGET', k.state, 'status') ~= 'PAUSED' then redis.call('HSET', k.state, 'status', 'PENDING') end
+  if redis.call('HGET', k.state, 'status') ~= S.PAUSED then redis.call('HSET', k.state, 'status', S.PENDING) end
   redis.call('HSET', k.batch_prefix .. new_bid, 'batch_id', new_bid, 'start_time', tostring(k.now),
-    'status', 'PENDING', 'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
+    'status', S.PENDING, 'submitted', 0, 'passed', 0, 'failed', 0, 'pending', 0)
   redis.call('ZADD', k.batches, k.now, new_bid)
   redis.call('ZADD', k.finalize, begin_due, 'begin:' .. new_bid)
   event('opened', new_bid)
@@ -71,7 +71,7 @@ local function count_end(jk, id, which)
     redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
   end
   if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-    redis.call('HSET', bk, 'status', 'ENDING')
+    redis.call('HSET', bk, 'status', S.ENDING)
     ending[#ending + 1] = bid
     if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
     redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)

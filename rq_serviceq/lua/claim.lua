@@ -9,9 +9,9 @@
 -- ARGV[A+1] batch id to use should such a task open a new batch.
 -- Returns {now, status, active batch, next wake-up time, batch to finalize,
 --          state hash (flat), tasks: {{id, claim, job hash (flat)}, ...}, work in flight}
-if redis.call('EXISTS', k.state) == 0 then return {tostring(k.now), 'DELETED', '', '', '', {}, {}, 0} end
+if redis.call('EXISTS', k.state) == 0 then return {tostring(k.now), S.DELETED, '', '', '', {}, {}, 0} end
 local state = redis.call('HGETALL', k.state)
-local status = redis.call('HGET', k.state, 'status') or 'CREATED'
+local status = redis.call('HGET', k.state, 'status') or S.CREATED
 local active = redis.call('HGET', k.state, 'active_batch') or ''
 
 local function first_score(key, best)
@@ -46,7 +46,7 @@ local function adopt_requeued(id, final)
 end
 
 if redis.call('EXISTS', k.suspended) == 1 then
-  status = 'SUSPENDED'
+  status = S.SUSPENDED
   return reply({}, '')
 end
 local fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
@@ -63,7 +63,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT'
   end
 end
 if ended ~= '' then return reply({}, ended) end
-if status == 'PAUSED' or status == 'STOPPED' then return reply({}, '') end
+if status == S.PAUSED or status == S.STOPPED then return reply({}, '') end
 
 local want = tonumber(ARGV[A])
 if want > 1 then
@@ -110,8 +110,8 @@ for _, id in ipairs(ids) do
     tasks[#tasks + 1] = {id, claim, redis.call('HGETALL', jk)}
   end
 end
-if #tasks > 0 and status == 'PENDING' then
-  status = 'RUNNING'
+if #tasks > 0 and status == S.PENDING then
+  status = S.RUNNING
   redis.call('HSET', k.state, 'status', status)
   if active ~= '' then redis.call('HSET', k.batch_prefix .. active, 'status', status) end
 end

@@ -9,7 +9,7 @@ redis.call('ZREM', k.finalize, ARGV[A])
 if redis.call('HGET', bk, 'finalized') then return 0 end
 redis.call('HSET', bk, 'finalized', tostring(k.now), 'status', ARGV[A + 1])
 event('finished', ARGV[A], 'status', ARGV[A + 1])
-if not redis.call('HGET', k.state, 'active_batch') and redis.call('HGET', k.state, 'status') ~= 'PAUSED' then
+if not redis.call('HGET', k.state, 'active_batch') and redis.call('HGET', k.state, 'status') ~= S.PAUSED then
   redis.call('HSET', k.state, 'status', ARGV[A + 1])
 end
 return 1

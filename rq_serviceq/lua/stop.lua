@@ -5,9 +5,9 @@
 -- a million-task batch never blocks Redis.  Returns {batch id or '', pause_gen}
 local bid = redis.call('HGET', k.state, 'active_batch')
 redis.call('HINCRBY', k.state, 'pause_gen', 1)
-redis.call('HSET', k.state, 'status', 'STOPPED')
+redis.call('HSET', k.state, 'status', S.STOPPED)
 if bid then
-  redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', 'STOPPED')
+  redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', S.STOPPED)
   redis.call('HDEL', k.state, 'active_batch')
 end
 event('stopped', bid)

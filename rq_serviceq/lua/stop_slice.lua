@@ -42,7 +42,7 @@ if scan[1] ~= '0' then
   return {scan[1], ended}
 end
 if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-  redis.call('HSET', bk, 'status', 'ENDING')  -- nothing was left to fail and nothing runs: end it here
+  redis.call('HSET', bk, 'status', S.ENDING)  -- nothing was left to fail and nothing runs: end it here
   ending[#ending + 1] = bid
   redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
   ended = bid
