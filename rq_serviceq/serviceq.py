@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -279,25 +280,37 @@ class ServiceQ:
 
         They join the running batch, or open a new one.  The old batch's report keeps
         them as failed (that is what happened); they leave RQ's failed registry, and
-        a task is never requeued twice.
+        a task is never requeued twice, even by two callers at once.  A task whose data
+        cannot be read is skipped, with a log line.
         """
         batch_id = batch_id or self.current_batch_id()
         if batch_id is None:
             return 0
         count = 0
-        pages = report.iter_id_pages(self.connection, self.keys, batch_id, "failed")
-        for ids in pages:
-            tasks = report.tasks_to_requeue(self.connection, ids)
-            if not tasks:
-                continue
-            new_ids = self.push_many([task for _, task in tasks])
-            with self.connection.pipeline(transaction=True) as pipe:
-                for (old_id, _), new_id in zip(tasks, new_ids, strict=True):
-                    pipe.hset(k.job_key(old_id), "sq_requeued_as", new_id)
-                    pipe.zrem(self.keys.failed, old_id)
-                pipe.execute()
-            count += len(tasks)
+        for ids in report.iter_id_pages(self.connection, self.keys, batch_id, "failed"):
+            count += self._requeue(report.tasks_to_requeue(self.connection, ids))
         return count
+
+    def _requeue(self, tasks: list[tuple[str, Any]]) -> int:
+        """Claim each old task (HSETNX) before pushing it, so that of two callers racing only one pushes it.
+
+        A caller that dies between the claim and the push leaves its tasks claimed and not
+        requeued: the price of never requeueing one twice.
+        """
+        won = report.claim_for_requeue(self.connection, tasks, marker=f"requeueing:{uuid.uuid4().hex}")
+        if not won:
+            return 0
+        try:
+            new_ids = self.push_many([task for _, task in won])
+        except Exception:
+            report.release_requeue(self.connection, [old_id for old_id, _ in won])
+            raise
+        with self.connection.pipeline(transaction=True) as pipe:
+            for (old_id, _), new_id in zip(won, new_ids, strict=True):
+                pipe.hset(k.job_key(old_id), report.REQUEUED_AS, new_id)
+                pipe.zrem(self.keys.failed, old_id)
+            pipe.execute()
+        return len(won)
 
     def work_once(self) -> dict[str, Any] | None:
         """Process one task in this process (for when no workers run); returns its reported Qtask.
