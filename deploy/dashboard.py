@@ -88,9 +88,9 @@ def create_app(
     """A Flask app serving rq-dashboard at ``url_prefix``, reading JSON-serialized (ServiceQ) jobs.
 
     ``redis_url`` defaults to ``$RQ_DASHBOARD_REDIS_URL``, then ``$RQ_REDIS_URL``,
-    ``$REDIS_URL`` and localhost, the order workers and producers follow.  ``username``/``password`` default to
-    ``$RQ_DASHBOARD_USERNAME``/``$RQ_DASHBOARD_PASSWORD``; without a password
-    the dashboard is open, so bind it to localhost or a private network.
+    ``$REDIS_URL`` and localhost, the order workers and producers follow.
+    ``username``/``password`` default to ``$RQ_DASHBOARD_USERNAME``/``$RQ_DASHBOARD_PASSWORD``;
+    without a password the dashboard is open, so bind it to localhost or a private network.
     """
     if redis_url is None:
         redis_url = serviceq_redis_url(os.environ.get("RQ_DASHBOARD_REDIS_URL"))

@@ -60,7 +60,11 @@ class RetryConfig(_Strict):
 
 
 class Settings(WorkerConfig, RetryConfig):
-    """Everything about a service queue that lives in Redis and every process shares."""
+    """Everything about a service queue that lives in Redis and every process shares.
+
+    Every number has an upper bound (the constants above; README's settings table):
+    a value past it is a typo, and would only break the workers that read it.
+    """
 
     id: str
     name: str

@@ -25,10 +25,10 @@ HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each b
 # What reading a damaged ``data`` field raises: bad JSON or UTF-8 (ValueError), the wrong shape
 # (IndexError, KeyError, TypeError), nesting too deep for the JSON reader (RecursionError).
 UNREADABLE = (ValueError, LookupError, TypeError, RecursionError)
-
-logger = logging.getLogger("rq_serviceq")
 REQUEUED_AS = "sq_requeued_as"  # job hash field: the task's id when pushed again (a claim marker until then)
 _TASK_FIELDS = ["data", "sq_batch", "sq_created", "sq_retries", "sq_last", "sq_remark"]
+
+logger = logging.getLogger("rq_serviceq")
 
 
 def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> BatchReport:
