@@ -6,7 +6,8 @@ Run it::
     # then open http://127.0.0.1:9181/rq/
 
 A URL with a password is better passed in the environment, where ``ps`` does
-not show it: ``RQ_DASHBOARD_REDIS_URL`` (or the workers' ``RQ_REDIS_URL``).
+not show it: ``RQ_DASHBOARD_REDIS_URL``, else the ``RQ_REDIS_URL`` or ``REDIS_URL``
+that workers and producers read (``rq_serviceq.connection``).
 Under a WSGI server (``pip install gunicorn``)::
 
     RQ_DASHBOARD_REDIS_URL=redis://:PASSWORD@redis-host:6379/0 \
@@ -67,8 +68,9 @@ import rq_dashboard.web
 from flask import Flask, Response, request
 from rq.serializers import JSONSerializer
 
+from rq_serviceq.connection import redis_url as serviceq_redis_url
+
 URL_PREFIX = "/rq"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # rq-dashboard's requeue views (blueprint "rq_dashboard"), refused unless allow_requeue.
 REQUEUE_ENDPOINTS = frozenset({"rq_dashboard.requeue_job_view", "rq_dashboard.requeue_all"})
 
@@ -85,13 +87,13 @@ def create_app(
 ) -> Flask:
     """A Flask app serving rq-dashboard at ``url_prefix``, reading JSON-serialized (ServiceQ) jobs.
 
-    ``redis_url`` defaults to ``$RQ_DASHBOARD_REDIS_URL``, then ``$RQ_REDIS_URL``
-    (what the workers use), then localhost.  ``username``/``password`` default to
-    ``$RQ_DASHBOARD_USERNAME``/``$RQ_DASHBOARD_PASSWORD``; without a password
-    the dashboard is open, so bind it to localhost or a private network.
+    ``redis_url`` defaults to ``$RQ_DASHBOARD_REDIS_URL``, then ``$RQ_REDIS_URL``,
+    ``$REDIS_URL`` and localhost, the order workers and producers follow.
+    ``username``/``password`` default to ``$RQ_DASHBOARD_USERNAME``/``$RQ_DASHBOARD_PASSWORD``;
+    without a password the dashboard is open, so bind it to localhost or a private network.
     """
     if redis_url is None:
-        redis_url = os.environ.get("RQ_DASHBOARD_REDIS_URL") or os.environ.get("RQ_REDIS_URL") or DEFAULT_REDIS_URL
+        redis_url = serviceq_redis_url(os.environ.get("RQ_DASHBOARD_REDIS_URL"))
     username = username if username is not None else os.environ.get("RQ_DASHBOARD_USERNAME")
     password = password if password is not None else os.environ.get("RQ_DASHBOARD_PASSWORD")
 
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--redis-url",
         action="append",
         help="Redis URL; repeat for several Redis servers "
-        "(default: $RQ_DASHBOARD_REDIS_URL, $RQ_REDIS_URL, or redis://127.0.0.1:6379/0)",
+        "(default: $RQ_DASHBOARD_REDIS_URL, $RQ_REDIS_URL, $REDIS_URL, or redis://localhost:6379/0)",
     )
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: localhost only)")
     parser.add_argument("--port", type=int, default=9181)

@@ -1,21 +1,20 @@
 """``rq-serviceq``: the command line.
 
 ``rq-serviceq worker NAME`` runs a supervisor (see ``supervisor.py``).  The
-Redis URL comes from ``--url``, else ``RQ_REDIS_URL`` or ``REDIS_URL`` (RQ's
-and the library's conventions), else ``redis://localhost:6379/0``.
+Redis URL comes from ``--url``, else ``RQ_REDIS_URL``, else ``REDIS_URL``,
+else ``redis://localhost:6379/0``: the order ``ServiceQ()`` follows too
+(``connection.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-from redis import Redis
-
+from .connection import DEFAULT_URL, connect, redis_url
 from .models import validate_name
-from .serviceq import DEFAULT_URL, ServiceQ
+from .serviceq import ServiceQ
 from .supervisor import Supervisor
 
 
@@ -34,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         name = validate_name(args.name)
     except ValueError as exc:
         parser.error(str(exc))
-    url = args.url or os.environ.get("RQ_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_URL
+    url = redis_url(args.url)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
-    conn = Redis.from_url(url)
+    conn = connect(url)
     if args.create:
         ServiceQ(name, connection=conn)
     else:

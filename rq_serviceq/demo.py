@@ -2,21 +2,19 @@
 
 ``python -m rq_serviceq.demo`` pushes the seed's seven tasks to a service
 queue with three worker processes and prints the verbose worker log and the
-batch report.  It uses ``REDIS_URL`` when set, and otherwise starts a
-throwaway redis-server of its own, so it never writes to a Redis you did not
-point it at.
+batch report.  It uses ``RQ_REDIS_URL`` or ``REDIS_URL`` when set (the order
+``ServiceQ()`` follows), and otherwise starts a throwaway redis-server of its
+own, so it never writes to a Redis you did not point it at.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
-from redis import Redis
-
-from rq_serviceq import ServiceQ, current_qtask
+from rq_serviceq import ServiceQ, connect, current_qtask
+from rq_serviceq.connection import url_from_env
 from rq_serviceq.testing import RedisServer
 
 TASKS = [{"name": f"Tuhin{i}", "gender": "male", "country": "india"} for i in range(1, 8)]
@@ -40,9 +38,9 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def run(url: str) -> dict[str, Any]:
-    svcq = ServiceQ("demo-drag", connection=Redis.from_url(url))
+    svcq = ServiceQ("demo-drag", connection=connect(url))
     svcq.delete()  # start clean: the demo may have run against this Redis before
-    svcq = ServiceQ("demo-drag", connection=Redis.from_url(url))
+    svcq = ServiceQ("demo-drag", connection=connect(url))
     svcq.set_worker_config(worker_count=3, waiting_period=0.5, resting_period=0.2, auto_start=True)
     svcq.set_retry_config(retry_limit=5, loop_backoff=0.1)
     svcq.set_task_function(send_message)
@@ -55,7 +53,7 @@ def run(url: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    url = os.environ.get("REDIS_URL")
+    url = url_from_env()
     if url:
         report = run(url)
     else:

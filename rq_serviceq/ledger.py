@@ -110,6 +110,7 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
     # Last: a million EXPIREs take seconds, and nobody need wait for them.  Should this worker die
     # first, the report outlives report_ttl (a leak, never a loss).
     report.keep_for(conn, keys, batch_id, settings.report_ttl)
+    report.forget_expired_batches(conn, keys)  # else the history outgrows the reports it lists
     return done
 
 

@@ -12,14 +12,24 @@ import re
 from typing import Annotated, Any
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, field_validator
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Count = Annotated[StrictInt, Field(ge=0)]
+# Upper bounds: past them a setting is a typo, and an absurd one breaks workers (a sleep of 1e10 s
+# overflows, 10**9 workers exhaust the machine).  README's settings table lists them.
+DAY = 86_400
+MAX_WORKER_COUNT = 1_000
+MAX_RETRY_LIMIT = 1_000
+MAX_TASK_BYTES = 64 * 1024 * 1024  # Redis caps a string at 512 MB; a task that size is not a task
+MAX_REPORT_TTL = 365 * DAY
+MAX_REPORT_INLINE_LIMIT = 1_000_000
 
-DEFAULT_REPORT_TTL = 7 * 24 * 3600
+# Strict: True or "10" is refused rather than read as 1.0 or 10.0; ints are still fine.
+Seconds = Annotated[float, Strict(), Field(ge=0, le=DAY, allow_inf_nan=False)]
+Timeout = Annotated[float, Strict(), Field(gt=0, le=DAY, allow_inf_nan=False)]
+
+DEFAULT_REPORT_TTL = 7 * DAY
 DEFAULT_MAX_TASK_BYTES = 512 * 1024
 
 
@@ -60,7 +70,7 @@ class _Strict(BaseModel):
 
 
 class WorkerConfig(_Strict):
-    worker_count: Count = 1
+    worker_count: Annotated[StrictInt, Field(ge=0, le=MAX_WORKER_COUNT)] = 1
     waiting_period: Seconds = 0.0
     resting_period: Seconds = 0.0
     auto_start: StrictBool = True
@@ -68,26 +78,30 @@ class WorkerConfig(_Strict):
 
 
 class RetryConfig(_Strict):
-    retry_limit: Count = 0
+    retry_limit: Annotated[StrictInt, Field(ge=0, le=MAX_RETRY_LIMIT)] = 0
     loop_backoff: Seconds = 0.0
 
 
 class Settings(WorkerConfig, RetryConfig):
-    """Everything about a service queue that lives in Redis and every process shares."""
+    """Everything about a service queue that lives in Redis and every process shares.
+
+    Every number has an upper bound (the constants above; README's settings table):
+    a value past it is a typo, and would only break the workers that read it.
+    """
 
     id: str
     name: str
     verbose: StrictBool = False
-    report_ttl: Annotated[StrictInt, Field(gt=0)] = DEFAULT_REPORT_TTL
-    report_inline_limit: Count = 10_000
+    report_ttl: Annotated[StrictInt, Field(gt=0, le=MAX_REPORT_TTL)] = DEFAULT_REPORT_TTL
+    report_inline_limit: Annotated[StrictInt, Field(ge=0, le=MAX_REPORT_INLINE_LIMIT)] = 10_000
     task_function: str | None = None
     batch_begin_callback: str | None = None
     batch_end_callback: str | None = None
     worker_push_update_callback: str | None = None
     schedule: str | None = None  # cron expression: work the queue only at these times
-    task_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = 180.0  # RQ's default job timeout
-    callback_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
-    max_task_bytes: Annotated[StrictInt, Field(gt=0)] = DEFAULT_MAX_TASK_BYTES
+    task_timeout: Timeout | None = 180.0  # RQ's default job timeout
+    callback_timeout: Timeout = 60.0
+    max_task_bytes: Annotated[StrictInt, Field(gt=0, le=MAX_TASK_BYTES)] = DEFAULT_MAX_TASK_BYTES
     created_at: float = 0.0
 
     @field_validator("schedule")

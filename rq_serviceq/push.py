@@ -14,6 +14,7 @@ of a push small; ``tests/test_worker_cli.py`` checks that RQ's own
 from __future__ import annotations
 
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,6 +34,25 @@ CHUNK_SIZE = 1000
 CHUNKS_PER_ROUND_TRIP = 8
 _DATA_HEAD = b'["' + PLACEHOLDER_FUNC.encode() + b'", null, ['
 _DATA_TAIL = b"], {}]"
+MAX_TASK_DEPTH = 64  # levels of nested lists and objects in one task
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_INNERMOST = re.compile(r"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # a list or object with nothing nested in it
+
+
+class PushError(TypeError, ValueError):
+    """A task was refused: not JSON, over ``max_task_bytes``, or nested too deep.
+
+    Both a TypeError and a ValueError, the two refusals raised before this class
+    existed, so ``except`` clauses written for them still work.  ``task_ids`` (in
+    order) and ``batch_ids`` are what the push wrote before the refused task: nothing
+    for a sequence, which is validated whole first; the chunks before it for any
+    other iterable, which is read a chunk at a time so that it need not fit in memory.
+    """
+
+    def __init__(self, message: str, task_ids: Sequence[str] = (), batch_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.task_ids = list(task_ids)
+        self.batch_ids = list(batch_ids)
 
 
 @dataclass(frozen=True)
@@ -43,14 +63,38 @@ class PushResult:
 
 
 def encode_task(task: Any, max_bytes: int = DEFAULT_MAX_TASK_BYTES) -> bytes:
-    """The task as JSON, refused early (before anything is written) if it is not JSON."""
+    """The task as JSON, refused (``PushError``) before anything is written if it could not be run.
+
+    That is: not JSON; over ``max_bytes`` of JSON; or nested more than ``MAX_TASK_DEPTH``
+    (64) levels of lists and objects.  Python's JSON reader gives out near 1,000 levels,
+    fewer inside a worker's deeper stack, so a task nested deeper could be pushed and
+    then never be read back.  Counting brackets first keeps the precise check off the
+    common path.
+    """
     try:
         raw = json.dumps(task, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"task must be JSON-serializable (dicts, lists, str, numbers, bool, None): {exc}") from None
+        raise PushError(f"task must be JSON-serializable (dicts, lists, str, numbers, bool, None): {exc}") from None
+    except RecursionError:
+        raise PushError(f"task is nested too deep: the limit is {MAX_TASK_DEPTH} levels of lists and objects") from None
     if len(raw) > max_bytes:
-        raise ValueError(f"task is {len(raw)} bytes of JSON, over the service queue's {max_bytes}-byte limit")
+        raise PushError(f"task is {len(raw)} bytes of JSON, over the service queue's {max_bytes}-byte limit")
+    if raw.count("[") + raw.count("{") > MAX_TASK_DEPTH and (depth := json_depth(raw)) > MAX_TASK_DEPTH:
+        raise PushError(f"task is nested {depth} levels deep, over the limit of {MAX_TASK_DEPTH} levels")
     return raw.encode()
+
+
+def json_depth(raw: str) -> int:
+    """How deep lists and objects nest in a JSON text (brackets inside strings do not count).
+
+    Each round deletes the innermost lists and objects, so the rounds are the depth,
+    and the work of a round is in C: a wide task of shallow objects takes two or three.
+    """
+    outside = "".join(raw.split('"')[::2]) if '\\"' not in raw else _JSON_STRING.sub("", raw)
+    depth = 0
+    while (inner_gone := _INNERMOST.sub("", outside)) != outside:
+        outside, depth = inner_gone, depth + 1
+    return depth
 
 
 def job_data(task_json: bytes) -> bytes:
@@ -60,25 +104,44 @@ def job_data(task_json: bytes) -> bytes:
     return zlib.compress(data) if len(data) > 256 else data
 
 
-def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings) -> list[PushResult]:
+def iter_push(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings) -> Iterator[PushResult]:
     """Push tasks a chunk of 1,000 per PUSH call, several calls per pipelined round trip.
 
-    A list is validated whole before anything is written, so one bad task
-    changes nothing; a generator is validated chunk by chunk so that a million
-    tasks need not sit in memory.  A chunk is atomic; a later chunk can land in
-    a newer batch if the batch ends in between, which the result reports.
+    A sequence is validated whole before anything is written, so one bad task
+    changes nothing; any other iterable is validated chunk by chunk so that a
+    million tasks need not sit in memory, and a bad task raises after the chunks
+    before it were written.  Results come as they are written, so that the caller
+    knows what was, whatever is raised later.  A chunk is atomic; a later chunk can
+    land in a newer batch if the batch ends in between, which the result reports.
     """
     label = settings.task_function or "(no task function set)"
     limit = settings.max_task_bytes
     ctx = scripts.Context(keys, finalize_lease=settings.callback_timeout + scripts.LEASE_SECONDS)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
-        chunks: Iterable[list[bytes]] = _chunks([encode_task(task, limit) for task in tasks], CHUNK_SIZE)
+        chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)
     else:
-        chunks = ([encode_task(task, limit) for task in chunk] for chunk in _chunks(tasks, CHUNK_SIZE))
-    results: list[PushResult] = []
+        chunks = (_encode_all(chunk, limit, n * CHUNK_SIZE) for n, chunk in enumerate(_chunks(tasks, CHUNK_SIZE)))
     for group in _chunks(chunks, CHUNKS_PER_ROUND_TRIP):
-        results += _push_chunks(conn, ctx, group, label)
-    return results
+        yield from _push_chunks(conn, ctx, group, label)
+
+
+def _encode_all(tasks: Sequence[Any], limit: int, offset: int = 0) -> list[bytes]:
+    """Every task encoded; a refusal names the task's position, looked for only once one is refused."""
+    try:
+        return [encode_task(task, limit) for task in tasks]
+    except PushError as exc:
+        index = next((i for i, task in enumerate(tasks) if _refused(task, limit)), None)
+        if index is None:  # refused once, accepted on a second look (a task changed under us)
+            raise
+        raise PushError(f"task {offset + index}: {exc}") from None
+
+
+def _refused(task: Any, limit: int) -> bool:
+    try:
+        encode_task(task, limit)
+    except PushError:
+        return True
+    return False
 
 
 def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], label: str) -> list[PushResult]:

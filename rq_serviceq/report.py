@@ -8,6 +8,7 @@ to be in memory at once.
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,14 @@ from .models import BatchReport, QTask, Settings, WorkerReport
 from .state import decode_hash, text
 
 PAGE_SIZE = 1000
+HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each batch end
+# What reading a damaged ``data`` field raises: bad JSON or UTF-8 (ValueError), the wrong shape
+# (IndexError, KeyError, TypeError), nesting too deep for the JSON reader (RecursionError).
+UNREADABLE = (ValueError, LookupError, TypeError, RecursionError)
+REQUEUED_AS = "sq_requeued_as"  # job hash field: the task's id when pushed again (a claim marker until then)
 _TASK_FIELDS = ["data", "sq_batch", "sq_created", "sq_retries", "sq_last", "sq_remark"]
+
+logger = logging.getLogger("rq_serviceq")
 
 
 def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> BatchReport:
@@ -85,16 +93,41 @@ def iter_id_pages(
 
 
 def tasks_to_requeue(conn: Redis, ids: list[str]) -> list[tuple[str, Any]]:
-    """(task id, task) of the failed tasks among ``ids`` that were not requeued already."""
+    """(task id, task) of the failed tasks among ``ids`` that were not requeued already.
+
+    A task whose data cannot be read is left out, with a log line: requeueing the rest
+    is worth more than stopping at one.
+    """
     with conn.pipeline(transaction=False) as pipe:
         for task_id in ids:
-            pipe.hmget(k.job_key(task_id), ["data", "sq_final", "sq_requeued_as"])
+            pipe.hmget(k.job_key(task_id), ["data", "sq_final", REQUEUED_AS])
         rows = pipe.execute()
-    return [
-        (task_id, _task_of(data))
-        for task_id, (data, final, requeued) in zip(ids, rows, strict=True)
-        if data is not None and final == b"failed" and not requeued
-    ]
+    found = []
+    for task_id, (data, final, requeued) in zip(ids, rows, strict=True):
+        if data is None or final != b"failed" or requeued:
+            continue
+        try:
+            found.append((task_id, _task_of(data)))
+        except UNREADABLE as exc:
+            logger.warning("not requeueing task %s: its data cannot be read (%s)", task_id, _why(exc))
+    return found
+
+
+def claim_for_requeue(conn: Redis, tasks: list[tuple[str, Any]], marker: str) -> list[tuple[str, Any]]:
+    """The tasks this caller won: HSETNX sets the requeue field only where no one set it first."""
+    with conn.pipeline(transaction=False) as pipe:
+        for task_id, _ in tasks:
+            pipe.hsetnx(k.job_key(task_id), REQUEUED_AS, marker)
+        won = pipe.execute()
+    return [task for task, set_here in zip(tasks, won, strict=True) if set_here]
+
+
+def release_requeue(conn: Redis, task_ids: list[str]) -> None:
+    """Give back claims whose push failed (no one else writes the field once it is set)."""
+    with conn.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.hdel(k.job_key(task_id), REQUEUED_AS)
+        pipe.execute()
 
 
 def eta_seconds(info: dict[str, Any], now: float) -> float | None:
@@ -118,17 +151,30 @@ def _task_of(data: bytes | None) -> Any:
     return json.loads(raw)[2][0]
 
 
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
 def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> QTask:
+    """The reported Qtask; one whose data cannot be read comes with ``task: None`` and a remark
+    saying so, so that one damaged hash cannot take a whole report (or its callback) down."""
     data, batch_id, created, retries, last, remark = row
+    remark_text = text(remark or b"")
+    try:
+        task = _task_of(data)
+    except UNREADABLE as exc:
+        task = None
+        note = f"UNREADABLE | the task's data could not be read ({_why(exc)})"
+        remark_text = f"{note}; remark: {remark_text}" if remark_text else note
     return QTask(
         task_id=task_id,
         batch_id=text(batch_id or b""),
         serviceq_id=serviceq_id,
-        task=_task_of(data),
+        task=task,
         total_retry_attempts=int(retries or 0),
         last_retry_timestamp=_float(last),
         created_at=_float(created),
-        remark=text(remark or b""),
+        remark=remark_text,
     )
 
 
@@ -143,6 +189,24 @@ def keep_for(conn: Redis, keys: k.Keys, batch_id: str, ttl: int) -> None:
     conn.expire(keys.batch_passed(batch_id), ttl)
     conn.expire(keys.batch_failed(batch_id), ttl)
     conn.expire(keys.batch(batch_id), ttl)
+
+
+def forget_expired_batches(conn: Redis, keys: k.Keys, limit: int = HISTORY_SWEEP) -> list[str]:
+    """Drop batches whose report expired from the batch history; returns their ids.
+
+    Only the oldest ``limit`` entries are looked at, so a batch end pays a bounded
+    price however long the history is; the expired ones are mostly there, and a
+    later batch end takes the next ones.
+    """
+    oldest = [text(b) for b in conn.zrange(keys.batches, 0, limit - 1)]
+    with conn.pipeline(transaction=False) as pipe:
+        for batch_id in oldest:
+            pipe.exists(keys.batch(batch_id))
+        alive = pipe.execute()
+    gone = [batch_id for batch_id, live in zip(oldest, alive, strict=True) if not live]
+    if gone:
+        conn.zrem(keys.batches, *gone)
+    return gone
 
 
 def worker_reports(conn: Redis, keys: k.Keys) -> dict[str, dict[str, Any]]:

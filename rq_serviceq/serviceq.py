@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,10 +24,11 @@ from . import control, events, launcher, ledger, push, report, scripts, state
 from . import keys as k
 from .callbacks import import_path_of
 from .claim import claim
+from .connection import connect
 from .models import BatchEvent, QTask, RetryConfig, Settings, WorkerConfig, validate_name
 from .perform import perform
+from .push import PushError, PushResult
 
-DEFAULT_URL = "redis://localhost:6379/0"
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
 STOP_SLICE_SIZE = 500  # tasks stop() fails per Lua call (10-20 ms of Redis time: bench/stop.py)
 _UNSET: Any = object()
@@ -40,13 +42,13 @@ class ServiceQ:
     """A named service queue: pending, passed and failed queues, batches and their reports."""
 
     def __init__(self, name: str, connection: Redis | None = None) -> None:
+        """Attach to (or create) the service queue.  Without ``connection``, Redis is where the
+        workers look too: ``RQ_REDIS_URL``, then ``REDIS_URL``, then localhost (``connection.py``)."""
         self.name = validate_name(name)
-        if connection is None:
-            connection = Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
-        self.connection = connection
+        self.connection = connection if connection is not None else connect()
         self.keys = k.Keys(name)
         with self._reaching_redis():
-            self.id = state.attach(connection, name).id
+            self.id = state.attach(self.connection, name).id
         self._processes: list[subprocess.Popen[bytes]] = []
         self._recent: tuple[float, Settings] | None = None
 
@@ -54,7 +56,7 @@ class ServiceQ:
     def open(cls, name: str, connection: Redis | None = None) -> ServiceQ:
         """Attach to a service queue that must exist already (``ServiceQ(name)`` creates one)."""
         validate_name(name)
-        conn = connection or Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
+        conn = connection if connection is not None else connect()
         if not conn.exists(k.Keys(name).state):
             where = launcher.connection_url(conn, hide_password=True)
             raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")
@@ -154,21 +156,46 @@ class ServiceQ:
         return self.push_many([task])[0]
 
     def push_many(self, tasks: Iterable[Any]) -> list[str]:
-        """Add many tasks, one round trip per chunk of 1,000; returns their task ids in order."""
+        """Add many tasks, one round trip per chunk of 1,000; returns their task ids in order.
+
+        A refused task raises ``PushError``.  A list (any sequence) is checked whole first,
+        so nothing is written then.  Any other iterable (a generator) is read a chunk at a
+        time, so the chunks before the refused task are written: the error's ``task_ids``
+        and ``batch_ids`` say which, and a batch the push opened has had its batch-begin
+        callback and ``auto_start`` as after any push.
+        """
         if isinstance(tasks, str | bytes | dict):
             raise TypeError("push_many takes an iterable of tasks; use push() for a single task")
+        written: list[PushResult] = []
         with self._reaching_redis():
             settings = self._recent_settings()
-            results = push.push_tasks(self.connection, self.keys, tasks, settings)
-            for res in results:
-                if res.opened:
-                    self._batch_opened(settings, res.batch_id)
-        return [task_id for res in results for task_id in res.task_ids]
+            try:
+                for result in push.iter_push(self.connection, self.keys, tasks, settings):
+                    written.append(result)
+            except Exception as exc:
+                self._pushed_in_part(exc, settings, written)
+                raise
+            self._batches_opened(settings, written)
+        return [task_id for res in written for task_id in res.task_ids]
 
-    def _batch_opened(self, settings: Settings, batch_id: str) -> None:
-        ledger.begin(self.connection, self.keys, settings, batch_id)
-        if settings.auto_start and settings.worker_count > 0 and not settings.schedule:
-            self.start()
+    def _pushed_in_part(self, exc: Exception, settings: Settings, written: list[PushResult]) -> None:
+        """A push that raised half-way: the batches it opened still begin, and the error says what was written."""
+        if isinstance(exc, redis.exceptions.RedisError):
+            return  # Redis is out of reach: a worker runs the begin work once its lease runs out
+        self._batches_opened(settings, written)
+        task_ids = [task_id for res in written for task_id in res.task_ids]
+        batch_ids = list(dict.fromkeys(res.batch_id for res in written))
+        if isinstance(exc, PushError):
+            exc.task_ids, exc.batch_ids = task_ids, batch_ids
+        elif task_ids:  # the caller's own iterator raised: its type is theirs, so only a note
+            exc.add_note(f"push_many wrote {len(task_ids)} tasks before this, in batch {', '.join(batch_ids)}")
+
+    def _batches_opened(self, settings: Settings, results: list[PushResult]) -> None:
+        for res in results:
+            if res.opened:
+                ledger.begin(self.connection, self.keys, settings, res.batch_id)
+                if settings.auto_start and settings.worker_count > 0 and not settings.schedule:
+                    self.start()
 
     @contextlib.contextmanager
     def _reaching_redis(self) -> Iterator[None]:
@@ -273,25 +300,37 @@ class ServiceQ:
 
         They join the running batch, or open a new one.  The old batch's report keeps
         them as failed (that is what happened); they leave RQ's failed registry, and
-        a task is never requeued twice.
+        a task is never requeued twice, even by two callers at once.  A task whose data
+        cannot be read is skipped, with a log line.
         """
         batch_id = batch_id or self.current_batch_id()
         if batch_id is None:
             return 0
         count = 0
-        pages = report.iter_id_pages(self.connection, self.keys, batch_id, "failed")
-        for ids in pages:
-            tasks = report.tasks_to_requeue(self.connection, ids)
-            if not tasks:
-                continue
-            new_ids = self.push_many([task for _, task in tasks])
-            with self.connection.pipeline(transaction=True) as pipe:
-                for (old_id, _), new_id in zip(tasks, new_ids, strict=True):
-                    pipe.hset(k.job_key(old_id), "sq_requeued_as", new_id)
-                    pipe.zrem(self.keys.failed, old_id)
-                pipe.execute()
-            count += len(tasks)
+        for ids in report.iter_id_pages(self.connection, self.keys, batch_id, "failed"):
+            count += self._requeue(report.tasks_to_requeue(self.connection, ids))
         return count
+
+    def _requeue(self, tasks: list[tuple[str, Any]]) -> int:
+        """Claim each old task (HSETNX) before pushing it, so that of two callers racing only one pushes it.
+
+        A caller that dies between the claim and the push leaves its tasks claimed and not
+        requeued: the price of never requeueing one twice.
+        """
+        won = report.claim_for_requeue(self.connection, tasks, marker=f"requeueing:{uuid.uuid4().hex}")
+        if not won:
+            return 0
+        try:
+            new_ids = self.push_many([task for _, task in won])
+        except Exception:
+            report.release_requeue(self.connection, [old_id for old_id, _ in won])
+            raise
+        with self.connection.pipeline(transaction=True) as pipe:
+            for (old_id, _), new_id in zip(won, new_ids, strict=True):
+                pipe.hset(k.job_key(old_id), report.REQUEUED_AS, new_id)
+                pipe.zrem(self.keys.failed, old_id)
+            pipe.execute()
+        return len(won)
 
     def work_once(self) -> dict[str, Any] | None:
         """Process one task in this process (for when no workers run); returns its reported Qtask.

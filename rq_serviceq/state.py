@@ -7,10 +7,12 @@ worker on another machine and the CLI all see the same id and the same config
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
 
+from pydantic import ValidationError
 from redis import Redis
 
 from . import keys as k
@@ -21,6 +23,10 @@ _BOOL_FIELDS = {"auto_start", "verbose"}
 _INT_FIELDS = {"worker_count", "concurrency", "max_task_bytes", "retry_limit", "report_ttl", "report_inline_limit"}
 _FLOAT_FIELDS = {"waiting_period", "resting_period", "loop_backoff", "created_at", "task_timeout", "callback_timeout"}
 _SETTING_FIELDS = set(Settings.model_fields)
+_REQUIRED_FIELDS = {name for name, field in Settings.model_fields.items() if field.is_required()}
+_warned: set[tuple[str, str]] = set()  # (field, stored value) already logged: workers load settings per claim
+
+logger = logging.getLogger("rq_serviceq")
 
 
 class ServiceQDeleted(LookupError):
@@ -40,19 +46,40 @@ def decode_hash(raw: Any) -> dict[str, str]:
 
 
 def settings_from_hash(fields: dict[str, str]) -> Settings:
-    values: dict[str, Any] = {}
-    for name, raw in fields.items():
-        if name not in _SETTING_FIELDS:
-            continue
-        if name in _BOOL_FIELDS:
-            values[name] = raw == "1"
-        elif name in _INT_FIELDS:
-            values[name] = int(raw)
-        elif name in _FLOAT_FIELDS:
-            values[name] = float(raw)
-        else:
-            values[name] = raw or None
-    return Settings.model_validate(values)
+    """Settings as stored; a stored value out of today's ranges falls back to its default.
+
+    Older versions accepted values that are refused now (``worker_count=10**9``), and a
+    hand may write anything into the hash.  Refusing to load them would stop every
+    worker and leave ``ServiceQ(name)`` unable to attach and set a sane value.
+    """
+    values = {name: _typed(name, raw) for name, raw in fields.items() if name in _SETTING_FIELDS}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+        if not bad or bad & _REQUIRED_FIELDS:
+            raise
+        _warn_once(values, bad)
+        return Settings.model_validate({name: value for name, value in values.items() if name not in bad})
+
+
+def _typed(name: str, raw: str) -> Any:
+    if name in _BOOL_FIELDS:
+        return raw == "1"
+    try:
+        if name in _INT_FIELDS:
+            return int(raw)
+        if name in _FLOAT_FIELDS:
+            return float(raw)
+    except ValueError:
+        return raw  # validation refuses it, and it falls back to its default
+    return raw or None
+
+
+def _warn_once(values: dict[str, Any], bad: set[str]) -> None:
+    for seen in {(name, repr(values.get(name))) for name in bad} - _warned:
+        _warned.add(seen)
+        logger.warning("stored setting %s=%s is out of range; using the default instead", *seen)
 
 
 def settings_to_hash(settings: Settings) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The supervisor: ``rq-serviceq worker NAME`` keeps a machine's share of workers alive.
 
-Every supervisor of a service queue heartbeats into one sorted set; each takes
+Every supervisor of a service queue heartbeats into one sorted set (scored by
+Redis' clock, so a machine whose clock is ahead cannot evict the others); each takes
 an even share of ``worker_count`` (the first ``worker_count % n`` supervisors
 by id take one more).  So ``worker_count`` is the total across machines: an
 operator who sets 3 workers for a WhatsApp provider's rate limit gets 3,
@@ -35,16 +36,17 @@ from croniter import croniter
 from redis import Redis
 
 from . import keys as k
-from . import launcher, scripts, state
-from .models import Settings
+from . import launcher, report, scripts, state
 
 logger = logging.getLogger("rq_serviceq.supervisor")
 
 
 class Supervisor:
     def __init__(
-        self, conn: Redis, name: str, url: str, interval: float = 0.5, clock: Callable[[], float] = time.time
+        self, conn: Redis, name: str, url: str, interval: float = 0.5, clock: Callable[[], float] | None = None
     ) -> None:
+        """``clock`` overrides the time the cron schedule is read at (for tests); heartbeats always
+        use Redis' clock, so that a machine whose clock is ahead cannot evict the others."""
         self.conn = conn
         self.keys = k.Keys(name)
         self.url = url
@@ -85,10 +87,11 @@ class Supervisor:
             logger.warning("service queue %s was deleted; supervisor %s leaves", self.keys.name, self.id)
             self._stopping = True
             return
-        share = self._heartbeat_and_share(settings.worker_count)
+        now = report.redis_now(self.conn)  # one clock for every supervisor: heartbeats and schedules agree
+        share = self._heartbeat_and_share(settings.worker_count, now)
         self._reap()
         if settings.schedule:
-            self._run_on_schedule(settings, share)
+            self._run_on_schedule(settings.schedule, share, self.clock() if self.clock else now)
             return
         running = list(self.children)
         for name in running[share:]:
@@ -105,8 +108,7 @@ class Supervisor:
             self.conn.zrem(self.keys.supervisors, self.id)
         logger.info("supervisor %s left", self.id)
 
-    def _heartbeat_and_share(self, total: int) -> int:
-        now = self.clock()
+    def _heartbeat_and_share(self, total: int, now: float) -> int:
         with self.conn.pipeline(transaction=True) as pipe:
             pipe.zadd(self.keys.supervisors, {self.id: now + max(5.0, 6 * self.interval)})
             pipe.zremrangebyscore(self.keys.supervisors, "-inf", now)
@@ -138,9 +140,8 @@ class Supervisor:
             proc.send_signal(signal.SIGTERM)
         self.leaving[name] = proc
 
-    def _run_on_schedule(self, settings: Settings, share: int) -> None:
-        now = self.clock()
-        cron = croniter(settings.schedule, datetime.fromtimestamp(now, UTC))
+    def _run_on_schedule(self, schedule: str, share: int, now: float) -> None:
+        cron = croniter(schedule, datetime.fromtimestamp(now, UTC))
         if self._next_run is None:
             self._next_run = cron.get_next(float)
         if now >= self._next_run:
