@@ -26,8 +26,8 @@ def read(conn: Redis, keys: k.Keys, since: str = "$", block: float | None = None
     """Events after ``since`` ('$': only new ones, '0': the oldest kept, else an event id), at most
     ``count``; waits up to ``block`` seconds for the first one (None: do not wait)."""
     block_ms = None if block is None else max(1, int(block * 1000))
-    reply = conn.xread({keys.events: since}, count=count, block=block_ms)
-    return [parse(entry_id, fields) for _stream, entries in reply or [] for entry_id, fields in entries]
+    reply: list[Any] = conn.xread({keys.events: since}, count=count, block=block_ms) or []  # type: ignore[assignment]
+    return [parse(entry_id, fields) for _stream, entries in reply for entry_id, fields in entries]
 
 
 def parse(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent:
