@@ -13,6 +13,7 @@ from dataclasses import dataclass
 PREFIX = "rq:serviceq:"
 NAMES = PREFIX + "names"  # SET of every service queue name on this Redis
 JOB_PREFIX = "rq:job:"  # RQ's job hash prefix (rq.job.Job.redis_job_namespace_prefix)
+RESULTS_PREFIX = "rq:results:"  # RQ's result stream of a job (rq.results.Result.get_key)
 SUSPENDED = "rq:suspended"  # RQ's global `rq suspend` flag, honoured by the claim script
 RQ_QUEUES = "rq:queues"  # RQ's set of known queue keys (what rq-dashboard lists)
 RQ_WORKER_PREFIX = "rq:worker:"  # RQ's worker hash prefix
@@ -26,6 +27,10 @@ def pending_queue_name(name: str) -> str:
 
 def job_key(task_id: str) -> str:
     return JOB_PREFIX + task_id
+
+
+def results_key(task_id: str) -> str:
+    return RESULTS_PREFIX + task_id
 
 
 def worker_key(worker_name: str) -> str:

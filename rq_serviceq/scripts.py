@@ -37,7 +37,8 @@ LEASE_SECONDS = 15.0  # how long a claimed task or batch-end job stays a worker'
 # into the table ``k`` is generated from these, and so are Context's lists.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
              "rq_queues", "suspended", "workers", "worker", "events")  # fmt: skip
-ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease")
+ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
+             "results_prefix")  # fmt: skip
 _NUMBERS = {"ttl", "lease", "finalize_lease"}  # ARGV entries the header converts with tonumber()
 
 PUSH, CLAIM, SETTLE, RELEASE = "push", "claim", "settle", "release"
@@ -66,7 +67,13 @@ class Context:
 
     def arg_list(self) -> list[Any]:
         stamp = utcformat(datetime.now(UTC))  # RQ's date format, for RQ's own fields
-        values = {"job_prefix": k.JOB_PREFIX, "batch_prefix": self.keys.batch_prefix, "stamp": stamp}
+        values = {
+            "job_prefix": k.JOB_PREFIX,
+            "batch_prefix": self.keys.batch_prefix,
+            "stamp": stamp,
+            "name": self.keys.name,
+            "results_prefix": k.RESULTS_PREFIX,
+        }
         return [values[name] if name in values else getattr(self, name) for name in ARG_NAMES]
 
 

@@ -453,7 +453,7 @@ class ServiceQ:
             task_ids.update(state.text(m) for m in conn.smembers(self.keys.batch_open(batch_id)))
         with conn.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                pipe.delete(k.job_key(task_id))
+                pipe.delete(k.job_key(task_id), k.results_key(task_id))
             for batch_id in batch_ids:
                 pipe.delete(*self.keys.batch_keys(batch_id))
             pipe.delete(*self.keys.own_keys())

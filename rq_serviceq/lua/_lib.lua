@@ -81,8 +81,53 @@ local function count_end(jk, id, which)
   return nil
 end
 
+-- What RQ 2's own readers look for (job.latest_result(), job.return_value(), rq-dashboard's job
+-- page): a Result entry per attempt's outcome in the job's result stream, and the ServiceQ fields
+-- in the job's meta.  RQ stores a result's return value as base64 of the job serializer's JSON
+-- and its exception text as base64 of zlib; Lua has neither, so the two are built here: zlib
+-- as one uncompressed ("stored") deflate block, which every inflater reads.
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = {math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64}
+    out[#out + 1] = B64:sub(q[1] + 1, q[1] + 1) .. B64:sub(q[2] + 1, q[2] + 1)
+      .. (b and B64:sub(q[3] + 1, q[3] + 1) or '=') .. (c and B64:sub(q[4] + 1, q[4] + 1) or '=')
+  end
+  return table.concat(out)
+end
+
+local function zlib_stored(s)
+  s = string.sub(s, 1, 65535)
+  local a, b = 1, 0
+  for i = 1, #s do
+    a = (a + string.byte(s, i)) % 65521
+    b = (b + a) % 65521
+  end
+  local len, nlen = #s, 65535 - #s
+  return string.char(0x78, 0x01, 0x01, len % 256, math.floor(len / 256), nlen % 256, math.floor(nlen / 256))
+    .. s .. string.char(math.floor(b / 256), b % 256, math.floor(a / 256), a % 256)
+end
+
+local RESULT_TYPE = {passed = 1, failed = 2, retry = 4}  -- RQ's Result.Type: SUCCESSFUL, FAILED, RETRIED
+
+local function record_result(id, outcome, remark, retries)
+  local rk = k.results_prefix .. id
+  local payload = outcome == 'passed' and 'return_value' or 'exc_string'
+  local value = outcome == 'passed' and b64(cjson.encode(remark)) or b64(zlib_stored(remark))
+  redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', RESULT_TYPE[outcome], 'worker_name', k.worker_name,
+    payload, value)
+  redis.call('EXPIRE', rk, k.ttl)
+  local jk = k.job_prefix .. id
+  redis.call('HSET', jk, 'meta', cjson.encode({serviceq = k.name, batch_id = redis.call('HGET', jk, 'sq_batch'),
+    remark = remark, total_retry_attempts = retries, outcome = outcome}))
+end
+
 local function end_task(id, passed, remark)
   local jk = k.job_prefix .. id
+  record_result(id, passed and 'passed' or 'failed', remark, tonumber(redis.call('HGET', jk, 'sq_retries') or '0'))
   redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', k.stamp,
     'sq_remark', remark, 'sq_last', tostring(k.now), 'sq_claim', '')
   redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
@@ -126,6 +171,7 @@ local function settle_one(id, claim, verdict, remark, cfg)
       'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
     redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     redis.call('ZADD', k.retry, due, id)
+    record_result(id, 'retry', remark, retries)
     touch(redis.call('HGET', jk, 'sq_batch'), 1)
     return {id, 'retry', tostring(due), retries}, nil
   end
