@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+import types
 import uuid
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import ValidationError
 from redis import Redis
@@ -18,11 +19,22 @@ from redis import Redis
 from . import keys as k
 from .models import Settings
 
-# Values Redis hands back as strings, and the fields they belong to.
-_BOOL_FIELDS = {"auto_start", "verbose"}
-_INT_FIELDS = {"worker_count", "concurrency", "max_task_bytes", "retry_limit", "report_ttl", "report_inline_limit"}
-_FLOAT_FIELDS = {"waiting_period", "resting_period", "loop_backoff", "created_at", "task_timeout", "callback_timeout"}
-_SETTING_FIELDS = set(Settings.model_fields)
+
+def _plain_type(annotation: Any) -> type:
+    """What to parse a stored string as: ``int`` for ``Annotated[StrictInt, ...]``, ``float`` for ``Timeout | None``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        else:
+            return annotation  # type: ignore[no-any-return]
+
+
+# How each setting reads back from the hash, from the model's own field types: adding a setting is one edit.
+_FIELD_TYPES = {name: _plain_type(field.annotation) for name, field in Settings.model_fields.items()}
+_SETTING_FIELDS = set(_FIELD_TYPES)
 _REQUIRED_FIELDS = {name for name, field in Settings.model_fields.items() if field.is_required()}
 _warned: set[tuple[str, str]] = set()  # (field, stored value) already logged: workers load settings per claim
 
@@ -64,15 +76,14 @@ def settings_from_hash(fields: dict[str, str]) -> Settings:
 
 
 def _typed(name: str, raw: str) -> Any:
-    if name in _BOOL_FIELDS:
+    kind = _FIELD_TYPES[name]
+    if kind is bool:
         return raw == "1"
-    try:
-        if name in _INT_FIELDS:
-            return int(raw)
-        if name in _FLOAT_FIELDS:
-            return float(raw)
-    except ValueError:
-        return raw  # validation refuses it, and it falls back to its default
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            return raw  # validation refuses it, and it falls back to its default
     return raw or None
 
 
