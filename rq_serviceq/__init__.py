@@ -2,19 +2,31 @@
 
 from .connection import connect
 from .job import ServiceQJob
+from .models import BatchEvent, BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
 from .perform import current_qtask
 from .push import PushError
 from .remarks import NoRetry
-from .serviceq import ServiceQ
+from .serviceq import RedisUnavailable, ServiceQ
+from .state import ServiceQDeleted
 from .worker import ForkingServiceQWorker, ServiceQWorker
 
 __all__ = [
+    "BatchEvent",
+    "BatchReport",
+    "BatchSummary",
     "ForkingServiceQWorker",
     "NoRetry",
     "PushError",
+    "QTask",
+    "RedisUnavailable",
     "ServiceQ",
+    "ServiceQDeleted",
     "ServiceQJob",
     "ServiceQWorker",
+    "Settings",
+    "Status",
+    "StatusInfo",
+    "WorkerReport",
     "connect",
     "current_qtask",
 ]

@@ -128,14 +128,8 @@ class QTask(BaseModel):
     remark: str = ""
 
 
-class BatchReport(BaseModel):
-    """The seed's batch report.
-
-    ``passed_tasks``/``failed_tasks`` are filled up to the service queue's
-    ``report_inline_limit``; past it they are left empty and ``tasks_inline`` is
-    False: page through them with ``ServiceQ.iter_tasks`` instead of holding a
-    million tasks in memory.
-    """
+class BatchSummary(BaseModel):
+    """A batch's ledger without its task lists: what a batch history lists and status info shows."""
 
     batch_id: str
     serviceq_id: str
@@ -147,12 +141,9 @@ class BatchReport(BaseModel):
     total_success: int = 0
     total_failed: int = 0
     total_pending: int = 0
-    status: str = "PENDING"
+    status: str = Status.PENDING
+    begin_callback: str | None = None  # "ok", or "failed: <error>"
     end_callback: str | None = None  # "ok", or "failed: <error>" after its bounded retries
-    tasks_inline: bool = True
-    passed_tasks: list[QTask] = []
-    failed_tasks: list[QTask] = []
-    pending_tasks: list[QTask] = []
 
     @field_validator("batch_duration")
     @classmethod
@@ -160,13 +151,53 @@ class BatchReport(BaseModel):
         return None if v is None else round(v, 3)
 
 
+class BatchReport(BatchSummary):
+    """The seed's batch report.
+
+    ``passed_tasks``/``failed_tasks`` are filled up to the service queue's
+    ``report_inline_limit``; past it they are left empty and ``tasks_inline`` is
+    False: page through them with ``ServiceQ.iter_tasks`` instead of holding a
+    million tasks in memory.
+    """
+
+    tasks_inline: bool = True
+    passed_tasks: list[QTask] = []
+    failed_tasks: list[QTask] = []
+    pending_tasks: list[QTask] = []
+
+
 class WorkerReport(BaseModel):
+    """The seed's worker report (status info's ``worker_reports``) and worker update (what the
+    worker-push-update callback gets): one worker's counters."""
+
     id: str
     created_at: float | None = None
     status: str
     success_count: int = 0
     failed_count: int = 0
     uptime: float = 0.0
+
+
+WorkerUpdate = WorkerReport
+
+
+class StatusInfo(BaseModel):
+    """The seed's status info: the current (or last) batch's counters, queue lengths, workers."""
+
+    batch_id: str | None = None
+    batch_duration: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    total_submitted: int = 0
+    total_success: int = 0
+    total_failed: int = 0
+    total_pending: int = 0
+    eta_seconds: float | None = None  # time left at the throughput so far; None until a task has ended
+    status: str = Status.CREATED
+    pending_q_length: int = 0  # queued plus waiting retries
+    passed_q_length: int = 0  # RQ's finished registry of the pending queue, across batches while kept
+    failed_q_length: int = 0  # RQ's failed registry
+    worker_reports: dict[str, WorkerReport] = {}
 
 
 class BatchEvent(BaseModel):

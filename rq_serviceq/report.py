@@ -17,7 +17,7 @@ from redis import Redis
 from rq.utils import utcparse
 
 from . import keys as k
-from .models import BatchReport, QTask, Settings, WorkerReport
+from .models import BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
 from .state import decode_hash, text
 
 PAGE_SIZE = 1000
@@ -31,7 +31,7 @@ _TASK_FIELDS = ["data", "sq_batch", "sq_created", "sq_retries", "sq_last", "sq_r
 logger = logging.getLogger("rq_serviceq")
 
 
-def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> BatchReport:
+def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> BatchSummary:
     """The batch report without its task lists."""
     fields = decode_hash(conn.hgetall(keys.batch(batch_id)))
     if not fields:
@@ -39,7 +39,7 @@ def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status
     start = _float(fields.get("start_time"))
     end = _float(fields.get("end_time"))
     now = redis_now(conn) if end is None else end
-    return BatchReport(
+    return BatchSummary(
         batch_id=batch_id,
         serviceq_id=settings.id,
         serviceq_name=settings.name,
@@ -50,14 +50,15 @@ def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status
         total_success=int(fields.get("passed", 0)),
         total_failed=int(fields.get("failed", 0)),
         total_pending=int(fields.get("pending", 0)),
-        status=status or fields.get("status", "PENDING"),
+        status=status or fields.get("status", Status.PENDING),
+        begin_callback=fields.get("begin_callback"),
         end_callback=fields.get("end_callback"),
     )
 
 
 def build(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> dict[str, Any]:
     """The seed's batch report as a dict, with task lists up to ``report_inline_limit``."""
-    rep = summary(conn, keys, settings, batch_id, status)
+    rep = BatchReport(**summary(conn, keys, settings, batch_id, status).model_dump())
     if rep.total_success + rep.total_failed <= settings.report_inline_limit:
         rep.passed_tasks = list(iter_tasks(conn, keys, settings.id, batch_id, "passed"))
         rep.failed_tasks = list(iter_tasks(conn, keys, settings.id, batch_id, "failed"))
@@ -130,15 +131,52 @@ def release_requeue(conn: Redis, task_ids: list[str]) -> None:
         pipe.execute()
 
 
-def eta_seconds(info: dict[str, Any], now: float) -> float | None:
+# The batch's fields status info repeats (its ``status`` is the service queue's, not the batch's).
+_BATCH_IN_STATUS = (set(StatusInfo.model_fields) & set(BatchSummary.model_fields)) - {"status"}
+
+
+def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batch_id: str | None) -> StatusInfo:
+    """The seed's status info for the current (or last) batch: one read of its ledger, the queue
+    lengths and RQ's worker registry."""
+    batch = summary(conn, keys, settings, batch_id) if batch_id else None
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.llen(keys.queue)
+        pipe.zcard(keys.retry)
+        pipe.zcard(keys.finished)
+        pipe.zcard(keys.failed)
+        pipe.time()
+        queued, waiting, passed, failed, (secs, micros) = pipe.execute()
+    return StatusInfo(
+        **(batch.model_dump(include=_BATCH_IN_STATUS) if batch else {}),
+        eta_seconds=eta_seconds(batch, secs + micros / 1e6) if batch else None,
+        status=status,
+        pending_q_length=queued + waiting,
+        passed_q_length=passed,
+        failed_q_length=failed,
+        worker_reports=worker_reports(conn, keys, paused=status == Status.PAUSED),
+    )
+
+
+def history(conn: Redis, keys: k.Keys, settings: Settings, limit: int = 100) -> list[BatchSummary]:
+    """Up to ``limit`` batches, newest first, skipping those whose report has expired."""
+    found = []
+    for batch_id in (text(b) for b in conn.zrevrange(keys.batches, 0, max(limit, 1) - 1)):
+        try:
+            found.append(summary(conn, keys, settings, batch_id))
+        except LookupError:
+            continue  # expired: the history is trimmed when a batch ends
+    return found
+
+
+def eta_seconds(batch: BatchSummary, now: float) -> float | None:
     """Time left in the batch at the throughput so far; None until a task has ended."""
-    done = info["total_success"] + info["total_failed"]
-    if info["total_pending"] == 0:
+    done = batch.total_success + batch.total_failed
+    if batch.total_pending == 0:
         return 0.0 if done else None
-    if not done or info["start_time"] is None or info["end_time"] is not None:
+    if not done or batch.start_time is None or batch.end_time is not None:
         return None
-    elapsed = max(now - info["start_time"], 1e-6)
-    return round(info["total_pending"] * elapsed / done, 3)
+    elapsed = max(now - batch.start_time, 1e-6)
+    return round(batch.total_pending * elapsed / done, 3)
 
 
 def _task_of(data: bytes | None) -> Any:
@@ -209,8 +247,11 @@ def forget_expired_batches(conn: Redis, keys: k.Keys, limit: int = HISTORY_SWEEP
     return gone
 
 
-def worker_reports(conn: Redis, keys: k.Keys) -> dict[str, dict[str, Any]]:
-    """The seed's worker post box, read from RQ's own worker registry for the pending queue."""
+def worker_reports(conn: Redis, keys: k.Keys, paused: bool = False) -> dict[str, WorkerReport]:
+    """The seed's worker post box, read from RQ's own worker registry for the pending queue.
+
+    The seed's workers report PAUSED while their service queue is paused, as these do.
+    """
     names = sorted(text(n) for n in conn.smembers(keys.workers))
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
@@ -227,15 +268,15 @@ def worker_reports(conn: Redis, keys: k.Keys) -> dict[str, dict[str, Any]]:
         reports[wid] = WorkerReport(
             id=wid,
             created_at=born,
-            status=_WORKER_STATUS.get(fields.get("state", ""), "RUNNING"),
+            status=Status.PAUSED if paused else _WORKER_STATUS.get(fields.get("state", ""), Status.RUNNING),
             success_count=int(fields.get("successful_job_count") or 0),
             failed_count=int(fields.get("failed_job_count") or 0),
             uptime=0.0 if born is None else round(now - born, 3),
-        ).model_dump()
+        )
     return reports
 
 
-_WORKER_STATUS = {"suspended": "PAUSED", "busy": "RUNNING", "idle": "RUNNING", "started": "RUNNING"}
+_WORKER_STATUS = {"suspended": Status.PAUSED}  # RQ's worker states; the rest (busy, idle, started) read RUNNING
 
 
 def _rq_date(value: str | None) -> float | None:

@@ -371,6 +371,11 @@ class ServiceQ:
     def describe(self) -> dict[str, Any]:
         return self.settings.describe()
 
+    def batches(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The batch history, newest first: each batch's summary (``models.BatchSummary``) while its
+        report is kept."""
+        return [b.model_dump() for b in report.history(self.connection, self.keys, self.settings, limit)]
+
     def current_batch_id(self) -> str | None:
         """The active batch, or the last one when none is active."""
         active, last = self.connection.hmget(self.keys.state, "active_batch", "last_batch")
@@ -378,36 +383,10 @@ class ServiceQ:
         return state.text(chosen) if chosen else None
 
     def get_status_info(self) -> dict[str, Any]:
-        """The seed's progress map: the current batch's counters, queue lengths, worker reports."""
-        settings = self.settings
-        info: dict[str, Any] = dict.fromkeys(("batch_id", "batch_duration", "start_time", "end_time"), None) | {
-            "total_failed": 0,
-            "total_pending": 0,
-            "total_submitted": 0,
-            "total_success": 0,
-        }
-        batch_id = self.current_batch_id()
-        if batch_id:
-            summary = report.summary(self.connection, self.keys, settings, batch_id)
-            info |= summary.model_dump(include=set(info))
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(self.keys.queue)
-            pipe.zcard(self.keys.retry)
-            pipe.zcard(self.keys.finished)
-            pipe.zcard(self.keys.failed)
-            queued, waiting, passed, failed = pipe.execute()
-        info["eta_seconds"] = report.eta_seconds(info, report.redis_now(self.connection))
-        info |= {
-            "status": self.get_status(),
-            "pending_q_length": queued + waiting,
-            "passed_q_length": passed,
-            "failed_q_length": failed,
-            "worker_reports": report.worker_reports(self.connection, self.keys),
-        }
-        if info["status"] == "PAUSED":  # the seed's workers report PAUSED while their queue is
-            for worker in info["worker_reports"].values():
-                worker["status"] = "PAUSED"
-        return info
+        """The seed's progress map: the current batch's counters, queue lengths, worker reports
+        (``models.StatusInfo``, as a dict)."""
+        info = report.status_info(self.connection, self.keys, self.settings, self.get_status(), self.current_batch_id())
+        return info.model_dump()
 
     def get_batch_report(self, batch_id: str | None = None) -> dict[str, Any]:
         """The seed's batch report; None means the current batch, or the last one."""

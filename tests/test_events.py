@@ -50,3 +50,18 @@ def test_pause_resume_stop_are_events_and_a_follower_wakes(make_sq: Callable[...
     assert _types(after)[:2] == ["resumed", "stopped"] and _types(after)[-2:] == ["ended", "finished"]
     assert after[-1].status == "STOPPED"
     assert sq.events(since="$", block=0.05) == []  # nothing new: an empty answer, not an error
+
+
+def test_batches_lists_the_history_newest_first(make_sq: Callable[..., ServiceQ]) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    firsts = []
+    for _ in range(2):
+        sq.push({"value": True})
+        firsts.append(sq.current_batch_id())
+        drain(sq)
+        sq.wait_for_batch(timeout=10)
+    history = sq.batches()
+    assert [b["batch_id"] for b in history] == firsts[::-1]
+    assert all(b["status"] == "FINISHED" and b["total_success"] == 1 for b in history)
+    assert "passed_tasks" not in history[0]
