@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from urllib.parse import quote
 
 from redis import Redis
@@ -55,8 +56,15 @@ def worker_env(url: str) -> dict[str, str]:
 
 
 def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` worker processes that can import whatever this process can."""
-    return [subprocess.Popen(worker_command(name, burst), env=worker_env(url)) for _ in range(count)]
+    """Start ``count`` worker processes that can import whatever this process can.
+
+    Each gets a daemon thread that waits for it, so that a long-lived producer (a web
+    server) does not collect ``<defunct>`` children as its burst workers finish.
+    """
+    procs = [subprocess.Popen(worker_command(name, burst), env=worker_env(url)) for _ in range(count)]
+    for proc in procs:
+        threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    return procs
 
 
 def live_workers(conn: Redis, name: str) -> int:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from . import keys as k
 from .callbacks import import_path_of
 from .claim import claim
 from .connection import connect
-from .models import BatchEvent, QTask, RetryConfig, Settings, WorkerConfig, validate_name
+from .models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
 from .perform import perform
 from .push import PushError, PushResult
 
@@ -49,6 +50,9 @@ class ServiceQ:
         self.keys = k.Keys(name)
         with self._reaching_redis():
             self.id = state.attach(self.connection, name).id
+        # One object may serve a web server's or Django's threads: the worker processes it started
+        # and the settings it caches change under this lock only.
+        self._lock = threading.Lock()
         self._processes: list[subprocess.Popen[bytes]] = []
         self._recent: tuple[float, Settings] | None = None
 
@@ -76,9 +80,10 @@ class ServiceQ:
         Changes made through this object apply at once; changes made elsewhere within a second.
         """
         now = time.monotonic()
-        if self._recent is None or now - self._recent[0] > SETTINGS_MAX_AGE:
-            self._recent = (now, self.settings)
-        return self._recent[1]
+        recent = self._recent
+        if recent is None or now - recent[0] > SETTINGS_MAX_AGE:
+            recent = self._recent = (now, self.settings)
+        return recent[1]
 
     def set_worker_config(
         self,
@@ -212,14 +217,15 @@ class ServiceQ:
 
         They stop by themselves when the batch is done (RQ's ``--burst``).
         """
-        self._processes = [p for p in self._processes if p.poll() is None]
-        wanted = self.settings.worker_count
-        running = max(launcher.live_workers(self.connection, self.name), len(self._processes))
-        count = max(0, wanted - running)
-        if count:
-            url = launcher.connection_url(self.connection)
-            self._processes += launcher.spawn_workers(self.name, url, count)
-        return count
+        with self._lock:
+            self._processes = [p for p in self._processes if p.returncode is None]
+            wanted = self.settings.worker_count
+            running = max(launcher.live_workers(self.connection, self.name), len(self._processes))
+            count = max(0, wanted - running)
+            if count:
+                url = launcher.connection_url(self.connection)
+                self._processes += launcher.spawn_workers(self.name, url, count)
+            return count
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the worker processes this object started to exit."""
@@ -286,14 +292,15 @@ class ServiceQ:
         some to leave (warm shutdown: a running task finishes) here and now.
         """
         self.set_worker_config(worker_count=worker_count)
-        if not self._processes:
-            return  # workers run elsewhere (supervisors, rq worker): they follow the setting
-        alive = [p for p in self._processes if p.poll() is None]
-        for proc in alive[worker_count:]:
-            proc.send_signal(signal.SIGTERM)
-        if len(alive) < worker_count and self.get_status() in ("PENDING", "RUNNING"):
-            url = launcher.connection_url(self.connection)
-            self._processes += launcher.spawn_workers(self.name, url, worker_count - len(alive))
+        with self._lock:
+            if not self._processes:
+                return  # workers run elsewhere (supervisors, rq worker): they follow the setting
+            alive = [p for p in self._processes if p.returncode is None]
+            for proc in alive[worker_count:]:
+                proc.send_signal(signal.SIGTERM)
+            if len(alive) < worker_count and self.get_status() in (Status.PENDING, Status.RUNNING):
+                url = launcher.connection_url(self.connection)
+                self._processes += launcher.spawn_workers(self.name, url, worker_count - len(alive))
 
     def requeue_failed(self, batch_id: str | None = None) -> int:
         """Push a batch's failed tasks again, as new tasks with fresh retry counts; returns how many.
