@@ -108,5 +108,5 @@ def run(conn: Redis | Pipeline, name: str, ctx: Context, args: Sequence[Any] = (
     """Run a script by SHA (loading it once), on a connection or inside a pipeline."""
     script = _scripts.get(name)
     if script is None:
-        script = _scripts[name] = Script(conn, source(name))  # type: ignore[arg-type]
-    return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *args], client=conn)  # type: ignore[arg-type]
+        script = _scripts[name] = Script(conn, source(name))
+    return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *args], client=conn)
