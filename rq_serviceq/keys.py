@@ -100,6 +100,10 @@ class Keys:
     def supervisors(self) -> str:  # ZSET supervisor id -> heartbeat expiry, for dividing worker_count
         return self.base + "supervisors"
 
+    @property
+    def task_function_errors(self) -> str:  # HASH worker name -> "path: error" of workers that cannot import it
+        return self.base + "task_function_errors"
+
     def acks(self, gen: int) -> str:  # SET workers that took in pause/stop generation `gen`
         return f"{self.base}acks:{gen}"
 
@@ -130,4 +134,5 @@ class Keys:
             self.batches,
             self.finalize,
             self.supervisors,
+            self.task_function_errors,
         ]

@@ -345,6 +345,11 @@ class ServiceQ:
             "failed_q_length": failed,
             "worker_reports": report.worker_reports(self.connection, self.keys),
         }
+        # Workers that cannot import the task function give its tasks back and say why here (live ones only).
+        errors = self.connection.hgetall(self.keys.task_function_errors)
+        info["task_function_errors"] = {
+            name: why for name, why in state.decode_hash(errors).items() if name in info["worker_reports"]
+        }
         if info["status"] == "PAUSED":  # the seed's workers report PAUSED while their queue is
             for worker in info["worker_reports"].values():
                 worker["status"] = "PAUSED"
