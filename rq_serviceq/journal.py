@@ -39,6 +39,7 @@ from .remarks import Outcome
 STARTED = "sq_started"
 OUTCOME = "sq_outcome"
 SEP = "\x1f"  # ASCII unit separator: cannot clash with a claim token or a verdict
+_PREFIX = k.JOB_PREFIX.encode()
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -47,23 +48,34 @@ def encode_outcome(claim: str, outcome: Outcome) -> str:
     return f"{claim}{SEP}{outcome.verdict.value}{SEP}{outcome.remark}"
 
 
+def _hset(task_id: str, field: bytes, value: str) -> bytes:
+    """``HSET rq:job:<id> <field> <value>`` in RESP: packed here, as redis-py's general packer costs
+    more than everything else the journal does per task."""
+    key, data = _PREFIX + task_id.encode(), value.encode()
+    return b"*4\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(key), key, field, len(data), data)
+
+
+_STARTED = b"$%d\r\n%b\r\n" % (len(STARTED), STARTED.encode())
+_OUTCOME = b"$%d\r\n%b\r\n" % (len(OUTCOME), OUTCOME.encode())
+
+
 class Journal:
     """Journal writes of one worker, sent without waiting; thread-safe (the threads runner shares it)."""
 
     def __init__(self, conn: Redis) -> None:
         self._pool = conn.connection_pool
         self._conn: Any = None  # a redis Connection of our own, taken from the pool when first needed
-        self._unsent: list[tuple[str, ...]] = []
+        self._unsent: list[bytes] = []  # packed commands
         self._owed = 0  # replies to commands sent and not yet read
         self._lock = threading.Lock()
 
     def started(self, job: ServiceQJob) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction."""
-        self._note(("HSET", k.job_key(job.id), STARTED, job.claim), send=True)
+        self._note(_hset(job.id, _STARTED, job.claim), send=True)
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
         """Record ``job``'s outcome; with ``send=False`` it waits for the next start (or ``sync``) to go out with."""
-        self._note(("HSET", k.job_key(job.id), OUTCOME, encode_outcome(job.claim, outcome)), send=send)
+        self._note(_hset(job.id, _OUTCOME, encode_outcome(job.claim, outcome)), send=send)
 
     def sync(self) -> None:
         """Send what waits and read every reply owed: afterwards every journal write has run in Redis."""
@@ -83,7 +95,7 @@ class Journal:
                 self._pool.release(self._conn)
                 self._conn = None
 
-    def _note(self, command: tuple[str, ...], send: bool) -> None:
+    def _note(self, command: bytes, send: bool) -> None:
         with self._lock:
             self._unsent.append(command)
             if send:
@@ -98,7 +110,7 @@ class Journal:
         if self._conn is None:
             self._conn = _own_connection(self._pool)
         commands, self._unsent = self._unsent, []
-        self._conn.send_packed_command(self._conn.pack_commands(commands), check_health=False)
+        self._conn.send_packed_command([b"".join(commands)], check_health=False)
         self._owed += len(commands)
 
     def _drop(self, exc: Exception) -> None:
