@@ -86,8 +86,11 @@ def perform(settings: Settings, job: ServiceQJob) -> Outcome:
         return unreadable_outcome(job)
     try:
         func = task_function(settings)
-    except TaskFunctionUnavailable as exc:  # nobody to give the task back to here: a retryable failure
-        return Outcome(Verdict.RETRY, f"RETRY | {exc}")
+    except TaskFunctionUnavailable as exc:  # nobody to give the task back to here: the task's outcome, as ever
+        path = settings.task_function
+        if not path:
+            return Outcome(Verdict.RETRY, f"RETRY | {exc}")
+        return Outcome(Verdict.FAIL, f"NO_RETRY | cannot import task function {path!r}: {exc.__cause__}")
     if isinstance(func, Outcome):
         return func
     return _call(func, settings, job, _always)
