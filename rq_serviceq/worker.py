@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import redis
+from rq.exceptions import StopRequested
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
@@ -396,6 +397,11 @@ class ServiceQWorker(SimpleWorker):
         self._start_keeper()
         try:
             self._with_redis("batch work", lambda: ledger.batch_work(self.connection, self.sq_keys, settings, member))
+        except StopRequested:  # RQ's warm shutdown, raised by its signal handler while idle
+            raise
+        except Exception:  # not this worker's end: the work stays leased, and is tried again when the lease runs out
+            self.log.exception("Worker %s: batch work %s failed; it is tried again in %g s", self.name, member,
+                               self.lease_seconds)  # fmt: skip
         finally:
             self._batch_work.discard(member)
 
