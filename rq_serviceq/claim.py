@@ -60,14 +60,22 @@ def claim(
         finalize_batch=text(finalize),
         settings=settings_from_hash(fields),
         pause_gen=int(fields.get("pause_gen") or 0),
-        jobs=[_job(conn, task_id, flat) for task_id, _claim, flat in tasks],
+        jobs=[_job(conn, task_id, token, flat) for task_id, token, flat in tasks],
         in_flight=int(in_flight),
     )
 
 
-def _job(conn: Redis, task_id: bytes, flat: list[bytes]) -> ServiceQJob:
+def _job(conn: Redis, task_id: bytes, token: bytes, flat: list[bytes]) -> ServiceQJob:
+    """The claimed task as a job, its data decoded now: one that cannot be read is marked so and fails
+    alone (``NO_RETRY``), instead of breaking the group it was claimed with."""
     job = ServiceQJob(text(task_id), connection=conn)
-    job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+    try:
+        job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+        job.args  # noqa: B018 -- RQ decodes lazily; decode here, where a failure concerns this task only
+    except Exception as exc:
+        cause = exc.__cause__ or exc  # RQ's DeserializationError has no message of its own
+        job.unreadable = f"{type(cause).__name__}: {cause}"
+        job.sq["sq_claim"] = text(token)  # so that its failure settles even if the hash's own fields are garbage
     return job
 
 

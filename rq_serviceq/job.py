@@ -28,6 +28,7 @@ class ServiceQJob(Job):
     def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
         super().__init__(id, connection=connection, serializer=JSONSerializer)
         self.sq: dict[str, str] = {}
+        self.unreadable = ""  # why the task's data cannot be read (see claim._job); such a task fails alone
 
     def restore(self, raw_data: dict[bytes, Any]) -> Any:
         self.sq = decode_hash({key: val for key, val in raw_data.items() if key.startswith(b"sq_")})
@@ -35,6 +36,8 @@ class ServiceQJob(Job):
 
     @property
     def task(self) -> Any:
+        if self.unreadable:
+            return None
         return self.args[0] if self.args else None
 
     @property

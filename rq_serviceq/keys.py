@@ -109,6 +109,10 @@ class Keys:
     def supervisors(self) -> str:  # ZSET supervisor id -> heartbeat expiry, for dividing worker_count
         return self.base + "supervisors"
 
+    @property
+    def task_function_errors(self) -> str:  # HASH worker name -> "path: error" of workers that cannot import it
+        return self.base + "task_function_errors"
+
     def acks(self, gen: int) -> str:  # SET workers that took in pause/stop generation `gen`
         return f"{self.base}acks:{gen}"
 
@@ -156,4 +160,5 @@ class Keys:
             self.finalize,
             self.supervisors,
             self.events,
+            self.task_function_errors,
         ]

@@ -198,6 +198,7 @@ class StatusInfo(BaseModel):
     passed_q_length: int = 0  # RQ's finished registry of the pending queue, across batches while kept
     failed_q_length: int = 0  # RQ's failed registry
     worker_reports: dict[str, WorkerReport] = {}
+    task_function_errors: dict[str, str] = {}  # live workers that cannot import the task function, and why
 
 
 class BatchEvent(BaseModel):

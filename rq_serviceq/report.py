@@ -144,8 +144,10 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         pipe.zcard(keys.retry)
         pipe.zcard(keys.finished)
         pipe.zcard(keys.failed)
+        pipe.hgetall(keys.task_function_errors)
         pipe.time()
-        queued, waiting, passed, failed, (secs, micros) = pipe.execute()
+        queued, waiting, passed, failed, errors, (secs, micros) = pipe.execute()
+    workers = worker_reports(conn, keys, paused=status == Status.PAUSED)
     return StatusInfo(
         **(batch.model_dump(include=_BATCH_IN_STATUS) if batch else {}),
         eta_seconds=eta_seconds(batch, secs + micros / 1e6) if batch else None,
@@ -153,7 +155,9 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         pending_q_length=queued + waiting,
         passed_q_length=passed,
         failed_q_length=failed,
-        worker_reports=worker_reports(conn, keys, paused=status == Status.PAUSED),
+        worker_reports=workers,
+        # Workers that cannot import the task function give its tasks back and say why here (live ones only).
+        task_function_errors={name: why for name, why in decode_hash(errors).items() if name in workers},
     )
 
 

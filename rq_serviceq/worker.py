@@ -26,9 +26,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any, TypeVar
 
 import redis
+from rq.exceptions import StopRequested
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
@@ -36,18 +38,21 @@ from rq.worker import SimpleWorker, WorkerStatus
 from . import control, ledger, state
 from . import keys as k
 from .callbacks import call_hook
-from .claim import LEASE_SECONDS, Claim, claim, extend_leases, release
+from .claim import Claim, claim, extend_leases, release
 from .job import ServiceQJob
+from .journal import Journal
 from .log import worker_log
 from .models import Settings
-from .perform import ForkRunner, GroupResult, Runner
+from .perform import ForkRunner, Gate, GroupResult, Runner
 from .reconcile import reconcile
 from .remarks import Outcome, Verdict
+from .scripts import LEASE_SECONDS
 from .state import ServiceQDeleted
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
 T = TypeVar("T")
 CONCURRENCY_ENV = "RQ_SERVICEQ_CONCURRENCY"
+TASK_FUNCTION_ERROR_TTL = 120  # seconds a "cannot import" note outlives its last refresh (a worker killed meanwhile)
 
 
 def _service_name(queues: Any) -> str:
@@ -79,6 +84,7 @@ class ServiceQWorker(SimpleWorker):
     group_seconds: float = 0.05  # how long a claimed group should take to run
     max_reconnect_wait: float = 5.0  # longest pause between attempts to reach Redis again
     runner_class: type[Runner] = Runner  # how a group runs: in this process (threads, asyncio) or forked
+    max_backoff: float = 30.0  # longest wait before trying a task function that did not import again
 
     def __init__(self, queues: str | Queue | Sequence[str | Queue], *args: Any, **kwargs: Any) -> None:
         name = _service_name(queues)
@@ -87,7 +93,9 @@ class ServiceQWorker(SimpleWorker):
         kwargs["job_class"] = ServiceQJob
         super().__init__([k.pending_queue_name(name)], *args, **kwargs)
         self.sq_keys = k.Keys(name)
-        self.sq_settings: Settings | None = None
+        # Attach here, once: a worker may well start before any producer has run.  Never later, or a
+        # worker would re-create a service queue deleted while it runs (it leaves instead: CLAIM says DELETED).
+        self.sq_settings: Settings = self._with_redis("attach", lambda: state.attach(self.connection, name))
         self._next_pop_at: float | None = None
         self._group: list[ServiceQJob] = []
         self._held: dict[str, ServiceQJob] = {}
@@ -99,6 +107,12 @@ class ServiceQWorker(SimpleWorker):
         self._runner: Runner | None = None
         self._stop_keeper = threading.Event()
         self._keeper: threading.Thread | None = None
+        self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
+        self._journal = Journal(self.connection)
+        self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
+        self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
+        self._backoff = 0.0
+        self._retry_function_at: float | None = None
 
     # --- RQ template methods ---------------------------------------------------------
     def dequeue_job_and_maintain_ttl(
@@ -107,6 +121,11 @@ class ServiceQWorker(SimpleWorker):
         burst = timeout is None
         idle_until = None if max_idle_time is None else time.monotonic() + max_idle_time
         self.set_state(WorkerStatus.IDLE)
+        if self._retry_function_at is not None:
+            if burst:  # leave the batch to a worker that can run it
+                self.log.warning("Worker %s: leaving: cannot run this service queue's tasks here", self.name)
+                return None
+            self._back_off()
         self._rest_before_pop()
         while True:
             try:
@@ -134,16 +153,19 @@ class ServiceQWorker(SimpleWorker):
         group, self._group = self._group or [job], []
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
-        budget = max(4 * self.group_seconds, 0.2)
-        result = self._runner_for(settings).run(settings, group, self._must_not_start, budget)
+        deadline = time.perf_counter() + max(4 * self.group_seconds, 0.2)
+        gate = Gate(self._must_not_start, deadline, self._start_lock, self._journal, self._exiting)
+        result = self._runner_for(settings).run(settings, group, gate)
         self._learn_duration(result)
         self._record(settings, group, result)
+        self._task_function_found(result.unavailable)
         self._next_pop_at = time.monotonic() + settings.resting_period
         self.set_state(WorkerStatus.IDLE)
 
     def _record(self, settings: Settings, group: list[ServiceQJob], result: GroupResult) -> None:
         """Give back what did not start, settle what did, then report and end batches."""
         conn, keys, lease = self.connection, self.sq_keys, self.lease_seconds
+        self._journal.sync()  # the journal's writes (another connection) land before the settle that clears them
         ended = self._with_redis("release", lambda: release(conn, keys, self.name, result.unstarted, lease))
         settled = self._with_redis(
             "settle", lambda: ledger.settle(conn, keys, self.name, settings, result.done, batch_work_lease=lease)
@@ -211,28 +233,89 @@ class ServiceQWorker(SimpleWorker):
         """RQ's worker command channel, plus ServiceQ's pause/stop notice (see ``control.py``)."""
         payload = control.parse(message)
         if payload.get("command") != control.PAUSE_COMMAND:
-            super().handle_payload(message)
+            super().handle_payload(message)  # type: ignore[no-untyped-call]
             return
-        # From here on no task of a group claimed before this generation starts; then say so.
-        self._pause_gen_seen = max(self._pause_gen_seen, int(payload["gen"]))
-        control.acknowledge(self.connection, self.sq_keys, int(payload["gen"]), self.name)
+        # From here on no task of a group claimed before this generation starts; then say so.  Under the
+        # start lock, so that no task is between "may start" and "started" while this is acknowledged.
+        with self._start_lock:
+            self._pause_gen_seen = max(self._pause_gen_seen, int(payload["gen"]))
+            control.acknowledge(self.connection, self.sq_keys, int(payload["gen"]), self.name)
 
     def _must_not_start(self) -> bool:
-        """Asked before each task of a claimed group: a stop or a pause since the claim gives the rest back."""
+        """Asked (under the start lock) before each task of a claimed group: a stop or a pause since the
+        claim gives the rest back."""
         return self._stop_requested or self._pause_gen_seen > self._claim_gen
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's cold shutdown raises SystemExit from the signal handler, maybe inside a task function: flag it,
+        so that the runner lets it through instead of taking it for the task's own SystemExit."""
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            self._cold_stop = True
+            raise
+
+    def _exiting(self) -> bool:
+        return self._cold_stop
 
     def teardown(self) -> None:
         self._stop_keeper.set()
         if self._runner is not None:
             self._runner.close()
+        self._journal.close()
+        if self._unavailable is not None:  # a worker that left cannot import anything: drop its note
+            self._note_unavailable(None)
         self._log("worker terminated")
-        super().teardown()
+        super().teardown()  # type: ignore[no-untyped-call]
+
+    # --- a task function this worker cannot import --------------------------------------------
+    def _task_function_found(self, unavailable: str | None) -> None:
+        """Note where operators look (the logs, ``get_status_info()``) whether this worker can have the task
+        function, and when it cannot, wait longer each time before trying again (its group was given back)."""
+        if unavailable is None:
+            if self._unavailable is not None:
+                self._unavailable, self._backoff = None, 0.0
+                self._log("task function imports again")
+                self._note_unavailable(None)
+            return
+        self._unavailable = unavailable
+        self._backoff = min(self.max_backoff, max(1.0, 2 * self._backoff))
+        self._retry_function_at = time.monotonic() + self._backoff
+        message = f"cannot run tasks here ({unavailable}); gave them back, trying again in {self._backoff:g} s"
+        self.log.warning("Worker %s: %s", self.name, message)
+        self._log(message)
+        self._note_unavailable(unavailable)
+
+    def _note_unavailable(self, why: str | None) -> None:
+        key = self.sq_keys.task_function_errors
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                if why is None:
+                    pipe.hdel(key, self.name)
+                else:
+                    pipe.hset(key, self.name, why)
+                    pipe.expire(key, TASK_FUNCTION_ERROR_TTL)
+                pipe.execute()
+        except redis.exceptions.RedisError:
+            self.log.warning("could not record in Redis why this worker cannot run tasks", exc_info=True)
+
+    def _back_off(self) -> None:
+        """Wait before claiming again; sooner when the task function setting changes (a fix, perhaps).
+
+        A stop request ends the wait: RQ's signal handler raises StopRequested while the worker is idle.
+        """
+        until, self._retry_function_at = self._retry_function_at or 0.0, None
+        path = self._settings().task_function or ""
+        while not self._stop_requested and (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, 1.0))
+            current = self._with_redis(
+                "task function check", lambda: self.connection.hget(self.sq_keys.state, "task_function")
+            )
+            if state.text(current or b"") != path:
+                break
 
     # --- claiming and waiting ------------------------------------------------------------
     def _settings(self) -> Settings:
-        if self.sq_settings is None:
-            # Attach rather than load: a worker may well start before any producer has run.
-            self.sq_settings = state.attach(self.connection, self.sq_keys.name)
         return self.sq_settings
 
     def _claim(self) -> Claim:
@@ -349,6 +432,11 @@ class ServiceQWorker(SimpleWorker):
         self._start_keeper()
         try:
             self._with_redis("batch work", lambda: ledger.batch_work(self.connection, self.sq_keys, settings, member))
+        except StopRequested:  # RQ's warm shutdown, raised by its signal handler while idle
+            raise
+        except Exception:  # not this worker's end: the work stays leased, and is tried again when the lease runs out
+            self.log.exception("Worker %s: batch work %s failed; it is tried again in %g s", self.name, member,
+                               self.lease_seconds)  # fmt: skip
         finally:
             self._batch_work.discard(member)
 

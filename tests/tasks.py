@@ -171,3 +171,76 @@ class ShortLeaseWorker(ServiceQWorker):
     """Leases of 2 s instead of 15 s, so tests of lease takeover run in seconds."""
 
     lease_seconds = 2.0
+
+
+# --- poison tasks (tests/test_poison.py) ---------------------------------------------------
+def _exit_as_asked(task: dict[str, Any]) -> None:
+    if task.get("raise") == "SystemExit":
+        raise SystemExit(3)
+    if task.get("raise") == "KeyboardInterrupt":
+        raise KeyboardInterrupt("typed ^C")
+
+
+def exits(task: dict[str, Any]) -> bool:
+    """Raises SystemExit or KeyboardInterrupt when the task says so, or hangs (task['hang']) after saying so."""
+    _exit_as_asked(task)
+    if task.get("hang"):
+        _conn().rpush("test:hanging", os.getpid())
+        time.sleep(3600)
+    return True
+
+
+async def async_exits(task: dict[str, Any]) -> bool:
+    import asyncio
+
+    _exit_as_asked(task)
+    if task.get("hang"):
+        _conn().rpush("test:hanging", os.getpid())
+        await asyncio.sleep(3600)
+    return True
+
+
+def blocks(task: dict[str, Any]) -> bool:
+    """Says it started, then waits (30 s at most) for the test to let it go; raises what task['raise'] names."""
+    _exit_as_asked(task)
+    if task.get("block"):
+        conn = _conn()
+        conn.rpush("test:blocking", os.getpid())
+        conn.blpop(["test:release"], timeout=30)
+    return True
+
+
+def dies(task: dict[str, Any]) -> tuple[bool, str]:
+    """Kills its worker (os._exit) when task['die'], once the outcomes of task['after'] are journaled."""
+    if task.get("die"):
+        conn = _conn()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            conn.hexists(f"rq:job:{task_id}", "sq_outcome") for task_id in task.get("after", [])
+        ):
+            time.sleep(0.01)
+        os._exit(1)
+    if task.get("fail"):
+        return False, "RETRY | asked to fail"
+    return True, "SUCCESS | ok"
+
+
+class SlowStartWorker(ServiceQWorker):
+    """Widens the moment between "this task may start" and its start, as a busy machine might.
+
+    While ``test:widen`` is set, a check that lets a task start then waits (2 s at most) for
+    the test to say that ``pause()`` has returned (``test:pause_returned``).  Without a lock
+    shared by that check and the pause acknowledgement, the task would start after pause().
+    """
+
+    group_seconds = 10.0  # a group's time budget (4x this) must not be what gives the task back
+
+    def _must_not_start(self) -> bool:
+        refuse = super()._must_not_start()
+        conn = self.connection
+        if not refuse and conn.exists("test:widen"):
+            conn.rpush("test:window", 1)
+            deadline = time.monotonic() + 2
+            while not conn.exists("test:pause_returned") and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return refuse

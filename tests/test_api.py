@@ -185,15 +185,19 @@ def test_outcomes_of_exceptions_noretry_and_bad_returns(make_sq: Callable[..., S
 
 
 def test_missing_or_unimportable_task_function(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    """A worker with no task function to run gives the tasks back, their retries untouched (tests/test_poison.py)."""
     sq = make_sq("drag", worker_count=0)
-    sq.push({"n": 1})
+    sq.push({"value": True})
     drain(sq)
-    assert sq.get_batch_report()["failed_tasks"][0]["remark"].startswith("RETRY | no task function set")
     conn.hset(sq.keys.state, "task_function", "tests.tasks.no_such_function")
-    sq.push({"n": 2})
     drain(sq)
-    remark = sq.get_batch_report()["failed_tasks"][0]["remark"]
-    assert remark.startswith("NO_RETRY | cannot import task function 'tests.tasks.no_such_function'")
+    info = sq.get_status_info()
+    assert (info["total_failed"], info["total_pending"], info["pending_q_length"]) == (0, 1, 1)
+    assert conn.zcard(sq.keys.leases) == 0 and info["task_function_errors"] == {}  # the burst worker left
+    sq.set_task_function(tasks.returns)
+    drain(sq)
+    passed = sq.get_batch_report()["passed_tasks"]
+    assert [(q["remark"], q["total_retry_attempts"]) for q in passed] == [("SUCCESS", 0)]
 
 
 def test_each_batch_gets_its_own_id_and_report(make_sq: Callable[..., ServiceQ]) -> None:

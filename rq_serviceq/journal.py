@@ -1,0 +1,132 @@
+"""The task journal: what a worker that dies mid-group leaves behind.
+
+A worker records a whole claimed group's outcomes with one SETTLE call at the
+end of the group; that is what makes a no-op task cost a fraction of a round
+trip.  The price was paid on a crash: a task that kills its worker
+(``os._exit``, a segfault, the OOM killer) took with it the outcomes of the
+tasks that had finished before it in the group (they ran again), and its
+death was blamed on every task of the group.
+
+So as each task is committed to start its job hash gets
+``sq_started = <claim token>``, and as its outcome becomes known
+``sq_outcome = "<claim>\\x1f<verdict>\\x1f<remark>"``.  The claim script, when
+it takes over a lost task, settles it with a journaled outcome of the same
+claim, counts a loss only against a task that had started, and hands out a
+task that never started without counting; SETTLE clears both fields.
+
+The journal must not cost a round trip per task: its writes go out on a
+connection of its own without waiting for replies (in serial mode the
+outcome of one task and the start of the next in one write), and the replies
+owed are read just before the group's SETTLE/RELEASE, so every journal write
+has run before the settle that clears it (they travel on another connection,
+so nothing else orders them).  The journal is advisory and the settle is
+authoritative: a Redis error here is logged, the connection dropped, and the
+group goes on unjournaled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from redis import Redis
+
+from . import keys as k
+from .job import ServiceQJob
+from .remarks import Outcome
+
+STARTED = "sq_started"
+OUTCOME = "sq_outcome"
+SEP = "\x1f"  # ASCII unit separator: cannot clash with a claim token or a verdict
+_PREFIX = k.JOB_PREFIX.encode()
+
+logger = logging.getLogger("rq_serviceq")
+
+
+def encode_outcome(claim: str, outcome: Outcome) -> str:
+    return f"{claim}{SEP}{outcome.verdict.value}{SEP}{outcome.remark}"
+
+
+def _hset(task_id: str, field: bytes, value: str) -> bytes:
+    """``HSET rq:job:<id> <field> <value>`` in RESP: packed here, as redis-py's general packer costs
+    more than everything else the journal does per task."""
+    key, data = _PREFIX + task_id.encode(), value.encode()
+    return b"*4\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(key), key, field, len(data), data)
+
+
+_STARTED = b"$%d\r\n%b\r\n" % (len(STARTED), STARTED.encode())
+_OUTCOME = b"$%d\r\n%b\r\n" % (len(OUTCOME), OUTCOME.encode())
+
+
+class Journal:
+    """Journal writes of one worker, sent without waiting; thread-safe (the threads runner shares it)."""
+
+    def __init__(self, conn: Redis) -> None:
+        self._pool = conn.connection_pool
+        self._conn: Any = None  # a redis Connection of our own, taken from the pool when first needed
+        self._unsent: list[bytes] = []  # packed commands
+        self._owed = 0  # replies to commands sent and not yet read
+        self._lock = threading.Lock()
+
+    def started(self, job: ServiceQJob) -> None:
+        """Mark ``job`` started, now: a worker may die in the very next instruction."""
+        self._note(_hset(job.id, _STARTED, job.claim), send=True)
+
+    def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
+        """Record ``job``'s outcome; with ``send=False`` it waits for the next start (or ``sync``) to go out with."""
+        self._note(_hset(job.id, _OUTCOME, encode_outcome(job.claim, outcome)), send=send)
+
+    def sync(self) -> None:
+        """Send what waits and read every reply owed: afterwards every journal write has run in Redis."""
+        with self._lock:
+            try:
+                self._send()
+                while self._owed:
+                    self._owed -= 1
+                    self._conn.read_response()
+            except Exception as exc:
+                self._drop(exc)
+
+    def close(self) -> None:
+        self.sync()
+        with self._lock:
+            if self._conn is not None:
+                self._pool.release(self._conn)
+                self._conn = None
+
+    def _note(self, command: bytes, send: bool) -> None:
+        with self._lock:
+            self._unsent.append(command)
+            if send:
+                try:
+                    self._send()
+                except Exception as exc:
+                    self._drop(exc)
+
+    def _send(self) -> None:
+        if not self._unsent:
+            return
+        if self._conn is None:
+            self._conn = _own_connection(self._pool)
+        commands, self._unsent = self._unsent, []
+        self._conn.send_packed_command([b"".join(commands)], check_health=False)
+        self._owed += len(commands)
+
+    def _drop(self, exc: Exception) -> None:
+        """Never fail a task for the journal: forget what it held, give its connection back disconnected."""
+        logger.warning("task journal write failed (%s: %s); the settle records these outcomes", type(exc).__name__, exc)
+        self._unsent, self._owed = [], 0
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.disconnect()
+            finally:
+                self._pool.release(conn)
+
+
+def _own_connection(pool: Any) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        return pool.get_connection("HSET")
