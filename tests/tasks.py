@@ -244,3 +244,22 @@ class SlowStartWorker(ServiceQWorker):
             while not conn.exists("test:pause_returned") and time.monotonic() < deadline:
                 time.sleep(0.01)
         return refuse
+
+
+def dies_counted(task: dict[str, Any]) -> tuple[bool, str]:
+    """Counts its runs (test:runs:<task id>); kills its worker when task['die'], once every task of
+    task['after'] has its outcome journaled or settled, so the deaths fall after those outcomes."""
+    qtask = current_qtask() or {}
+    conn = _conn()
+    conn.incr(f"test:runs:{qtask['task_id']}")
+    if task.get("die"):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            conn.hexists(f"rq:job:{t}", "sq_outcome") or conn.hexists(f"rq:job:{t}", "sq_final")
+            for t in task.get("after", [])
+        ):
+            time.sleep(0.01)
+        os._exit(1)
+    if task.get("fail"):
+        return False, "RETRY | asked to fail"
+    return True, "SUCCESS | ok"

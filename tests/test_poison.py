@@ -220,3 +220,24 @@ def test_a_task_whose_data_cannot_be_read_fails_alone(
     assert sq.current_batch_id() != first_batch
     wait_until(lambda: sq.get_status_info()["total_success"] == 1, timeout=20)
     assert worker.poll() is None
+
+
+# --- 5. a poison task ends its batch ------------------------------------------------------------
+def test_a_task_that_kills_its_workers_fails_after_three_deaths_and_its_group_keeps_its_outcomes(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Any
+) -> None:
+    sq = make_sq("drag", worker_count=1, auto_start=False)
+    sq.set_task_function(tasks.dies_counted)
+    before = sq.push_many([{}, {"fail": True}])
+    (killer,) = sq.push_many([{"die": True, "after": before}])
+    later = sq.push_many([{}, {}])
+    spawn_supervisor("drag")  # replaces each dead worker and reclaims its tasks at once
+    report = sq.wait_for_batch(timeout=60)
+    remarks = {q["task_id"]: q["remark"] for q in report["passed_tasks"] + report["failed_tasks"]}
+    assert remarks[killer].startswith("NO_RETRY | worker died 3 times running this task")
+    assert remarks[before[0]] == "SUCCESS | ok" and remarks[before[1]] == "RETRY | asked to fail"
+    assert all(remarks[t] == "SUCCESS | ok" for t in later)
+    runs = {t: int(conn.get(f"test:runs:{t}") or 0) for t in [*before, killer, *later]}
+    assert runs[killer] == 3
+    assert all(runs[t] == 1 for t in [*before, *later])  # recorded before the deaths: never run again
+    assert (report["total_success"], report["total_failed"], report["total_pending"]) == (3, 2, 0)
