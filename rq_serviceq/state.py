@@ -70,7 +70,7 @@ def _typed(name: str, raw: str) -> Any:
         if name in _INT_FIELDS:
             return int(raw)
         if name in _FLOAT_FIELDS:
-            return float(raw)
+            return float(raw) if raw else None  # "" is how None is stored (task_timeout=None: no limit)
     except ValueError:
         return raw  # validation refuses it, and it falls back to its default
     return raw or None
