@@ -26,12 +26,9 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import prometheus_client
 import redis
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
 from redis import Redis
 
 from . import keys as k
@@ -39,7 +36,22 @@ from . import state, totals
 from .connection import connect
 from .models import Status
 
-CONTENT_TYPE_LATEST = prometheus_client.CONTENT_TYPE_LATEST
+# prometheus-client is an optional extra (`metrics`): imported where used, so that this module
+# imports without it and `rq-serviceq metrics` can say what to install.
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+
+def __getattr__(name: str) -> Any:
+    """``CONTENT_TYPE_LATEST``: prometheus_client's, read when asked for (it changes between versions)."""
+    if name == "CONTENT_TYPE_LATEST":
+        import prometheus_client
+
+        return prometheus_client.CONTENT_TYPE_LATEST
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _LEDGER = ("submitted", "passed", "failed", "pending")
 LABELS = ("queue", "rq_queue")
 _COUNTER_HELP = {
@@ -59,7 +71,7 @@ _GAUGES = {
 }
 
 
-class ServiceQCollector(Collector):
+class ServiceQCollector:
     """Reads every service queue on the Redis at each scrape; holds no state of its own."""
 
     def __init__(self, connection: Redis | None = None, url: str | None = None) -> None:
@@ -69,6 +81,8 @@ class ServiceQCollector(Collector):
         return []  # nothing to describe ahead: the queues are found at scrape time
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         up = GaugeMetricFamily("rq_serviceq_redis_up", "1 when this scrape reached Redis, else 0")
         try:
             rows = [self._read(state.text(name)) for name in sorted(self.conn.smembers(k.NAMES))]
@@ -123,6 +137,8 @@ def _redis_now(conn: Redis) -> float:
 
 
 def _families(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     def labels(row: dict[str, Any]) -> list[str]:
         return [row["name"], k.pending_queue_name(row["name"])]
 
@@ -164,6 +180,8 @@ def _labelled_counter(
     label: str,
     fields: dict[str, str],
 ) -> Metric:
+    from prometheus_client.core import CounterMetricFamily
+
     family = CounterMetricFamily(name, help_text, labels=[*LABELS, label])
     for row in rows:
         for value, field in fields.items():
@@ -172,6 +190,8 @@ def _labelled_counter(
 
 
 def _durations(rows: list[dict[str, Any]], labels: Callable[[dict[str, Any]], list[str]]) -> Metric:
+    from prometheus_client.core import HistogramMetricFamily
+
     family = HistogramMetricFamily(
         "rq_serviceq_batch_duration_seconds",
         "Batch durations, first push to last task counted, of batches ended since the queue was created",
@@ -194,6 +214,8 @@ def _le(bound: float) -> str:
 
 def make_registry(connection: Redis | None = None, url: str | None = None) -> CollectorRegistry:
     """A registry holding only rq-serviceq's collector (no process metrics of the serving process)."""
+    from prometheus_client.registry import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceQCollector(connection, url))
     return registry
@@ -201,16 +223,22 @@ def make_registry(connection: Redis | None = None, url: str | None = None) -> Co
 
 def make_wsgi_app(connection: Redis | None = None, url: str | None = None) -> Callable[..., Any]:
     """A WSGI app serving the metrics: mount it at ``/metrics`` (e.g. with a2wsgi in an ASGI app)."""
+    import prometheus_client
+
     return prometheus_client.make_wsgi_app(make_registry(connection, url))
 
 
 def generate_latest(connection: Redis | None = None, url: str | None = None) -> bytes:
     """The metrics in Prometheus' text format, for a handler that returns them with ``CONTENT_TYPE_LATEST``."""
+    import prometheus_client
+
     return prometheus_client.generate_latest(make_registry(connection, url))
 
 
 def serve(port: int = 9121, host: str = "0.0.0.0", url: str | None = None) -> None:
     """``rq-serviceq metrics``: serve ``/metrics`` until SIGTERM or SIGINT."""
+    import prometheus_client
+
     server, thread = prometheus_client.start_http_server(port, addr=host, registry=make_registry(url=url))
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

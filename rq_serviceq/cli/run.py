@@ -81,10 +81,12 @@ def serve(host: str, port: int, workers: int | None, url: str | None) -> None:
 def metrics(port: int, host: str, url: str | None) -> None:
     """Serve Prometheus metrics of every service queue on the Redis (needs the metrics extra)."""
     try:
-        exporter = importlib.import_module("rq_serviceq.metrics")
+        importlib.import_module("prometheus_client")
     except ImportError as exc:
         hint = "pip install 'rq-serviceq[metrics]'"
         raise CliError(f"metrics needs prometheus-client: {hint} ({exc})", FAILURE) from None
+    from .. import metrics as exporter
+
     click.echo(f"rq-serviceq metrics on http://{host}:{port}/metrics")
     exporter.serve(port=port, host=host, url=url)
 
