@@ -24,6 +24,9 @@ EXAMPLE = ROOT / "examples" / "flask"
 def example(conn: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.syspath_prepend(str(EXAMPLE))
     monkeypatch.setenv("EXAMPLE_DB", str(tmp_path / "greetings.sqlite3"))
+    # init_app exports the example's allow-list to this process's environment: undone at teardown,
+    # so that later tests' task functions (tests.tasks) are not refused.
+    monkeypatch.setenv("RQ_SERVICEQ_ALLOWED_MODULES", "")
     for module in ("app", "greetings"):
         sys.modules.pop(module, None)
     import app as example_app
