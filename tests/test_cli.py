@@ -256,3 +256,18 @@ def test_demo_command_runs_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == ["redis://elsewhere:6379/0"]
     monkeypatch.setattr(demo, "main", lambda: 1)
     assert CliRunner().invoke(cli, ["demo"]).exit_code == 1
+
+
+@pytest.mark.parametrize("entry_in", ["package", "submodule"])
+def test_serve_calls_the_http_service_entry(monkeypatch: pytest.MonkeyPatch, entry_in: str) -> None:
+    """`rq_serviceq.http.serve(host=, port=, url=)`, whether serve() is in the package or its `serve` module."""
+    import types
+
+    calls: list[dict[str, object]] = []
+    package = types.ModuleType("rq_serviceq.http")
+    submodule = types.ModuleType("rq_serviceq.http.serve")
+    (package if entry_in == "package" else submodule).serve = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rq_serviceq.http", package)
+    monkeypatch.setitem(sys.modules, "rq_serviceq.http.serve", submodule)
+    run("serve", "--host", "0.0.0.0", "--port", "8001", "--url", "redis://r:6379/0")
+    assert calls == [{"host": "0.0.0.0", "port": 8001, "url": "redis://r:6379/0"}]
