@@ -251,19 +251,19 @@ def _run_topology(url: str, processes: list[subprocess.Popen[bytes]], tmp_path: 
     wait_until(lambda: conn.zcard("rq:serviceq:drag:supervisors") == 2 and conn.scard("rq:workers:drag-pending") == 2)
 
     tasks_file = tmp_path / "tasks.jsonl"
-    tasks_file.write_text("".join(json.dumps({"value": True, "i": i}) + "\n" for i in range(200)))
+    tasks_file.write_text("".join(json.dumps({"value": True, "i": i}) + "\n" for i in range(100)))
     pushed = json.loads(cli_run("push", "drag", str(tasks_file), "--json", "--ids"))
     watched = cli_run("watch", "drag", "--interval", "0.2").strip().splitlines()
-    assert "FINISHED passed 200 failed 0 pending 0" in watched[-1]
+    assert "FINISHED passed 100 failed 0 pending 0" in watched[-1]
 
     (batch_id,) = pushed["batch_ids"]
     report = json.loads(cli_run("report", "drag", "--json"))
     assert sorted(t["task_id"] for t in report["passed_tasks"]) == sorted(pushed["task_ids"])  # each once
-    assert (report["total_submitted"], report["total_success"], report["status"]) == (200, 200, "FINISHED")
+    assert (report["total_submitted"], report["total_success"], report["status"]) == (100, 100, "FINISHED")
     wait_until(lambda: conn.get(f"test:batch_end_count:{batch_id}") is not None)
     assert conn.get(f"test:batch_end_count:{batch_id}") == b"1" and conn.llen("test:batch_end") == 1
     workers = {w["id"]: w for w in json.loads(cli_run("status", "drag", "--json"))["worker_reports"].values()}
-    assert len(workers) == 2 and sum(w["success_count"] for w in workers.values()) == 200
+    assert len(workers) == 2 and sum(w["success_count"] for w in workers.values()) == 100
 
     queues = json.loads(_wait_get(f"http://127.0.0.1:{dashboard_port}/rq/0/data/queues.json"))["queues"]
     assert "drag-pending" in {q["name"] for q in queues}
@@ -271,7 +271,7 @@ def _run_topology(url: str, processes: list[subprocess.Popen[bytes]], tmp_path: 
     samples = {
         (s.name, s.labels.get("queue")): s.value for f in text_string_to_metric_families(scraped) for s in f.samples
     }
-    assert samples[("rq_serviceq_tasks_passed_total", "drag")] == 200
+    assert samples[("rq_serviceq_tasks_passed_total", "drag")] == 100
     if serve:
         wait_until(lambda: _listening(serve_port), timeout=30)
         assert all(proc.poll() is None for proc in processes)  # serve, supervisors, dashboard still up

@@ -149,3 +149,35 @@ def test_documented_metric_names_exist(path: Path, make_sq: Callable[..., Servic
     documented = set(re.findall(r"`(rq_serviceq_[a-z_]+)", path.read_text()))
     histogram = {"rq_serviceq_batch_duration_seconds"}
     assert documented and documented - histogram <= exported, documented - histogram - exported
+
+
+def test_worker_log_keeps_the_seed_format_and_can_go_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from rq_serviceq import log
+
+    saved = (list(log.logger.handlers), log.logger.propagate, log.logger.level)
+    try:
+        log.logger.handlers.clear()
+        log.worker_log(True, "w1", "task t1 passed")
+        epoch, worker, message = capsys.readouterr().out.rstrip("\n").split("  |  ")
+        assert float(epoch) > 1e9 and (worker, message) == ("w1", "task t1 passed")
+        log.worker_log(False, "w1", "not shown")
+        assert capsys.readouterr().out == ""
+
+        records: list[logging.LogRecord] = []
+        log.logger.handlers[:] = [type("Keep", (logging.Handler,), {"emit": lambda self, r: records.append(r)})()]
+        log.worker_log(True, "w2", "to my handler")
+        assert capsys.readouterr().out == "" and [(r.worker_id, r.getMessage()) for r in records] == [  # type: ignore[attr-defined]
+            ("w2", "to my handler")
+        ]
+    finally:
+        log.logger.handlers[:], log.logger.propagate, log.logger.level = saved[0], saved[1], saved[2]
+
+
+def test_worker_log_as_json_lines() -> None:
+    env = dict(os.environ, RQ_SERVICEQ_LOG_FORMAT="json", PYTHONPATH=str(ROOT))
+    code = "from rq_serviceq.log import worker_log; worker_log(True, 'w3', 'hello')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30).stdout
+    line = json.loads(out)
+    assert (line["worker_id"], line["message"], line["level"]) == ("w3", "hello", "INFO") and line["time"] > 1e9
