@@ -106,6 +106,10 @@ class Keys:
         return self.base + "events"
 
     @property
+    def totals(self) -> str:  # HASH running totals for metrics: pushed, passed, failed, retried, lost (totals.py)
+        return self.base + "totals"
+
+    @property
     def supervisors(self) -> str:  # ZSET supervisor id -> heartbeat expiry, for dividing worker_count
         return self.base + "supervisors"
 
@@ -161,4 +165,5 @@ class Keys:
             self.supervisors,
             self.events,
             self.task_function_errors,
+            self.totals,
         ]

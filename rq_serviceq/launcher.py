@@ -21,6 +21,9 @@ from redis.connection import SSLConnection
 from . import keys as k
 
 WORKER_CLASS = "rq_serviceq.ServiceQWorker"
+# Another ServiceQWorker subclass for the workers start() and supervisors launch, e.g.
+# rq_serviceq.contrib.django.DjangoServiceQWorker (django.setup() in every worker process).
+WORKER_CLASS_ENV = "RQ_SERVICEQ_WORKER_CLASS"
 
 
 def connection_url(conn: Redis, hide_password: bool = False) -> str:
@@ -39,7 +42,8 @@ def connection_url(conn: Redis, hide_password: bool = False) -> str:
 
 
 def worker_command(name: str, burst: bool = True, worker_name: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", WORKER_CLASS, "--quiet"]
+    worker_class = os.environ.get(WORKER_CLASS_ENV) or WORKER_CLASS
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", worker_class, "--quiet"]
     if burst:
         cmd.append("--burst")
     if worker_name:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from . import keys as k
-from . import report, scripts
+from . import report, scripts, totals
 from .callbacks import call_hook
 from .job import ServiceQJob
 from .models import Settings
@@ -82,7 +82,9 @@ def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> None:
     )
     if settings.batch_begin_callback:
         conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
-    scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, "BEGUN"])
+    begun = scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, "BEGUN"])
+    if begun and error is not None:  # counted by the one caller that did the begin work
+        totals.callback_failed(conn, keys, "begin")
 
 
 def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bool:
@@ -107,6 +109,10 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
     if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
         conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
     done = bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))
+    if done:  # counted once, by the caller whose FINISH ended the batch
+        totals.batch_ended(conn, keys, batch_id, status)
+        if error is not None and settings.batch_end_callback:
+            totals.callback_failed(conn, keys, "end")
     # Last: a million EXPIREs take seconds, and nobody need wait for them.  Should this worker die
     # first, the report outlives report_ttl (a leak, never a loss).
     report.keep_for(conn, keys, batch_id, settings.report_ttl)

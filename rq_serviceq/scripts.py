@@ -36,7 +36,7 @@ LEASE_SECONDS = 15.0  # how long a claimed task or batch-end job stays a worker'
 # The calling convention, declared once: the Lua header that unpacks KEYS and ARGV
 # into the table ``k`` is generated from these, and so are Context's lists.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
-             "rq_queues", "suspended", "workers", "worker", "events")  # fmt: skip
+             "rq_queues", "suspended", "workers", "worker", "events", "totals")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
              "results_prefix")  # fmt: skip
 _NUMBERS = {"ttl", "lease", "finalize_lease"}  # ARGV entries the header converts with tonumber()

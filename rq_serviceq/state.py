@@ -80,6 +80,8 @@ def _typed(name: str, raw: str) -> Any:
     if kind is bool:
         return raw == "1"
     if kind in (int, float):
+        if not raw:
+            return None  # "" is how None is stored (task_timeout=None: no limit)
         try:
             return kind(raw)
         except ValueError:

@@ -5,6 +5,7 @@
 local EVENTS_MAX = 10000
 local touched = {}  -- batch id -> tasks it scheduled to retry in this script
 local ending = {}  -- batches whose last task this script counted
+local tallies = {}  -- totals field (pushed, passed, failed, retried, lost) -> count this script adds (totals.py)
 
 local function event(kind, bid, ...)
   redis.call('XADD', k.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'type', kind, 'batch', bid or '', ...)
@@ -14,6 +15,10 @@ local function touch(bid, retried)
   if bid then touched[bid] = (touched[bid] or 0) + retried end
 end
 
+local function tally(field, n)
+  tallies[field] = (tallies[field] or 0) + n
+end
+
 local function progress()
   for bid, retried in pairs(touched) do
     local c = redis.call('HMGET', k.batch_prefix .. bid, 'submitted', 'passed', 'failed', 'pending')
@@ -21,7 +26,8 @@ local function progress()
       'retried', retried)
   end
   for _, bid in ipairs(ending) do event('ended', bid) end
-  touched, ending = {}, {}
+  for field, n in pairs(tallies) do redis.call('HINCRBY', k.totals, field, n) end
+  touched, ending, tallies = {}, {}, {}
 end
 
 local function ring(n)  -- wake up to n idle workers
@@ -53,6 +59,7 @@ local function count_in(bid, ids)
   redis.call('HINCRBY', bk, 'submitted', #ids)
   redis.call('HINCRBY', bk, 'pending', #ids)
   touch(bid, 0)
+  tally('pushed', #ids)
 end
 
 -- Count a task's end in its batch ledger, once: sq_final guards against a task
@@ -67,6 +74,7 @@ local function count_end(jk, id, which)
   redis.call('HINCRBY', bk, which, 1)
   local pending = redis.call('HINCRBY', bk, 'pending', -1)
   touch(bid, 0)
+  tally(which, 1)
   if k.worker_name ~= '' and redis.call('EXISTS', k.worker) == 1 then
     redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
   end
@@ -173,6 +181,7 @@ local function settle_one(id, claim, verdict, remark, cfg)
     redis.call('ZADD', k.retry, due, id)
     record_result(id, 'retry', remark, retries)
     touch(redis.call('HGET', jk, 'sq_batch'), 1)
+    tally('retried', 1)
     return {id, 'retry', tostring(due), retries}, nil
   end
   if verdict == 'retry' and retries < cfg.limit then remark = STOPPED .. 'could be retried: ' .. remark end
@@ -198,6 +207,7 @@ local function take_over(id, cfg)
   end
   if started and started == claim then
     local lost = redis.call('HINCRBY', jk, 'sq_lost', 1)
+    tally('lost', 1)
     if lost >= math.max(cfg.limit, LOSS_FLOOR) then
       unlease(id, claim)
       return false, end_task(id, false, 'NO_RETRY | worker died ' .. lost .. ' times running this task (last: '

@@ -1,0 +1,120 @@
+"""Long-running commands: the supervisor, the HTTP service, the metrics exporter, the demo; and
+``script``, which prints a Lua script for producers in other languages (docs/producers.md)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+from importlib import resources
+from typing import Any
+
+import click
+
+from .. import launcher, scripts
+from ..connection import redis_url
+from ..supervisor import Supervisor
+from ._common import FAILURE, CliError, name_argument, open_queue, url_option
+
+
+@click.command()
+@name_argument
+@click.option("--interval", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
+              help="seconds between looks at the service queue")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="log warnings only")
+@click.option("--create", is_flag=True, help="create the service queue if it does not exist")
+@click.option("--worker-class", metavar="CLASS",
+              help=f"ServiceQWorker subclass the workers run (default: ${launcher.WORKER_CLASS_ENV}, "
+              f"else {launcher.WORKER_CLASS})")  # fmt: skip
+@url_option
+def worker(name: str, interval: float, quiet: bool, create: bool, worker_class: str | None, url: str | None) -> None:
+    """Keep this machine's share of NAME's workers alive (the supervisor), until SIGTERM."""
+    run_supervisor(name, url, interval=interval, quiet=quiet, create=create, worker_class=worker_class)
+
+
+def run_supervisor(
+    name: str,
+    url: str | None,
+    *,
+    interval: float = 0.5,
+    quiet: bool = False,
+    create: bool = False,
+    worker_class: str | None = None,
+) -> None:
+    """The supervisor, as `rq-serviceq worker`, `manage.py serviceq_worker` and `flask serviceq worker` run it."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(message)s")
+    try:  # a typo in NAME would otherwise start workers on a new, empty service queue
+        sq = open_queue(name, url, create=create)
+    except LookupError as exc:
+        raise CliError(f"{exc} (or pass --create)") from None
+    if worker_class:
+        os.environ[launcher.WORKER_CLASS_ENV] = worker_class  # the workers' command line reads it
+    Supervisor(sq.connection, name, redis_url(url), interval=interval).run()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="server processes (default: the server's)")
+@url_option
+def serve(host: str, port: int, workers: int | None, url: str | None) -> None:
+    """Run the HTTP service (needs the http extra)."""
+    try:
+        http = importlib.import_module("rq_serviceq.http")
+    except ImportError as exc:
+        raise CliError(f"serve needs the HTTP service: pip install 'rq-serviceq[http]' ({exc})", FAILURE) from None
+    entry: Any = getattr(http, "serve", None)
+    if entry is None or inspect.ismodule(entry):  # rq_serviceq.http.serve may be the module holding serve()
+        try:
+            entry = importlib.import_module("rq_serviceq.http.serve").serve
+        except (ImportError, AttributeError) as exc:
+            raise CliError(f"rq_serviceq.http has no serve() entry point ({exc})", FAILURE) from None
+    extra = {"workers": workers} if workers is not None else {}
+    entry(host=host, port=port, url=url, **extra)
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=9121, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
+@url_option
+def metrics(port: int, host: str, url: str | None) -> None:
+    """Serve Prometheus metrics of every service queue on the Redis (needs the metrics extra)."""
+    try:
+        importlib.import_module("prometheus_client")
+    except ImportError as exc:
+        hint = "pip install 'rq-serviceq[metrics]'"
+        raise CliError(f"metrics needs prometheus-client: {hint} ({exc})", FAILURE) from None
+    from .. import metrics as exporter
+
+    click.echo(f"rq-serviceq metrics on http://{host}:{port}/metrics")
+    exporter.serve(port=port, host=host, url=url)
+
+
+@click.command()
+@url_option
+def demo(url: str | None) -> None:
+    """Run the seed's 7-task example batch with 3 workers (a throwaway Redis unless --url or $RQ_REDIS_URL)."""
+    from .. import demo as seed_demo
+
+    if url:
+        os.environ["RQ_REDIS_URL"] = url
+    code = seed_demo.main()
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _script_names() -> list[str]:
+    lua = resources.files("rq_serviceq") / "lua"
+    return sorted(p.name.removesuffix(".lua") for p in lua.iterdir() if p.name.endswith(".lua") and p.name[0] != "_")
+
+
+@click.command()
+@click.argument("script_name", metavar="SCRIPT", default="push", type=click.Choice(_script_names()))
+def script(script_name: str) -> None:
+    """Print a Lua script as Redis runs it (header and library included): for SCRIPT LOAD by a
+    producer in another language; docs/producers.md says which KEYS and ARGV it takes."""
+    click.echo(scripts.source(script_name), nl=False)
+
+
+COMMANDS = [worker, serve, metrics, demo, script]

@@ -1,0 +1,53 @@
+"""Apply a mapping of settings to a service queue: the CLI's ``config`` and Django's and Flask's
+per-queue defaults share this, so that a setting has one name and one range everywhere.
+
+Everything is checked before anything is written, so a typo in one key (or a value
+out of its range) leaves the service queue as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .callbacks import import_path_of
+from .models import Settings
+from .serviceq import ServiceQ
+
+WORKER = ("worker_count", "waiting_period", "resting_period", "auto_start", "concurrency")
+RETRY = ("retry_limit", "loop_backoff")
+REPORT = ("report_ttl", "report_inline_limit")
+LIMITS = ("task_timeout", "callback_timeout", "max_task_bytes")
+PATHS = ("task_function", "batch_begin_callback", "batch_end_callback", "worker_push_update_callback")
+OTHER = ("schedule", "verbose")
+KNOWN = (*WORKER, *RETRY, *REPORT, *LIMITS, *PATHS, *OTHER)
+
+
+def check(sq: ServiceQ, values: Mapping[str, Any]) -> None:
+    """Raise (ValueError, pydantic's ValidationError) for an unknown key or a value out of range."""
+    unknown = sorted(set(values) - set(KNOWN))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {sq.name!r}; known: {', '.join(KNOWN)}")
+    numbers = {key: value for key, value in values.items() if key not in PATHS}
+    Settings.model_validate({**sq.settings.model_dump(), **numbers})
+    for key in PATHS:
+        if values.get(key) is not None:
+            import_path_of(values[key])
+
+
+def apply(sq: ServiceQ, values: Mapping[str, Any]) -> None:
+    """Set every key of ``values`` (a setting name of the facade, e.g. ``worker_count``) on ``sq``."""
+    check(sq, values)
+    given = dict(values)
+    groups = ((WORKER, sq.set_worker_config), (RETRY, sq.set_retry_config), (REPORT, sq.set_report_config))
+    for names, setter in (*groups, (LIMITS, sq.set_limits)):
+        chosen = {key: given[key] for key in names if key in given}
+        if chosen:
+            setter(**chosen)
+    for key in PATHS:
+        if given.get(key) is not None:
+            getattr(sq, "set_" + key)(given[key])
+    if "schedule" in given:
+        sq.set_schedule(given["schedule"])
+    if "verbose" in given:
+        sq.verbose() if given["verbose"] else sq.silent()

@@ -1,0 +1,183 @@
+"""Metrics: the running totals the scripts keep, scraped through the WSGI app and `rq-serviceq metrics`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from werkzeug.test import Client
+
+from rq_serviceq import ServiceQ, metrics
+from rq_serviceq.claim import claim
+from rq_serviceq.testing import free_port
+from tests import tasks
+from tests.conftest import ROOT, drain, wait_until
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "rq-serviceq.json"
+
+
+def scrape(body: bytes | str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample as {(name, sorted labels): value}, read with prometheus_client's own parser."""
+    text = body.decode() if isinstance(body, bytes) else body
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def test_counters_gauges_and_histogram(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("drag", worker_count=2, auto_start=False)
+    sq.set_retry_config(retry_limit=1)
+    sq.set_task_function(tasks.returns)
+    sq.set_batch_begin_callback(tasks.raises)  # fails: counted once as a begin callback failure
+    ok, lost_one = sq.push_many([{"value": True}, {"value": True}])
+    sq.push_many([{"value": False}, {"value": [False, "NO_RETRY | x"]}])
+    # A worker that claims a task, starts it and dies: its lease runs out and the next claim counts it lost.
+    got = claim(conn, sq.keys, "ghost", count=1, lease=0.05)
+    (job,) = got.jobs
+    conn.hset(f"rq:job:{job.id}", "sq_started", job.claim)
+    wait_until(lambda: conn.zscore(sq.keys.leases, job.id) < conn.time()[0] + conn.time()[1] / 1e6)
+    before = scrape(metrics.generate_latest(conn))
+    assert value(before, "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 4
+    assert value(before, "rq_serviceq_queue_depth", queue="drag", rq_queue="drag-pending") == 3
+    assert value(before, "rq_serviceq_tasks_in_flight", queue="drag", rq_queue="drag-pending") == 1
+    assert value(before, "rq_serviceq_status", queue="drag", rq_queue="drag-pending", status="RUNNING") == 1
+    drain(sq)
+
+    app = Client(metrics.make_wsgi_app(conn))
+    response = app.get("/metrics")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    after = scrape(response.get_data())
+    lab = {"queue": "drag", "rq_queue": "drag-pending"}
+    counts = {name: value(after, f"rq_serviceq_tasks_{name}_total", **lab) for name in metrics._COUNTER_HELP}
+    assert counts == {"pushed": 4, "passed": 2, "failed": 2, "retried": 1, "lost": 1}
+    assert value(after, "rq_serviceq_batches_total", status="finished", **lab) == 1
+    assert value(after, "rq_serviceq_callback_failures_total", callback="begin", **lab) == 1
+    assert value(after, "rq_serviceq_callback_failures_total", callback="end", **lab) == 0
+    assert value(after, "rq_serviceq_batch_duration_seconds_count", **lab) == 1
+    assert value(after, "rq_serviceq_batch_duration_seconds_bucket", le="+Inf", **lab) == 1
+    assert value(after, "rq_serviceq_batch_duration_seconds_bucket", le="1", **lab) in (0, 1)
+    assert value(after, "rq_serviceq_worker_count", **lab) == 2
+    assert value(after, "rq_serviceq_batch_tasks", state="passed", **lab) == 2
+    assert value(after, "rq_serviceq_status", status="FINISHED", **lab) == 1
+    assert value(after, "rq_serviceq_redis_up") == 1
+    assert lost_one and ok  # the dead worker's task ran again and passed
+    assert conn.hget(f"rq:job:{job.id}", "sq_lost") == b"1"
+
+
+def test_end_callback_failure_and_stop_are_counted(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("drag", worker_count=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    sq.set_batch_end_callback(tasks.failing_end_callback)
+    sq.push_many([{"value": True}])
+    drain(sq)
+    sq.set_batch_end_callback(tasks.store_report)
+    sq.push_many([{"value": True}] * 3)
+    sq.stop()
+    samples = scrape(metrics.generate_latest(conn))
+    lab = {"queue": "drag", "rq_queue": "drag-pending"}
+    assert value(samples, "rq_serviceq_callback_failures_total", callback="end", **lab) == 1
+    assert value(samples, "rq_serviceq_batches_total", status="stopped", **lab) == 1
+    assert value(samples, "rq_serviceq_batches_total", status="finished", **lab) == 1
+    assert value(samples, "rq_serviceq_tasks_failed_total", **lab) == 3  # stopped tasks fail
+    sq.delete()  # its totals go with it
+    assert ("rq_serviceq_tasks_pushed_total", tuple(sorted(lab.items()))) not in scrape(metrics.generate_latest(conn))
+
+
+def test_redis_down_is_a_metric_not_an_error() -> None:
+    samples = scrape(metrics.generate_latest(url="redis://127.0.0.1:1/0"))
+    assert samples == {("rq_serviceq_redis_up", ()): 0.0}
+
+
+def test_metrics_command_serves_a_scrape(make_sq: Callable[..., ServiceQ], redis_url: str) -> None:
+    make_sq("drag", auto_start=False).push_many([{"x": 1}])
+    port = free_port()
+    env = dict(os.environ, RQ_REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "rq_serviceq", "metrics", "--port", str(port), "--host", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        body = _get_when_up(f"http://127.0.0.1:{port}/metrics")
+        assert value(scrape(body), "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+def _get_when_up(url: str) -> bytes:
+    bodies: list[bytes] = []
+
+    def fetched() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                bodies.append(response.read())
+        except OSError:
+            return False
+        return True
+
+    wait_until(fetched, timeout=20)
+    return bodies[0]
+
+
+def test_grafana_dashboard_uses_only_exported_metrics(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    make_sq("drag", auto_start=False)
+    exported = {name for name, _ in scrape(metrics.generate_latest(conn))}
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {m for expr in exprs for m in re.findall(r"\b(rq_serviceq_[a-z_]+)", expr)}
+    assert used and used <= exported, used - exported
+    assert {"rq_serviceq_tasks_lost_total", "rq_serviceq_batch_duration_seconds_bucket"} <= used
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs").glob("metrics.md")))
+def test_documented_metric_names_exist(path: Path, make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    make_sq("drag", auto_start=False)
+    exported = {name for name, _ in scrape(metrics.generate_latest(conn))}
+    documented = set(re.findall(r"`(rq_serviceq_[a-z_]+)", path.read_text()))
+    histogram = {"rq_serviceq_batch_duration_seconds"}
+    assert documented and documented - histogram <= exported, documented - histogram - exported
+
+
+def test_worker_log_keeps_the_seed_format_and_can_go_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from rq_serviceq import log
+
+    saved = (list(log.logger.handlers), log.logger.propagate, log.logger.level)
+    try:
+        log.logger.handlers.clear()
+        log.worker_log(True, "w1", "task t1 passed")
+        epoch, worker, message = capsys.readouterr().out.rstrip("\n").split("  |  ")
+        assert float(epoch) > 1e9 and (worker, message) == ("w1", "task t1 passed")
+        log.worker_log(False, "w1", "not shown")
+        assert capsys.readouterr().out == ""
+
+        records: list[logging.LogRecord] = []
+        log.logger.handlers[:] = [type("Keep", (logging.Handler,), {"emit": lambda self, r: records.append(r)})()]
+        log.worker_log(True, "w2", "to my handler")
+        assert capsys.readouterr().out == "" and [(r.worker_id, r.getMessage()) for r in records] == [  # type: ignore[attr-defined]
+            ("w2", "to my handler")
+        ]
+    finally:
+        log.logger.handlers[:], log.logger.propagate, log.logger.level = saved[0], saved[1], saved[2]
+
+
+def test_worker_log_as_json_lines() -> None:
+    env = dict(os.environ, RQ_SERVICEQ_LOG_FORMAT="json", PYTHONPATH=str(ROOT))
+    code = "from rq_serviceq.log import worker_log; worker_log(True, 'w3', 'hello')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30).stdout
+    line = json.loads(out)
+    assert (line["worker_id"], line["message"], line["level"]) == ("w3", "hello", "INFO") and line["time"] > 1e9
