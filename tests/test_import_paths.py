@@ -143,9 +143,12 @@ def test_a_refused_task_function_fails_its_task_and_runs_nothing(
     sq.push({"cmd": "touch /tmp/pwned"})
     drain(sq)
     report = sq.get_batch_report()
-    assert (report["total_success"], report["total_failed"]) == (0, 1)
-    remark = report["failed_tasks"][0]["remark"]
-    assert remark == f"NO_RETRY | cannot import task function {path!r}: {_refusal(path)}"
+    if path in UNRESOLVABLE:  # not there for this worker: given back, to wait for one that can import it
+        assert (report["total_success"], report["total_failed"], report["total_pending"]) == (0, 0, 1)
+    else:
+        assert (report["total_success"], report["total_failed"]) == (0, 1)
+        remark = report["failed_tasks"][0]["remark"]
+        assert remark == f"NO_RETRY | cannot import task function {path!r}: {_refusal(path)}"
     _nothing_ran(conn)
 
 
