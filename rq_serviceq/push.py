@@ -60,17 +60,24 @@ def job_data(task_json: bytes) -> bytes:
     return zlib.compress(data) if len(data) > 256 else data
 
 
-def push_tasks(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings) -> list[PushResult]:
+def push_tasks(
+    conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings, begin_lease: float | None = None
+) -> list[PushResult]:
     """Push tasks a chunk of 1,000 per PUSH call, several calls per pipelined round trip.
 
     A list is validated whole before anything is written, so one bad task
     changes nothing; a generator is validated chunk by chunk so that a million
     tasks need not sit in memory.  A chunk is atomic; a later chunk can land in
     a newer batch if the batch ends in between, which the result reports.
+
+    A batch this opens has its begin callback leased to the pusher for
+    ``begin_lease`` seconds (default: long enough for the callback); 0 hands it
+    to the next worker that claims, for a pusher that must not run user code.
     """
     label = settings.task_function or "(no task function set)"
     limit = settings.max_task_bytes
-    ctx = scripts.Context(keys, finalize_lease=settings.callback_timeout + scripts.LEASE_SECONDS)
+    lease = settings.callback_timeout + scripts.LEASE_SECONDS if begin_lease is None else begin_lease
+    ctx = scripts.Context(keys, finalize_lease=lease)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
         chunks: Iterable[list[bytes]] = _chunks([encode_task(task, limit) for task in tasks], CHUNK_SIZE)
     else:

@@ -59,12 +59,12 @@ def build(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: 
 
 
 def iter_tasks(
-    conn: Redis, keys: k.Keys, serviceq_id: str, batch_id: str, which: str, page_size: int = PAGE_SIZE
+    conn: Redis, keys: k.Keys, serviceq_id: str, batch_id: str, which: str, page_size: int = PAGE_SIZE, start: int = 0
 ) -> Iterator[QTask]:
     """Stream a batch's passed or failed tasks in completion order, a page per round trip."""
     if which not in ("passed", "failed"):
         raise ValueError(f"which must be 'passed' or 'failed', not {which!r}")
-    for ids in iter_id_pages(conn, keys, batch_id, which, page_size):
+    for ids in iter_id_pages(conn, keys, batch_id, which, page_size, start):
         with conn.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.hmget(k.job_key(task_id), _TASK_FIELDS)
@@ -75,10 +75,9 @@ def iter_tasks(
 
 
 def iter_id_pages(
-    conn: Redis, keys: k.Keys, batch_id: str, which: str, page_size: int = PAGE_SIZE
+    conn: Redis, keys: k.Keys, batch_id: str, which: str, page_size: int = PAGE_SIZE, start: int = 0
 ) -> Iterator[list[str]]:
     list_key = keys.batch_passed(batch_id) if which == "passed" else keys.batch_failed(batch_id)
-    start = 0
     while ids := [text(x) for x in conn.lrange(list_key, start, start + page_size - 1)]:
         yield ids
         start += page_size

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from redis import Redis
@@ -25,11 +25,13 @@ from .callbacks import import_path_of
 from .claim import claim
 from .models import QTask, RetryConfig, Settings, WorkerConfig, validate_name
 from .perform import perform
+from .push import PushResult
 
 DEFAULT_URL = "redis://localhost:6379/0"
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
 STOP_SLICE_SIZE = 500  # tasks stop() fails per Lua call (10-20 ms of Redis time: bench/stop.py)
 _UNSET: Any = object()
+Role = Literal["default", "producer"]
 
 
 class RedisUnavailable(redis.exceptions.ConnectionError):
@@ -37,10 +39,19 @@ class RedisUnavailable(redis.exceptions.ConnectionError):
 
 
 class ServiceQ:
-    """A named service queue: pending, passed and failed queues, batches and their reports."""
+    """A named service queue: pending, passed and failed queues, batches and their reports.
 
-    def __init__(self, name: str, connection: Redis | None = None) -> None:
+    ``role="producer"`` is for processes that must not run user code, such as a web
+    server: its pushes never start worker processes (``auto_start`` is left to
+    supervisors) and a batch it opens has its begin callback run by the next
+    worker that claims, not in this process.
+    """
+
+    def __init__(self, name: str, connection: Redis | None = None, role: Role = "default") -> None:
+        if role not in ("default", "producer"):
+            raise ValueError(f"role must be 'default' or 'producer', not {role!r}")
         self.name = validate_name(name)
+        self.role = role
         if connection is None:
             connection = Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
         self.connection = connection
@@ -51,14 +62,24 @@ class ServiceQ:
         self._recent: tuple[float, Settings] | None = None
 
     @classmethod
-    def open(cls, name: str, connection: Redis | None = None) -> ServiceQ:
+    def open(cls, name: str, connection: Redis | None = None, role: Role = "default") -> ServiceQ:
         """Attach to a service queue that must exist already (``ServiceQ(name)`` creates one)."""
         validate_name(name)
         conn = connection or Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_URL))
         if not conn.exists(k.Keys(name).state):
             where = launcher.connection_url(conn, hide_password=True)
             raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")
-        return cls(name, connection=conn)
+        return cls(name, connection=conn, role=role)
+
+    @staticmethod
+    def statuses(connection: Redis) -> dict[str, str]:
+        """Every service queue on this Redis and its status, by name (one round trip)."""
+        names = sorted(state.text(n) for n in connection.smembers(k.NAMES))
+        with connection.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(k.Keys(name).state, "status")
+            found = pipe.execute()
+        return {name: state.text(status) for name, status in zip(names, found, strict=True) if status is not None}
 
     def __repr__(self) -> str:
         return f"ServiceQ({self.name!r}, id={self.id!r})"
@@ -155,15 +176,21 @@ class ServiceQ:
 
     def push_many(self, tasks: Iterable[Any]) -> list[str]:
         """Add many tasks, one round trip per chunk of 1,000; returns their task ids in order."""
+        return [task_id for res in self.push_chunks(tasks) for task_id in res.task_ids]
+
+    def push_chunks(self, tasks: Iterable[Any]) -> list[PushResult]:
+        """``push_many``, telling for each chunk of 1,000 its task ids and the batch it joined or opened."""
         if isinstance(tasks, str | bytes | dict):
             raise TypeError("push_many takes an iterable of tasks; use push() for a single task")
+        producer = self.role == "producer"
         with self._reaching_redis():
             settings = self._recent_settings()
-            results = push.push_tasks(self.connection, self.keys, tasks, settings)
+            lease = 0.0 if producer else None
+            results = push.push_tasks(self.connection, self.keys, tasks, settings, begin_lease=lease)
             for res in results:
-                if res.opened:
+                if res.opened and not producer:  # a producer's begin work is due at once, for a worker
                     self._batch_opened(settings, res.batch_id)
-        return [task_id for res in results for task_id in res.task_ids]
+        return results
 
     def _batch_opened(self, settings: Settings, batch_id: str) -> None:
         ledger.begin(self.connection, self.keys, settings, batch_id)
@@ -183,8 +210,11 @@ class ServiceQ:
     def start(self) -> int:
         """Start worker processes on this machine up to ``worker_count``; returns how many were started.
 
-        They stop by themselves when the batch is done (RQ's ``--burst``).
+        They stop by themselves when the batch is done (RQ's ``--burst``).  A producer
+        starts none: its workers are run by supervisors (``rq-serviceq worker NAME``).
         """
+        if self.role == "producer":
+            raise RuntimeError(f"a producer-role ServiceQ starts no workers: run `rq-serviceq worker {self.name}`")
         self._processes = [p for p in self._processes if p.poll() is None]
         wanted = self.settings.worker_count
         running = max(launcher.live_workers(self.connection, self.name), len(self._processes))
@@ -361,6 +391,7 @@ class ServiceQ:
         info |= {
             "status": self.get_status(),
             "pending_q_length": queued + waiting,
+            "waiting_retries": waiting,
             "passed_q_length": passed,
             "failed_q_length": failed,
             "worker_reports": report.worker_reports(self.connection, self.keys),
@@ -377,9 +408,29 @@ class ServiceQ:
             raise LookupError(f"service queue {self.name!r} has had no batch yet")
         return report.build(self.connection, self.keys, self.settings, batch_id)
 
-    def iter_tasks(self, batch_id: str, which: str = "passed", page_size: int = report.PAGE_SIZE) -> Iterator[QTask]:
-        """Stream a batch's passed or failed tasks a page at a time (for batches too big to list inline)."""
-        return report.iter_tasks(self.connection, self.keys, self.id, batch_id, which, page_size)
+    def get_batch_summary(self, batch_id: str | None = None) -> dict[str, Any]:
+        """The batch report without its task lists: what a progress view polls."""
+        batch_id = batch_id or self.current_batch_id()
+        if batch_id is None:
+            raise LookupError(f"service queue {self.name!r} has had no batch yet")
+        return report.summary(self.connection, self.keys, self.settings, batch_id).model_dump()
+
+    def batches(self, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        """Batch summaries, newest first; batches whose report has expired are left out."""
+        ids = [state.text(b) for b in self.connection.zrevrange(self.keys.batches, offset, offset + limit - 1)]
+        settings = self.settings
+        found = []
+        for batch_id in ids:
+            with contextlib.suppress(LookupError):
+                found.append(report.summary(self.connection, self.keys, settings, batch_id).model_dump())
+        return found
+
+    def iter_tasks(
+        self, batch_id: str, which: str = "passed", page_size: int = report.PAGE_SIZE, start: int = 0
+    ) -> Iterator[QTask]:
+        """Stream a batch's passed or failed tasks a page at a time (for batches too big to list inline),
+        from the ``start``-th in completion order."""
+        return report.iter_tasks(self.connection, self.keys, self.id, batch_id, which, page_size, start)
 
     def wait_for_batch(self, timeout: float = 600.0, batch_id: str | None = None) -> dict[str, Any]:
         """Block until the current batch has ended and its batch-end callback has run; return its report."""
