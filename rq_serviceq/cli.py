@@ -1,6 +1,7 @@
 """``rq-serviceq``: the command line.
 
-``rq-serviceq worker NAME`` runs a supervisor (see ``supervisor.py``).  The
+``rq-serviceq worker NAME`` runs a supervisor (see ``supervisor.py``);
+``rq-serviceq serve`` the HTTP service (``http/``, extra ``http``).  The
 Redis URL comes from ``--url``, else ``RQ_REDIS_URL`` or ``REDIS_URL`` (RQ's
 and the library's conventions), else ``redis://localhost:6379/0``.
 """
@@ -28,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--interval", type=float, default=0.5, help="seconds between looks at the service queue")
     worker.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
     worker.add_argument("--create", action="store_true", help="create the service queue if it does not exist")
+    serve = commands.add_parser("serve", help="run the HTTP service (API, batch pages, rq-dashboard)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--url", "-u", help="Redis URL (default: $RQ_REDIS_URL, $REDIS_URL, " + DEFAULT_URL + ")")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(parser, args)
 
     try:
         name = validate_name(args.name)
@@ -45,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         except LookupError as exc:
             parser.exit(2, f"rq-serviceq: {exc} (or pass --create)\n")
     Supervisor(conn, name, url, interval=args.interval).run()
+    return 0
+
+
+def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        from .http.serve import serve
+    except ImportError as exc:
+        parser.exit(2, f"rq-serviceq serve needs the http extra: pip install 'rq-serviceq[http]' ({exc})\n")
+    try:
+        serve(args.host, args.port, args.url, workers=args.workers, access_log=args.access_log)
+    except ValueError as exc:
+        parser.exit(2, f"rq-serviceq: {exc}\n")
     return 0
 
 
