@@ -253,10 +253,13 @@ class ServiceQ:
         Redis); running tasks finish and are counted.  Returns once the batch has
         ended and its batch-end callback has run, or after ``timeout`` seconds while
         running tasks are still finishing (the batch then ends when they do).
-        Workers started by ``start()`` exit; the next push opens a new batch.
+        Workers started by ``start()`` exit; the next push opens a new batch.  A
+        producer leaves the batch-end callback to the next worker's claim and
+        returns once the batch has ended, without waiting for it.
         """
         settings = self.settings
-        ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=ledger.finalize_lease(settings))
+        lease = 0.0 if self.role == "producer" else ledger.finalize_lease(settings)
+        ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=lease)
         batch_id, gen = scripts.run(self.connection, scripts.STOP, ctx)
         deadline = time.monotonic() + timeout
         control.quiesce(self.connection, self.keys, int(gen), timeout)
@@ -277,9 +280,10 @@ class ServiceQ:
         while cursor != "done":
             nxt, ended = scripts.run(self.connection, scripts.STOP_SLICE, ctx, [batch_id, cursor, STOP_SLICE_SIZE])
             cursor = state.text(nxt)
-            if ended:
+            if ended and self.role != "producer":
                 ledger.finalize(self.connection, self.keys, settings, state.text(ended))
-        return bool(self.connection.hexists(self.keys.batch(batch_id), "finalized"))
+        done = "end_time" if self.role == "producer" else "finalized"
+        return bool(self.connection.hexists(self.keys.batch(batch_id), done))
 
     def scale(self, worker_count: int) -> None:
         """Change the worker count at runtime.

@@ -224,7 +224,8 @@ async def healthz(request: Request) -> Health:
     """200 when Redis answers PING; 503 naming the Redis otherwise."""
     svc = service(request)
     await svc.run(svc.conn.ping)
-    return Health(status="ok", redis=svc.where)
+    auto = batcher(request)
+    return Health(status="ok", redis=svc.where, waiting_tasks=auto.waiting if auto else 0)
 
 
 @router.get("/serviceqs", tags=["read"])

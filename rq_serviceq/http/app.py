@@ -8,9 +8,13 @@ Redis that cannot be reached or refuses a write is a 503 naming that Redis
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import redis
@@ -60,17 +64,55 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         config.batch_max_delay_ms,
         str(config.batch_auto_enabled).lower(),
     )
+    restore = _nothing
     if config.batch_auto_enabled:
         app.state.batcher = AutoBatcher(_flusher(service), config.batch_max_size, config.batch_max_delay_ms)
         logger.info("Started batch flusher background task")
+        restore = _flush_on_signal(app.state.batcher)
     await _check_redis(service)
     try:
         yield
     finally:
+        restore()
         if app.state.batcher is not None:
             await app.state.batcher.close()  # answers every request still waiting for a flush
         service.close()
         logger.info("rq-serviceq HTTP service stopped")
+
+
+def _flush_on_signal(batcher: AutoBatcher) -> Callable[[], None]:
+    """On SIGTERM/SIGINT flush at once, then let the server's own handler shut it down.
+
+    The server waits for in-flight requests before the lifespan ends, and those
+    requests wait for their flush: without this, shutdown would first sit out
+    BATCH_MAX_DELAY_MS.  Chained onto whatever handler the server (uvicorn,
+    gunicorn's worker) installed; skipped off the main thread (in-process tests).
+    """
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(batcher.flush_now)
+        chained = previous.get(signum)
+        if callable(chained):
+            chained(signum, frame)
+
+    if threading.current_thread() is not threading.main_thread():
+        return _nothing
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, old)
+
+    return restore
+
+
+def _nothing() -> None:
+    return None
 
 
 def _flusher(service: Service) -> Any:

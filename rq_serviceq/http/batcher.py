@@ -85,11 +85,20 @@ class AutoBatcher:
             else:
                 future.set_result(result)
 
-    async def close(self) -> None:
-        """Flush what is waiting now and wait for every flush, so their requests are answered."""
+    @property
+    def waiting(self) -> int:
+        """Tasks collected and not yet being flushed."""
+        return sum(len(w.tasks) for w in self._waiting.values())
+
+    def flush_now(self) -> None:
+        """Shutting down: flush what waits at once (not after its delay), and every later task on arrival."""
         self._closing = True
         for name, waiting in list(self._waiting.items()):
             logger.info("Shutting down: flushing %d waiting tasks", len(waiting.tasks))
             self._start_flush(name, waiting)
+
+    async def close(self) -> None:
+        """Flush what is waiting now and wait for every flush, so their requests are answered."""
+        self.flush_now()
         while self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)

@@ -141,6 +141,7 @@ class ControlResult(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     redis: str
+    waiting_tasks: int = Field(description="tasks the auto-batcher holds, not yet flushing")
 
 
 class ErrorBody(BaseModel):
