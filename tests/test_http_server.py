@@ -199,7 +199,7 @@ def test_a_2xx_is_never_sent_before_the_task_is_in_redis(tmp_path: Path) -> None
         assert conn.llen("rq:queue:drag-pending") == 13
 
 
-def test_sigterm_flushes_what_is_collected_and_answers_it(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> None:
+def test_sigterm_flushes_and_answers_collected_tasks(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> None:
     srv = ServerProcess(redis_server.url, tmp_path / "server.log", {"BATCH_MAX_DELAY_MS": "20000"}).start()
     try:
         results: list[httpx.Response] = []
