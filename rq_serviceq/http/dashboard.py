@@ -22,7 +22,8 @@ def dashboard_app(redis_url: str, poll_interval_ms: int = 2500) -> Any:
     import rq_dashboard.web  # type: ignore[import-untyped]
 
     rq_dashboard.web.config.serializer = JSONSerializer
-    app = Flask("rq_serviceq.http.dashboard")
+    # Out of the blueprint's way: mounted at /rq, the blueprint's /static would otherwise be shadowed.
+    app = Flask("rq_serviceq.http.dashboard", static_url_path="/app-static")
     app.config.from_object(rq_dashboard.default_settings)
     app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = True

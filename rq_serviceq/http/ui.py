@@ -28,6 +28,7 @@ td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 th{background:#f3f3f3}.num{text-align:right}
 .bar{width:32rem;max-width:100%;height:1.2rem;background:#eee;display:flex;border-radius:3px;overflow:hidden}
 .bar div{height:100%}.passed{background:#3a3}.failed{background:#c33}.waiting{background:#e90}
+tr.row-failed td{background:#fdecea}tr.row-passed td{background:#eef8ee}
 code,pre{font-size:.8rem;white-space:pre-wrap;word-break:break-all;margin:0}
 .muted{color:#777}nav a{margin-right:1rem}
 """
@@ -66,7 +67,7 @@ BATCH_SCRIPT = """
 const base = document.body.dataset.api;
 function taskRows(table, tasks, outcome) {
   for (const t of tasks) {
-    const row = table.tBodies[0].insertRow(); row.className = outcome;
+    const row = table.tBodies[0].insertRow(); row.className = "row-" + outcome;
     cell(row, outcome); cell(row, t.remark); cell(row, t.total_retry_attempts, "num");
     cell(row, when(t.last_retry_timestamp)); cell(row, t.task_id);
     const pre = document.createElement("pre"); pre.textContent = JSON.stringify(t.task);
@@ -78,10 +79,11 @@ async function refresh() {
   try {
     const p = await getJSON(base + "/progress");
     for (const k of ["status", "total_submitted", "total_success", "total_failed", "total_pending",
-                     "waiting_retries", "end_callback"]) $(k).textContent = p[k] ?? "";
+                     "waiting_retries"]) $(k).textContent = p[k] ?? "";
+    $("end_callback").textContent = p.end_callback ?? (p.end_time === null ? "" : "none set, or not run yet");
     $("rate").textContent = p.rate_per_second === null ? "-" : p.rate_per_second.toFixed(2) + " tasks/s";
     $("eta").textContent = p.eta_seconds === null ? "-" : p.eta_seconds.toFixed(1) + " s";
-    $("duration").textContent = p.batch_duration === null ? "-" : p.batch_duration.toFixed(1) + " s";
+    $("duration").textContent = p.batch_duration === null ? "-" : p.batch_duration.toFixed(2) + " s";
     $("start_time").textContent = when(p.start_time); $("end_time").textContent = when(p.end_time);
     const n = Math.max(p.total_submitted, 1);
     $("bar-passed").style.width = (100 * p.total_success / n) + "%";
@@ -96,7 +98,7 @@ async function refresh() {
       $("more").hidden = report.tasks_inline;
     }
     $("error").textContent = "";
-    if (p.end_time === null || p.end_callback === null) setTimeout(refresh, 1000);
+    if (!["FINISHED", "STOPPED"].includes(p.status)) setTimeout(refresh, 1000);
   } catch (e) { $("error").textContent = String(e); setTimeout(refresh, 3000); }
 }
 refresh();
