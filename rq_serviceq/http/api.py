@@ -69,7 +69,7 @@ def batcher(request: Request) -> AutoBatcher | None:
     return found
 
 
-def queue_name(name: Annotated[str, Path(description="service queue name: 1-100 of A-Z a-z 0-9 _ . -")]) -> str:
+async def queue_name(name: Annotated[str, Path(description="service queue name: 1-100 of A-Z a-z 0-9 _ . -")]) -> str:
     try:
         return validate_name(name)
     except ValueError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from redis.retry import Retry
 
 from .. import launcher
 from ..push import CHUNK_SIZE, PushResult, encode_task
-from ..serviceq import ServiceQ
+from ..serviceq import SETTINGS_MAX_AGE, ServiceQ
 from .config import HttpConfig
 
 T = TypeVar("T")
@@ -72,6 +73,7 @@ class Service:
         self.where = launcher.connection_url(self.conn, hide_password=True)
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
         self._queues: dict[str, ServiceQ] = {}
+        self._limits: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -161,7 +163,7 @@ class Service:
 
     def problems(self, name: str, tasks: Sequence[Any]) -> dict[int, TaskRejected]:
         """Which tasks the service queue would refuse, and why (size limit: its ``max_task_bytes``)."""
-        limit = self.for_push(name).settings.max_task_bytes
+        limit = self._task_limit(name)
         found: dict[int, TaskRejected] = {}
         for i, task in enumerate(tasks):
             try:
@@ -171,6 +173,14 @@ class Service:
             except TypeError as exc:
                 found[i] = TaskRejected(422, str(exc))
         return found
+
+    def _task_limit(self, name: str) -> int:
+        """The queue's ``max_task_bytes``, read at most once a second (as a push reads its settings)."""
+        now = time.monotonic()
+        seen = self._limits.get(name)
+        if seen is None or now - seen[0] > SETTINGS_MAX_AGE:
+            seen = self._limits[name] = (now, self.for_push(name).settings.max_task_bytes)
+        return seen[1]
 
 
 def _flatten(results: list[PushResult]) -> list[Pushed]:
