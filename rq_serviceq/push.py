@@ -26,6 +26,7 @@ from redis import Redis
 from . import keys as k
 from . import scripts
 from .models import DEFAULT_MAX_TASK_BYTES, Settings
+from .state import ServiceQDeleted
 
 # What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
 PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
@@ -97,6 +98,8 @@ def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], l
             for _, args in calls:
                 scripts.run(pipe, scripts.PUSH, ctx, args)
             replies = pipe.execute()
+    if any(int(opened) < 0 for _, opened, _now in replies):
+        raise ServiceQDeleted(f"service queue {ctx.keys.name!r} was deleted; nothing of this chunk was written")
     return [
         PushResult(ids, batch_id.decode(), bool(int(opened)))
         for (ids, _), (batch_id, opened, _now) in zip(calls, replies, strict=True)

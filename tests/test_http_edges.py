@@ -277,3 +277,16 @@ def test_auto_batcher_flushes_by_size_by_delay_and_fails_only_what_failed() -> N
 
     asyncio.run(scenario())
     assert [len(c) for c in calls] == [3, 1, 2, 3, 2]
+
+
+def test_a_queue_deleted_by_another_process_is_recreated_whole_on_push(make_client: MakeClient, conn: Redis) -> None:
+    client = make_client()
+    assert client.post("/serviceqs/drag/tasks", json=1).status_code == 201
+    ServiceQ("drag", connection=conn).delete()  # another process; this server still holds its handle
+    second = client.post("/serviceqs/drag/tasks", json=2)
+    assert second.status_code == 201
+    detail = client.get("/serviceqs/drag").json()
+    assert detail["settings"]["name"] == "drag" and detail["status_info"]["total_submitted"] == 1
+    ServiceQ("drag", connection=conn).delete()
+    assert make_client(auto_create=False).post("/serviceqs/drag/tasks", json=3).status_code == 404
+    assert client.get("/serviceqs/drag").status_code == 404

@@ -61,3 +61,12 @@ def test_default_role_still_runs_the_begin_callback_in_the_pusher(conn: Redis) -
     sq.set_batch_begin_callback(tasks.store_begin)
     sq.push({"name": "Tuhin1"})
     assert conn.llen("test:batch_begin") == 1
+
+
+def test_a_push_through_a_handle_whose_queue_was_deleted_elsewhere_writes_nothing(conn: Redis) -> None:
+    sq = ServiceQ("drag", connection=conn, role="producer")
+    sq.push({"n": 1})  # settings now cached for a second
+    ServiceQ("drag", connection=conn).delete()
+    with pytest.raises(LookupError, match="deleted"):
+        sq.push({"n": 2})
+    assert conn.keys("*") == []  # not half a service queue (a state hash without id or name)

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..serviceq import RedisUnavailable
 from . import api, ui
-from .auth import TokenCheck, TokenGate
+from .auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
 from .batcher import AutoBatcher
 from .config import HttpConfig
 from .service import PartialBatch, Service, TaskRejected
@@ -45,13 +45,27 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.service = Service(config)
     app.state.batcher = None
-    app.state.token_check = TokenCheck(config.api_token)
+    check = TokenCheck(config.api_token)
     app.include_router(api.open_router)
     app.include_router(api.router)
     app.include_router(ui.router)
     _mount_dashboard(app, config)
     _add_error_handlers(app)
+    if check.required:
+        app.add_middleware(TokenMiddleware, check=check)  # type: ignore[arg-type]
+    _document_token(app)
     return app
+
+
+def _document_token(app: FastAPI) -> None:
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_to_openapi(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @asynccontextmanager
@@ -140,7 +154,7 @@ def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:
         logger.warning("rq-dashboard not mounted at /rq (%s): pip install 'rq-serviceq[http]'", exc)
         return
     wsgi = WSGIMiddleware(dashboard_app(config.redis_url), workers=4)
-    app.mount("/rq", TokenGate(wsgi, app.state.token_check))  # type: ignore[arg-type]
+    app.mount("/rq", wsgi)  # type: ignore[arg-type]
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
