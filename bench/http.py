@@ -83,11 +83,13 @@ class Row:
 class Server:
     """``rq-serviceq serve`` in its own process group."""
 
-    def __init__(self, redis_url: str, batching: bool, processes: int, logdir: Path) -> None:
+    def __init__(self, redis_url: str, batching: bool, processes: int, logdir: Path, pool: int | None = None) -> None:
         self.port = free_port()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SQ_ROOT), os.environ.get("PYTHONPATH", "")]))
         env |= {"BATCH_AUTO_ENABLED": "true" if batching else "false", "RQ_REDIS_URL": redis_url}
         env.pop("SERVICEQ_API_TOKEN", None)
+        if pool:
+            env["SERVICEQ_REDIS_POOL"] = str(pool)
         cmd = [sys.executable, "-m", "rq_serviceq", "serve", "--port", str(self.port), "--workers", str(processes)]
         self.log_path = logdir / f"server-{self.port}.log"
         with open(self.log_path, "wb") as out:
@@ -151,7 +153,7 @@ def round_trips(conn: Redis) -> int:
 def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, proxy: LatencyProxy | None) -> Row:
     """One row: a fresh Redis database and server, a warm-up request, then wrk."""
     conn.flushall()
-    server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir)
+    server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir, bench.pool)
     try:
         single = json.dumps(TASK).encode()
         if row.case == "c":
@@ -190,12 +192,13 @@ def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, pr
 
 def plan(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
+    cases = set(args.cases)
     for setting in args.settings:
-        for c in args.clients:
+        for c in args.clients if "a" in cases else ():
             rows.append(Row(setting, "a", "(a) one task per request, auto-batching off", c, 1, 1))
-        for c in args.clients:
+        for c in args.clients if "b" in cases else ():
             rows.append(Row(setting, "b", "(b) one task per request, auto-batching on", c, 1, 1))
-        for c in args.batch_clients:
+        for c in args.batch_clients if "c" in cases else ():
             rows.append(Row(setting, "c", f"(c) batch endpoint, {args.batch_size:,} tasks per request", c, 1,
                             args.batch_size))  # fmt: skip
         if args.second_process:
@@ -242,7 +245,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-clients", default="1,4", help="connections for (c)")
     parser.add_argument("--batch-size", type=int, default=1000, help="tasks per request in (c)")
     parser.add_argument("--settings", default="loopback,11ms", help="loopback and/or 11ms (Redis behind the proxy)")
-    parser.add_argument("--delay", type=float, default=0.0055, help="proxy delay each way, seconds (default 5.5 ms)")
+    parser.add_argument("--delay", type=float, default=0.005, help="proxy delay each way, seconds (default 5 ms)")
+    parser.add_argument("--cases", default="a,b,c", help="which of a, b, c to run (default all)")
+    parser.add_argument("--pool", type=int, default=None, help="SERVICEQ_REDIS_POOL for the server (default its own)")
     parser.add_argument("--no-second-process", dest="second_process", action="store_false",
                         help="skip the rows with two server processes")  # fmt: skip
     parser.add_argument("--json", metavar="PATH", help="write every figure here")
@@ -250,6 +255,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.clients = [int(x) for x in args.clients.split(",") if x]
     args.batch_clients = [int(x) for x in args.batch_clients.split(",") if x]
     args.settings = [x.strip() for x in args.settings.split(",") if x.strip()]
+    args.cases = [x.strip() for x in args.cases.split(",") if x.strip()]
     if not set(args.settings) <= {"loopback", "11ms"}:
         parser.error("--settings takes loopback and/or 11ms")
     if shutil.which("wrk") is None:

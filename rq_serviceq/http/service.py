@@ -146,7 +146,15 @@ class Service:
 
         Each chunk is atomic.  Should chunk n fail, chunks before it stay
         written and ``PartialBatch`` says which, so the caller is told exactly.
+        A batch of one chunk is checked by the push itself, before it writes
+        anything (a separate pass would encode every task twice).
         """
+        if len(tasks) <= CHUNK_SIZE:
+            try:
+                return self.push(name, tasks)
+            except (TypeError, ValueError):
+                if not self.problems(name, tasks):
+                    raise
         problems = self.problems(name, tasks)
         if problems:
             first = min(problems)
