@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = plan(args)
     done: list[Row] = []
     started = time.monotonic()
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     with RedisServer() as redis_server:
         conn = Redis.from_url(redis_server.url)
         for setting in args.settings:
@@ -294,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "seconds": args.seconds,
             "took": round(time.monotonic() - started, 1),
+            "loadavg_before": load_before,  # other tenants of a shared machine show here
+            "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         }
     print(table(done))
