@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=None, help="SERVICEQ_REDIS_POOL for the server (default its own)")
     parser.add_argument("--no-second-process", dest="second_process", action="store_false",
                         help="skip the rows with two server processes")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=1, help="runs per row; the run of median tasks/s is shown")
     parser.add_argument("--json", metavar="PATH", help="write every figure here")
     args = parser.parse_args(argv)
     args.clients = [int(x) for x in args.clients.split(",") if x]
@@ -282,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"Redis through the proxy: PING {rtt:.1f} ms")
                 for row in (r for r in rows if r.setting == setting):
                     log(f"{setting} {row.what}, {row.connections} clients, {row.server_processes} process(es)")
-                    done.append(measure(row, url, conn, args, proxy))
+                    runs = [measure(replace(row), url, conn, args, proxy) for _ in range(args.runs)]
+                    row = sorted(runs, key=lambda r: r.tasks_per_s)[len(runs) // 2]  # the median run, whole
+                    done.append(row)
                     log(f"  {fmt(row.tasks_per_s)} tasks/s, p50 {fmt(row.p50_ms)} ms, p99 {fmt(row.p99_ms)} ms, "
                         f"{fmt(row.tasks_per_round_trip)} tasks/round trip, landed {row.landed:,}")  # fmt: skip
             finally:
@@ -294,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "seconds": args.seconds,
+            "runs": args.runs,
             "took": round(time.monotonic() - started, 1),
             "loadavg_before": load_before,  # other tenants of a shared machine show here
             "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
