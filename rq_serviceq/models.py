@@ -27,6 +27,10 @@ MAX_REPORT_INLINE_LIMIT = 1_000_000
 
 # Strict: True or "10" is refused rather than read as 1.0 or 10.0; ints are still fine.
 Seconds = Annotated[float, Strict(), Field(ge=0, le=DAY, allow_inf_nan=False)]
+# The field types of the settings, named so that other shapes (the HTTP service's requests) share their rules.
+WorkerCount = Annotated[StrictInt, Field(ge=0, le=MAX_WORKER_COUNT)]
+Concurrency = Annotated[StrictInt, Field(ge=1, le=1024)]  # tasks one worker process runs at once
+RetryLimit = Annotated[StrictInt, Field(ge=0, le=MAX_RETRY_LIMIT)]
 Timeout = Annotated[float, Strict(), Field(gt=0, le=DAY, allow_inf_nan=False)]
 
 DEFAULT_REPORT_TTL = 7 * DAY
@@ -70,15 +74,15 @@ class _Strict(BaseModel):
 
 
 class WorkerConfig(_Strict):
-    worker_count: Annotated[StrictInt, Field(ge=0, le=MAX_WORKER_COUNT)] = 1
+    worker_count: WorkerCount = 1
     waiting_period: Seconds = 0.0
     resting_period: Seconds = 0.0
     auto_start: StrictBool = True
-    concurrency: Annotated[StrictInt, Field(ge=1, le=1024)] = 1  # tasks one worker process runs at once
+    concurrency: Concurrency = 1
 
 
 class RetryConfig(_Strict):
-    retry_limit: Annotated[StrictInt, Field(ge=0, le=MAX_RETRY_LIMIT)] = 0
+    retry_limit: RetryLimit = 0
     loop_backoff: Seconds = 0.0
 
 
@@ -195,6 +199,7 @@ class StatusInfo(BaseModel):
     eta_seconds: float | None = None  # time left at the throughput so far; None until a task has ended
     status: str = Status.CREATED
     pending_q_length: int = 0  # queued plus waiting retries
+    waiting_retries: int = 0  # of those, waiting for a retry's due time
     passed_q_length: int = 0  # RQ's finished registry of the pending queue, across batches while kept
     failed_q_length: int = 0  # RQ's failed registry
     worker_reports: dict[str, WorkerReport] = {}

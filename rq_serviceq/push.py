@@ -27,6 +27,7 @@ from redis import Redis
 from . import keys as k
 from . import scripts
 from .models import DEFAULT_MAX_TASK_BYTES, Settings
+from .state import ServiceQDeleted
 
 # What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
 PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
@@ -104,7 +105,9 @@ def job_data(task_json: bytes) -> bytes:
     return zlib.compress(data) if len(data) > 256 else data
 
 
-def iter_push(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings) -> Iterator[PushResult]:
+def iter_push(
+    conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Settings, begin_lease: float | None = None
+) -> Iterator[PushResult]:
     """Push tasks a chunk of 1,000 per PUSH call, several calls per pipelined round trip.
 
     A sequence is validated whole before anything is written, so one bad task
@@ -113,10 +116,15 @@ def iter_push(conn: Redis, keys: k.Keys, tasks: Iterable[Any], settings: Setting
     before it were written.  Results come as they are written, so that the caller
     knows what was, whatever is raised later.  A chunk is atomic; a later chunk can
     land in a newer batch if the batch ends in between, which the result reports.
+
+    A batch this opens has its begin callback leased to the pusher for
+    ``begin_lease`` seconds (default: long enough for the callback); 0 hands it
+    to the next worker that claims, for a pusher that must not run user code.
     """
     label = settings.task_function or "(no task function set)"
     limit = settings.max_task_bytes
-    ctx = scripts.Context(keys, finalize_lease=settings.callback_timeout + scripts.LEASE_SECONDS)
+    lease = settings.callback_timeout + scripts.LEASE_SECONDS if begin_lease is None else begin_lease
+    ctx = scripts.Context(keys, finalize_lease=lease)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
         chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)
     else:
@@ -153,6 +161,8 @@ def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], l
             for _, args in calls:
                 scripts.run(pipe, scripts.PUSH, ctx, args)
             replies = pipe.execute()
+    if any(int(opened) < 0 for _, opened, _now in replies):
+        raise ServiceQDeleted(f"service queue {ctx.keys.name!r} was deleted; nothing of this chunk was written")
     return [
         PushResult(ids, batch_id.decode(), bool(int(opened)))
         for (ids, _), (batch_id, opened, _now) in zip(calls, replies, strict=True)

@@ -68,12 +68,12 @@ def build(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: 
 
 
 def iter_tasks(
-    conn: Redis, keys: k.Keys, serviceq_id: str, batch_id: str, which: str, page_size: int = PAGE_SIZE
+    conn: Redis, keys: k.Keys, serviceq_id: str, batch_id: str, which: str, page_size: int = PAGE_SIZE, start: int = 0
 ) -> Iterator[QTask]:
     """Stream a batch's passed or failed tasks in completion order, a page per round trip."""
     if which not in ("passed", "failed"):
         raise ValueError(f"which must be 'passed' or 'failed', not {which!r}")
-    for ids in iter_id_pages(conn, keys, batch_id, which, page_size):
+    for ids in iter_id_pages(conn, keys, batch_id, which, page_size, start):
         with conn.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.hmget(k.job_key(task_id), _TASK_FIELDS)
@@ -84,10 +84,9 @@ def iter_tasks(
 
 
 def iter_id_pages(
-    conn: Redis, keys: k.Keys, batch_id: str, which: str, page_size: int = PAGE_SIZE
+    conn: Redis, keys: k.Keys, batch_id: str, which: str, page_size: int = PAGE_SIZE, start: int = 0
 ) -> Iterator[list[str]]:
     list_key = keys.batch_passed(batch_id) if which == "passed" else keys.batch_failed(batch_id)
-    start = 0
     while ids := [text(x) for x in conn.lrange(list_key, start, start + page_size - 1)]:
         yield ids
         start += page_size
@@ -153,6 +152,7 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         eta_seconds=eta_seconds(batch, secs + micros / 1e6) if batch else None,
         status=status,
         pending_q_length=queued + waiting,
+        waiting_retries=waiting,
         passed_q_length=passed,
         failed_q_length=failed,
         worker_reports=workers,
@@ -161,10 +161,10 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
     )
 
 
-def history(conn: Redis, keys: k.Keys, settings: Settings, limit: int = 100) -> list[BatchSummary]:
-    """Up to ``limit`` batches, newest first, skipping those whose report has expired."""
+def history(conn: Redis, keys: k.Keys, settings: Settings, offset: int = 0, limit: int = 50) -> list[BatchSummary]:
+    """Up to ``limit`` batches from the ``offset``-th newest, skipping those whose report has expired."""
     found = []
-    for batch_id in (text(b) for b in conn.zrevrange(keys.batches, 0, max(limit, 1) - 1)):
+    for batch_id in (text(b) for b in conn.zrevrange(keys.batches, offset, offset + max(limit, 1) - 1)):
         try:
             found.append(summary(conn, keys, settings, batch_id))
         except LookupError:

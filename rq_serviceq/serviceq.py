@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from redis import Redis
@@ -33,6 +33,7 @@ from .push import PushError, PushResult
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
 STOP_SLICE_SIZE = 500  # tasks stop() fails per Lua call (10-20 ms of Redis time: bench/stop.py)
 _UNSET: Any = object()
+Role = Literal["default", "producer"]
 
 
 class RedisUnavailable(redis.exceptions.ConnectionError):
@@ -40,12 +41,21 @@ class RedisUnavailable(redis.exceptions.ConnectionError):
 
 
 class ServiceQ:
-    """A named service queue: pending, passed and failed queues, batches and their reports."""
+    """A named service queue: pending, passed and failed queues, batches and their reports.
 
-    def __init__(self, name: str, connection: Redis | None = None) -> None:
+    ``role="producer"`` is for processes that must not run user code, such as a web
+    server: its pushes never start worker processes (``auto_start`` is left to
+    supervisors) and a batch it opens has its begin callback run by the next
+    worker that claims, not in this process.
+    """
+
+    def __init__(self, name: str, connection: Redis | None = None, role: Role = "default") -> None:
         """Attach to (or create) the service queue.  Without ``connection``, Redis is where the
         workers look too: ``RQ_REDIS_URL``, then ``REDIS_URL``, then localhost (``connection.py``)."""
+        if role not in ("default", "producer"):
+            raise ValueError(f"role must be 'default' or 'producer', not {role!r}")
         self.name = validate_name(name)
+        self.role = role
         self.connection = connection if connection is not None else connect()
         self.keys = k.Keys(name)
         with self._reaching_redis():
@@ -57,14 +67,24 @@ class ServiceQ:
         self._recent: tuple[float, Settings] | None = None
 
     @classmethod
-    def open(cls, name: str, connection: Redis | None = None) -> ServiceQ:
+    def open(cls, name: str, connection: Redis | None = None, role: Role = "default") -> ServiceQ:
         """Attach to a service queue that must exist already (``ServiceQ(name)`` creates one)."""
         validate_name(name)
         conn = connection if connection is not None else connect()
         if not conn.exists(k.Keys(name).state):
             where = launcher.connection_url(conn, hide_password=True)
             raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")
-        return cls(name, connection=conn)
+        return cls(name, connection=conn, role=role)
+
+    @staticmethod
+    def statuses(connection: Redis) -> dict[str, str]:
+        """Every service queue on this Redis and its status, by name (one round trip)."""
+        names = sorted(state.text(n) for n in connection.smembers(k.NAMES))
+        with connection.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(k.Keys(name).state, "status")
+            found = pipe.execute()
+        return {name: state.text(status) for name, status in zip(names, found, strict=True) if status is not None}
 
     def __repr__(self) -> str:
         return f"ServiceQ({self.name!r}, id={self.id!r})"
@@ -169,19 +189,24 @@ class ServiceQ:
         and ``batch_ids`` say which, and a batch the push opened has had its batch-begin
         callback and ``auto_start`` as after any push.
         """
+        return [task_id for res in self.push_chunks(tasks) for task_id in res.task_ids]
+
+    def push_chunks(self, tasks: Iterable[Any]) -> list[PushResult]:
+        """``push_many``, telling for each chunk of 1,000 its task ids and the batch it joined or opened."""
         if isinstance(tasks, str | bytes | dict):
             raise TypeError("push_many takes an iterable of tasks; use push() for a single task")
         written: list[PushResult] = []
+        lease = 0.0 if self.role == "producer" else None  # a producer's begin work is due at once, for a worker
         with self._reaching_redis():
             settings = self._recent_settings()
             try:
-                for result in push.iter_push(self.connection, self.keys, tasks, settings):
+                for result in push.iter_push(self.connection, self.keys, tasks, settings, begin_lease=lease):
                     written.append(result)
             except Exception as exc:
                 self._pushed_in_part(exc, settings, written)
                 raise
             self._batches_opened(settings, written)
-        return [task_id for res in written for task_id in res.task_ids]
+        return written
 
     def _pushed_in_part(self, exc: Exception, settings: Settings, written: list[PushResult]) -> None:
         """A push that raised half-way: the batches it opened still begin, and the error says what was written."""
@@ -196,6 +221,8 @@ class ServiceQ:
             exc.add_note(f"push_many wrote {len(task_ids)} tasks before this, in batch {', '.join(batch_ids)}")
 
     def _batches_opened(self, settings: Settings, results: list[PushResult]) -> None:
+        if self.role == "producer":
+            return  # its begin work is a worker's (see push_chunks), and it starts no workers
         for res in results:
             if res.opened:
                 ledger.begin(self.connection, self.keys, settings, res.batch_id)
@@ -215,8 +242,11 @@ class ServiceQ:
     def start(self) -> int:
         """Start worker processes on this machine up to ``worker_count``; returns how many were started.
 
-        They stop by themselves when the batch is done (RQ's ``--burst``).
+        They stop by themselves when the batch is done (RQ's ``--burst``).  A producer
+        starts none: its workers are run by supervisors (``rq-serviceq worker NAME``).
         """
+        if self.role == "producer":
+            raise RuntimeError(f"a producer-role ServiceQ starts no workers: run `rq-serviceq worker {self.name}`")
         with self._lock:
             self._processes = [p for p in self._processes if p.returncode is None]
             wanted = self.settings.worker_count
@@ -256,10 +286,13 @@ class ServiceQ:
         Redis); running tasks finish and are counted.  Returns once the batch has
         ended and its batch-end callback has run, or after ``timeout`` seconds while
         running tasks are still finishing (the batch then ends when they do).
-        Workers started by ``start()`` exit; the next push opens a new batch.
+        Workers started by ``start()`` exit; the next push opens a new batch.  A
+        producer leaves the batch-end callback to the next worker's claim and
+        returns once the batch has ended, without waiting for it.
         """
         settings = self.settings
-        ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=ledger.finalize_lease(settings))
+        lease = 0.0 if self.role == "producer" else ledger.finalize_lease(settings)
+        ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=lease)
         batch_id, gen = scripts.run(self.connection, scripts.STOP, ctx)
         deadline = time.monotonic() + timeout
         control.quiesce(self.connection, self.keys, int(gen), timeout)
@@ -280,9 +313,10 @@ class ServiceQ:
         while cursor != "done":
             nxt, ended = scripts.run(self.connection, scripts.STOP_SLICE, ctx, [batch_id, cursor, STOP_SLICE_SIZE])
             cursor = state.text(nxt)
-            if ended:
+            if ended and self.role != "producer":
                 ledger.finalize(self.connection, self.keys, settings, state.text(ended))
-        return bool(self.connection.hexists(self.keys.batch(batch_id), "finalized"))
+        done = "end_time" if self.role == "producer" else "finalized"
+        return bool(self.connection.hexists(self.keys.batch(batch_id), done))
 
     def scale(self, worker_count: int) -> None:
         """Change the worker count at runtime.
@@ -378,11 +412,6 @@ class ServiceQ:
     def describe(self) -> dict[str, Any]:
         return self.settings.describe()
 
-    def batches(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The batch history, newest first: each batch's summary (``models.BatchSummary``) while its
-        report is kept."""
-        return [b.model_dump() for b in report.history(self.connection, self.keys, self.settings, limit)]
-
     def current_batch_id(self) -> str | None:
         """The active batch, or the last one when none is active."""
         active, last = self.connection.hmget(self.keys.state, "active_batch", "last_batch")
@@ -402,9 +431,24 @@ class ServiceQ:
             raise LookupError(f"service queue {self.name!r} has had no batch yet")
         return report.build(self.connection, self.keys, self.settings, batch_id)
 
-    def iter_tasks(self, batch_id: str, which: str = "passed", page_size: int = report.PAGE_SIZE) -> Iterator[QTask]:
-        """Stream a batch's passed or failed tasks a page at a time (for batches too big to list inline)."""
-        return report.iter_tasks(self.connection, self.keys, self.id, batch_id, which, page_size)
+    def get_batch_summary(self, batch_id: str | None = None) -> dict[str, Any]:
+        """The batch report without its task lists: what a progress view polls."""
+        batch_id = batch_id or self.current_batch_id()
+        if batch_id is None:
+            raise LookupError(f"service queue {self.name!r} has had no batch yet")
+        return report.summary(self.connection, self.keys, self.settings, batch_id).model_dump()
+
+    def batches(self, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        """The batch history, newest first: each batch's summary (``models.BatchSummary``); batches
+        whose report has expired are left out."""
+        return [b.model_dump() for b in report.history(self.connection, self.keys, self.settings, offset, limit)]
+
+    def iter_tasks(
+        self, batch_id: str, which: str = "passed", page_size: int = report.PAGE_SIZE, start: int = 0
+    ) -> Iterator[QTask]:
+        """Stream a batch's passed or failed tasks a page at a time (for batches too big to list inline),
+        from the ``start``-th in completion order."""
+        return report.iter_tasks(self.connection, self.keys, self.id, batch_id, which, page_size, start)
 
     def wait_for_batch(self, timeout: float = 600.0, batch_id: str | None = None) -> dict[str, Any]:
         """Block until the current batch has ended and its batch-end callback has run; return its report."""

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import os
 from importlib import resources
-from typing import Any
 
 import click
 
@@ -56,22 +54,19 @@ def run_supervisor(
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="server processes (default: the server's)")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="server processes")
+@click.option("--access-log", is_flag=True, help="log every request (off: it costs throughput)")
 @url_option
-def serve(host: str, port: int, workers: int | None, url: str | None) -> None:
-    """Run the HTTP service (needs the http extra)."""
+def serve(host: str, port: int, workers: int, access_log: bool, url: str | None) -> None:
+    """Run the HTTP service: API, batch pages at /ui, rq-dashboard at /rq (needs the http extra).
+
+    Listens on loopback unless told otherwise; set SERVICEQ_API_TOKEN before you listen beyond it.
+    """
     try:
-        http = importlib.import_module("rq_serviceq.http")
+        from ..http.serve import serve as run_server
     except ImportError as exc:
         raise CliError(f"serve needs the HTTP service: pip install 'rq-serviceq[http]' ({exc})", FAILURE) from None
-    entry: Any = getattr(http, "serve", None)
-    if entry is None or inspect.ismodule(entry):  # rq_serviceq.http.serve may be the module holding serve()
-        try:
-            entry = importlib.import_module("rq_serviceq.http.serve").serve
-        except (ImportError, AttributeError) as exc:
-            raise CliError(f"rq_serviceq.http has no serve() entry point ({exc})", FAILURE) from None
-    extra = {"workers": workers} if workers is not None else {}
-    entry(host=host, port=port, url=url, **extra)
+    run_server(host=host, port=port, url=url, workers=workers, access_log=access_log)
 
 
 @click.command()

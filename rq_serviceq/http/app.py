@@ -1,0 +1,216 @@
+"""``create_app()``: the ASGI app (``uvicorn --factory rq_serviceq.http:create_app``).
+
+One app serves the API, the batch pages and rq-dashboard, so one port, one
+token and one process to run.  Errors are JSON that name the problem; a
+Redis that cannot be reached or refuses a write is a 503 naming that Redis
+(password hidden), and nothing a client sees carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from .. import __version__
+from ..serviceq import RedisUnavailable
+from . import api, ui
+from .auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
+from .batcher import AutoBatcher
+from .config import HttpConfig
+from .service import PartialBatch, Service, TaskRejected
+
+logger = logging.getLogger("rq_serviceq.http")
+
+DESCRIPTION = """Service queues over HTTP: push tasks (auto-batched), read batch reports, control workers.
+See the README's "HTTP service" section. When SERVICEQ_API_TOKEN is set, send `Authorization: Bearer <token>`."""
+
+
+def create_app(config: HttpConfig | None = None) -> FastAPI:
+    """The service, configured from ``config`` or the environment (see ``HttpConfig.from_env``)."""
+    config = config or HttpConfig.from_env()
+    _ensure_logging()
+    app = FastAPI(title="rq-serviceq", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    app.state.config = config
+    app.state.service = Service(config)
+    app.state.batcher = None
+    check = TokenCheck(config.api_token)
+    app.include_router(api.open_router)
+    app.include_router(api.router)
+    app.include_router(ui.router)
+    _mount_dashboard(app, config)
+    _add_error_handlers(app)
+    if check.required:
+        app.add_middleware(TokenMiddleware, check=check)  # type: ignore[arg-type,unused-ignore]
+    _document_token(app)
+    return app
+
+
+def _document_token(app: FastAPI) -> None:
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_to_openapi(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    config: HttpConfig = app.state.config
+    service: Service = app.state.service
+    logger.info(
+        "Batch config: max_size=%d, max_delay=%gms, auto_batch=%s",
+        config.batch_max_size,
+        config.batch_max_delay_ms,
+        str(config.batch_auto_enabled).lower(),
+    )
+    restore = _nothing
+    if config.batch_auto_enabled:
+        app.state.batcher = AutoBatcher(_flusher(service), config.batch_max_size, config.batch_max_delay_ms)
+        logger.info("Started batch flusher background task")
+        restore = _flush_on_signal(app.state.batcher)
+    await _check_redis(service)
+    try:
+        yield
+    finally:
+        restore()
+        if app.state.batcher is not None:
+            await app.state.batcher.close()  # answers every request still waiting for a flush
+        service.close()
+        logger.info("rq-serviceq HTTP service stopped")
+
+
+def _flush_on_signal(batcher: AutoBatcher) -> Callable[[], None]:
+    """On SIGTERM/SIGINT flush at once, then let the server's own handler shut it down.
+
+    The server waits for in-flight requests before the lifespan ends, and those
+    requests wait for their flush: without this, shutdown would first sit out
+    BATCH_MAX_DELAY_MS.  Chained onto whatever handler the server (uvicorn,
+    gunicorn's worker) installed; skipped off the main thread (in-process tests).
+    """
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(batcher.flush_now)
+        chained = previous.get(signum)
+        if callable(chained):
+            chained(signum, frame)
+
+    if threading.current_thread() is not threading.main_thread():
+        return _nothing
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, old)
+
+    return restore
+
+
+def _nothing() -> None:
+    return None
+
+
+def _flusher(service: Service) -> Any:
+    async def flush(name: str, tasks: list[Any]) -> list[Any]:
+        results: list[Any] = await service.run(service.push_each, name, tasks)
+        return results
+
+    return flush
+
+
+async def _check_redis(service: Service) -> None:
+    try:
+        await service.run(service.conn.ping)
+        logger.info("Redis at %s reachable", service.where)
+    except redis.exceptions.RedisError as exc:  # serve anyway: requests get 503 until Redis is back
+        logger.warning("Redis at %s not reachable yet (%s); requests get 503 until it is", service.where, exc)
+
+
+def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:
+    try:
+        from a2wsgi import WSGIMiddleware
+
+        from .dashboard import dashboard_app
+    except ImportError as exc:  # the page is optional; the API is not
+        logger.warning("rq-dashboard not mounted at /rq (%s): pip install 'rq-serviceq[http]'", exc)
+        return
+    wsgi = WSGIMiddleware(dashboard_app(config.redis_url), workers=4)
+    app.mount("/rq", wsgi)  # type: ignore[arg-type]
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    where = app.state.service.where
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, api.describe_errors(exc.errors()))
+
+    @app.exception_handler(ValidationError)
+    async def invalid_setting(request: Request, exc: ValidationError) -> JSONResponse:
+        return _error(422, api.describe_errors(exc.errors()))
+
+    @app.exception_handler(TaskRejected)
+    async def rejected(request: Request, exc: TaskRejected) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @app.exception_handler(LookupError)
+    async def not_found(request: Request, exc: LookupError) -> JSONResponse:
+        return _error(404, str(exc).strip("'\""))
+
+    @app.exception_handler(PartialBatch)
+    async def partial(request: Request, exc: PartialBatch) -> JSONResponse:
+        ids = [task_id for res in exc.written for task_id in res.task_ids]
+        written = f"the first {len(ids)} tasks were written (whole chunks of 1,000), the rest not"
+        detail = f"{_redis_problem(exc.cause, where)}; {written}"
+        return _error(503, detail, task_ids=ids, total_enqueued=len(ids))
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def redis_down(request: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
+        return _error(503, _redis_problem(exc, where), headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error; the server log has the details")
+
+
+def _redis_problem(exc: BaseException, where: str) -> str:
+    if isinstance(exc, RedisUnavailable):
+        return str(exc)  # already names the Redis, password hidden
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return f"cannot reach Redis at {where}: {exc}"
+    return f"Redis at {where} refused the request: {exc}"
+
+
+def _ensure_logging() -> None:
+    """The seed's batching lines are part of the service's contract: show them even without a logging setup."""
+    ours = logging.getLogger("rq_serviceq.http")
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        ours.addHandler(handler)

@@ -1,0 +1,106 @@
+"""SERVICEQ_API_TOKEN: one shared secret for the API, the batch pages and the dashboard.
+
+API clients send ``Authorization: Bearer <token>``.  Browsers cannot attach a
+header to a link they follow, so the pages (``/ui``, ``/rq``) also take HTTP
+Basic with the token as the password: the browser asks once and sends it on.
+Comparison is ``hmac.compare_digest``, so response time tells nothing about
+how much of a guess was right.
+
+The check is one ASGI middleware in front of everything (the mounted
+dashboard included) rather than a FastAPI dependency per route: a
+dependency costs a resolution on every request, a third of a single-task
+push's CPU when measured.  Only health and the API's own documentation are
+open.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pydantic import SecretStr
+
+REALM = "rq-serviceq"
+OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PAGE_PREFIXES = ("/ui", "/rq")  # what a browser opens: Basic login allowed and asked for
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class TokenCheck:
+    def __init__(self, token: SecretStr | None) -> None:
+        self._token = token.get_secret_value().encode() if token else None
+
+    @property
+    def required(self) -> bool:
+        return self._token is not None
+
+    def allows(self, authorization: str | None, basic: bool = False) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer":
+            return hmac.compare_digest(given.strip().encode(), self._token)
+        if basic and scheme.lower() == "basic":
+            return hmac.compare_digest(_basic_password(given.strip()), self._token)
+        return False
+
+
+def _basic_password(encoded: str) -> bytes:
+    try:
+        decoded = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded.partition(b":")[2]
+
+
+class TokenMiddleware:
+    """Refuses (401) every HTTP request without the token, except health and the API docs."""
+
+    def __init__(self, app: ASGIApp, check: TokenCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        page = scope["path"].startswith(PAGE_PREFIXES)
+        authorization = next((v.decode("latin1") for k, v in scope["headers"] if k.lower() == b"authorization"), None)
+        if self.check.allows(authorization, basic=page):
+            await self.app(scope, receive, send)
+            return
+        if page:
+            await _refuse(send, "login required: the password is SERVICEQ_API_TOKEN (any user name)", "Basic")
+        else:
+            await _refuse(send, "missing or wrong token: send 'Authorization: Bearer <SERVICEQ_API_TOKEN>'", "Bearer")
+
+
+async def _refuse(send: Send, detail: str, scheme: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    challenge = f'Basic realm="{REALM}", charset="UTF-8"' if scheme == "Basic" else f'Bearer realm="{REALM}"'
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", challenge.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def add_bearer_to_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Tell OpenAPI clients (and the docs' Authorize button) about the token, without a per-route dependency."""
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "HTTPBearer": {"type": "http", "scheme": "bearer", "description": "SERVICEQ_API_TOKEN, when the server has one"}
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            operation["security"] = [] if path in OPEN_PATHS else [{"HTTPBearer": []}]
+    return schema

@@ -1,0 +1,89 @@
+"""The service's settings, read once from the environment at start-up.
+
+A typo in a variable should stop the server with a message naming it, not
+run it with a default the operator did not choose, hence the pydantic model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from ..models import validate_name
+from ..push import CHUNK_SIZE
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+# environment variable -> field; BATCH_* are the seed's names, SERVICEQ_* this service's own.
+ENV_VARS = {
+    "BATCH_MAX_SIZE": "batch_max_size",
+    "BATCH_MAX_DELAY_MS": "batch_max_delay_ms",
+    "BATCH_AUTO_ENABLED": "batch_auto_enabled",
+    "SERVICEQ_MAX_BATCH": "max_batch",
+    "SERVICEQ_MAX_BODY_BYTES": "max_body_bytes",
+    "SERVICEQ_DEFAULT": "default_queue",
+    "SERVICEQ_AUTO_CREATE": "auto_create",
+    "SERVICEQ_API_TOKEN": "api_token",
+    "SERVICEQ_REDIS_POOL": "redis_pool",
+}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class HttpConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = DEFAULT_REDIS_URL
+    # A flush is one PUSH call, hence atomic, only while it fits one chunk.
+    batch_max_size: Annotated[int, Field(ge=1, le=CHUNK_SIZE)] = 100
+    batch_max_delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 50.0
+    batch_auto_enabled: bool = True
+    max_batch: Annotated[int, Field(ge=1)] = 10_000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    default_queue: str = "default"
+    auto_create: bool = True
+    api_token: SecretStr | None = None
+    redis_pool: Annotated[int, Field(ge=1, le=1024)] = 64  # connections, and threads that use them
+
+    @field_validator("default_queue")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_name(value)
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        return value or None  # an empty SERVICEQ_API_TOKEN means none, not a token of ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HttpConfig:
+        """Settings from the environment; Redis URL from RQ_REDIS_URL, then REDIS_URL (as the workers')."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        url = env.get("RQ_REDIS_URL") or env.get("REDIS_URL")
+        if url:
+            values["redis_url"] = url
+        for var, field in ENV_VARS.items():
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                values[field] = _boolean(var, raw) if field in ("batch_auto_enabled", "auto_create") else raw.strip()
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            fields = {field: var for var, field in ENV_VARS.items()}
+            problems = "; ".join(
+                f"{fields.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ValueError(f"bad rq-serviceq HTTP setting: {problems}") from None
+
+
+def _boolean(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"bad rq-serviceq HTTP setting: {var}={raw!r} is not a boolean (true/false)")

@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP service: pydantic models, so the OpenAPI schema is the contract.
+
+Settings reuse the core's field types (``WorkerCount``, ``RetryLimit``, ``Seconds``), so a bad value
+is refused here with the same rule the library would apply, before anything
+is written.  No Redis code lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from ..models import BatchReport, Concurrency, RetryLimit, Seconds, WorkerCount, WorkerReport
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchRequest(_In):
+    tasks: list[Any] = Field(description="the tasks, any JSON values; at most SERVICEQ_MAX_BATCH")
+
+
+class WorkerConfigUpdate(_In):
+    """Omitted (or null) fields keep their value."""
+
+    worker_count: WorkerCount | None = None
+    waiting_period: Seconds | None = None
+    resting_period: Seconds | None = None
+    auto_start: StrictBool | None = None
+    concurrency: Concurrency | None = None
+
+
+class RetryConfigUpdate(_In):
+    """Omitted (or null) fields keep their value."""
+
+    retry_limit: RetryLimit | None = None
+    loop_backoff: Seconds | None = None
+
+
+class ScaleRequest(_In):
+    worker_count: WorkerCount
+
+
+class TaskCreated(BaseModel):
+    task_id: str
+    batch_id: str
+
+
+class BatchCreated(BaseModel):
+    """The seed's batch response, plus the batch the tasks joined."""
+
+    task_ids: list[str]
+    batch_id: str = Field(description="the batch the first task joined or opened")
+    batch_ids: list[str] = Field(description="every batch the tasks landed in (more than one only if a batch ended)")
+    total_enqueued: int
+    message: str
+
+
+class ServiceQSummary(BaseModel):
+    name: str
+    status: str
+
+
+class ServiceQList(BaseModel):
+    serviceqs: list[ServiceQSummary]
+
+
+class StatusInfo(BaseModel):
+    """The seed's GetStatusInfo() map."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch_id: str | None = None
+    batch_duration: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    status: str
+    total_submitted: int = 0
+    total_success: int = 0
+    total_failed: int = 0
+    total_pending: int = 0
+    pending_q_length: int = 0
+    passed_q_length: int = 0
+    failed_q_length: int = 0
+    waiting_retries: int = 0
+    eta_seconds: float | None = None
+    worker_reports: dict[str, WorkerReport] = {}
+
+
+class ServiceQDetail(BaseModel):
+    name: str
+    settings: dict[str, Any] = Field(description="the seed's Describe(): id, name, worker and retry settings, ...")
+    status_info: StatusInfo
+
+
+class BatchList(BaseModel):
+    batches: list[BatchReport]
+
+
+class Page(BaseModel):
+    outcome: Literal["passed", "failed"] | None
+    offset: int
+    limit: int
+
+
+class BatchReportPage(BatchReport):
+    """The seed's batch report with its task lists paged (``?outcome=&offset=&limit=``)."""
+
+    page: Page
+
+
+class BatchProgress(BaseModel):
+    """What the batch page polls: counters, rate and time left."""
+
+    batch_id: str
+    status: str
+    total_submitted: int
+    total_success: int
+    total_failed: int
+    total_pending: int
+    waiting_retries: int = Field(description="pending tasks waiting for a retry's due time")
+    start_time: float | None
+    end_time: float | None
+    batch_duration: float | None
+    rate_per_second: float | None = Field(description="tasks ended per second so far")
+    eta_seconds: float | None
+    end_callback: str | None = None
+
+
+class ControlResult(BaseModel):
+    name: str
+    status: str
+    message: str
+    batch_id: str | None = None
+    count: int | None = None
+    live_workers: int | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    redis: str
+    waiting_tasks: int = Field(description="tasks the auto-batcher holds, not yet flushing")
+
+
+class ErrorBody(BaseModel):
+    detail: str

@@ -1,0 +1,97 @@
+"""rq-dashboard at /rq and the batch pages at /ui, rendered by a real headless Chromium behind the token.
+
+Screenshots are kept in the test's tmp path; their paths are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+
+from rq_serviceq import ServiceQ
+from rq_serviceq.testing import RedisServer
+from tests import tasks
+from tests.conftest import drain
+from tests.http_helpers import running_server, wait_for
+from tests.test_seed import SEED_TASKS
+
+TOKEN = "browser-s3cret"
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+CHROMEDRIVER = shutil.which("chromedriver") or shutil.which("/usr/bin/chromedriver")
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,1000",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver (.ci/run does)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    # The token on every request the pages make, as a proxy or an extension would add it.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(driver: Any, path: Path) -> None:
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 5000
+    print(f"screenshot: {path}")
+
+
+def test_dashboard_and_batch_page_render_in_chromium(
+    browser: Any, redis_server: RedisServer, conn: Redis, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with running_server(redis_server.url, tmp_path / "server.log", SERVICEQ_API_TOKEN=TOKEN) as server:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        added = httpx.post(f"{server.base}/serviceqs/drag/tasks/batch", json={"tasks": SEED_TASKS}, headers=auth)
+        batch_id = added.json()["batch_id"]
+        sq = ServiceQ.open("drag", connection=conn)
+        sq.set_task_function(tasks.seed_task)  # retry_limit 0: three fail
+        drain(sq)
+
+        browser.get(f"{server.base}/rq/")
+        wait_for(lambda: "drag-pending" in browser.page_source, 20, "rq-dashboard to list drag-pending")
+        assert "RQ dashboard" in browser.title or "rq" in browser.title.lower()
+        shot(browser, tmp_path / "rq-dashboard.png")
+
+        browser.get(f"{server.base}/ui/")
+        wait_for(lambda: browser.find_elements(By.LINK_TEXT, "drag"), 20, "the service queue list")
+        shot(browser, tmp_path / "ui-serviceqs.png")
+
+        browser.get(f"{server.base}/ui/serviceqs/drag/batches/{batch_id}")
+        rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")  # noqa: E731
+        wait_for(lambda: browser.find_element(By.ID, "status").text == "FINISHED" and len(rows()) == 7, 20, "report")
+        assert browser.find_element(By.ID, "total_failed").text == "3"
+        outcomes = [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows()]
+        assert outcomes == ["failed"] * 3 + ["passed"] * 4  # failed tasks first
+        assert "NO_RETRY | user do not have whatsapp number" in browser.page_source
+        assert browser.find_element(By.ID, "eta").text == "0.0 s"
+        shot(browser, tmp_path / "ui-batch.png")
