@@ -239,14 +239,16 @@ def test_script_prints_the_lua_a_producer_loads() -> None:
     assert CliRunner().invoke(cli, ["script", "nope"]).exit_code == 2
 
 
-def test_serve_needs_the_http_service() -> None:
-    try:
-        import rq_serviceq.http  # noqa: F401
-    except ImportError:
-        one_line_error(CliRunner().invoke(cli, ["serve", "--port", "1"]), 1, "pip install 'rq-serviceq[http]'")
-    else:
-        pytest.skip("rq_serviceq.http is installed: tests/test_deploy.py runs serve for real")
-    assert "--host" in run("serve", "--help").output
+def test_serve_passes_its_options_to_the_http_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rq-serviceq serve` runs rq_serviceq.http.serve with what it was given (tests/test_deploy.py and
+    tests/test_http_server.py run the server for real)."""
+    from rq_serviceq.http import serve as serve_module
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(serve_module, "serve", lambda **kw: calls.append(kw))
+    run("serve", "--host", "0.0.0.0", "--port", "8001", "--url", "redis://r:6379/0", "--workers", "2")
+    assert calls == [{"host": "0.0.0.0", "port": 8001, "url": "redis://r:6379/0", "workers": 2, "access_log": False}]
+    assert "--access-log" in run("serve", "--help").output
 
 
 def test_start_runs_burst_workers_here(sq: ServiceQ) -> None:
@@ -269,18 +271,3 @@ def test_demo_command_runs_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen == ["redis://elsewhere:6379/0"]
     monkeypatch.setattr(demo, "main", lambda: 1)
     assert CliRunner().invoke(cli, ["demo"]).exit_code == 1
-
-
-@pytest.mark.parametrize("entry_in", ["package", "submodule"])
-def test_serve_calls_the_http_service_entry(monkeypatch: pytest.MonkeyPatch, entry_in: str) -> None:
-    """`rq_serviceq.http.serve(host=, port=, url=)`, whether serve() is in the package or its `serve` module."""
-    import types
-
-    calls: list[dict[str, object]] = []
-    package = types.ModuleType("rq_serviceq.http")
-    submodule = types.ModuleType("rq_serviceq.http.serve")
-    (package if entry_in == "package" else submodule).serve = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rq_serviceq.http", package)
-    monkeypatch.setitem(sys.modules, "rq_serviceq.http.serve", submodule)
-    run("serve", "--host", "0.0.0.0", "--port", "8001", "--url", "redis://r:6379/0")
-    assert calls == [{"host": "0.0.0.0", "port": 8001, "url": "redis://r:6379/0"}]

@@ -175,9 +175,10 @@ def test_seed_example_over_http(
 
 def test_a_2xx_is_never_sent_before_the_task_is_in_redis(tmp_path: Path) -> None:
     """A Redis that refuses writes mid-run: the requests of that flush get 503 and none of them is written."""
-    with RedisServer() as redis_srv, running_server(
-        redis_srv.url, tmp_path / "server.log", BATCH_MAX_SIZE="10", BATCH_MAX_DELAY_MS="50"
-    ) as srv:
+    with (
+        RedisServer() as redis_srv,
+        running_server(redis_srv.url, tmp_path / "server.log", BATCH_MAX_SIZE="10", BATCH_MAX_DELAY_MS="50") as srv,
+    ):
         conn = Redis.from_url(redis_srv.url)
         ok = post_concurrently(srv.base, "/serviceqs/drag/tasks", [{"i": i} for i in range(10)])
         assert [r.status_code for r in ok] == [201] * 10

@@ -10,5 +10,5 @@ from tests.soak import soak
 
 @pytest.mark.timeout(240)
 def test_bounded_soak(conn: Redis, redis_url: str) -> None:
-    done = soak(redis_url, seconds=40, seed=11)
+    done = soak(redis_url, seconds=15, seed=11)
     assert done["pushes"] and done["pauses"] and done["scales"] and done["kills"]
