@@ -46,7 +46,7 @@ MARKER = "measured (bench/profiling.py"
 SOCKET_LEAVES = ("_read_from_socket", "SocketBuffer.readline", "SocketBuffer.read ", "send_packed_command", "can_read")
 
 _CLAIM, _JOB = ";claim (rq_serviceq/claim.py", ";_job (rq_serviceq/claim.py"
-_SETTLE, _LUA = ";settle (rq_serviceq/ledger.py", ";run (rq_serviceq/scripts.py"
+_SETTLE, _LUA = ";settle (rq_serviceq/ledger.py", ";_run (rq_serviceq/scripts.py"
 # (step, substrings that must all be in the stack; ";" anchors a frame's start); the first match wins.
 STEPS: dict[str, list[tuple[str, list[str]]]] = {
     "sq-worker": [

@@ -16,9 +16,9 @@ from redis import Redis
 from . import keys as k
 from . import scripts
 from .job import ServiceQJob
-from .models import Settings
+from .models import Settings, Status
 from .scripts import LEASE_SECONDS
-from .state import ServiceQDeleted, decode_hash, settings_from_hash, text
+from .state import ServiceQDeleted, decode_hash, settings_from_hash
 
 
 @dataclass
@@ -46,36 +46,34 @@ def claim(
     finalize_lease: float = LEASE_SECONDS,
 ) -> Claim:
     ctx = scripts.Context(keys, worker_name, lease=lease, finalize_lease=finalize_lease)
-    reply = scripts.run(conn, scripts.CLAIM, ctx, [count, uuid.uuid4().hex])
-    now, status, active, wake, finalize, state, tasks, in_flight = reply
-    if status == b"DELETED":
+    got = scripts.claim(conn, ctx, count, uuid.uuid4().hex)
+    if got.status == Status.DELETED:
         raise ServiceQDeleted(f"service queue {keys.name!r} was deleted")
-    wake_text = text(wake)
-    fields = decode_hash(state)
+    fields = decode_hash(got.state)
     return Claim(
-        now=float(now),
-        status=text(status),
-        active_batch=text(active),
-        wake_at=float(wake_text) if wake_text else None,
-        finalize_batch=text(finalize),
+        now=got.now,
+        status=got.status,
+        active_batch=got.active_batch,
+        wake_at=got.wake_at,
+        finalize_batch=got.finalize,
         settings=settings_from_hash(fields),
         pause_gen=int(fields.get("pause_gen") or 0),
-        jobs=[_job(conn, task_id, token, flat) for task_id, token, flat in tasks],
-        in_flight=int(in_flight),
+        jobs=[_job(conn, task_id, token, flat) for task_id, token, flat in got.tasks],
+        in_flight=got.in_flight,
     )
 
 
-def _job(conn: Redis, task_id: bytes, token: bytes, flat: list[bytes]) -> ServiceQJob:
+def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJob:
     """The claimed task as a job, its data decoded now: one that cannot be read is marked so and fails
     alone (``NO_RETRY``), instead of breaking the group it was claimed with."""
-    job = ServiceQJob(text(task_id), connection=conn)
+    job = ServiceQJob(task_id, connection=conn)
     try:
         job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
         job.args  # noqa: B018 -- RQ decodes lazily; decode here, where a failure concerns this task only
     except Exception as exc:
         cause = exc.__cause__ or exc  # RQ's DeserializationError has no message of its own
         job.unreadable = f"{type(cause).__name__}: {cause}"
-        job.sq["sq_claim"] = text(token)  # so that its failure settles even if the hash's own fields are garbage
+        job.sq["sq_claim"] = token  # so that its failure settles even if the hash's own fields are garbage
     return job
 
 
@@ -85,9 +83,8 @@ def release(
     """Put claimed but unstarted tasks back at the head of the queue; returns batches this ended."""
     if not jobs:
         return []
-    args = [x for job in jobs for x in (job.id, job.claim)]
     ctx = scripts.Context(keys, worker_name, finalize_lease=finalize_lease)
-    return [text(b) for b in scripts.run(conn, scripts.RELEASE, ctx, args)]
+    return scripts.release(conn, ctx, [(job.id, job.claim) for job in jobs]).ended_batches
 
 
 def extend_leases(
@@ -96,4 +93,4 @@ def extend_leases(
     """Renew the leases of running tasks and of batch work (finalize-zset members) this worker holds."""
     if task_ids or batch_work:
         ctx = scripts.Context(keys, lease=lease)
-        scripts.run(conn, scripts.EXTEND_LEASES, ctx, [len(task_ids), *task_ids, *batch_work])
+        scripts.extend_leases(conn, ctx, task_ids, batch_work)

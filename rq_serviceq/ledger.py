@@ -1,6 +1,6 @@
 """worker → ledger → passed/failed: recording outcomes and ending batches.
 
-All accounting happens inside Lua scripts (``count_end`` in ``scripts.LIB``),
+All accounting happens inside Lua scripts (``count_end`` in ``lua/_lib.lua``),
 so "how many are left in this batch" is never inferred from queue and
 registry lengths that RQ moves between non-atomically.  The step whose
 outcome takes the batch's pending count to zero gets the batch id back and
@@ -9,8 +9,6 @@ runs out and another worker takes it over from its next claim.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from redis import Redis
 
@@ -23,7 +21,7 @@ from .remarks import Outcome
 from .state import text
 
 END_CALLBACK_ATTEMPTS = 3
-BEGIN_PREFIX = "begin:"  # finalize-zset members for batch-begin work (see scripts.PUSH)
+BEGIN_PREFIX = "begin:"  # finalize-zset members for batch-begin work (see lua/push.lua)
 
 
 def finalize_lease(settings: Settings) -> float:
@@ -31,19 +29,9 @@ def finalize_lease(settings: Settings) -> float:
     return settings.callback_timeout * END_CALLBACK_ATTEMPTS + scripts.LEASE_SECONDS
 
 
-@dataclass(frozen=True)
-class Settled:
-    task_id: str
-    result: str  # passed | failed | retry | stale
-    due: float | None
-    retries: int
-
-
-@dataclass(frozen=True)
-class SettleResult:
-    now: float
-    tasks: list[Settled]
-    ended_batches: list[str]
+# What SETTLE answers, as the worker reads it (defined with the script's wrapper).
+Settled = scripts.Settled
+SettleResult = scripts.SettleResult
 
 
 def settle(
@@ -62,16 +50,11 @@ def settle(
     """
     if not outcomes:
         return SettleResult(0.0, [], [])
-    args = [x for job, outcome in outcomes for x in (job.id, job.claim, outcome.verdict.value, outcome.remark)]
     lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
     ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=lease)
-    now, rows, ended = scripts.run(conn, scripts.SETTLE, ctx, args)
-    return SettleResult(float(now), [_settled(row) for row in rows], [text(b) for b in ended])
-
-
-def _settled(row: list[bytes | int]) -> Settled:
-    task_id, result, due, retries = (text(x) for x in row)
-    return Settled(task_id, result, float(due) if due else None, int(retries) if retries else 0)
+    return scripts.settle(
+        conn, ctx, [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes]
+    )
 
 
 def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> None:
@@ -82,7 +65,7 @@ def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> None:
     )
     if settings.batch_begin_callback:
         conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
-    begun = scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, "BEGUN"])
+    begun = scripts.finish(conn, scripts.Context(keys), batch_id, "BEGUN").done
     if begun and error is not None:  # counted by the one caller that did the begin work
         totals.callback_failed(conn, keys, "begin")
 
@@ -108,7 +91,7 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
     )
     if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
         conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
-    done = bool(scripts.run(conn, scripts.FINISH, scripts.Context(keys), [batch_id, status]))
+    done = scripts.finish(conn, scripts.Context(keys), batch_id, status).done
     if done:  # counted once, by the caller whose FINISH ended the batch
         totals.batch_ended(conn, keys, batch_id, status)
         if error is not None and settings.batch_end_callback:

@@ -153,28 +153,19 @@ def _refused(task: Any, limit: int) -> bool:
 
 
 def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], label: str) -> list[PushResult]:
-    calls = [_chunk_args(encoded, label, ctx.keys.queue_name) for encoded in chunks]
-    if len(calls) == 1:  # one task, or one chunk: a bare EVALSHA, no pipeline bookkeeping
-        replies = [scripts.run(conn, scripts.PUSH, ctx, calls[0][1])]
-    else:
-        with conn.pipeline(transaction=False) as pipe:
-            for _, args in calls:
-                scripts.run(pipe, scripts.PUSH, ctx, args)
-            replies = pipe.execute()
-    if any(int(opened) < 0 for _, opened, _now in replies):
+    calls = [_chunk(encoded, label, ctx.keys.queue_name) for encoded in chunks]
+    replies = scripts.push(conn, ctx, calls)
+    if any(reply.deleted for reply in replies):
         raise ServiceQDeleted(f"service queue {ctx.keys.name!r} was deleted; nothing of this chunk was written")
     return [
-        PushResult(ids, batch_id.decode(), bool(int(opened)))
-        for (ids, _), (batch_id, opened, _now) in zip(calls, replies, strict=True)
+        PushResult([task_id for task_id, _, _ in call.tasks], reply.batch_id, reply.opened)
+        for call, reply in zip(calls, replies, strict=True)
     ]
 
 
-def _chunk_args(encoded: list[bytes], label: str, origin: str) -> tuple[list[str], list[Any]]:
-    ids = [uuid.uuid4().hex for _ in encoded]
-    args: list[Any] = [uuid.uuid4().hex, origin]
-    for task_id, task_json in zip(ids, encoded, strict=True):
-        args += [task_id, job_data(task_json), f"{label}({_short(task_json)})"]
-    return ids, args
+def _chunk(encoded: list[bytes], label: str, origin: str) -> scripts.PushChunk:
+    tasks = [(uuid.uuid4().hex, job_data(raw), f"{label}({_short(raw)})") for raw in encoded]
+    return scripts.PushChunk(uuid.uuid4().hex, origin, tasks)
 
 
 def _short(task_json: bytes, limit: int = 120) -> str:

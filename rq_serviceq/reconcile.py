@@ -20,7 +20,6 @@ from redis import Redis
 from . import keys as k
 from . import scripts
 from .models import Settings
-from .state import text
 
 SLICE = 500  # open tasks looked at per RECONCILE call (at most about 20 ms of Redis time)
 
@@ -38,10 +37,10 @@ def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, b
     ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl)
     cursor, failed, back, ended = "0", 0, 0, []
     while True:
-        nxt, n_failed, n_back, ended_batch = scripts.run(conn, scripts.RECONCILE, ctx, [batch_id, cursor, SLICE])
-        failed, back = failed + int(n_failed), back + int(n_back)
-        if ended_batch:
-            ended.append(text(ended_batch))
-        cursor = text(nxt)
+        audit = scripts.reconcile(conn, ctx, batch_id, cursor, SLICE)
+        failed, back = failed + audit.failed, back + audit.given_back
+        if audit.ended:
+            ended.append(audit.ended)
+        cursor = audit.cursor
         if cursor in ("0", ""):
             return Audit(failed, back, tuple(ended))

@@ -104,9 +104,193 @@ def source(name: str) -> str:
 _scripts: dict[str, Script] = {}
 
 
-def run(conn: Redis | Pipeline, name: str, ctx: Context, args: Sequence[Any] = ()) -> Any:
-    """Run a script by SHA (loading it once), on a connection or inside a pipeline."""
+def _run(conn: Redis | Pipeline, name: str, ctx: Context, args: Sequence[Any] = ()) -> Any:
+    """Run a script by SHA (loading it once), on a connection or inside a pipeline.  Only the typed
+    wrappers below call it: each script's reply is unpacked in exactly one place."""
     script = _scripts.get(name)
     if script is None:
         script = _scripts[name] = Script(conn, source(name))
     return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *args], client=conn)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- one typed wrapper per script --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushChunk:
+    """One PUSH call's own arguments: up to ~1,000 tasks as (task id, job data, description)."""
+
+    new_batch_id: str  # the batch to open if none is active
+    origin: str  # the RQ queue name
+    tasks: list[tuple[str, bytes, str]]
+
+
+@dataclass(frozen=True)
+class Pushed:
+    batch_id: str  # the batch the chunk joined or opened ('' when the service queue was deleted)
+    opened: bool
+    deleted: bool  # nothing was written: the service queue no longer exists
+
+
+def push(conn: Redis, ctx: Context, chunks: Sequence[PushChunk]) -> list[Pushed]:
+    """PUSH each chunk atomically; several chunks share one pipelined round trip, one is a bare EVALSHA."""
+
+    def args(chunk: PushChunk) -> list[Any]:
+        return [chunk.new_batch_id, chunk.origin, *(x for task in chunk.tasks for x in task)]
+
+    if len(chunks) == 1:
+        replies = [_run(conn, PUSH, ctx, args(chunks[0]))]
+    else:
+        with conn.pipeline(transaction=False) as pipe:
+            for chunk in chunks:
+                _run(pipe, PUSH, ctx, args(chunk))
+            replies = pipe.execute()
+    return [Pushed(_text(bid), int(opened) > 0, int(opened) < 0) for bid, opened, _now in replies]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    now: float
+    status: str  # the service queue's, or SUSPENDED (`rq suspend`), or DELETED
+    active_batch: str
+    wake_at: float | None  # when the next retry, lease or batch work falls due
+    finalize: str  # batch work handed to the caller ('' for none)
+    state: list[bytes]  # the state hash, flat
+    tasks: list[tuple[str, str, list[bytes]]]  # (task id, claim token, job hash flat)
+    in_flight: int  # leased tasks and batch work not yet done, anywhere
+
+
+def claim(conn: Redis, ctx: Context, count: int, new_batch_id: str) -> Claimed:
+    """CLAIM up to ``count`` tasks (``new_batch_id`` opens a batch should a requeued task need one)."""
+    now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, ctx, [count, new_batch_id])
+    wake_text = _text(wake)
+    return Claimed(
+        now=float(now),
+        status=_text(status),
+        active_batch=_text(active),
+        wake_at=float(wake_text) if wake_text else None,
+        finalize=_text(finalize),
+        state=state,
+        tasks=[(_text(task_id), _text(token), flat) for task_id, token, flat in tasks],
+        in_flight=int(in_flight),
+    )
+
+
+@dataclass(frozen=True)
+class Settled:
+    task_id: str
+    result: str  # passed | failed | retry | stale
+    due: float | None
+    retries: int
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    now: float
+    tasks: list[Settled]
+    ended_batches: list[str]
+
+
+def settle(conn: Redis, ctx: Context, outcomes: Sequence[tuple[str, str, str, str]]) -> SettleResult:
+    """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each."""
+    now, rows, ended = _run(conn, SETTLE, ctx, [x for outcome in outcomes for x in outcome])
+    return SettleResult(float(now), [_settled(row) for row in rows], [_text(b) for b in ended])
+
+
+def _settled(row: list[Any]) -> Settled:
+    task_id, result, due, retries = (_text(x) for x in row)
+    return Settled(task_id, result, float(due) if due else None, int(retries) if retries else 0)
+
+
+@dataclass(frozen=True)
+class Released:
+    ended_batches: list[str]  # batches whose last tasks, stopped, this failed
+
+
+def release(conn: Redis, ctx: Context, claims: Sequence[tuple[str, str]]) -> Released:
+    """RELEASE claimed tasks that never started: (task id, claim token) each."""
+    return Released([_text(b) for b in _run(conn, RELEASE, ctx, [x for pair in claims for x in pair])])
+
+
+@dataclass(frozen=True)
+class Extended:
+    count: int
+
+
+def extend_leases(conn: Redis, ctx: Context, task_ids: Sequence[str], batch_work: Sequence[str]) -> Extended:
+    """EXTEND_LEASES of running tasks and of batch work (finalize-zset members) a live process holds."""
+    return Extended(int(_run(conn, EXTEND_LEASES, ctx, [len(task_ids), *task_ids, *batch_work])))
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    pause_gen: int  # bumped by a pause: workers compare it with the one their claim saw
+
+
+def set_status(conn: Redis, ctx: Context, paused: bool) -> StatusChange:
+    """SET_STATUS: pause, or resume where work stopped."""
+    status, gen = _run(conn, SET_STATUS, ctx, [Status.PAUSED if paused else "RESUME"])
+    return StatusChange(_text(status), int(gen))
+
+
+@dataclass(frozen=True)
+class Stopped:
+    batch_id: str | None  # the batch stopped (None when none was active)
+    pause_gen: int
+
+
+def stop(conn: Redis, ctx: Context) -> Stopped:
+    """STOP the active batch (its tasks are failed by ``stop_slice``)."""
+    batch_id, gen = _run(conn, STOP, ctx)
+    return Stopped(_text(batch_id) or None, int(gen))
+
+
+@dataclass(frozen=True)
+class StopSlice:
+    cursor: str  # pass back for the next slice; 'done' after a whole pass
+    ended: str | None  # the batch, when this slice ended it
+
+
+def stop_slice(conn: Redis, ctx: Context, batch_id: str, cursor: str, size: int) -> StopSlice:
+    """STOP_SLICE: fail up to ``size`` tasks of a stopped batch that are not running."""
+    nxt, ended = _run(conn, STOP_SLICE, ctx, [batch_id, cursor, size])
+    return StopSlice(_text(nxt), _text(ended) or None)
+
+
+@dataclass(frozen=True)
+class AuditSlice:
+    cursor: str  # '0' when the pass is over, '' when another process's pass is under way or ran lately
+    failed: int
+    given_back: int
+    ended: str | None
+
+
+def reconcile(conn: Redis, ctx: Context, batch_id: str, cursor: str, size: int) -> AuditSlice:
+    """RECONCILE one slice of a batch's open tasks with what RQ's tools did to them."""
+    nxt, failed, back, ended = _run(conn, RECONCILE, ctx, [batch_id, cursor, size])
+    return AuditSlice(_text(nxt), int(failed), int(back), _text(ended) or None)
+
+
+@dataclass(frozen=True)
+class Finished:
+    done: bool  # this call did it (False: it had been done already)
+
+
+def finish(conn: Redis, ctx: Context, batch_id: str, status: str) -> Finished:
+    """FINISH a batch's end work (``status`` FINISHED|STOPPED), or its begin work (``status`` 'BEGUN')."""
+    return Finished(bool(int(_run(conn, FINISH, ctx, [batch_id, status]))))
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    held: int  # tasks the dead worker held, now claimable
+
+
+def reclaim(conn: Redis, ctx: Context) -> Reclaimed:
+    """RECLAIM what the context's worker, known to be dead, held."""
+    return Reclaimed(int(_run(conn, RECLAIM, ctx, [k.RQ_WORKERS])))

@@ -271,12 +271,12 @@ class ServiceQ:
         claims are refused atomically, and workers holding a claimed group have
         acknowledged that they will start none of it.  Waiting retries wait.
         """
-        _status, gen = scripts.run(self.connection, scripts.SET_STATUS, scripts.Context(self.keys), ["PAUSED"])
-        control.quiesce(self.connection, self.keys, int(gen), timeout)
+        change = scripts.set_status(self.connection, scripts.Context(self.keys), paused=True)
+        control.quiesce(self.connection, self.keys, change.pause_gen, timeout)
 
     def resume(self) -> None:
         """Let workers take tasks again, where they left off."""
-        scripts.run(self.connection, scripts.SET_STATUS, scripts.Context(self.keys), ["RESUME"])
+        scripts.set_status(self.connection, scripts.Context(self.keys), paused=False)
 
     def stop(self, timeout: float = 30.0) -> str | None:
         """End the active batch now; returns its id (None when there was none).
@@ -293,11 +293,11 @@ class ServiceQ:
         settings = self.settings
         lease = 0.0 if self.role == "producer" else ledger.finalize_lease(settings)
         ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=lease)
-        batch_id, gen = scripts.run(self.connection, scripts.STOP, ctx)
+        stopped = scripts.stop(self.connection, ctx)
         deadline = time.monotonic() + timeout
-        control.quiesce(self.connection, self.keys, int(gen), timeout)
-        batch_id = state.text(batch_id)
-        if not batch_id:
+        control.quiesce(self.connection, self.keys, stopped.pause_gen, timeout)
+        batch_id = stopped.batch_id
+        if batch_id is None:
             return None
         while not self._stopped_batch_ended(ctx, settings, batch_id) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -311,10 +311,10 @@ class ServiceQ:
         """
         cursor = "q"
         while cursor != "done":
-            nxt, ended = scripts.run(self.connection, scripts.STOP_SLICE, ctx, [batch_id, cursor, STOP_SLICE_SIZE])
-            cursor = state.text(nxt)
-            if ended and self.role != "producer":
-                ledger.finalize(self.connection, self.keys, settings, state.text(ended))
+            piece = scripts.stop_slice(self.connection, ctx, batch_id, cursor, STOP_SLICE_SIZE)
+            cursor = piece.cursor
+            if piece.ended and self.role != "producer":
+                ledger.finalize(self.connection, self.keys, settings, piece.ended)
         done = "end_time" if self.role == "producer" else "finalized"
         return bool(self.connection.hexists(self.keys.batch(batch_id), done))
 

@@ -126,7 +126,7 @@ class Supervisor:
                 del pool[name]
                 if code != 0:  # killed or crashed: its tasks need not wait for their leases
                     ctx = scripts.Context(self.keys, worker_name=name)
-                    held = scripts.run(self.conn, scripts.RECLAIM, ctx, [k.RQ_WORKERS])
+                    held = scripts.reclaim(self.conn, ctx).held
                     logger.warning("worker %s exited with %s; %s of its tasks made claimable", name, code, held)
 
     def _spawn(self, burst: bool) -> None:
