@@ -8,6 +8,7 @@ Redis was blocked at a stretch.  Against a fresh throwaway Redis of its own.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from redis import Redis
@@ -32,7 +33,10 @@ def measure(url: str, n: int) -> dict[str, float]:
     stopped = time.perf_counter() - started
     report = sq.get_batch_report(batch_id)
     assert report["status"] == "STOPPED" and report["total_failed"] == n, report["status"]
-    calls = [entry["duration"] / 1000 for entry in conn.slowlog_get(100_000)]
+    entries = conn.slowlog_get(100_000)
+    calls = [entry["duration"] / 1000 for entry in entries]
+    for entry in sorted(entries, key=lambda e: -e["duration"])[:3]:  # what the longest calls were
+        print(f"{entry['duration'] / 1000:.1f} ms: {entry['command'][:70]!r}", file=sys.stderr)
     return {
         "push_s": pushed,
         "stop_s": stopped,

@@ -94,15 +94,17 @@ end
 -- in the job's meta.  RQ stores a result's return value as base64 of the job serializer's JSON
 -- and its exception text as base64 of zlib; Lua has neither, so the two are built here: zlib
 -- as one uncompressed ("stored") deflate block, which every inflater reads.
-local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local B64 = {}
+for i = 0, 63 do
+  B64[i] = string.sub('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/', i + 1, i + 1)
+end
 local function b64(s)
   local out = {}
   for i = 1, #s, 3 do
     local a, b, c = string.byte(s, i, i + 2)
     local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local q = {math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64}
-    out[#out + 1] = B64:sub(q[1] + 1, q[1] + 1) .. B64:sub(q[2] + 1, q[2] + 1)
-      .. (b and B64:sub(q[3] + 1, q[3] + 1) or '=') .. (c and B64:sub(q[4] + 1, q[4] + 1) or '=')
+    out[#out + 1] = B64[math.floor(n / 262144)] .. B64[math.floor(n / 4096) % 64]
+      .. (b and B64[math.floor(n / 64) % 64] or '=') .. (c and B64[n % 64] or '=')
   end
   return table.concat(out)
 end
@@ -121,10 +123,20 @@ end
 
 local RESULT_TYPE = {passed = 1, failed = 2, retry = 4}  -- RQ's Result.Type: SUCCESSFUL, FAILED, RETRIED
 
+local encoded = {}  -- outcome .. remark -> the Result field's value: a group's remarks are mostly alike
+
+local function result_value(outcome, remark)
+  local key = outcome .. remark
+  if not encoded[key] then
+    encoded[key] = outcome == 'passed' and b64(cjson.encode(remark)) or b64(zlib_stored(remark))
+  end
+  return encoded[key]
+end
+
 local function record_result(id, outcome, remark, retries)
   local rk = k.results_prefix .. id
   local payload = outcome == 'passed' and 'return_value' or 'exc_string'
-  local value = outcome == 'passed' and b64(cjson.encode(remark)) or b64(zlib_stored(remark))
+  local value = result_value(outcome, remark)
   redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', RESULT_TYPE[outcome], 'worker_name', k.worker_name,
     payload, value)
   redis.call('EXPIRE', rk, k.ttl)
