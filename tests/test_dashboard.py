@@ -7,7 +7,9 @@ the service queue used: its queue list, the job lists of the passed
 
 from __future__ import annotations
 
+import html
 import importlib.util
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -99,20 +101,68 @@ def test_dashboard_basic_auth(redis_url: str) -> None:
     assert client.get("/rq/0/data/queues.json", auth=("ops", "s3cret")).status_code == 200
 
 
-def test_dashboard_refuses_requeue_and_delete(make_sq: Callable[..., ServiceQ], conn: Any, client: Any) -> None:
-    """Requeue and delete would bypass the batch ledger; deploy/dashboard.py turns them off by default."""
+XHR = {"X-Requested-With": "XMLHttpRequest"}  # what rq-dashboard's buttons send (jQuery adds it)
+
+
+def test_dashboard_requeue_is_adopted_and_delete_stays_off(
+    make_sq: Callable[..., ServiceQ], conn: Any, client: Any
+) -> None:
+    """Requeue from the dashboard: the failed task runs again as a new task ``<id>-r1``, counted once, in a new
+    batch; the batch it failed in keeps its report.  Delete and empty stay off (they act behind the ledger)."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
+    drain(sq)
+    first = sq.get_batch_report()
+
+    assert client.post(f"/rq/job/{failed_ids[0]}/delete", headers=XHR).get_json() == {"status": "DISABLED"}
+    assert client.post(f"/rq/queue/{QUEUE}/failed/empty", headers=XHR).get_json() == {"status": "DISABLED"}
+    assert conn.exists(f"rq:job:{failed_ids[0]}")
+
+    assert client.post(f"/rq/job/{failed_ids[0]}/requeue", headers=XHR).get_json() == {"status": "OK"}
+    assert client.post(f"/rq/job/{failed_ids[0]}/requeue", headers=XHR).status_code == 409  # requeued already
+    assert conn.lrange(f"rq:queue:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
+    drain(sq)
+    second = sq.get_batch_report()
+    assert second["batch_id"] != first["batch_id"]
+    assert [q["task_id"] for q in second["failed_tasks"]] == [f"{failed_ids[0]}-r1"]
+    assert (second["total_submitted"], second["total_failed"], second["total_pending"]) == (1, 1, 0)
+    assert sq.get_batch_report(first["batch_id"]) == first
+    # The old task's page still reads (RQ's requeue re-saved it as JSON, not as pickle).
+    old = get_json(client, f"/rq/0/data/job/{failed_ids[0]}.json")
+    assert json.loads(html.unescape(old["metadata"]))["batch_id"] == first["batch_id"]
+    assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).get_json() == {"status": "OK", "count": 1}  # the -r1
+    assert conn.lrange(f"rq:queue:{QUEUE}", 0, -1) == [f"{failed_ids[0]}-r1".encode()]
+
+
+def test_dashboard_actions_refused_unless_sent_by_its_own_buttons(
+    make_sq: Callable[..., ServiceQ], conn: Any, client: Any
+) -> None:
+    """A browser sends its dashboard login with any request to the dashboard, one another site's page
+    makes it send too (a link, an image, a form): only a POST with X-Requested-With (which such a page
+    cannot add) requeues.  rq-dashboard itself answers GET /requeue/QUEUE."""
     sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
     sq.set_task_function(tasks.returns)
     failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
     drain(sq)
 
-    assert client.post(f"/rq/job/{failed_ids[0]}/requeue").status_code == 403
     assert client.get(f"/rq/requeue/{QUEUE}").status_code == 403
-    assert client.post(f"/rq/job/{failed_ids[0]}/delete").get_json() == {"status": "DISABLED"}
-    assert client.post(f"/rq/queue/{QUEUE}/failed/empty").get_json() == {"status": "DISABLED"}
-
+    assert client.post(f"/rq/requeue/{QUEUE}").status_code == 403
+    refused = client.post(f"/rq/job/{failed_ids[0]}/requeue")
+    assert refused.status_code == 403 and b"X-Requested-With" in refused.data
+    assert client.get(f"/rq/requeue/{QUEUE}", headers=XHR).status_code == 403  # not a POST
+    assert client.post(f"/rq/queue/{QUEUE}/compact").status_code == 403
     assert conn.zrange(f"rq:failed:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
     assert conn.llen(f"rq:queue:{QUEUE}") == 0
-    assert conn.exists(f"rq:job:{failed_ids[0]}")
-    report = sq.get_batch_report()
-    assert (report["total_submitted"], report["total_failed"], report["total_pending"]) == (1, 1, 0)
+
+
+def test_dashboard_no_requeue_refuses_it(make_sq: Callable[..., ServiceQ], conn: Any, redis_url: str) -> None:
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
+    drain(sq)
+    client = load_dashboard().create_app(redis_url, allow_requeue=False).test_client()
+    refused = client.post(f"/rq/job/{failed_ids[0]}/requeue", headers=XHR)
+    assert refused.status_code == 403 and b"requeue-failed" in refused.data
+    assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).status_code == 403
+    assert conn.zrange(f"rq:failed:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
