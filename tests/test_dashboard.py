@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from rq_serviceq import ServiceQ
-from tests import tasks
+from rq_serviceq import ServiceQ, ServiceQWorker
+from tests import elsewhere, tasks
 from tests.conftest import drain
 
 DASHBOARD_PY = Path(__file__).resolve().parent.parent / "deploy" / "dashboard.py"
@@ -166,3 +167,57 @@ def test_dashboard_no_requeue_refuses_it(make_sq: Callable[..., ServiceQ], conn:
     assert refused.status_code == 403 and b"requeue-failed" in refused.data
     assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).status_code == 403
     assert conn.zrange(f"rq:failed:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
+
+
+class _RunsWhenUnpickled:
+    """A job meta that leaves a mark (tests.elsewhere) if anything unpickles it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (elsewhere.mark, ("unpickled by the dashboard",))
+
+
+def test_no_dashboard_page_or_action_unpickles_a_job(
+    make_sq: Callable[..., ServiceQ], conn: Any, redis_url: str
+) -> None:
+    """ServiceQ jobs are JSON; a job hash whose meta is a pickle (written by whoever can write to Redis) is never
+    unpickled: rq-dashboard's own job page, Delete and Empty fetched jobs with pickle, running that code."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}] * 3)
+    drain(sq)
+    for task_id in ids:
+        conn.hset(f"rq:job:{task_id}", "meta", pickle.dumps(_RunsWhenUnpickled()))
+    client = load_dashboard().create_app(redis_url, allow_delete=True).test_client()
+
+    assert client.get(f"/rq/0/view/job/{ids[0]}").status_code == 200
+    assert client.get("/rq/0/view/job/no-such-task").status_code == 404
+    client.get(f"/rq/0/data/job/{ids[0]}.json")  # its meta is not JSON: an error, and nothing run
+    assert len(get_json(client, f"/rq/0/data/jobs/{QUEUE}/failed/20/asc/1.json")["jobs"]) == 3
+    refused = client.post(f"/rq/job/{ids[0]}/requeue", headers=XHR)  # RQ would save it back, and fail half-way
+    assert refused.status_code == 422 and "not JSON" in refused.get_json()["message"]
+    assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).get_json() == {"status": "OK", "count": 0}
+    assert conn.zcard(f"rq:failed:{QUEUE}") == 3 and conn.llen(f"rq:queue:{QUEUE}") == 0
+    assert client.post(f"/rq/job/{ids[1]}/delete", headers=XHR).get_json() == {"status": "OK"}
+    assert client.post(f"/rq/queue/{QUEUE}/failed/empty", headers=XHR).get_json() == {"status": "OK"}
+    assert conn.lrange(elsewhere.EXECUTED, 0, -1) == []
+    assert not any(conn.exists(f"rq:job:{task_id}") for task_id in ids)
+
+
+def test_worker_list_reads_a_current_job_as_json(make_sq: Callable[..., ServiceQ], conn: Any, client: Any) -> None:
+    """Once a worker names its current job (RQ's ``current_job``), rq-dashboard's worker list reads that job: with
+    pickle it answered 500 for the whole list.  The job's line is its description, HTML-escaped (the page writes
+    it as HTML)."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    (task_id,) = sq.push_many([{"value": True, "note": "<b>"}])
+    worker = ServiceQWorker(QUEUE, connection=conn)
+    worker.register_birth()
+    try:
+        conn.hset(worker.key, mapping={"state": "busy", "current_job": task_id})  # as RQ's worker loop sets them
+        (row,) = get_json(client, "/rq/0/data/workers.json")["workers"]
+        assert row["name"] == worker.name and row["state"] == "busy" and row["queues"] == [QUEUE]
+        assert row["current_job"]["job_id"] == task_id
+        assert row["current_job"]["description"] == 'tests.tasks.returns({"value":true,"note":"<b>"})'
+        assert row["current_job"]["call_string"] == 'tests.tasks.returns({"value":true,"note":"&lt;b&gt;"})'
+    finally:
+        worker.register_death()

@@ -5,7 +5,12 @@ process-wide serializer setting, ``rq_dashboard.web.config.serializer``, which
 :func:`install` sets to JSON; but some of its views ignore that setting, and its job page
 writes text into the page as HTML.  :func:`install` replaces those views on the one app it
 is given (``app.view_functions``: other apps in the process, and the shared blueprint, are
-untouched):
+untouched), keeping what they show and answer:
+
+- **The job page, Delete and Empty** fetch the job with pickle, which loads its ``meta``
+  with ``pickle.loads``: whoever could write a job hash in Redis ran code in the dashboard's
+  process (on ``/rq``, the HTTP service's) the moment an operator opened that task's page.
+  Here they fetch JSON.
 
 - **Requeue and Requeue All** call ``requeue_job(id, connection)``, which reads the job with
   pickle and saves it back: its JSON ``meta`` becomes a pickle of ``{"unserialized": ...}``,
@@ -44,12 +49,21 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, abort, current_app, jsonify, make_response, render_template, request, url_for
 from redis import Redis
 from rq import Worker
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.registry import FailedJobRegistry
+from rq.queue import Queue
+from rq.registry import (
+    BaseRegistry,
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
@@ -63,6 +77,14 @@ WRITE_ENDPOINTS = REQUEUE_ENDPOINTS | {
 # Fields of /N/data/job/ID.json that rq-dashboard's job page writes into the page as HTML.
 JOB_PAGE_RAW_FIELDS = ("description", "origin", "status", "exc_info", "metadata", "result")
 NO_STORE = {"Cache-Control": "no-store"}
+REGISTRIES: dict[str, type[BaseRegistry]] = {
+    "failed": FailedJobRegistry,
+    "deferred": DeferredJobRegistry,
+    "started": StartedJobRegistry,
+    "finished": FinishedJobRegistry,
+    "canceled": CanceledJobRegistry,
+    "scheduled": ScheduledJobRegistry,
+}
 View = Callable[..., Any]
 
 
@@ -76,6 +98,9 @@ def install(app: Flask) -> None:
     # Process-wide in rq-dashboard: do not mix pickle and JSON queues in one dashboard process.
     rq_dashboard.web.config.serializer = JSONSerializer
     views = app.view_functions
+    views[f"{BLUEPRINT}.job_view"] = job_view
+    views[f"{BLUEPRINT}.delete_job_view"] = delete_job_view
+    views[f"{BLUEPRINT}.empty_queue"] = empty_queue
     views[f"{BLUEPRINT}.requeue_job_view"] = requeue_job_view
     views[f"{BLUEPRINT}.requeue_all"] = requeue_all
     views[f"{BLUEPRINT}.list_workers"] = list_workers
@@ -101,25 +126,104 @@ def _conn() -> Redis:
     return conn
 
 
+def _fetch(job_id: str) -> Job:
+    return Job.fetch(job_id, connection=_conn(), serializer=JSONSerializer)
+
+
+def job_view(instance_number: int, job_id: str) -> Any:
+    """rq-dashboard's job page (the same template and context), the job fetched as JSON; 404 for no such job."""
+    import rq_dashboard.web as web
+
+    try:
+        job = _fetch(job_id)
+    except NoSuchJobError:
+        abort(404)
+    response = make_response(
+        render_template(
+            "rq_dashboard/job.html",
+            current_instance=instance_number,
+            instance_list=web.escape_format_instance_list(current_app.config.get("RQ_DASHBOARD_REDIS_URL")),
+            id=job.id,
+            rq_url_prefix=url_for(f"{BLUEPRINT}.queues_overview"),
+            rq_dashboard_version=web.rq_dashboard_version,
+            rq_version=web.rq_version,
+            deprecation_options_usage=current_app.config.get("DEPRECATED_OPTIONS", False),
+            enable_delete=not current_app.config.get("RQ_DASHBOARD_DISABLE_DELETE"),
+        )
+    )
+    response.headers.set("Cache-Control", "no-store")
+    return response
+
+
+def _delete_disabled() -> bool:
+    return bool(current_app.config.get("RQ_DASHBOARD_DISABLE_DELETE"))
+
+
+def _delete(job_id: str, registry: BaseRegistry | None = None) -> bool:
+    try:
+        _fetch(job_id).delete()
+    except NoSuchJobError:
+        if registry is not None:
+            registry.remove(job_id)
+        return False
+    return True
+
+
+def delete_job_view(job_id: str) -> Any:
+    """rq-dashboard's Delete (answers DISABLED when delete is off), the job fetched as JSON."""
+    if _delete_disabled():
+        return jsonify(status="DISABLED"), 200, NO_STORE
+    return jsonify(status="OK" if _delete(job_id) else "ERROR"), 200, NO_STORE
+
+
+def empty_queue(queue_name: str, registry_name: str) -> Any:
+    """rq-dashboard's Empty (answers DISABLED when delete is off), the jobs fetched as JSON."""
+    if _delete_disabled():
+        return jsonify(status="DISABLED"), 200, NO_STORE
+    if registry_name == "queued":
+        Queue(queue_name, connection=_conn(), serializer=JSONSerializer).empty()
+    elif registry_name in REGISTRIES:
+        registry = REGISTRIES[registry_name](queue_name, connection=_conn(), serializer=JSONSerializer)
+        for job_id in registry.get_job_ids(cleanup=False):
+            _delete(job_id, registry)
+    return jsonify(status="OK"), 200, NO_STORE
+
+
+class Unrequeueable(Exception):
+    """A task RQ's requeue would drop: its meta is not JSON, so saving it back fails after it left the registry."""
+
+
+def _requeue(job_id: str) -> None:
+    job = _fetch(job_id)
+    try:
+        JSONSerializer.dumps(job.meta)
+    except (TypeError, ValueError) as exc:
+        raise Unrequeueable(f"task {job_id}'s meta is not JSON; requeue it with rq-serviceq requeue-failed") from exc
+    job.requeue()
+
+
 def requeue_job_view(job_id: str) -> Any:
     """rq-dashboard's Requeue, reading and saving the job as JSON."""
     try:
-        Job.fetch(job_id, connection=_conn(), serializer=JSONSerializer).requeue()
+        _requeue(job_id)
     except NoSuchJobError:
         return jsonify(status="ERROR", message=f"no task {job_id}"), 404, NO_STORE
     except InvalidJobOperation:  # not (or no longer) in the failed registry: requeued by someone else first
         return jsonify(status="ERROR", message=f"task {job_id} is not in the failed registry"), 409, NO_STORE
+    except Unrequeueable as exc:
+        return jsonify(status="ERROR", message=str(exc)), 422, NO_STORE
     return jsonify(status="OK"), 200, NO_STORE
 
 
 def requeue_all(queue_name: str) -> Any:
-    """rq-dashboard's Requeue All, reading and saving jobs as JSON; tasks requeued meanwhile are skipped."""
+    """rq-dashboard's Requeue All, reading and saving jobs as JSON; tasks requeued meanwhile, or not requeueable,
+    are skipped."""
     registry = FailedJobRegistry(queue_name, connection=_conn(), serializer=JSONSerializer)
     count = 0
     for job_id in registry.get_job_ids(cleanup=False):
         try:
-            registry.requeue(job_id)
-        except (NoSuchJobError, InvalidJobOperation):
+            _requeue(job_id)
+        except (NoSuchJobError, InvalidJobOperation, Unrequeueable):
             continue
         count += 1
     return jsonify(status="OK", count=count), 200, NO_STORE
@@ -153,9 +257,9 @@ def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
     if job_id is None:
         return "idle"
     try:
-        job = Job.fetch(job_id, connection=_conn(), serializer=JSONSerializer)
+        job = _fetch(job_id)
     except NoSuchJobError:
-        return {"job_id": job_id, "description": "", "created_at": None, "call_string": html.escape(job_id)}
+        return {"job_id": job_id, "description": "", "created_at": None, "call_string": _text(job_id)}
     description = job.description
     if not description:
         try:
@@ -166,7 +270,7 @@ def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
         "job_id": job.id,
         "description": description,  # the page escapes this one (the row's title)
         "created_at": job.created_at.isoformat() if job.created_at else None,
-        "call_string": html.escape(description or ""),  # and writes this one as HTML
+        "call_string": _text(description or ""),  # and writes this one as HTML
     }
 
 
@@ -187,11 +291,18 @@ def _escaped(view: View) -> View:
     return job_info
 
 
+def _text(value: str) -> str:
+    """Escaped for HTML text (what these fields are in rq-dashboard's templates; no attribute takes them).
+
+    Quotes stay as they are, so a result shown through ``JSON.stringify`` reads as JSON."""
+    return html.escape(value, quote=False)
+
+
 def _escape(value: Any) -> Any:
     if isinstance(value, str):
-        return html.escape(value)
+        return _text(value)
     if isinstance(value, list):
         return [_escape(v) for v in value]
     if isinstance(value, dict):
-        return {html.escape(str(k)): _escape(v) for k, v in value.items()}
+        return {_text(str(k)): _escape(v) for k, v in value.items()}
     return value
