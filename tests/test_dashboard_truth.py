@@ -244,6 +244,14 @@ def test_requeue_buttons_make_new_tasks_counted_once(
     sq, ids, first = truth_batch(make_sq)
     queued = lambda: [x.decode() for x in conn.lrange(f"rq:queue:{QUEUE}", 0, -1)]  # noqa: E731
 
+    # Behind the token, and only as the dashboard's own buttons send it (a link or another site's form: refused).
+    xhr = {"X-Requested-With": "XMLHttpRequest"}
+    assert httpx.post(f"{server.base}/rq/job/{ids['no_retry']}/requeue", headers=xhr).status_code == 401
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{server.base}/rq/requeue/{QUEUE}", headers=bearer).status_code == 403
+    assert httpx.post(f"{server.base}/rq/requeue/{QUEUE}", headers=bearer).status_code == 403
+    assert queued() == []
+
     page = job_page(browser, server, ids["no_retry"])
     assert page["requeue_shown"]
     browser.find_element(By.ID, "requeue-job-btn").click()

@@ -11,7 +11,6 @@ untouched), keeping what they show and answer:
   with ``pickle.loads``: whoever could write a job hash in Redis ran code in the dashboard's
   process (on ``/rq``, the HTTP service's) the moment an operator opened that task's page.
   Here they fetch JSON.
-
 - **Requeue and Requeue All** call ``requeue_job(id, connection)``, which reads the job with
   pickle and saves it back: its JSON ``meta`` becomes a pickle of ``{"unserialized": ...}``,
   and that task's job page answers 500 from then on.  Here they requeue with the JSON
@@ -68,6 +67,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
 BLUEPRINT = "rq_dashboard"
+EXTENSION = "rq_serviceq.dashboard"  # app.extensions key: installed on this app
 REQUEUE_ENDPOINTS = frozenset({f"{BLUEPRINT}.requeue_job_view", f"{BLUEPRINT}.requeue_all"})
 WRITE_ENDPOINTS = REQUEUE_ENDPOINTS | {
     f"{BLUEPRINT}.delete_job_view",
@@ -91,9 +91,14 @@ View = Callable[..., Any]
 def install(app: Flask) -> None:
     """Set rq-dashboard (registered on ``app`` as the blueprint ``rq_dashboard``) up for JSON jobs.
 
-    Call it after ``app.register_blueprint(rq_dashboard.blueprint, ...)``.
+    Call it after ``app.register_blueprint(rq_dashboard.blueprint, ...)``; a second call on the same app does
+    nothing (it would escape the job page's text twice).
     """
     import rq_dashboard.web  # type: ignore[import-untyped]
+
+    if app.extensions.setdefault(EXTENSION, False):
+        return
+    app.extensions[EXTENSION] = True
 
     # Process-wide in rq-dashboard: do not mix pickle and JSON queues in one dashboard process.
     rq_dashboard.web.config.serializer = JSONSerializer
