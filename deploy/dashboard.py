@@ -15,41 +15,40 @@ Under a WSGI server (``pip install gunicorn``)::
 
 What an operator sees for a service queue NAME: the RQ queue ``NAME-pending``
 with its pending tasks ("queued"), running ones ("started"), the passed
-queue ("finished") and the failed queue ("failed").  Retries waiting for
-their due time are in rq-serviceq's own retry set, not in any RQ registry,
-so the dashboard lists them nowhere (their job pages say "scheduled").  The
-task's remark is not shown: rq-serviceq keeps it in the job hash field
-``sq_remark`` and in the batch report, not as an RQ result or exc_info.
-Workers show as "busy" with current job "idle": ServiceQWorker does not set
-RQ's current-job field.
+queue ("finished") and the failed queue ("failed").  A task's page shows its
+remark: as "Result" when it passed, as "Exception Info" when it failed, and
+in "Metadata" with its batch id, service queue, retry count and outcome.
+Retries waiting for their due time are in rq-serviceq's own retry set, not in
+any RQ registry, so the dashboard lists them nowhere (their job pages say
+"scheduled").
 
 Why each setting below is there:
 
-- ``rq_dashboard.web.config.serializer = JSONSerializer``: ServiceQ jobs are
-  JSON (no pickle is ever read from Redis); rq-dashboard assumes pickle unless
-  told otherwise.  Its lists and job pages mostly show stored fields
-  (description, dates) and would get by, but anything that decodes a job's
-  data (``RQ_DASHBOARD_SHOW_FULL_ARGS``, for one) fails with HTTP 500 on
-  ``rq.exceptions.DeserializationError`` under pickle.  It is a module-level
-  global of rq-dashboard, so it applies to the whole process: do not mix
-  pickle and JSON queues in one dashboard process.
+- ``rq_serviceq.contrib.dashboard.install(app)``: ServiceQ jobs are JSON (no
+  pickle is ever read from Redis); rq-dashboard assumes pickle unless told
+  (``rq_dashboard.web.config.serializer``, a process-wide global: do not mix
+  pickle and JSON queues in one dashboard process), and its Requeue, Requeue
+  All and worker list read pickle even then.  ``install`` sets the global and
+  replaces those views on this app, HTML-escapes the text its job page shows,
+  and takes state-changing actions only as the dashboard's own buttons send
+  them (a POST with ``X-Requested-With``), so that another site's page cannot
+  make a logged-in browser requeue everything.  Its docstring says why each.
 - ``RQ_DASHBOARD_REDIS_URL``: the one Flask config key rq-dashboard reads for
   its connection(s).  A string or a list of URLs (one dashboard "instance" per
   URL, selected by the number in the dashboard's URLs: ``/rq/0/...``).
   ``setup_rq_connection(app)`` must be called after it is set, because the
   blueprint reads the connection from ``app.redis_conn``.
 - ``RQ_DASHBOARD_DISABLE_DELETE``: the dashboard's "empty"/"delete" buttons
-  remove job hashes behind rq-serviceq's back, so a batch report would list
-  tasks whose data is gone.  Off by default here; ``--allow-delete`` turns
-  them on.
-- Requeue is refused (HTTP 403) unless ``--allow-requeue``: rq-dashboard's
-  "Requeue" (``POST /rq/job/<id>/requeue``, and ``/rq/requeue/<queue>``, which
-  even answers GET) moves a failed task back to ``NAME-pending`` without
-  telling rq-serviceq's batch ledger.  The task then runs again under the
-  batch it came from, which has already ended: that batch's counters go
-  wrong (e.g. 1 submitted, 2 failed, -1 pending).  Push the task again with
-  ``ServiceQ.push`` instead.  rq-dashboard has no setting for this, so the
-  guard is on this app.
+  remove job hashes behind rq-serviceq's back.  The batch still ends right
+  (its audit counts a removed task failed, ``NO_RETRY | removed from the
+  queue outside rq-serviceq``), but a deleted pending task never runs, and a
+  deleted passed or failed one drops out of its report's task lists (the
+  counts keep it).  Off by
+  default here; ``--allow-delete`` turns them on.
+- Requeue is on (``--no-requeue`` refuses it with HTTP 403): a failed task
+  put back on ``NAME-pending`` becomes a new task ``<id>-r1`` of the current
+  batch (or of a new one) when a worker claims it, counted once; the batch it
+  failed in keeps its report, and a task is requeued once only.
 - HTTP Basic Auth: rq-dashboard has none of its own and can requeue jobs.
   It is added on *this* app, not on the shared blueprint, because a Flask
   blueprint cannot take new hooks once registered (a second ``create_app`` in
@@ -66,13 +65,11 @@ from collections.abc import Sequence
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, request
-from rq.serializers import JSONSerializer
 
 from rq_serviceq.connection import redis_url as serviceq_redis_url
+from rq_serviceq.contrib.dashboard import REQUEUE_ENDPOINTS, install
 
 URL_PREFIX = "/rq"
-# rq-dashboard's requeue views (blueprint "rq_dashboard"), refused unless allow_requeue.
-REQUEUE_ENDPOINTS = frozenset({"rq_dashboard.requeue_job_view", "rq_dashboard.requeue_all"})
 
 
 def create_app(
@@ -82,7 +79,7 @@ def create_app(
     username: str | None = None,
     password: str | None = None,
     allow_delete: bool = False,
-    allow_requeue: bool = False,
+    allow_requeue: bool = True,
     poll_interval_ms: int = 2500,
 ) -> Flask:
     """A Flask app serving rq-dashboard at ``url_prefix``, reading JSON-serialized (ServiceQ) jobs.
@@ -97,9 +94,6 @@ def create_app(
     username = username if username is not None else os.environ.get("RQ_DASHBOARD_USERNAME")
     password = password if password is not None else os.environ.get("RQ_DASHBOARD_PASSWORD")
 
-    # ServiceQ jobs are JSON; rq-dashboard reads pickle unless told otherwise (process-wide setting).
-    rq_dashboard.web.config.serializer = JSONSerializer
-
     app = Flask(__name__)
     app.config.from_object(rq_dashboard.default_settings)
     app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
@@ -107,6 +101,7 @@ def create_app(
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = poll_interval_ms
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=url_prefix)
     rq_dashboard.web.setup_rq_connection(app)  # opens app.redis_conn from RQ_DASHBOARD_REDIS_URL
+    install(app)  # JSON jobs throughout, the job page's text escaped, actions only from its own buttons
 
     if password:
         _require_basic_auth(app, username or "", password)
@@ -137,7 +132,8 @@ def _refuse_requeue(app: Flask) -> None:
     def check() -> Response | None:
         if request.endpoint in REQUEUE_ENDPOINTS:
             return Response(
-                "Requeue is disabled: it bypasses rq-serviceq's batch ledger. Push the task again instead.\n",
+                "Requeue is turned off on this dashboard (--no-requeue). "
+                "rq-serviceq requeue-failed NAME pushes a batch's failed tasks again.\n",
                 403,
                 {"Content-Type": "text/plain; charset=utf-8"},
             )
@@ -157,12 +153,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--url-prefix", default=URL_PREFIX)
     parser.add_argument("--allow-delete", action="store_true", help="enable the dashboard's delete/empty buttons")
     parser.add_argument(
-        "--allow-requeue", action="store_true", help="enable Requeue (bypasses the batch ledger; see the docstring)"
+        "--no-requeue", action="store_true", help="refuse the Requeue buttons (HTTP 403); they are on by default"
     )
+    # Requeue used to be off unless asked for; it is on now, and the old flag is kept for old command lines.
+    parser.add_argument("--allow-requeue", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     redis_url = args.redis_url[0] if args.redis_url and len(args.redis_url) == 1 else args.redis_url
     app = create_app(
-        redis_url, url_prefix=args.url_prefix, allow_delete=args.allow_delete, allow_requeue=args.allow_requeue
+        redis_url, url_prefix=args.url_prefix, allow_delete=args.allow_delete, allow_requeue=not args.no_requeue
     )
     print(f"rq-serviceq dashboard on http://{args.bind}:{args.port}{args.url_prefix}/")
     # Flask's development server: fine for an operator's console; use gunicorn for anything shared.

@@ -263,3 +263,14 @@ def dies_counted(task: dict[str, Any]) -> tuple[bool, str]:
     if task.get("fail"):
         return False, "RETRY | asked to fail"
     return True, "SUCCESS | ok"
+
+
+def gated(task: dict[str, Any]) -> Any:
+    """returns(task), after holding its worker (30 s at most) until the test opens the gate, when task['gate'].
+
+    Says it is at the gate (test:at-gate, its task's id) so a test can look at RQ's tools while it runs."""
+    if task.get("gate"):
+        conn = _conn()
+        conn.rpush("test:at-gate", (current_qtask() or {}).get("task_id", ""))
+        conn.blpop(["test:gate"], timeout=30)
+    return returns(task)

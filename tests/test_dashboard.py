@@ -7,7 +7,10 @@ the service queue used: its queue list, the job lists of the passed
 
 from __future__ import annotations
 
+import html
 import importlib.util
+import json
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from rq_serviceq import ServiceQ
-from tests import tasks
+from rq_serviceq import ServiceQ, ServiceQWorker
+from tests import elsewhere, tasks
 from tests.conftest import drain
 
 DASHBOARD_PY = Path(__file__).resolve().parent.parent / "deploy" / "dashboard.py"
@@ -99,20 +102,122 @@ def test_dashboard_basic_auth(redis_url: str) -> None:
     assert client.get("/rq/0/data/queues.json", auth=("ops", "s3cret")).status_code == 200
 
 
-def test_dashboard_refuses_requeue_and_delete(make_sq: Callable[..., ServiceQ], conn: Any, client: Any) -> None:
-    """Requeue and delete would bypass the batch ledger; deploy/dashboard.py turns them off by default."""
+XHR = {"X-Requested-With": "XMLHttpRequest"}  # what rq-dashboard's buttons send (jQuery adds it)
+
+
+def test_dashboard_requeue_is_adopted_and_delete_stays_off(
+    make_sq: Callable[..., ServiceQ], conn: Any, client: Any
+) -> None:
+    """Requeue from the dashboard: the failed task runs again as a new task ``<id>-r1``, counted once, in a new
+    batch; the batch it failed in keeps its report.  Delete and empty stay off (they act behind the ledger)."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
+    drain(sq)
+    first = sq.get_batch_report()
+
+    assert client.post(f"/rq/job/{failed_ids[0]}/delete", headers=XHR).get_json() == {"status": "DISABLED"}
+    assert client.post(f"/rq/queue/{QUEUE}/failed/empty", headers=XHR).get_json() == {"status": "DISABLED"}
+    assert conn.exists(f"rq:job:{failed_ids[0]}")
+
+    assert client.post(f"/rq/job/{failed_ids[0]}/requeue", headers=XHR).get_json() == {"status": "OK"}
+    assert client.post(f"/rq/job/{failed_ids[0]}/requeue", headers=XHR).status_code == 409  # requeued already
+    assert conn.lrange(f"rq:queue:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
+    drain(sq)
+    second = sq.get_batch_report()
+    assert second["batch_id"] != first["batch_id"]
+    assert [q["task_id"] for q in second["failed_tasks"]] == [f"{failed_ids[0]}-r1"]
+    assert (second["total_submitted"], second["total_failed"], second["total_pending"]) == (1, 1, 0)
+    assert sq.get_batch_report(first["batch_id"]) == first
+    # The old task's page still reads (RQ's requeue re-saved it as JSON, not as pickle).
+    old = get_json(client, f"/rq/0/data/job/{failed_ids[0]}.json")
+    assert json.loads(html.unescape(old["metadata"]))["batch_id"] == first["batch_id"]
+    assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).get_json() == {"status": "OK", "count": 1}  # the -r1
+    assert conn.lrange(f"rq:queue:{QUEUE}", 0, -1) == [f"{failed_ids[0]}-r1".encode()]
+
+
+def test_dashboard_actions_refused_unless_sent_by_its_own_buttons(
+    make_sq: Callable[..., ServiceQ], conn: Any, client: Any
+) -> None:
+    """A browser sends its dashboard login with any request to the dashboard, one another site's page
+    makes it send too (a link, an image, a form): only a POST with X-Requested-With (which such a page
+    cannot add) requeues.  rq-dashboard itself answers GET /requeue/QUEUE."""
     sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
     sq.set_task_function(tasks.returns)
     failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
     drain(sq)
 
-    assert client.post(f"/rq/job/{failed_ids[0]}/requeue").status_code == 403
     assert client.get(f"/rq/requeue/{QUEUE}").status_code == 403
-    assert client.post(f"/rq/job/{failed_ids[0]}/delete").get_json() == {"status": "DISABLED"}
-    assert client.post(f"/rq/queue/{QUEUE}/failed/empty").get_json() == {"status": "DISABLED"}
-
+    assert client.post(f"/rq/requeue/{QUEUE}").status_code == 403
+    refused = client.post(f"/rq/job/{failed_ids[0]}/requeue")
+    assert refused.status_code == 403 and b"X-Requested-With" in refused.data
+    assert client.get(f"/rq/requeue/{QUEUE}", headers=XHR).status_code == 403  # not a POST
+    assert client.post(f"/rq/queue/{QUEUE}/compact").status_code == 403
     assert conn.zrange(f"rq:failed:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
     assert conn.llen(f"rq:queue:{QUEUE}") == 0
-    assert conn.exists(f"rq:job:{failed_ids[0]}")
-    report = sq.get_batch_report()
-    assert (report["total_submitted"], report["total_failed"], report["total_pending"]) == (1, 1, 0)
+
+
+def test_dashboard_no_requeue_refuses_it(make_sq: Callable[..., ServiceQ], conn: Any, redis_url: str) -> None:
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    failed_ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}])
+    drain(sq)
+    client = load_dashboard().create_app(redis_url, allow_requeue=False).test_client()
+    refused = client.post(f"/rq/job/{failed_ids[0]}/requeue", headers=XHR)
+    assert refused.status_code == 403 and b"requeue-failed" in refused.data
+    assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).status_code == 403
+    assert conn.zrange(f"rq:failed:{QUEUE}", 0, -1) == [failed_ids[0].encode()]
+
+
+class _RunsWhenUnpickled:
+    """A job meta that leaves a mark (tests.elsewhere) if anything unpickles it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (elsewhere.mark, ("unpickled by the dashboard",))
+
+
+def test_no_dashboard_page_or_action_unpickles_a_job(
+    make_sq: Callable[..., ServiceQ], conn: Any, redis_url: str
+) -> None:
+    """ServiceQ jobs are JSON; a job hash whose meta is a pickle (written by whoever can write to Redis) is never
+    unpickled: rq-dashboard's own job page, Delete and Empty fetched jobs with pickle, running that code."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    ids = sq.push_many([{"value": [False, "NO_RETRY | nope"]}] * 3)
+    drain(sq)
+    for task_id in ids:
+        conn.hset(f"rq:job:{task_id}", "meta", pickle.dumps(_RunsWhenUnpickled()))
+    client = load_dashboard().create_app(redis_url, allow_delete=True).test_client()
+
+    assert client.get(f"/rq/0/view/job/{ids[0]}").status_code == 200
+    assert client.get("/rq/0/view/job/no-such-task").status_code == 404
+    client.get(f"/rq/0/data/job/{ids[0]}.json")  # its meta is not JSON: an error, and nothing run
+    assert len(get_json(client, f"/rq/0/data/jobs/{QUEUE}/failed/20/asc/1.json")["jobs"]) == 3
+    refused = client.post(f"/rq/job/{ids[0]}/requeue", headers=XHR)  # RQ would save it back, and fail half-way
+    assert refused.status_code == 422 and "not JSON" in refused.get_json()["message"]
+    assert client.post(f"/rq/requeue/{QUEUE}", headers=XHR).get_json() == {"status": "OK", "count": 0}
+    assert conn.zcard(f"rq:failed:{QUEUE}") == 3 and conn.llen(f"rq:queue:{QUEUE}") == 0
+    assert client.post(f"/rq/job/{ids[1]}/delete", headers=XHR).get_json() == {"status": "OK"}
+    assert client.post(f"/rq/queue/{QUEUE}/failed/empty", headers=XHR).get_json() == {"status": "OK"}
+    assert conn.lrange(elsewhere.EXECUTED, 0, -1) == []
+    assert not any(conn.exists(f"rq:job:{task_id}") for task_id in ids)
+
+
+def test_worker_list_reads_a_current_job_as_json(make_sq: Callable[..., ServiceQ], conn: Any, client: Any) -> None:
+    """Once a worker names its current job (RQ's ``current_job``), rq-dashboard's worker list reads that job: with
+    pickle it answered 500 for the whole list.  The job's line is its description, HTML-escaped (the page writes
+    it as HTML)."""
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    (task_id,) = sq.push_many([{"value": True, "note": "<b>"}])
+    worker = ServiceQWorker(QUEUE, connection=conn)
+    worker.register_birth()
+    try:
+        conn.hset(worker.key, mapping={"state": "busy", "current_job": task_id})  # as RQ's worker loop sets them
+        (row,) = get_json(client, "/rq/0/data/workers.json")["workers"]
+        assert row["name"] == worker.name and row["state"] == "busy" and row["queues"] == [QUEUE]
+        assert row["current_job"]["job_id"] == task_id
+        assert row["current_job"]["description"] == 'tests.tasks.returns({"value":true,"note":"<b>"})'
+        assert row["current_job"]["call_string"] == 'tests.tasks.returns({"value":true,"note":"&lt;b&gt;"})'
+    finally:
+        worker.register_death()
