@@ -418,11 +418,6 @@ def test_rq_requeue_with_the_json_serializer_keeps_the_old_task_readable(
     requeued_by_rq_cli(make_sq, conn, redis_url, "-S", "rq.serializers.JSONSerializer")
 
 
-@pytest.mark.xfail(
-    reason="rq requeue without -S re-saves the old task's meta as a pickle; adopt_requeued (claim.lua) could "
-    "write it again as JSON, as record_result does",
-    strict=False,
-)
 def test_rq_requeue_with_its_default_serializer_keeps_the_old_task_readable(
     make_sq: Callable[..., ServiceQ], conn: Redis, redis_url: str
 ) -> None:

@@ -40,7 +40,11 @@ local function adopt_requeued(id, final)
     'origin', f[3], 'description', f[2], 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
     'sq_created', tostring(k.now))
   count_in(bid, {nid})
-  redis.call('HSET', jk, 'sq_requeued_as', nid)
+  -- RQ's requeue saved the old job with its own serializer (a pickle without -S): its meta is written
+  -- again as JSON, saying where the task went, so RQ's readers and rq-dashboard still read it.
+  local old = redis.call('HMGET', jk, 'sq_batch', 'sq_remark', 'sq_retries')
+  redis.call('HSET', jk, 'sq_requeued_as', nid, 'meta', cjson.encode({serviceq = k.name, batch_id = old[1],
+    remark = old[2], total_retry_attempts = tonumber(old[3] or '0'), outcome = 'failed', requeued_as = nid}))
   redis.call('ZREM', k.failed, id)
   return nid
 end
