@@ -32,9 +32,10 @@ class LeaseKeeper:
     """
 
     def __init__(
-        self, conn: Redis, keys: k.Keys, lease: float = leases.TASK_LEASE, log: logging.Logger | None = None
+        self, conn: Redis, keys: k.Keys, lease: float | None = None, log: logging.Logger | None = None
     ) -> None:
-        self.conn, self.keys, self.lease = conn, keys, lease
+        self.conn, self.keys = conn, keys
+        self.lease = leases.TASK_LEASE if lease is None else lease  # read now: the policy, not a copy of it
         self.log = log or logger
         self._tasks: set[str] = set()
         self._work: set[str] = set()  # finalize-zset members: "begin:<batch id>" or a batch id
