@@ -16,8 +16,8 @@ from redis import Redis
 from . import keys as k
 from . import scripts
 from .job import ServiceQJob
+from .leases import TASK_LEASE
 from .models import Settings, Status
-from .scripts import LEASE_SECONDS
 from .state import ServiceQDeleted, decode_hash, settings_from_hash
 
 
@@ -42,8 +42,8 @@ def claim(
     keys: k.Keys,
     worker_name: str,
     count: int = 1,
-    lease: float = LEASE_SECONDS,
-    finalize_lease: float = LEASE_SECONDS,
+    lease: float = TASK_LEASE,
+    finalize_lease: float = TASK_LEASE,
 ) -> Claim:
     ctx = scripts.Context(keys, worker_name, lease=lease, finalize_lease=finalize_lease)
     got = scripts.claim(conn, ctx, count, uuid.uuid4().hex)
@@ -78,7 +78,7 @@ def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJo
 
 
 def release(
-    conn: Redis, keys: k.Keys, worker_name: str, jobs: list[ServiceQJob], finalize_lease: float = LEASE_SECONDS
+    conn: Redis, keys: k.Keys, worker_name: str, jobs: list[ServiceQJob], finalize_lease: float = TASK_LEASE
 ) -> list[str]:
     """Put claimed but unstarted tasks back at the head of the queue; returns batches this ended."""
     if not jobs:
@@ -88,7 +88,7 @@ def release(
 
 
 def extend_leases(
-    conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float = LEASE_SECONDS
+    conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float = TASK_LEASE
 ) -> None:
     """Renew the leases of running tasks and of batch work (finalize-zset members) this worker holds."""
     if task_ids or batch_work:

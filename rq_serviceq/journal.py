@@ -14,6 +14,12 @@ it takes over a lost task, settles it with a journaled outcome of the same
 claim, counts a loss only against a task that had started, and hands out a
 task that never started without counting; SETTLE clears both fields.
 
+The same write tells RQ's tools what the worker is busy with: ``HSET
+rq:worker:<name> current_job <task id>`` (the last task started, when several
+run at once), as RQ's own worker sets it, so that ``rq info`` and rq-dashboard
+show it; ``sync`` clears it (``HDEL``) once the group has run, with the
+group's other journal writes.
+
 The journal must not cost a round trip per task: its writes go out on a
 connection of its own without waiting for replies (in serial mode the
 outcome of one task and the start of the next in one write), and the replies
@@ -51,19 +57,35 @@ def encode_outcome(claim: str, outcome: Outcome) -> str:
 def _hset(task_id: str, field: bytes, value: str) -> bytes:
     """``HSET rq:job:<id> <field> <value>`` in RESP: packed here, as redis-py's general packer costs
     more than everything else the journal does per task."""
-    key, data = _PREFIX + task_id.encode(), value.encode()
+    return _hset_key(_PREFIX + task_id.encode(), field, value)
+
+
+def _hset_key(key: bytes, field: bytes, value: str) -> bytes:
+    data = value.encode()
     return b"*4\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(key), key, field, len(data), data)
 
 
-_STARTED = b"$%d\r\n%b\r\n" % (len(STARTED), STARTED.encode())
-_OUTCOME = b"$%d\r\n%b\r\n" % (len(OUTCOME), OUTCOME.encode())
+def _hdel(key: bytes, field: bytes) -> bytes:
+    return b"*3\r\n$4\r\nHDEL\r\n$%d\r\n%b\r\n%b" % (len(key), key, field)
+
+
+def _bulk(text: str) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(text.encode()), text.encode())
+
+
+_STARTED = _bulk(STARTED)
+_OUTCOME = _bulk(OUTCOME)
+_CURRENT_JOB = _bulk("current_job")  # RQ's worker-hash field (Worker.set_current_job_id)
 
 
 class Journal:
     """Journal writes of one worker, sent without waiting; thread-safe (the threads runner shares it)."""
 
-    def __init__(self, conn: Redis) -> None:
+    def __init__(self, conn: Redis, worker_key: str | None = None) -> None:
+        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running."""
         self._pool = conn.connection_pool
+        self._worker_key = worker_key.encode() if worker_key else None
+        self._busy = False  # current_job was set since the last sync
         self._conn: Any = None  # a redis Connection of our own, taken from the pool when first needed
         self._unsent: list[bytes] = []  # packed commands
         self._owed = 0  # replies to commands sent and not yet read
@@ -71,16 +93,23 @@ class Journal:
 
     def started(self, job: ServiceQJob) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction."""
-        self._note(_hset(job.id, _STARTED, job.claim), send=True)
+        commands = [_hset(job.id, _STARTED, job.claim)]
+        if self._worker_key is not None:
+            commands.append(_hset_key(self._worker_key, _CURRENT_JOB, job.id))
+        self._note(*commands, send=True, busy=self._worker_key is not None)
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
         """Record ``job``'s outcome; with ``send=False`` it waits for the next start (or ``sync``) to go out with."""
         self._note(_hset(job.id, _OUTCOME, encode_outcome(job.claim, outcome)), send=send)
 
     def sync(self) -> None:
-        """Send what waits and read every reply owed: afterwards every journal write has run in Redis."""
+        """Send what waits and read every reply owed: afterwards every journal write has run in Redis,
+        and the worker names no current job (a group is over whenever this is called)."""
         with self._lock:
             try:
+                if self._busy and self._worker_key is not None:
+                    self._busy = False
+                    self._unsent.append(_hdel(self._worker_key, _CURRENT_JOB))
                 self._send()
                 while self._owed:
                     self._owed -= 1
@@ -95,9 +124,10 @@ class Journal:
                 self._pool.release(self._conn)
                 self._conn = None
 
-    def _note(self, command: bytes, send: bool) -> None:
+    def _note(self, *commands: bytes, send: bool, busy: bool = False) -> None:
         with self._lock:
-            self._unsent.append(command)
+            self._unsent.extend(commands)
+            self._busy = self._busy or busy
             if send:
                 try:
                     self._send()

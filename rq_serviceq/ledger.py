@@ -13,7 +13,7 @@ from __future__ import annotations
 from redis import Redis
 
 from . import keys as k
-from . import report, scripts, totals
+from . import leases, report, scripts, totals
 from .callbacks import call_hook
 from .job import ServiceQJob
 from .models import Settings
@@ -25,8 +25,8 @@ BEGIN_PREFIX = "begin:"  # finalize-zset members for batch-begin work (see lua/p
 
 
 def finalize_lease(settings: Settings) -> float:
-    """How long batch-end work may take before another worker takes it over."""
-    return settings.callback_timeout * END_CALLBACK_ATTEMPTS + scripts.LEASE_SECONDS
+    """The lease of batch-end work that no lease keeper renews (``stop()`` ending the batch itself)."""
+    return leases.unrenewed(settings.callback_timeout, END_CALLBACK_ATTEMPTS)
 
 
 # What SETTLE answers, as the worker reads it (defined with the script's wrapper).

@@ -1,10 +1,10 @@
 """worker: running a task function and reading its verdict.
 
-``perform`` runs one task; ``Runner`` runs the group of tasks one claim
-handed a worker, one after another, on a thread pool (``concurrency`` > 1)
-or on an event loop (``async def`` task functions).  Kept apart from the
-worker loop so the same code serves worker processes, ``work_once`` and
-tests that drain a queue synchronously.
+``Runner`` runs the group of tasks one claim handed a worker, one after
+another, on a thread pool (``concurrency`` > 1) or on an event loop
+(``async def`` task functions); ``ForkRunner`` forks a work horse per task.
+Kept apart from the worker loop so the same code serves worker processes and
+``work_once`` (``group.process``).
 """
 
 from __future__ import annotations
@@ -77,26 +77,16 @@ def unreadable_outcome(job: ServiceQJob) -> Outcome:
     return Outcome(Verdict.FAIL, f"NO_RETRY | task data cannot be read: {job.unreadable}")
 
 
-def perform(settings: Settings, job: ServiceQJob) -> Outcome:
-    """Run the task function on one task in the calling process (``work_once``); never raises for the task's faults.
-
-    Here a SystemExit or KeyboardInterrupt is the calling process's own, and is re-raised.
-    """
-    if job.unreadable:
-        return unreadable_outcome(job)
-    try:
-        func = task_function(settings)
-    except TaskFunctionUnavailable as exc:  # nobody to give the task back to here: the task's outcome, as ever
-        path = settings.task_function
-        if not path:
-            return Outcome(Verdict.RETRY, f"RETRY | {exc}")
-        return Outcome(Verdict.FAIL, f"NO_RETRY | cannot import task function {path!r}: {exc.__cause__}")
-    if isinstance(func, Outcome):
-        return func
-    return _call(func, settings, job, _always)
+def unavailable_outcome(settings: Settings, exc: TaskFunctionUnavailable) -> Outcome:
+    """The outcome of a task whose function cannot be had, where nobody can take it back (``work_once``)."""
+    path = settings.task_function
+    if not path:
+        return Outcome(Verdict.RETRY, f"RETRY | {exc}")
+    return Outcome(Verdict.FAIL, f"NO_RETRY | cannot import task function {path!r}: {exc.__cause__}")
 
 
-def _always() -> bool:
+def always() -> bool:
+    """A ``Gate.exiting`` for a caller's own process (``work_once``): its SystemExit is never a task's."""
     return True
 
 
@@ -222,6 +212,9 @@ class Runner:
     """Runs a claimed group of tasks with up to ``concurrency`` at once."""
 
     isolated = False  # True: every task one after another through ``_launch`` (see ForkRunner)
+    # A task function that cannot be had here: True gives the group back (``unstarted``), for a worker
+    # that can import it; False makes it the tasks' outcome, for a caller nobody else can stand in for.
+    gives_back = True
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = max(1, concurrency)
@@ -243,7 +236,9 @@ class Runner:
         try:
             func = task_function(settings)
         except TaskFunctionUnavailable as exc:
-            return GroupResult(unstarted=list(jobs), unavailable=str(exc))
+            if self.gives_back:
+                return GroupResult(unstarted=list(jobs), unavailable=str(exc))
+            func = unavailable_outcome(settings, exc)
         # A task whose data cannot be read fails alone; the rest of its group runs.
         unreadable = [(job, unreadable_outcome(job)) for job in jobs if job.unreadable]
         jobs = [job for job in jobs if not job.unreadable]

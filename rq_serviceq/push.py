@@ -25,7 +25,7 @@ from typing import Any
 from redis import Redis
 
 from . import keys as k
-from . import scripts
+from . import leases, scripts
 from .models import DEFAULT_MAX_TASK_BYTES, Settings
 from .state import ServiceQDeleted
 
@@ -123,7 +123,7 @@ def iter_push(
     """
     label = settings.task_function or "(no task function set)"
     limit = settings.max_task_bytes
-    lease = settings.callback_timeout + scripts.LEASE_SECONDS if begin_lease is None else begin_lease
+    lease = leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
     ctx = scripts.Context(keys, finalize_lease=lease)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
         chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)

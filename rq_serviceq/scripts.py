@@ -29,9 +29,8 @@ from redis.commands.core import Script
 from rq.utils import utcformat
 
 from . import keys as k
+from .leases import TASK_LEASE
 from .models import DEFAULT_REPORT_TTL, Status
-
-LEASE_SECONDS = 15.0  # how long a claimed task or batch-end job stays a worker's without a sign of life
 
 # The calling convention, declared once: the Lua header that unpacks KEYS and ARGV
 # into the table ``k`` is generated from these, and so are Context's lists.
@@ -53,8 +52,8 @@ class Context:
     keys: k.Keys
     worker_name: str = ""
     ttl: int = DEFAULT_REPORT_TTL
-    lease: float = LEASE_SECONDS
-    finalize_lease: float = LEASE_SECONDS  # how long batch-end work (report, callback) may take
+    lease: float = TASK_LEASE
+    finalize_lease: float = TASK_LEASE  # how long batch-end work (report, callback) may take
 
     def key_list(self) -> list[str]:
         q = self.keys

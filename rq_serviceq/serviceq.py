@@ -21,13 +21,11 @@ from typing import Any, Literal
 import redis
 from redis import Redis
 
-from . import control, events, launcher, ledger, push, report, scripts, state
+from . import control, events, group, launcher, ledger, push, report, scripts, state
 from . import keys as k
 from .callbacks import import_path_of
-from .claim import claim
 from .connection import connect
 from .models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
-from .perform import perform
 from .push import PushError, PushResult
 
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
@@ -377,23 +375,12 @@ class ServiceQ:
         """Process one task in this process (for when no workers run); returns its reported Qtask.
 
         None when no task is ready (the queue is empty, retries are not yet due, or
-        the service queue is paused or stopped).
+        the service queue is paused or stopped).  The task takes the path a worker's
+        tasks take (``group.process``), under a worker's renewed lease.
         """
         worker_name = f"work-once-{socket.gethostname()}-{os.getpid()}"
-        lease = max(600.0, (self.settings.task_timeout or 0) + 60)
-        got = claim(self.connection, self.keys, worker_name, count=1, lease=lease, finalize_lease=lease)
-        if got.finalize_batch:
-            ledger.batch_work(self.connection, self.keys, got.settings, got.finalize_batch)
-        if not got.jobs:
-            return None
-        job = got.jobs[0]
-        outcome = perform(got.settings, job)
-        settled = ledger.settle(self.connection, self.keys, worker_name, got.settings, [(job, outcome)])
-        for batch_id in settled.ended_batches:
-            ledger.finalize(self.connection, self.keys, got.settings, batch_id)
-        qtask = job.qtask(self.id, remark=outcome.remark, last=settled.now)
-        qtask["total_retry_attempts"] = settled.tasks[0].retries
-        return qtask
+        done = group.work_once(self.connection, self.keys, worker_name)
+        return None if done is None else done.qtask(self.id)
 
     def set_schedule(self, cron: str | None) -> None:
         """Work the pending queue on a cron schedule (``"0 * * * *"``: hourly), or always (None).

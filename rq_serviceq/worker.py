@@ -11,10 +11,12 @@ that decide *which* work runs and *what happens after*:
   on an event loop) and records every verdict with one SETTLE call, which
   also ends the batch exactly once.
 
-A group is sized so that it takes about ``group_seconds`` to run, from the
-tasks' measured durations: many no-op tasks share one claim and one settle
-(a fraction of a round trip each), while a slow task is claimed alone so
-its outcome is recorded as soon as it is known.
+What happens between the claim and the record is ``group.process``, the same
+path ``ServiceQ.work_once`` takes; the worker adds what only a long-lived
+process has: a ``GroupSizer`` (a group takes about ``group_seconds`` to run,
+from the tasks' measured durations), a ``LeaseKeeper`` thread, pause notices,
+RQ's signals, and RQ's worker hash (``state``, and ``current_job`` written by
+the journal as each task starts).  ``--max-jobs`` counts tasks, not groups.
 
 Run it with RQ's CLI: ``rq worker --worker-class rq_serviceq.ServiceQWorker drag-pending``.
 With ``--burst`` it stops once nothing of the batch is left, waiting retries included.
@@ -22,6 +24,7 @@ With ``--burst`` it stops once nothing of the batch is left, waiting retries inc
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -38,15 +41,17 @@ from rq.worker import SimpleWorker, WorkerStatus
 from . import control, ledger, state
 from . import keys as k
 from .callbacks import call_hook
-from .claim import Claim, claim, extend_leases, release
+from .claim import Claim
+from .group import Claimant, Done, GroupSizer, process
 from .job import ServiceQJob
 from .journal import Journal
+from .keeper import LeaseKeeper
+from .leases import TASK_LEASE
 from .log import worker_log
 from .models import Settings
-from .perform import ForkRunner, Gate, GroupResult, Runner
+from .perform import ForkRunner, Gate, Runner
 from .reconcile import reconcile
-from .remarks import Outcome, Verdict
-from .scripts import LEASE_SECONDS
+from .remarks import Verdict
 from .state import ServiceQDeleted
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
@@ -78,7 +83,7 @@ class ServiceQWorker(SimpleWorker):
     """Works a service queue: claim, perform, settle; retries wait in Redis, not in the worker."""
 
     job_class = ServiceQJob
-    lease_seconds: float = LEASE_SECONDS
+    lease_seconds: float = TASK_LEASE  # renewed by the lease keeper every third of it (``leases.py``)
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
     max_group: int = 64  # most tasks one claim takes
     group_seconds: float = 0.05  # how long a claimed group should take to run
@@ -97,27 +102,39 @@ class ServiceQWorker(SimpleWorker):
         # worker would re-create a service queue deleted while it runs (it leaves instead: CLAIM says DELETED).
         self.sq_settings: Settings = self._with_redis("attach", lambda: state.attach(self.connection, name))
         self._next_pop_at: float | None = None
-        self._group: list[ServiceQJob] = []
-        self._held: dict[str, ServiceQJob] = {}
-        self._batch_work: set[str] = set()  # finalize-zset members this worker is doing
+        self._claimed: dict[str, Claim] = {}  # the claim whose group RQ's dequeued job stands for, by its id
         self._counts = {"passed": 0, "failed": 0}
-        self._claim_gen = 0  # the service queue's pause generation when the current group was claimed
+        self._claim_gen = 0  # the service queue's pause generation when the running group was claimed
         self._pause_gen_seen = 0  # the newest pause/stop generation this worker was told of
-        self._task_seconds = 0.0  # moving average of one task's run time
+        self._tasks_left: int | None = None  # tasks this worker may still run (RQ's max_jobs), None: no limit
         self._runner: Runner | None = None
-        self._stop_keeper = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self._keeper = LeaseKeeper(self.connection, self.sq_keys, self.lease_seconds, self.log)
+        self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
+        self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
-        self._journal = Journal(self.connection)
+        self._journal = Journal(self.connection, worker_key=self.key)  # also sets RQ's current_job
         self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
         self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
         self._backoff = 0.0
         self._retry_function_at: float | None = None
 
     # --- RQ template methods ---------------------------------------------------------
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop, with ``max_jobs`` (``--max-jobs``) counting tasks, as its users expect.
+
+        RQ counts ``execute_job`` calls, and one runs a whole claimed group; so RQ is given no
+        limit, claims are capped at what is left, and the worker leaves once it is used up.
+        """
+        bound = inspect.signature(super().work).bind(*args, **kwargs)
+        self._tasks_left = bound.arguments.pop("max_jobs", None)
+        return super().work(*bound.args, **bound.kwargs)
+
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[ServiceQJob, Queue] | None:
+        if self._tasks_left is not None and self._tasks_left <= 0:
+            self.log.info("Worker %s: ran the tasks --max-jobs allowed, quitting", self.name)
+            return None
         burst = timeout is None
         idle_until = None if max_idle_time is None else time.monotonic() + max_idle_time
         self.set_state(WorkerStatus.IDLE)
@@ -129,7 +146,7 @@ class ServiceQWorker(SimpleWorker):
         self._rest_before_pop()
         while True:
             try:
-                got = self._with_redis("claim", self._claim)
+                got = self._claim()
             except ServiceQDeleted as exc:
                 self.log.warning("%s; worker %s leaves", exc, self.name)
                 self._log(f"{exc}; leaving")
@@ -137,7 +154,7 @@ class ServiceQWorker(SimpleWorker):
             if got.finalize_batch:
                 self._finalize(got.finalize_batch)
             if got.jobs:
-                self._hold(got.jobs)
+                self._claimed = {got.jobs[0].id: got}  # execute_job runs the whole group
                 return got.jobs[0], self.queues[0]
             if got.finalize_batch or (got.active_batch and self._audit(got.active_batch)):
                 continue
@@ -149,33 +166,25 @@ class ServiceQWorker(SimpleWorker):
             self._wait(got)
 
     def execute_job(self, job: ServiceQJob, queue: Queue) -> None:  # type: ignore[override]
-        """Run the claimed group (``job`` and the tasks claimed with it) and record every verdict."""
-        group, self._group = self._group or [job], []
+        """Run the claimed group ``job`` stands for (it and the tasks claimed with it), record every
+        verdict (``group.process``) and do the end work of the batches that ended."""
+        claimed = self._claimed.pop(job.id, None)
+        group = claimed.jobs if claimed is not None else [job]
+        if claimed is not None:
+            self._claim_gen = claimed.pause_gen
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
-        deadline = time.perf_counter() + max(4 * self.group_seconds, 0.2)
-        gate = Gate(self._must_not_start, deadline, self._start_lock, self._journal, self._exiting)
-        result = self._runner_for(settings).run(settings, group, gate)
-        self._learn_duration(result)
-        self._record(settings, group, result)
-        self._task_function_found(result.unavailable)
+        runner = self._runner_for(settings)
+        gate = Gate(self._must_not_start, self._sizer.deadline(), self._start_lock, self._journal, self._exiting)
+        processed = process(self._claimant, settings, group, runner, gate, self._report)
+        self._sizer.learn(processed.seconds, len(processed.done), runner.concurrency)
+        if self._tasks_left is not None:
+            self._tasks_left -= len(processed.done)
+        for batch_id in processed.ended:
+            self._finalize(batch_id)
+        self._task_function_found(processed.unavailable)
         self._next_pop_at = time.monotonic() + settings.resting_period
         self.set_state(WorkerStatus.IDLE)
-
-    def _record(self, settings: Settings, group: list[ServiceQJob], result: GroupResult) -> None:
-        """Give back what did not start, settle what did, then report and end batches."""
-        conn, keys, lease = self.connection, self.sq_keys, self.lease_seconds
-        self._journal.sync()  # the journal's writes (another connection) land before the settle that clears them
-        ended = self._with_redis("release", lambda: release(conn, keys, self.name, result.unstarted, lease))
-        settled = self._with_redis(
-            "settle", lambda: ledger.settle(conn, keys, self.name, settings, result.done, batch_work_lease=lease)
-        )
-        for held in group:
-            self._held.pop(held.id, None)
-        for (done_job, outcome), row in zip(result.done, settled.tasks, strict=True):
-            self._report(done_job, outcome, row, settled.now)
-        for batch_id in ended + settled.ended_batches:
-            self._finalize(batch_id)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
@@ -259,7 +268,7 @@ class ServiceQWorker(SimpleWorker):
         return self._cold_stop
 
     def teardown(self) -> None:
-        self._stop_keeper.set()
+        self._keeper.close()
         if self._runner is not None:
             self._runner.close()
         self._journal.close()
@@ -319,31 +328,12 @@ class ServiceQWorker(SimpleWorker):
         return self.sq_settings
 
     def _claim(self) -> Claim:
-        got = claim(
-            self.connection,
-            self.sq_keys,
-            self.name,
-            count=self._group_size(),
-            lease=self.lease_seconds,
-            finalize_lease=self.lease_seconds,  # batch work is kept alive by _keep_leases, like tasks
-        )
-        self.sq_settings = got.settings
-        self._group = got.jobs
-        self._claim_gen = got.pause_gen
-        return got
-
-    def _group_size(self) -> int:
-        """One task at a time when the seed's resting period applies; else about ``group_seconds`` of work."""
+        """Claim a group (its leases kept from now on by the keeper), no bigger than ``--max-jobs`` leaves."""
         settings = self._settings()
-        if settings.resting_period > 0:
-            return 1
-        per_slot = self.group_seconds / max(self._task_seconds, 1e-4)
-        return max(1, min(self.max_group, int(per_slot * self._concurrency(settings))))
-
-    def _learn_duration(self, result: GroupResult) -> None:
-        if result.done:
-            per_task = result.seconds / len(result.done) * (self._runner.concurrency if self._runner else 1)
-            self._task_seconds = per_task if not self._task_seconds else 0.7 * self._task_seconds + 0.3 * per_task
+        count = self._sizer.size(settings, self._concurrency(settings))
+        got = self._claimant.claim(count if self._tasks_left is None else min(count, self._tasks_left))
+        self.sq_settings = got.settings
+        return got
 
     def _concurrency(self, settings: Settings) -> int:
         return int(os.environ.get(CONCURRENCY_ENV) or settings.concurrency)
@@ -377,28 +367,11 @@ class ServiceQWorker(SimpleWorker):
             self._with_redis("wait", lambda: self.connection.blpop([self.sq_keys.bell], timeout=max(timeout, 0.01)))
         self.heartbeat()
 
-    def _hold(self, jobs: list[ServiceQJob]) -> None:
-        for job in jobs:
-            self._held[job.id] = job
-        self._start_keeper()
-
-    def _start_keeper(self) -> None:
-        if self._keeper is None:
-            self._keeper = threading.Thread(target=self._keep_leases, name="serviceq-leases", daemon=True)
-            self._keeper.start()
-
-    def _keep_leases(self) -> None:
-        """Extend the leases of running tasks so a long task is not taken for a lost one."""
-        while not self._stop_keeper.wait(self.lease_seconds / 3):
-            try:
-                work = list(self._batch_work)
-                extend_leases(self.connection, self.sq_keys, list(self._held), work, self.lease_seconds)
-            except Exception:
-                self.log.warning("could not extend task leases; will try again", exc_info=True)
-
     # --- after a task -------------------------------------------------------------------
-    def _report(self, job: ServiceQJob, outcome: Outcome, settled: ledger.Settled, now: float) -> None:
+    def _report(self, done: Done) -> None:
+        """Log a settled task, count it for the worker update, and call the push-update callback."""
         settings = self._settings()
+        job, outcome, settled = done.job, done.outcome, done.settled
         if settled.result == "stale":
             self._log(f"task {job.id} was taken over by another worker; its outcome here is dropped")
             return
@@ -413,8 +386,7 @@ class ServiceQWorker(SimpleWorker):
                 self._log("retry limit reached, pushing the task to failed queue")
             self._log(f"task {job.id} failed: {outcome.remark}")
         if settings.worker_push_update_callback:
-            qtask = job.qtask(settings.id, remark=outcome.remark, last=now)
-            qtask["total_retry_attempts"] = settled.retries
+            qtask = done.qtask(settings.id)
             call_hook(
                 settings.worker_push_update_callback, self.worker_update(), qtask, what="worker push update callback"
             )
@@ -427,18 +399,13 @@ class ServiceQWorker(SimpleWorker):
         """
         if not member.startswith(ledger.BEGIN_PREFIX):
             self._log(f"batch {member} drained: building its report and running the batch-end callback")
-        settings = self._settings()
-        self._batch_work.add(member)
-        self._start_keeper()
         try:
-            self._with_redis("batch work", lambda: ledger.batch_work(self.connection, self.sq_keys, settings, member))
+            self._claimant.batch_work(self._settings(), member)
         except StopRequested:  # RQ's warm shutdown, raised by its signal handler while idle
             raise
         except Exception:  # not this worker's end: the work stays leased, and is tried again when the lease runs out
             self.log.exception("Worker %s: batch work %s failed; it is tried again in %g s", self.name, member,
                                self.lease_seconds)  # fmt: skip
-        finally:
-            self._batch_work.discard(member)
 
     def worker_update(self) -> dict[str, Any]:
         """The seed's worker update: this worker's counters as the push-update callback sees them."""

@@ -360,7 +360,6 @@ def test_rq_info_counts_a_batch_midway_and_after(
     print(midway, after, sep="\n")
 
 
-@pytest.mark.xfail(reason="current job lands with the worker restructure", strict=False)
 def test_a_running_task_is_its_workers_current_job(
     make_sq: Callable[..., ServiceQ],
     conn: Redis,

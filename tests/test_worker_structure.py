@@ -1,0 +1,174 @@
+"""What RQ's tools see of a ServiceQWorker (busy with a job, --max-jobs), and the parts it is built of:
+one path for a claimed group (group.py), one lease policy (leases.py), the lease keeper and the group sizer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq.queue import Queue
+from rq.worker import Worker
+
+from rq_serviceq import ServiceQ, ServiceQWorker, leases, scripts
+from rq_serviceq.group import GroupSizer
+from rq_serviceq.keeper import LeaseKeeper
+from rq_serviceq.keys import Keys
+from rq_serviceq.models import Settings
+from tests import tasks
+from tests.conftest import ROOT, wait_until
+
+FORKING = ("--worker-class", "rq_serviceq.ForkingServiceQWorker")  # the later --worker-class wins
+
+
+def _rq_info(redis_url: str, queue: str) -> str:
+    cmd = [sys.executable, "-m", "rq.cli", "info", "--url", redis_url, queue]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, timeout=60, check=True).stdout.decode()
+
+
+def _info_line(redis_url: str, queue: str, name: str) -> str:
+    (line,) = [line for line in _rq_info(redis_url, queue).splitlines() if line.startswith(f"{name} (")]
+    return line
+
+
+def _redis_time(conn: Redis) -> float:
+    secs, micros = conn.time()
+    return secs + micros / 1e6
+
+
+# --- RQ's tools see a busy worker busy, with the task it runs -------------------------------------
+@pytest.mark.parametrize(
+    ("concurrency", "flags"), [(1, ()), (2, ()), (1, FORKING)], ids=["serial", "threads", "forking"]
+)
+def test_rq_tools_see_a_busy_worker_busy_with_the_running_task(
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    redis_url: str,
+    spawn_cli_worker: Any,
+    concurrency: int,
+    flags: tuple[str, ...],
+) -> None:
+    sq = make_sq("drag", worker_count=0, concurrency=concurrency)
+    sq.set_task_function(tasks.blocks)
+    spawn_cli_worker("drag-pending", *flags)
+    wait_until(lambda: sq.get_status_info()["worker_reports"])
+    (name,) = sq.get_status_info()["worker_reports"]
+    ids = sq.push_many([{"block": True} for _ in range(concurrency)])
+    wait_until(lambda: conn.llen("test:blocking") == concurrency)
+
+    worker = Worker.find_by_key(f"rq:worker:{name}", connection=conn)
+    assert worker is not None and worker.get_state() == "busy"
+    assert worker.get_current_job_id() in ids  # with several at once: the last one started
+    (listed,) = Worker.all(queue=Queue("drag-pending", connection=conn))
+    assert listed.name == name and listed.get_state() == "busy"
+    assert ": busy drag-pending" in _info_line(redis_url, "drag-pending", name)
+
+    conn.rpush("test:release", *[1] * concurrency)
+    assert sq.wait_for_batch(timeout=20)["total_success"] == concurrency
+    wait_until(lambda: Worker.find_by_key(f"rq:worker:{name}", connection=conn).get_state() == "idle")  # type: ignore[union-attr]
+    assert Worker.find_by_key(f"rq:worker:{name}", connection=conn).get_current_job_id() is None  # type: ignore[union-attr]
+    assert ": idle drag-pending" in _info_line(redis_url, "drag-pending", name)
+
+
+# --- --max-jobs counts tasks ----------------------------------------------------------------------
+def test_max_jobs_counts_tasks_not_claimed_groups(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker):
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    sq.push_many([{"value": True} for _ in range(20)])
+    worker = spawn_cli_worker("drag-pending", "--max-jobs", "5")
+    assert worker.wait(30) == 0
+    info = sq.get_status_info()
+    assert (info["total_success"], info["total_failed"], info["total_pending"]) == (5, 0, 15)
+    assert conn.llen(sq.keys.queue) == 15  # the other fifteen stay queued, none held
+    assert conn.zcard(sq.keys.leases) == 0
+
+
+def test_max_jobs_in_process_and_positional(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    sq.push_many([{"value": True} for _ in range(10)])
+    worker = ServiceQWorker("drag-pending", connection=conn)
+    assert worker.work(burst=True, logging_level="WARNING", max_jobs=3)
+    assert sq.get_status_info()["total_success"] == 3
+    # max_jobs as RQ's fifth positional parameter (burst, logging_level, date_format, log_format, max_jobs)
+    worker = ServiceQWorker("drag-pending", connection=conn)
+    worker.work(True, "WARNING", "%H:%M:%S", "%(message)s", 4)
+    assert sq.get_status_info()["total_success"] == 7
+    ServiceQWorker("drag-pending", connection=conn).work(burst=True, logging_level="WARNING", max_jobs=100)
+    assert sq.get_batch_report()["total_success"] == 10  # more allowed than queued: a burst worker ends as ever
+
+
+# --- work_once: the worker's path, under a worker's renewed lease -------------------------------------
+def test_work_once_holds_a_short_lease_and_renews_it(
+    make_sq: Callable[..., ServiceQ], conn: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leases, "TASK_LEASE", 1.0)  # renewed every 1/3 s; the task runs 2.5 s
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.slow)
+    (task_id,) = sq.push_many([{"seconds": 2.5}])
+    outcome: list[dict[str, Any] | None] = []
+    runner = threading.Thread(target=lambda: outcome.append(sq.work_once()))
+    runner.start()
+    wait_until(lambda: conn.zscore(sq.keys.leases, task_id) is not None)
+    seen = []
+    for _ in range(8):  # 2 s into a 2.5 s task: the lease never more than a second ahead, never run out
+        left = conn.zscore(sq.keys.leases, task_id)
+        if left is None:
+            break
+        seen.append(left - _redis_time(conn))
+        threading.Event().wait(0.25)
+    runner.join(10)
+    assert len(seen) >= 6 and all(0 < s <= 1.01 for s in seen), seen
+    (qtask,) = outcome
+    assert qtask is not None and qtask["task_id"] == task_id and qtask["remark"].startswith("SUCCESS")
+    report = sq.get_batch_report()
+    assert (report["total_success"], report["status"]) == (1, "FINISHED")
+    assert not conn.hexists(f"rq:job:{task_id}", "sq_started")  # journaled, then cleared by the settle
+
+
+# --- the lease policy -------------------------------------------------------------------------------
+def test_one_lease_policy() -> None:
+    assert scripts.Context(Keys("drag")).lease == leases.TASK_LEASE  # the scripts' default reads leases.py
+    assert ServiceQWorker.lease_seconds == leases.TASK_LEASE
+    assert leases.renew_every() == leases.TASK_LEASE / 3
+    assert leases.unrenewed(60) == 60 + leases.TASK_LEASE
+    settings = Settings(name="drag", id="x", callback_timeout=10.0)
+    from rq_serviceq import ledger
+
+    assert ledger.finalize_lease(settings) == 3 * 10 + leases.TASK_LEASE
+
+
+def test_lease_keeper_renews_what_it_holds_until_dropped(conn: Redis) -> None:
+    sq = ServiceQ("drag", connection=conn)
+    now = _redis_time(conn)
+    conn.zadd(sq.keys.leases, {"a": now + 0.6, "b": now + 0.6})
+    conn.zadd(sq.keys.finalize, {"batch-1": now + 0.6})
+    keeper = LeaseKeeper(conn, sq.keys, lease=0.6)
+    keeper.hold(["a", "b"])
+    keeper.drop(["b"])
+    with keeper.doing("batch-1"):
+        threading.Event().wait(1.0)  # five renewals due
+        later = _redis_time(conn)
+        assert conn.zscore(sq.keys.leases, "a") > later  # type: ignore[operator]
+        assert conn.zscore(sq.keys.finalize, "batch-1") > later  # type: ignore[operator]
+    assert conn.zscore(sq.keys.leases, "b") < later  # type: ignore[operator]
+    keeper.close()
+
+
+# --- the group sizer --------------------------------------------------------------------------------
+def test_group_sizer_claims_about_its_time_budget_of_work() -> None:
+    settings = Settings(name="drag", id="x")
+    sizer = GroupSizer(seconds=0.05, most=64)
+    assert sizer.size(settings, concurrency=1) == 64  # nothing learned yet: as many as allowed
+    sizer.learn(seconds=1.0, tasks=10, concurrency=1)  # 0.1 s a task
+    assert sizer.size(settings, concurrency=1) == 1
+    assert sizer.size(settings, concurrency=8) == 4  # 0.05 s of work on each of 8 slots
+    sizer.learn(seconds=0.0, tasks=0, concurrency=1)  # nothing ran: nothing learned
+    assert sizer.task_seconds == pytest.approx(0.1)
+    assert sizer.size(settings.model_copy(update={"resting_period": 1.0}), concurrency=8) == 1
