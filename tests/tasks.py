@@ -243,6 +243,8 @@ class SlowStartWorker(ServiceQWorker):
             deadline = time.monotonic() + 2
             while not conn.exists("test:pause_returned") and time.monotonic() < deadline:
                 time.sleep(0.01)
+            secs, micros = conn.time()  # the moment this task is let start (still under the start lock)
+            conn.rpush("test:committed", f"{secs + micros / 1e6:.6f}")
         return refuse
 
 

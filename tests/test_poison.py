@@ -64,7 +64,7 @@ def test_systemexit_from_a_task_is_its_outcome_but_a_cold_shutdown_still_stops_t
 
     # The worker's own way out still works: a second SIGTERM (RQ's cold shutdown) while tasks hang.
     sq.push_many([{"hang": True}, {"hang": True}])
-    wait_until(lambda: conn.llen("test:hanging") == min(2, concurrency))
+    wait_until(lambda: conn.llen("test:hanging") >= 1)  # one or both, as the claim grouped them
     worker.send_signal(signal.SIGTERM)  # warm: waits for the running tasks
     wait_until(lambda: conn.hexists(f"rq:worker:{name}", "shutdown_requested_date"))
     time.sleep(1.1)  # RQ ignores a second signal that comes within 1 s of the first (request_force_stop)
@@ -115,8 +115,10 @@ def test_no_task_starts_after_pause_returns_even_if_the_pause_lands_mid_check(
     paused_at = _redis_time(conn)
     conn.set("test:pause_returned", 1)
     wait_until(lambda: conn.llen("test:starts") == 2)  # it was let start before pause() returned: it runs
-    started_at = float(conn.lindex("test:starts", 1).decode().split(":")[0])
-    assert started_at < paused_at, "a task started after pause() returned"
+    # The guarantee is about the decision: the task was let start before pause() returned.  (Its first
+    # line runs just after; on a busy machine that can be after pause() returned, and proves nothing.)
+    committed_at = float(conn.lindex("test:committed", 0).decode())
+    assert committed_at < paused_at, "a task was let start after pause() returned"
     sq.resume()
     assert sq.wait_for_batch(timeout=20)["total_success"] == 1
 
