@@ -16,7 +16,7 @@ from .serviceq import ServiceQ
 
 WORKER = ("worker_count", "waiting_period", "resting_period", "auto_start", "concurrency")
 RETRY = ("retry_limit", "loop_backoff")
-REPORT = ("report_ttl", "report_inline_limit")
+REPORT = ("report_ttl", "report_inline_limit", "result_ttl")
 LIMITS = ("task_timeout", "callback_timeout", "max_task_bytes")
 PATHS = ("task_function", "batch_begin_callback", "batch_end_callback", "worker_push_update_callback")
 OTHER = ("schedule", "verbose")

@@ -98,6 +98,10 @@ class Settings(WorkerConfig, RetryConfig):
     verbose: StrictBool = False
     report_ttl: Annotated[StrictInt, Field(gt=0, le=MAX_REPORT_TTL)] = DEFAULT_REPORT_TTL
     report_inline_limit: Annotated[StrictInt, Field(ge=0, le=MAX_REPORT_INLINE_LIMIT)] = 10_000
+    # Seconds an attempt's RQ Result entry is kept (RQ's own default result_ttl): what RQ's readers and
+    # rq-dashboard show while a batch is fresh.  A Redis stream costs about 4.7 KB, so keeping one per
+    # task as long as the report would triple a finished task's memory; 0 writes none.
+    result_ttl: Annotated[StrictInt, Field(ge=0, le=MAX_REPORT_TTL)] = 500
     task_function: str | None = None
     batch_begin_callback: str | None = None
     batch_end_callback: str | None = None

@@ -130,9 +130,11 @@ class ServiceQ:
         """``retry_limit`` retries follow the first try; the n-th waits resting + (n-1)*loop_backoff."""
         self._update(RetryConfig, retry_limit=retry_limit, loop_backoff=loop_backoff)
 
-    def set_report_config(self, *, report_ttl: int = _UNSET, report_inline_limit: int = _UNSET) -> None:
+    def set_report_config(
+        self, *, report_ttl: int = _UNSET, report_inline_limit: int = _UNSET, result_ttl: int = _UNSET
+    ) -> None:
         """How long finished batches are kept (seconds) and up to how many tasks a report lists inline."""
-        self._update(None, report_ttl=report_ttl, report_inline_limit=report_inline_limit)
+        self._update(None, report_ttl=report_ttl, report_inline_limit=report_inline_limit, result_ttl=result_ttl)
 
     def _update(self, model: type[WorkerConfig] | type[RetryConfig] | None, **given: Any) -> None:
         changes = {name: value for name, value in given.items() if value is not _UNSET}

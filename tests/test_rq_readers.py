@@ -39,3 +39,18 @@ def test_results_and_meta_tell_the_outcome(make_sq: Callable[..., ServiceQ], con
     assert job.latest_result().exc_string == "RETRY | busy é/\\"  # what rq-dashboard shows as exception info
     assert job.get_meta()["total_retry_attempts"] == 1
     assert job.get_meta()["outcome"] == "failed"
+
+
+def test_result_entries_live_for_result_ttl_or_not_at_all(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    (kept,) = sq.push_many([{"value": True}])
+    drain(sq)
+    sq.wait_for_batch(timeout=10)
+    assert 0 < conn.ttl(f"rq:results:{kept}") <= 500  # RQ's own default result_ttl
+    sq.set_report_config(result_ttl=0)
+    (bare,) = sq.push_many([{"value": True}])
+    drain(sq)
+    sq.wait_for_batch(timeout=10)
+    assert not conn.exists(f"rq:results:{bare}")
+    assert Job.fetch(bare, connection=conn, serializer=JSONSerializer).get_meta()["remark"] == "SUCCESS"

@@ -220,6 +220,7 @@ def _optional_seconds(value: str | None) -> float | None:
 @click.option("--loop-backoff", type=float, help="seconds added to each further retry's wait")
 @click.option("--report-ttl", type=int, help="seconds a finished batch's report is kept")
 @click.option("--report-inline-limit", type=int, help="most tasks a report lists inline")
+@click.option("--result-ttl", type=int, help="seconds an attempt's RQ Result entry is kept (0: none)")
 @click.option("--task-timeout", metavar="SECONDS|none", help="time limit of one attempt ('none': no limit)")
 @click.option("--callback-timeout", type=float, help="time limit of a batch callback")
 @click.option("--max-task-bytes", type=int, help="largest task accepted, in bytes of JSON")

@@ -133,13 +133,17 @@ local function result_value(outcome, remark)
   return encoded[key]
 end
 
+local result_ttl = nil  -- the service queue's result_ttl, read once per script call
+
 local function record_result(id, outcome, remark, retries)
-  local rk = k.results_prefix .. id
-  local payload = outcome == 'passed' and 'return_value' or 'exc_string'
-  local value = result_value(outcome, remark)
-  redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', RESULT_TYPE[outcome], 'worker_name', k.worker_name,
-    payload, value)
-  redis.call('EXPIRE', rk, k.ttl)
+  result_ttl = result_ttl or tonumber(redis.call('HGET', k.state, 'result_ttl') or '500')
+  if result_ttl > 0 then
+    local rk = k.results_prefix .. id
+    local payload = outcome == 'passed' and 'return_value' or 'exc_string'
+    redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', RESULT_TYPE[outcome], 'worker_name', k.worker_name,
+      payload, result_value(outcome, remark))
+    redis.call('EXPIRE', rk, result_ttl)
+  end
   local jk = k.job_prefix .. id
   redis.call('HSET', jk, 'meta', cjson.encode({serviceq = k.name, batch_id = redis.call('HGET', jk, 'sq_batch'),
     remark = remark, total_retry_attempts = retries, outcome = outcome}))
