@@ -57,25 +57,17 @@ def encode_outcome(claim: str, outcome: Outcome) -> str:
 def _hset(task_id: str, field: bytes, value: str) -> bytes:
     """``HSET rq:job:<id> <field> <value>`` in RESP: packed here, as redis-py's general packer costs
     more than everything else the journal does per task."""
-    return _hset_key(_PREFIX + task_id.encode(), field, value)
-
-
-def _hset_key(key: bytes, field: bytes, value: str) -> bytes:
-    data = value.encode()
+    key, data = _PREFIX + task_id.encode(), value.encode()
     return b"*4\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(key), key, field, len(data), data)
 
 
-def _hdel(key: bytes, field: bytes) -> bytes:
-    return b"*3\r\n$4\r\nHDEL\r\n$%d\r\n%b\r\n%b" % (len(key), key, field)
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(data), data)
 
 
-def _bulk(text: str) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(text.encode()), text.encode())
-
-
-_STARTED = _bulk(STARTED)
-_OUTCOME = _bulk(OUTCOME)
-_CURRENT_JOB = _bulk("current_job")  # RQ's worker-hash field (Worker.set_current_job_id)
+_STARTED = _bulk(STARTED.encode())
+_OUTCOME = _bulk(OUTCOME.encode())
+_CURRENT_JOB = _bulk(b"current_job")  # RQ's worker-hash field (Worker.set_current_job_id)
 
 
 class Journal:
@@ -84,19 +76,24 @@ class Journal:
     def __init__(self, conn: Redis, worker_key: str | None = None) -> None:
         """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running."""
         self._pool = conn.connection_pool
-        self._worker_key = worker_key.encode() if worker_key else None
+        key = _bulk(worker_key.encode()) if worker_key else None
+        # HSET <worker key> current_job, waiting for the task id; HDEL of the same field
+        self._set_current = None if key is None else b"*4\r\n$4\r\nHSET\r\n" + key + _CURRENT_JOB
+        self._clear_current = None if key is None else b"*3\r\n$4\r\nHDEL\r\n" + key + _CURRENT_JOB
         self._busy = False  # current_job was set since the last sync
         self._conn: Any = None  # a redis Connection of our own, taken from the pool when first needed
         self._unsent: list[bytes] = []  # packed commands
+        self._replies = 0  # replies the unsent commands will owe
         self._owed = 0  # replies to commands sent and not yet read
         self._lock = threading.Lock()
 
     def started(self, job: ServiceQJob) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction."""
-        commands = [_hset(job.id, _STARTED, job.claim)]
-        if self._worker_key is not None:
-            commands.append(_hset_key(self._worker_key, _CURRENT_JOB, job.id))
-        self._note(*commands, send=True, busy=self._worker_key is not None)
+        if self._set_current is None:
+            self._note(_hset(job.id, _STARTED, job.claim), send=True)
+        else:
+            current = self._set_current + _bulk(job.id.encode())
+            self._note(_hset(job.id, _STARTED, job.claim) + current, send=True, replies=2, busy=True)
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
         """Record ``job``'s outcome; with ``send=False`` it waits for the next start (or ``sync``) to go out with."""
@@ -107,9 +104,10 @@ class Journal:
         and the worker names no current job (a group is over whenever this is called)."""
         with self._lock:
             try:
-                if self._busy and self._worker_key is not None:
+                if self._busy and self._clear_current is not None:
                     self._busy = False
-                    self._unsent.append(_hdel(self._worker_key, _CURRENT_JOB))
+                    self._unsent.append(self._clear_current)
+                    self._replies += 1
                 self._send()
                 while self._owed:
                     self._owed -= 1
@@ -124,9 +122,11 @@ class Journal:
                 self._pool.release(self._conn)
                 self._conn = None
 
-    def _note(self, *commands: bytes, send: bool, busy: bool = False) -> None:
+    def _note(self, command: bytes, send: bool, replies: int = 1, busy: bool = False) -> None:
+        """Queue ``command`` (packed, owing ``replies``); ``busy``: it sets the worker's current_job."""
         with self._lock:
-            self._unsent.extend(commands)
+            self._unsent.append(command)
+            self._replies += replies
             self._busy = self._busy or busy
             if send:
                 try:
@@ -141,12 +141,12 @@ class Journal:
             self._conn = _own_connection(self._pool)
         commands, self._unsent = self._unsent, []
         self._conn.send_packed_command([b"".join(commands)], check_health=False)
-        self._owed += len(commands)
+        self._owed, self._replies = self._owed + self._replies, 0
 
     def _drop(self, exc: Exception) -> None:
         """Never fail a task for the journal: forget what it held, give its connection back disconnected."""
         logger.warning("task journal write failed (%s: %s); the settle records these outcomes", type(exc).__name__, exc)
-        self._unsent, self._owed = [], 0
+        self._unsent, self._replies, self._owed = [], 0, 0
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
