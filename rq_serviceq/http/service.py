@@ -21,9 +21,11 @@ from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import launcher
-from ..push import CHUNK_SIZE, PushResult, encode_task
+from .. import launcher, push
+from ..models import Settings
+from ..push import CHUNK_SIZE, PushResult
 from ..serviceq import SETTINGS_MAX_AGE, ServiceQ
+from . import codec
 from .config import HttpConfig
 
 T = TypeVar("T")
@@ -73,7 +75,7 @@ class Service:
         self.where = launcher.connection_url(self.conn, hide_password=True)
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
         self._queues: dict[str, ServiceQ] = {}
-        self._limits: dict[str, tuple[float, int]] = {}
+        self._settings: dict[str, tuple[float, Settings]] = {}
         self._lock = threading.Lock()
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -109,85 +111,93 @@ class Service:
     def forget(self, name: str) -> None:
         with self._lock:
             self._queues.pop(name, None)
+            self._settings.pop(name, None)
 
     def _keep(self, sq: ServiceQ) -> ServiceQ:
         with self._lock:
             return self._queues.setdefault(sq.name, sq)
 
     # --- pushing ------------------------------------------------------------------------------
-    def push(self, name: str, tasks: Sequence[Any]) -> list[PushResult]:
-        """One PUSH call per chunk of 1,000; a queue deleted elsewhere is recreated (or 404) and pushed to once more."""
-        sq = self.for_push(name)
-        try:
-            return sq.push_chunks(tasks)
-        except LookupError:  # deleted by another process since this one cached it
-            self.forget(name)
-            return self.for_push(name).push_chunks(tasks)
-
     def push_each(self, name: str, tasks: list[Any]) -> list[Pushed | TaskRejected]:
-        """An auto-batcher flush: every task written in one PUSH call, or each bad one refused alone.
+        """An auto-batcher flush: the good tasks written in one PUSH call, each bad one refused alone.
 
-        A task too big or not JSON fails only its own request; the others are
-        still written together, in one call.
+        A task too big fails only its own request; the others are still written
+        together, in one call.  Each task is encoded once, here, and pushed as
+        those bytes.
         """
-        try:
-            results = self.push(name, tasks)
-        except (TypeError, ValueError):
-            problems = self.problems(name, tasks)
-            if not problems:
-                raise
-            good = [task for i, task in enumerate(tasks) if i not in problems]
-            pushed = iter(_flatten(self.push(name, good)) if good else [])
-            return [problems[i] if i in problems else next(pushed) for i in range(len(tasks))]
-        return list(_flatten(results))
+        encoded, problems = self.encode(name, tasks)
+        good = [raw for i, raw in enumerate(encoded) if i not in problems]
+        pushed = iter(_flatten(self.push_encoded(name, good)) if good else [])
+        return [problems[i] if i in problems else next(pushed) for i in range(len(tasks))]
 
     def push_batch(self, name: str, tasks: list[Any]) -> list[PushResult]:
         """The batch endpoint: all tasks checked first, then one PUSH call (one round trip) per chunk.
 
         Each chunk is atomic.  Should chunk n fail, chunks before it stay
         written and ``PartialBatch`` says which, so the caller is told exactly.
-        A batch of one chunk is checked by the push itself, before it writes
-        anything (a separate pass would encode every task twice).
         """
-        if len(tasks) <= CHUNK_SIZE:
-            try:
-                return self.push(name, tasks)
-            except (TypeError, ValueError):
-                if not self.problems(name, tasks):
-                    raise
-        problems = self.problems(name, tasks)
+        encoded, problems = self.encode(name, tasks)
         if problems:
             first = min(problems)
             raise TaskRejected(problems[first].status, f"tasks[{first}]: {problems[first]}; nothing was written")
         written: list[PushResult] = []
-        for start in range(0, len(tasks), CHUNK_SIZE):
+        for start in range(0, len(encoded), CHUNK_SIZE):
             try:
-                written += self.push(name, tasks[start : start + CHUNK_SIZE])
+                written += self.push_encoded(name, encoded[start : start + CHUNK_SIZE])
             except Exception as exc:
                 if not written:
                     raise
                 raise PartialBatch(written, exc) from exc
         return written
 
-    def problems(self, name: str, tasks: Sequence[Any]) -> dict[int, TaskRejected]:
-        """Which tasks the service queue would refuse, and why (size limit: its ``max_task_bytes``)."""
-        limit = self._task_limit(name)
+    def encode(self, name: str, tasks: Sequence[Any]) -> tuple[list[bytes], dict[int, TaskRejected]]:
+        """Each task's JSON (``b""`` for a refused one), and which were refused and why.
+
+        The size limit is the service queue's ``max_task_bytes``; a task over it,
+        or nested too deep, is a 413; one that is not JSON (impossible for a
+        parsed body, possible for a caller's own values) a 422.
+        """
+        limit = self.settings(name).max_task_bytes
+        encoded: list[bytes] = []
         found: dict[int, TaskRejected] = {}
         for i, task in enumerate(tasks):
             try:
-                encode_task(task, limit)
-            except ValueError as exc:
+                encoded.append(codec.encode_task(task, limit))
+            except ValueError as exc:  # a PushError is both; over a limit is the one a parsed task can be
                 found[i] = TaskRejected(413, str(exc))
+                encoded.append(b"")
             except TypeError as exc:
                 found[i] = TaskRejected(422, str(exc))
-        return found
+                encoded.append(b"")
+        return encoded, found
 
-    def _task_limit(self, name: str) -> int:
-        """The queue's ``max_task_bytes``, read at most once a second (as a push reads its settings)."""
+    def push_encoded(self, name: str, encoded: Sequence[bytes]) -> list[PushResult]:
+        """One PUSH call for at most a chunk of encoded tasks; a queue deleted elsewhere is recreated (or 404) and
+        pushed to once more (a deleted queue's PUSH writes nothing)."""
+        sq = self.for_push(name)
+        try:
+            return push.push_encoded(self.conn, sq.keys, encoded, self.settings(name), begin_lease=0.0)
+        except LookupError:  # deleted by another process since this one cached it
+            self.forget(name)
+            sq = self.for_push(name)
+            return push.push_encoded(self.conn, sq.keys, encoded, self.settings(name), begin_lease=0.0)
+
+    def settings(self, name: str) -> Settings:
+        """The service queue's settings, read at most once a second (as a library push reads them).
+
+        The producer's begin lease is 0 (a worker runs the batch-begin callback);
+        what a push takes from the settings is the size limit and the task
+        function's name for the job's description.
+        """
         now = time.monotonic()
-        seen = self._limits.get(name)
+        seen = self._settings.get(name)
         if seen is None or now - seen[0] > SETTINGS_MAX_AGE:
-            seen = self._limits[name] = (now, self.for_push(name).settings.max_task_bytes)
+            try:
+                current = self.for_push(name).settings
+            except LookupError:  # deleted by another process since this one cached it: recreated, or a 404
+                self.forget(name)
+                current = self.for_push(name).settings
+            seen = self._settings[name] = (now, current)
         return seen[1]
 
 
