@@ -154,16 +154,19 @@ ADD_DOC = body_doc({}, [{"name": "Tuhin1"}, {"name": "Tuhin2"}], "a JSON array o
 
 
 async def push_one(request: Request, name: str, task: Any) -> TaskCreated:
-    auto = batcher(request)
+    pushed = await push_task(service(request), batcher(request), name, task)
+    return TaskCreated(task_id=pushed.task_id, batch_id=pushed.batch_id)
+
+
+async def push_task(svc: Service, auto: AutoBatcher | None, name: str, task: Any) -> Pushed:
+    """One task into Redis: with the concurrent requests' tasks when auto-batching, else alone; then answered."""
     if auto is not None:
         pushed: Pushed = await auto.submit(name, task)
-    else:
-        svc = service(request)
-        (result,) = await svc.run(svc.push_each, name, [task])
-        if isinstance(result, TaskRejected):
-            raise result
-        pushed = result
-    return TaskCreated(task_id=pushed.task_id, batch_id=pushed.batch_id)
+        return pushed
+    (result,) = await svc.run(svc.push_each, name, [task])
+    if isinstance(result, TaskRejected):
+        raise result
+    return result
 
 
 async def push_many(request: Request, name: str, tasks: list[Any]) -> Response:
@@ -191,9 +194,12 @@ async def push_many(request: Request, name: str, tasks: list[Any]) -> Response:
     "/serviceqs/{name}/tasks", status_code=201, response_model=TaskCreated, openapi_extra=TASK_DOC, tags=["tasks"]
 )
 async def create_task(name: Name, request: Request) -> JSONResponse:
-    """One task; answered once it is in Redis (auto-batched with concurrent requests when BATCH_AUTO_ENABLED)."""
+    """One task; answered once it is in Redis (auto-batched with concurrent requests when BATCH_AUTO_ENABLED).
+
+    Served by ``fastpath.ServiceApp`` ahead of FastAPI (same checks, same
+    answers): this route is its OpenAPI entry, and serves under a root_path.
+    """
     created = await push_one(request, checked(name), await read_json(request))
-    # The hot path: the model is built by us, so FastAPI need not validate it again on the way out.
     return JSONResponse({"task_id": created.task_id, "batch_id": created.batch_id}, status_code=201)
 
 
