@@ -9,6 +9,7 @@ sent again would write its tasks twice, so a failure is reported (503) instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -112,6 +113,7 @@ class Service:
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
         self._queues: dict[str, ServiceQ] = {}
         self._settings: dict[str, tuple[float, Settings]] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -219,22 +221,45 @@ class Service:
             return push.push_encoded(self.conn, sq.keys, encoded, self.settings(name), begin_lease=0.0)
 
     def settings(self, name: str) -> Settings:
-        """The service queue's settings, read at most once a second (as a library push reads them).
+        """The service queue's settings, at most a second old (as a library push relies on them).
 
-        The producer's begin lease is 0 (a worker runs the batch-begin callback);
-        what a push takes from the settings is the size limit and the task
-        function's name for the job's description.
+        What a push takes from them is the size limit and the task function's
+        name for the job's description (a producer's begin lease is 0).  Under
+        steady traffic they are read again in the background once half that
+        old, so no push waits a round trip for them: behind an 11 ms link that
+        wait was one flush in thirteen, and the p99 of every request in it.
         """
         now = time.monotonic()
         seen = self._settings.get(name)
         if seen is None or now - seen[0] > SETTINGS_MAX_AGE:
-            try:
-                current = self.for_push(name).settings
-            except LookupError:  # deleted by another process since this one cached it: recreated, or a 404
-                self.forget(name)
-                current = self.for_push(name).settings
-            seen = self._settings[name] = (now, current)
+            return self._read_settings(name)
+        if now - seen[0] > SETTINGS_MAX_AGE / 2 and name not in self._refreshing:
+            self._refreshing.add(name)
+            with contextlib.suppress(RuntimeError):  # shutting down: the next push reads them itself
+                self.executor.submit(self._refresh_settings, name)
         return seen[1]
+
+    def _read_settings(self, name: str) -> Settings:
+        read_at = time.monotonic()
+        try:
+            current = self.for_push(name).settings
+        except LookupError:  # deleted by another process since this one cached it: recreated, or a 404
+            self.forget(name)
+            current = self.for_push(name).settings
+        self._settings[name] = (read_at, current)
+        return current
+
+    def _refresh_settings(self, name: str) -> None:
+        """Read the settings again, never creating the queue; any failure is left for the next push to meet."""
+        read_at = time.monotonic()
+        try:
+            sq = self._queues.get(name)
+            if sq is not None:
+                self._settings[name] = (read_at, sq.settings)
+        except Exception:  # deleted, or Redis out of reach: the next push reads them itself, and says so
+            self._settings.pop(name, None)
+        finally:
+            self._refreshing.discard(name)
 
 
 def _flatten(results: list[PushResult]) -> list[Pushed]:
