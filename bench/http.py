@@ -19,8 +19,8 @@ of connections, and reads:
 ``--baseline DIR`` runs every row against a second tree as well (another
 commit's ``rq_serviceq``, e.g. from ``git worktree add`` or ``git archive``),
 alternating the two run by run, so that before and after share the machine's
-conditions.  ``--quiet-load X`` waits (up to two minutes) before each run for
-the 1-minute load average to fall under X.
+conditions.  ``--quiet-load X`` waits (up to ``--quiet-wait`` seconds) before
+each run for the 1-minute load average to fall under X.
 
 Prints a Markdown table to stdout (progress to stderr); ``--json`` keeps every figure.
 """
@@ -102,6 +102,7 @@ class Server:
         logdir: Path,
         pool: int | None = None,
         root: Path = SQ_ROOT,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
@@ -109,6 +110,7 @@ class Server:
         env.pop("SERVICEQ_API_TOKEN", None)
         if pool:
             env["SERVICEQ_REDIS_POOL"] = str(pool)
+        env |= extra_env or {}
         cmd = [sys.executable, "-m", "rq_serviceq", "serve", "--port", str(self.port), "--workers", str(processes)]
         self.log_path = logdir / f"server-{self.port}.log"
         with open(self.log_path, "wb") as out:
@@ -195,7 +197,7 @@ def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, pr
     """One row: a fresh Redis database and server, a warm-up request, then wrk."""
     conn.flushall()
     root = bench.baseline if row.code != "this" else SQ_ROOT
-    server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir, bench.pool, root)
+    server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir, bench.pool, root, bench.server_env)
     try:
         single = json.dumps(TASK).encode()
         if row.case == "c":
@@ -303,9 +305,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="X",
-        help="before each run, wait (up to 2 min) for the 1-minute load average to be under X",
+        help="before each run, wait (up to --quiet-wait s) for the 1-minute load average to be under X",
     )
+    parser.add_argument("--quiet-wait", type=float, default=120.0, metavar="S", help="longest wait for --quiet-load")
+    parser.add_argument("--server-env", action="append", default=[], metavar="VAR=VALUE",
+                        help="set in every server's environment, e.g. BATCH_MAX_DELAY_MS=20 (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
     if args.baseline is not None and not (args.baseline / "rq_serviceq" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline}: no rq_serviceq package there")
     args.baseline_label = args.baseline_label or (args.baseline.resolve().name if args.baseline else None)
@@ -350,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "seconds": args.seconds,
             "runs": args.runs,
+            "server_env": args.server_env,
+            "baseline": str(args.baseline) if args.baseline else None,
             "took": round(time.monotonic() - started, 1),
             "loadavg_before": load_before,  # other tenants of a shared machine show here
             "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
@@ -369,7 +377,7 @@ def measure_row(row: Row, url: str, conn: Redis, args: argparse.Namespace, proxy
     runs: dict[str, list[Row]] = {code: [] for code in codes}
     for _ in range(args.runs):
         for code in codes if len(runs["this"]) % 2 == 0 else codes[::-1]:  # ABBA: neither always goes first
-            wait_for_quiet(args.quiet_load)
+            wait_for_quiet(args.quiet_load, args.quiet_wait)
             runs[code].append(measure(replace(row, code=code), url, conn, args, proxy))
     medians = []
     for code in codes:
