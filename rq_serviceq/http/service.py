@@ -1,9 +1,11 @@
 """The web process's side of Redis: producer-role ServiceQ handles, a connection pool, the threads that use it.
 
 Every Redis call goes through the library's facade (``ServiceQ``) and its one
-PUSH path, run on a bounded thread pool so the event loop never blocks.  The
-client never retries a command by itself: a PUSH whose reply was lost and was
-sent again would write its tasks twice, so a failure is reported (503) instead.
+PUSH script, run on a bounded thread pool so the event loop never blocks.
+Pushes hand the script tasks encoded once, here (``codec``, the library's
+rules), through ``push.push_encoded``.  The client never retries a command by
+itself: a PUSH whose reply was lost and was sent again would write its tasks
+twice, so a failure is reported (503) instead.
 """
 
 from __future__ import annotations
