@@ -1,7 +1,9 @@
-"""The single-task fast path answers exactly as the FastAPI route it stands in front of."""
+"""The single-task hot path: the fast path answers exactly as the FastAPI route it stands in front of, and the
+auto-batcher answers a flush a slice per turn of the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +16,7 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, create_app
+from rq_serviceq.http.batcher import ANSWER_SLICE, AutoBatcher
 from rq_serviceq.http.fastpath import ServiceApp, task_route_name
 from rq_serviceq.testing import free_port
 from tests.test_http_edges import BAD_INPUTS
@@ -118,3 +121,23 @@ def test_the_fast_path_takes_only_its_route(redis_url: str, monkeypatch: pytest.
         None,
         None,
     ]
+
+
+def test_a_flush_is_answered_a_slice_per_turn_of_the_loop() -> None:
+    """Between slices the loop runs other work (reading the next requests), and every answer still arrives."""
+
+    async def flush(name: str, batch: list[Any]) -> list[Any]:
+        return [f"{name}:{task}" for task in batch]
+
+    async def scenario() -> list[int]:
+        auto = AutoBatcher(flush, max_size=3 * ANSWER_SLICE, max_delay_ms=10_000)
+        answers = [asyncio.ensure_future(auto.submit("q", i)) for i in range(3 * ANSWER_SLICE)]
+        seen: list[int] = []
+        while not all(answer.done() for answer in answers):
+            seen.append(sum(answer.done() for answer in answers))
+            await asyncio.sleep(0)
+        assert [answer.result() for answer in answers] == [f"q:{i}" for i in range(3 * ANSWER_SLICE)]
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert ANSWER_SLICE in seen and 2 * ANSWER_SLICE in seen  # other work ran with a slice answered, and two
