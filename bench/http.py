@@ -12,7 +12,15 @@ of connections, and reads:
   PUSH, HGETALL for its settings, once a second) from ``INFO commandstats``,
   whose other entries are commands run inside the scripts;
 - CPU seconds per second of the server process tree, redis-server, wrk and the
-  proxy (``/proc``), which says where the ceiling is.
+  proxy (``/proc``), which says where the ceiling is, and of everything else on
+  the machine (busy CPU in ``/proc/stat`` less ours): the machine is shared, and
+  the other tenants' load is part of every figure.
+
+``--baseline DIR`` runs every row against a second tree as well (another
+commit's ``rq_serviceq``, e.g. from ``git worktree add`` or ``git archive``),
+alternating the two run by run, so that before and after share the machine's
+conditions.  ``--quiet-load X`` waits (up to ``--quiet-wait`` seconds) before
+each run for the 1-minute load average to fall under X.
 
 Prints a Markdown table to stdout (progress to stderr); ``--json`` keeps every figure.
 """
@@ -39,7 +47,7 @@ from redis import Redis
 
 from rq_serviceq.testing import RedisServer, free_port
 
-from .harness import SQ_ROOT, cpu_seconds, log
+from .harness import CLK_TCK, SQ_ROOT, cpu_seconds, log
 from .latency_proxy import LatencyProxy
 
 QUEUE = "bench"
@@ -61,6 +69,7 @@ end
 
 @dataclass
 class Row:
+    code: str  # which tree's rq_serviceq the server ran: "this", or the baseline's label
     setting: str  # loopback | 11 ms
     case: str  # a | b | c
     what: str
@@ -78,22 +87,34 @@ class Row:
     redis_cpu: float = 0.0
     wrk_cpu: float = 0.0
     proxy_cpu: float = 0.0
+    other_cpu: float = 0.0  # the machine's busy CPU less ours: other tenants
+    load1: float = 0.0  # 1-minute load average when the run started
 
 
 class Server:
     """``rq-serviceq serve`` in its own process group."""
 
-    def __init__(self, redis_url: str, batching: bool, processes: int, logdir: Path, pool: int | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        batching: bool,
+        processes: int,
+        logdir: Path,
+        pool: int | None = None,
+        root: Path = SQ_ROOT,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SQ_ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
         env |= {"BATCH_AUTO_ENABLED": "true" if batching else "false", "RQ_REDIS_URL": redis_url}
         env.pop("SERVICEQ_API_TOKEN", None)
         if pool:
             env["SERVICEQ_REDIS_POOL"] = str(pool)
+        env |= extra_env or {}
         cmd = [sys.executable, "-m", "rq_serviceq", "serve", "--port", str(self.port), "--workers", str(processes)]
         self.log_path = logdir / f"server-{self.port}.log"
         with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(cmd, env=env, cwd=SQ_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
@@ -140,6 +161,28 @@ def run_wrk(url: str, body_path: Path, connections: int, seconds: float, workdir
     return json.loads(line.removeprefix("WRKJSON ")), cpu
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (``/proc/stat``: all but idle, iowait and steal)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def wait_for_quiet(limit: float | None, longest: float = 120.0) -> None:
+    """Before a run: wait while the 1-minute load average is over ``limit`` (others' tests), at most ``longest`` s."""
+    if limit is None:
+        return
+    deadline = time.monotonic() + longest
+    if load1() > limit:
+        log(f"  load average {load1():.2f} > {limit}: waiting for a quieter minute")
+    while load1() > limit and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def redis_cpu(conn: Redis) -> float:
     info = conn.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -153,7 +196,8 @@ def round_trips(conn: Redis) -> int:
 def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, proxy: LatencyProxy | None) -> Row:
     """One row: a fresh Redis database and server, a warm-up request, then wrk."""
     conn.flushall()
-    server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir, bench.pool)
+    root = bench.baseline if row.code != "this" else SQ_ROOT
+    server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir, bench.pool, root, bench.server_env)
     try:
         single = json.dumps(TASK).encode()
         if row.case == "c":
@@ -168,7 +212,9 @@ def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, pr
         queued0, calls0, rcpu0 = conn.llen(f"rq:queue:{QUEUE}-pending"), round_trips(conn), redis_cpu(conn)
         scpu0 = cpu_seconds(server.proc.pid)
         pcpu0 = cpu_seconds(proxy.proc.pid) if proxy and proxy.proc else 0.0
+        row.load1, busy0 = load1(), machine_busy()
         wrk, wrk_cpu = run_wrk(server.url + path, body_path, row.connections, bench.seconds, bench.logdir)
+        busy = machine_busy() - busy0
         seconds = wrk["duration_us"] / 1e6
         landed = conn.llen(f"rq:queue:{QUEUE}-pending") - queued0
         calls = round_trips(conn) - calls0
@@ -183,6 +229,8 @@ def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, pr
         row.redis_cpu = (redis_cpu(conn) - rcpu0) / seconds
         row.wrk_cpu = wrk_cpu / seconds
         row.proxy_cpu = ((cpu_seconds(proxy.proc.pid) if proxy and proxy.proc else 0.0) - pcpu0) / seconds
+        ours = row.server_cpu + row.redis_cpu + row.wrk_cpu + row.proxy_cpu
+        row.other_cpu = max(0.0, busy / seconds - ours)
         if row.errors:
             log(f"WARNING {row.what} c={row.connections}: {row.errors} errors ({wrk})")
         return row
@@ -193,20 +241,17 @@ def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, pr
 def plan(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     cases = set(args.cases)
+    a, b = "(a) one task per request, auto-batching off", "(b) one task per request, auto-batching on"
+    c_what = f"(c) batch endpoint, {args.batch_size:,} tasks per request"
     for setting in args.settings:
-        for c in args.clients if "a" in cases else ():
-            rows.append(Row(setting, "a", "(a) one task per request, auto-batching off", c, 1, 1))
-        for c in args.clients if "b" in cases else ():
-            rows.append(Row(setting, "b", "(b) one task per request, auto-batching on", c, 1, 1))
-        for c in args.batch_clients if "c" in cases else ():
-            rows.append(Row(setting, "c", f"(c) batch endpoint, {args.batch_size:,} tasks per request", c, 1,
-                            args.batch_size))  # fmt: skip
+        rows += [Row("this", setting, "a", a, n, 1, 1) for n in (args.clients if "a" in cases else ())]
+        rows += [Row("this", setting, "b", b, n, 1, 1) for n in (args.clients if "b" in cases else ())]
+        rows += [Row("this", setting, "c", c_what, n, 1, args.batch_size) for n in args.batch_clients if "c" in cases]
         if args.second_process:
-            rows.append(Row(setting, "a", "(a) one task per request, auto-batching off", 256, 2, 1))
-            for c in (64, 256):
-                rows.append(Row(setting, "b", "(b) one task per request, auto-batching on", c, 2, 1))
-            rows.append(Row(setting, "c", f"(c) batch endpoint, {args.batch_size:,} tasks per request",
-                            args.batch_clients[-1], 2, args.batch_size))  # fmt: skip
+            rows += [Row("this", setting, "a", a, 256, 2, 1)] if "a" in cases else []
+            rows += [Row("this", setting, "b", b, n, 2, 1) for n in (64, 256) if "b" in cases]
+            last = args.batch_clients[-1]
+            rows += [Row("this", setting, "c", c_what, last, 2, args.batch_size)] if "c" in cases else []
     return rows
 
 
@@ -224,16 +269,16 @@ def fmt(v: float) -> str:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| Redis | case | clients | server procs | tasks/s | p50 ms | p99 ms | round trips/task | tasks/round trip "
-        "| CPU s/s: server, Redis, wrk, proxy |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| code | Redis | case | clients | server procs | tasks/s | p50 ms | p99 ms | round trips/task "
+        "| tasks/round trip | CPU s/s: server, Redis, wrk, proxy | others' CPU s/s | load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         cpu = f"{r.server_cpu:.2f}, {r.redis_cpu:.2f}, {r.wrk_cpu:.2f}, {r.proxy_cpu:.2f}"
         lines.append(
-            f"| {r.setting} | {r.what} | {r.connections} | {r.server_processes} | {fmt(r.tasks_per_s)} | "
+            f"| {r.code} | {r.setting} | {r.what} | {r.connections} | {r.server_processes} | {fmt(r.tasks_per_s)} | "
             f"{fmt(r.p50_ms)} | {fmt(r.p99_ms)} | {r.round_trips_per_task:.3f} | {fmt(r.tasks_per_round_trip)} "
-            f"| {cpu} |"
+            f"| {cpu} | {r.other_cpu:.2f} | {r.load1:.2f} |"
         )
     return "\n".join(lines)
 
@@ -252,7 +297,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="skip the rows with two server processes")  # fmt: skip
     parser.add_argument("--runs", type=int, default=1, help="runs per row; the run of median tasks/s is shown")
     parser.add_argument("--json", metavar="PATH", help="write every figure here")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run every row against the rq_serviceq in DIR, alternating run by run")  # fmt: skip
+    parser.add_argument("--baseline-label", default=None, help="its name in the table (default: DIR's name)")
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        default=None,
+        metavar="X",
+        help="before each run, wait (up to --quiet-wait s) for the 1-minute load average to be under X",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=120.0, metavar="S", help="longest wait for --quiet-load")
+    parser.add_argument("--server-env", action="append", default=[], metavar="VAR=VALUE",
+                        help="set in every server's environment, e.g. BATCH_MAX_DELAY_MS=20 (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
+    if args.baseline is not None and not (args.baseline / "rq_serviceq" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no rq_serviceq package there")
+    args.baseline_label = args.baseline_label or (args.baseline.resolve().name if args.baseline else None)
     args.clients = [int(x) for x in args.clients.split(",") if x]
     args.batch_clients = [int(x) for x in args.batch_clients.split(",") if x]
     args.settings = [x.strip() for x in args.settings.split(",") if x.strip()]
@@ -283,11 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"Redis through the proxy: PING {rtt:.1f} ms")
                 for row in (r for r in rows if r.setting == setting):
                     log(f"{setting} {row.what}, {row.connections} clients, {row.server_processes} process(es)")
-                    runs = [measure(replace(row), url, conn, args, proxy) for _ in range(args.runs)]
-                    row = sorted(runs, key=lambda r: r.tasks_per_s)[len(runs) // 2]  # the median run, whole
-                    done.append(row)
-                    log(f"  {fmt(row.tasks_per_s)} tasks/s, p50 {fmt(row.p50_ms)} ms, p99 {fmt(row.p99_ms)} ms, "
-                        f"{fmt(row.tasks_per_round_trip)} tasks/round trip, landed {row.landed:,}")  # fmt: skip
+                    done += measure_row(row, url, conn, args, proxy)
             finally:
                 if proxy:
                     proxy.stop()
@@ -298,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "seconds": args.seconds,
             "runs": args.runs,
+            "server_env": args.server_env,
+            "baseline": str(args.baseline) if args.baseline else None,
             "took": round(time.monotonic() - started, 1),
             "loadavg_before": load_before,  # other tenants of a shared machine show here
             "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
@@ -309,6 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in done]}, indent=2))
     shutil.rmtree(args.logdir, ignore_errors=True)
     return 0
+
+
+def measure_row(row: Row, url: str, conn: Redis, args: argparse.Namespace, proxy: LatencyProxy | None) -> list[Row]:
+    """The row's median run (by tasks/s) for this tree, and for the baseline's, their runs alternating."""
+    codes = ["this"] + ([args.baseline_label] if args.baseline else [])
+    runs: dict[str, list[Row]] = {code: [] for code in codes}
+    for _ in range(args.runs):
+        for code in codes if len(runs["this"]) % 2 == 0 else codes[::-1]:  # ABBA: neither always goes first
+            wait_for_quiet(args.quiet_load, args.quiet_wait)
+            runs[code].append(measure(replace(row, code=code), url, conn, args, proxy))
+    medians = []
+    for code in codes:
+        median = sorted(runs[code], key=lambda r: r.tasks_per_s)[len(runs[code]) // 2]  # the median run, whole
+        medians.append(median)
+        log(f"  {code}: {fmt(median.tasks_per_s)} tasks/s, p50 {fmt(median.p50_ms)} ms, p99 {fmt(median.p99_ms)} ms, "
+            f"{fmt(median.tasks_per_round_trip)} tasks/round trip, landed {median.landed:,}, "
+            f"others' CPU {median.other_cpu:.2f} s/s")  # fmt: skip
+    return medians
 
 
 def ping_ms(url: str) -> float:

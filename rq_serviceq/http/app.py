@@ -24,11 +24,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .. import __version__
-from ..serviceq import RedisUnavailable
 from . import api, ui
 from .auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
 from .batcher import AutoBatcher
 from .config import HttpConfig
+from .errors import problem
+from .fastpath import ServiceApp
 from .service import PartialBatch, Service, TaskRejected
 
 logger = logging.getLogger("rq_serviceq.http")
@@ -41,11 +42,11 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     """The service, configured from ``config`` or the environment (see ``HttpConfig.from_env``)."""
     config = config or HttpConfig.from_env()
     _ensure_logging()
-    app = FastAPI(title="rq-serviceq", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    app = ServiceApp(title="rq-serviceq", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
     app.state.config = config
     app.state.service = Service(config)
     app.state.batcher = None
-    check = TokenCheck(config.api_token)
+    check = app.state.token_check = TokenCheck(config.api_token)
     app.include_router(api.open_router)
     app.include_router(api.router)
     app.include_router(ui.router)
@@ -157,52 +158,25 @@ def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:
     app.mount("/rq", wsgi)  # type: ignore[arg-type]
 
 
-def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     where = app.state.service.where
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, api.describe_errors(exc.errors()))
+        return JSONResponse({"detail": api.describe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(ValidationError)
     async def invalid_setting(request: Request, exc: ValidationError) -> JSONResponse:
-        return _error(422, api.describe_errors(exc.errors()))
+        return JSONResponse({"detail": api.describe_errors(exc.errors())}, status_code=422)
 
-    @app.exception_handler(TaskRejected)
-    async def rejected(request: Request, exc: TaskRejected) -> JSONResponse:
-        return _error(exc.status, str(exc))
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        status, body, headers = problem(exc, where)
+        if status == 500:
+            logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.exception_handler(LookupError)
-    async def not_found(request: Request, exc: LookupError) -> JSONResponse:
-        return _error(404, str(exc).strip("'\""))
-
-    @app.exception_handler(PartialBatch)
-    async def partial(request: Request, exc: PartialBatch) -> JSONResponse:
-        ids = [task_id for res in exc.written for task_id in res.task_ids]
-        written = f"the first {len(ids)} tasks were written (whole chunks of 1,000), the rest not"
-        detail = f"{_redis_problem(exc.cause, where)}; {written}"
-        return _error(503, detail, task_ids=ids, total_enqueued=len(ids))
-
-    @app.exception_handler(redis.exceptions.RedisError)
-    async def redis_down(request: Request, exc: redis.exceptions.RedisError) -> JSONResponse:
-        return _error(503, _redis_problem(exc, where), headers={"Retry-After": "1"})
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, "internal error; the server log has the details")
-
-
-def _redis_problem(exc: BaseException, where: str) -> str:
-    if isinstance(exc, RedisUnavailable):
-        return str(exc)  # already names the Redis, password hidden
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return f"cannot reach Redis at {where}: {exc}"
-    return f"Redis at {where} refused the request: {exc}"
+    for kind in (TaskRejected, LookupError, PartialBatch, redis.exceptions.RedisError, Exception):
+        app.add_exception_handler(kind, answer)
 
 
 def _ensure_logging() -> None:

@@ -80,7 +80,12 @@ class TokenMiddleware:
         if page:
             await _refuse(send, "login required: the password is SERVICEQ_API_TOKEN (any user name)", "Basic")
         else:
-            await _refuse(send, "missing or wrong token: send 'Authorization: Bearer <SERVICEQ_API_TOKEN>'", "Bearer")
+            await refuse_api(send)
+
+
+async def refuse_api(send: Send) -> None:
+    """The 401 an API request without the token gets (the middleware's, and the fast path's)."""
+    await _refuse(send, "missing or wrong token: send 'Authorization: Bearer <SERVICEQ_API_TOKEN>'", "Bearer")
 
 
 async def _refuse(send: Send, detail: str, scheme: str) -> None:

@@ -23,6 +23,24 @@ logger = logging.getLogger("rq_serviceq.http")
 FlushFunc = Callable[[str, list[Any]], Awaitable[list[Any]]]
 
 
+# Requests answered per turn of the event loop after a flush.  Answering all of a
+# flush's requests in one turn (64 at 64 clients: 5-7 ms of CPU) kept the loop
+# from reading the next requests until the last answer was out, so the next
+# batch's delay began only then, and every client's cycle grew by that time.
+# In slices, the clients answered first send again, their tasks open the next
+# batch, and its delay runs while the rest are answered.
+ANSWER_SLICE = 8
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # its request was cancelled (the client left)
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 @dataclass
 class _Waiting:
     tasks: list[Any] = field(default_factory=list)
@@ -77,13 +95,12 @@ class AutoBatcher:
                     future.set_exception(exc)
             return
         logger.info("Enqueued batch of %d tasks", len(waiting.tasks))
-        for future, result in zip(waiting.futures, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        answers = list(zip(waiting.futures, results, strict=True))
+        for start in range(0, len(answers), ANSWER_SLICE):
+            if start:
+                await asyncio.sleep(0)  # the loop reads new requests: the next batch's delay starts meanwhile
+            for future, result in answers[start : start + ANSWER_SLICE]:
+                _settle(future, result)
 
     @property
     def waiting(self) -> int:

@@ -1,0 +1,75 @@
+"""JSON on the hot paths: bodies parsed and tasks encoded with orjson, the standard library's verdicts kept.
+
+Measured on a 1,000-task body: orjson parses it in a quarter of ``json.loads``'
+time and encodes each task some twenty times faster than ``json.dumps``, which
+builds a new encoder on every call.  Where the two libraries would disagree,
+the standard library decides, so the service accepts, refuses and writes what
+the library's own push (``push.encode_task``) would:
+
+- integers beyond 64 bits: orjson would read them as floats, so a body with a
+  run of 20 digits is parsed by ``json.loads``;
+- a body orjson refuses (NaN, a lone surrogate, a byte-order mark, a number out
+  of a float's range, ...) is parsed by ``json.loads``, whose verdict and message
+  stand; NaN, Infinity and out-of-range numbers are not JSON there either;
+- a task whose orjson encoding is not printable ASCII (``json.dumps`` escapes
+  the rest), is over the size limit or may nest too deep is encoded by
+  ``push.encode_task``, which spells it as ``json.dumps`` does and words the refusal.
+
+The one visible difference: a float may be spelled another way (``0.00001`` for
+``1e-05``), with the same value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+
+from .. import push
+
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))  # every digit a "0", the rest spaces
+_LONG_NUMBER = b"0" * 20  # 2**64 has 20 digits; any integer orjson reads exactly has at most 19 of them
+
+
+def loads(body: bytes) -> Any:
+    """The body's JSON value; ``ValueError`` (or ``RecursionError``) naming what is wrong if it is not JSON."""
+    if _LONG_NUMBER not in body.translate(_DIGITS):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # the standard library decides, and says why
+    return json.loads(body, parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of a float's range")
+    return value
+
+
+def encode_task(task: Any, max_bytes: int) -> bytes:
+    """A task from ``loads`` as JSON bytes, as ``push.encode_task`` would write them (it refuses, and words why).
+
+    Only for values ``loads`` made: orjson writes an infinite float as ``null``,
+    and ``loads`` never makes one.
+    """
+    try:
+        raw = orjson.dumps(task)
+    except orjson.JSONEncodeError:
+        return push.encode_task(task, max_bytes)
+    plain = raw.isascii() and b"\x7f" not in raw  # json.dumps escapes everything else
+    if plain and len(raw) <= max_bytes and raw.count(b"[") + raw.count(b"{") <= push.MAX_TASK_DEPTH:
+        return raw
+    return push.encode_task(task, max_bytes)
+
+
+def dumps(value: Any) -> bytes:
+    """A response body (ids and messages: no value where orjson and ``json.dumps`` differ)."""
+    return orjson.dumps(value)
