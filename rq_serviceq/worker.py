@@ -38,7 +38,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
-from . import control, ledger, state
+from . import control, ledger, scripts, state
 from . import keys as k
 from .callbacks import call_hook
 from .claim import Claim
@@ -269,6 +269,7 @@ class ServiceQWorker(SimpleWorker):
 
     def teardown(self) -> None:
         self._keeper.close()
+        self._give_back_leftovers()
         if self._runner is not None:
             self._runner.close()
         self._journal.close()
@@ -276,6 +277,32 @@ class ServiceQWorker(SimpleWorker):
             self._note_unavailable(None)
         self._log("worker terminated")
         super().teardown()  # type: ignore[no-untyped-call]
+
+    def _give_back_leftovers(self) -> None:
+        """Give back tasks still leased to this worker that never started.
+
+        RQ's signal handler raises StopRequested wherever an idle worker happens to be, which can
+        be just after a CLAIM leased it tasks and before they reached the runner.  Their leases
+        would run out in time and another worker would take them; a warm shutdown puts them
+        back on the queue at once instead.  A task that started was finished (warm shutdown).
+        """
+        conn, leases = self.connection, self.sq_keys.leases
+        try:
+            ids = [state.text(x) for x in conn.zrange(leases, 0, -1)]
+            with conn.pipeline(transaction=False) as pipe:
+                for task_id in ids:
+                    pipe.hmget(k.job_key(task_id), "worker_name", "sq_claim", "sq_started")
+                rows = pipe.execute()
+            mine = [
+                (task_id, state.text(token))
+                for task_id, (owner, token, started) in zip(ids, rows, strict=True)
+                if owner is not None and state.text(owner) == self.name and token and token != started
+            ]
+            if mine:
+                ctx = scripts.Context(self.sq_keys, self.name)
+                scripts.release(conn, ctx, mine)
+        except redis.exceptions.RedisError:
+            self.log.warning("could not give back this worker's unstarted tasks; their leases will run out")
 
     # --- a task function this worker cannot import --------------------------------------------
     def _task_function_found(self, unavailable: str | None) -> None:
