@@ -36,7 +36,7 @@ from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain
 from tests.http_helpers import ServerProcess, running_server
-from tests.test_http_browser import CHROME_FLAGS, CHROMEDRIVER, CHROMIUM
+from tests.test_http_browser import headless_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "truth-s3cret"
@@ -106,23 +106,8 @@ def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium, sending the operator's token with every request (as a proxy would add it)."""
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}})
-    try:
+    with headless_chromium(TOKEN) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def until(driver: Any, predicate: Callable[[Any], Any], what: str, timeout: float = WAIT) -> Any:

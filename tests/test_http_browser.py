@@ -5,6 +5,7 @@ Screenshots are kept in the test's tmp path; their paths are printed (``pytest -
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +37,10 @@ CHROME_FLAGS = [
 ]
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def headless_chromium(token: str) -> Iterator[Any]:
+    """Debian's headless Chromium (skips the test where there is none), sending ``token`` with every
+    request the pages make, as a proxy or an extension would add it."""
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver (.ci/run does)")
     webdriver = pytest.importorskip("selenium.webdriver")
@@ -49,13 +52,18 @@ def browser() -> Iterator[Any]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(20)
-    # The token on every request the pages make, as a proxy or an extension would add it.
     driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {TOKEN}"}})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {token}"}})
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with headless_chromium(TOKEN) as driver:
+        yield driver
 
 
 def shot(driver: Any, path: Path) -> None:
