@@ -2,8 +2,10 @@
 
 Each row starts a fresh ``rq-serviceq serve`` (auto-batching on or off, one
 or two server processes) against one throwaway Redis, directly or through
-``bench/latency_proxy.py``, runs ``wrk`` for ``--seconds`` at a given number
-of connections, and reads:
+``bench/latency_proxy.py``, warms it up with ``--warmup`` seconds of ``wrk`` at
+the row's concurrency (the server's first concurrent flushes open its pool's
+Redis connections, a few round trips each behind the link: a start-up cost, not
+a steady-state one), then runs ``wrk`` for ``--seconds`` and reads:
 
 - tasks/s: 2xx responses x tasks per request / seconds (wrk), checked against
   the tasks that landed in Redis (LLEN of the pending queue);
@@ -194,7 +196,7 @@ def round_trips(conn: Redis) -> int:
 
 
 def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, proxy: LatencyProxy | None) -> Row:
-    """One row: a fresh Redis database and server, a warm-up request, then wrk."""
+    """One row: a fresh Redis database and server, warm-up requests and a warm-up wrk run, then the measured wrk."""
     conn.flushall()
     root = bench.baseline if row.code != "this" else SQ_ROOT
     server = Server(redis_url, row.case == "b", row.server_processes, bench.logdir, bench.pool, root, bench.server_env)
@@ -209,6 +211,8 @@ def measure(row: Row, redis_url: str, conn: Redis, bench: argparse.Namespace, pr
             server.post(path, body)
         body_path = bench.logdir / f"body-{row.case}.json"
         body_path.write_bytes(body)
+        if bench.warmup > 0:  # at the row's concurrency: the pool's connections opened, not measured
+            run_wrk(server.url + path, body_path, row.connections, bench.warmup, bench.logdir)
         queued0, calls0, rcpu0 = conn.llen(f"rq:queue:{QUEUE}-pending"), round_trips(conn), redis_cpu(conn)
         scpu0 = cpu_seconds(server.proc.pid)
         pcpu0 = cpu_seconds(proxy.proc.pid) if proxy and proxy.proc else 0.0
@@ -295,6 +299,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=None, help="SERVICEQ_REDIS_POOL for the server (default its own)")
     parser.add_argument("--no-second-process", dest="second_process", action="store_false",
                         help="skip the rows with two server processes")  # fmt: skip
+    parser.add_argument("--warmup", type=float, default=1.0, metavar="S",
+                        help="seconds of wrk at the row's concurrency before each measured run, not counted "
+                             "(default 1; 0 for none)")  # fmt: skip
     parser.add_argument("--runs", type=int, default=1, help="runs per row; the run of median tasks/s is shown")
     parser.add_argument("--json", metavar="PATH", help="write every figure here")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
@@ -355,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "seconds": args.seconds,
+            "warmup": args.warmup,
             "runs": args.runs,
             "server_env": args.server_env,
             "baseline": str(args.baseline) if args.baseline else None,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -106,6 +107,16 @@ def test_each_bad_input_gets_a_clear_4xx_and_changes_nothing(make_client: MakeCl
         assert words in response.json()["detail"], (method, path, response.json())
     assert snapshot(conn) == before
     assert ServiceQ.statuses(conn) == {"drag": "CREATED"}  # unknown names were not created
+
+
+def test_a_task_too_big_is_refused_on_arrival_not_after_the_batch_delay(make_client: MakeClient, conn: Redis) -> None:
+    client = make_client(batch_max_delay_ms=20_000)  # a flush would come 20 s after the first task waited
+    ServiceQ("drag", connection=conn).set_limits(max_task_bytes=200)
+    started = time.monotonic()
+    response = client.post("/serviceqs/drag/tasks", json=BIG)
+    assert response.status_code == 413 and "200-byte limit" in response.json()["detail"]
+    assert time.monotonic() - started < 10  # answered without waiting for any flush
+    assert conn.llen("rq:queue:drag-pending") == 0
 
 
 def test_auto_create(make_client: MakeClient, conn: Redis) -> None:

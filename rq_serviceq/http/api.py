@@ -38,7 +38,7 @@ from .schemas import (
     TaskCreated,
     WorkerConfigUpdate,
 )
-from .service import Pushed, Service, TaskRejected, UnknownServiceQ
+from .service import Pushed, Service, UnknownServiceQ
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": what}
@@ -160,13 +160,12 @@ async def push_one(request: Request, name: str, task: Any) -> TaskCreated:
 
 async def push_task(svc: Service, auto: AutoBatcher | None, name: str, task: Any) -> Pushed:
     """One task into Redis: with the concurrent requests' tasks when auto-batching, else alone; then answered."""
+    encoded = await svc.encode_one(name, task)
     if auto is not None:
-        pushed: Pushed = await auto.submit(name, task)
+        pushed: Pushed = await auto.submit(name, encoded)
         return pushed
-    (result,) = await svc.run(svc.push_each, name, [task])
-    if isinstance(result, TaskRejected):
-        raise result
-    return result
+    (pushed,) = await svc.run(svc.push_each, name, [encoded])
+    return pushed
 
 
 async def push_many(request: Request, name: str, tasks: list[Any]) -> Response:

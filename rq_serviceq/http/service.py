@@ -158,17 +158,22 @@ class Service:
             return self._queues.setdefault(sq.name, sq)
 
     # --- pushing ------------------------------------------------------------------------------
-    def push_each(self, name: str, tasks: list[Any]) -> list[Pushed | TaskRejected]:
-        """An auto-batcher flush: the good tasks written in one PUSH call, each bad one refused alone.
+    async def encode_one(self, name: str, task: Any) -> bytes:
+        """A single-task request's JSON, checked against the service queue's limits as it arrives.
 
-        A task too big fails only its own request; the others are still written
-        together, in one call.  Each task is encoded once, here, and pushed as
-        those bytes.
+        So a bad task is refused at once rather than after waiting out a flush,
+        and an auto-batcher flush carries only tasks already encoded and checked:
+        its critical path (delay, then one round trip) does no encoding.  The
+        settings come from the cache; a cold one is read on the Redis threads.
         """
-        encoded, problems = self.encode(name, tasks)
-        good = [raw for i, raw in enumerate(encoded) if i not in problems]
-        pushed = iter(_flatten(self.push_encoded(name, good)) if good else [])
-        return [problems[i] if i in problems else next(pushed) for i in range(len(tasks))]
+        settings = self.cached_settings(name)
+        if settings is None:
+            settings = await self.run(self.settings, name)
+        return encode_checked(task, settings.max_task_bytes)
+
+    def push_each(self, name: str, encoded: list[bytes]) -> list[Pushed]:
+        """Single-task requests' tasks (``encode_one``'s bytes), written in one PUSH call: an auto-batcher flush."""
+        return _flatten(self.push_encoded(name, encoded))
 
     def push_batch(self, name: str, tasks: list[Any]) -> list[PushResult]:
         """The batch endpoint: all tasks checked first, then one PUSH call (one round trip) per chunk.
@@ -191,23 +196,15 @@ class Service:
         return written
 
     def encode(self, name: str, tasks: Sequence[Any]) -> tuple[list[bytes], dict[int, TaskRejected]]:
-        """Each task's JSON (``b""`` for a refused one), and which were refused and why.
-
-        The size limit is the service queue's ``max_task_bytes``; a task over it,
-        or nested too deep, is a 413; one that is not JSON (impossible for a
-        parsed body, possible for a caller's own values) a 422.
-        """
+        """Each task's JSON (``b""`` for a refused one), and which were refused and why (``encode_checked``)."""
         limit = self.settings(name).max_task_bytes
         encoded: list[bytes] = []
         found: dict[int, TaskRejected] = {}
         for i, task in enumerate(tasks):
             try:
-                encoded.append(codec.encode_task(task, limit))
-            except ValueError as exc:  # a PushError is both; over a limit is the one a parsed task can be
-                found[i] = TaskRejected(413, str(exc))
-                encoded.append(b"")
-            except TypeError as exc:
-                found[i] = TaskRejected(422, str(exc))
+                encoded.append(encode_checked(task, limit))
+            except TaskRejected as exc:
+                found[i] = exc
                 encoded.append(b"")
         return encoded, found
 
@@ -223,7 +220,12 @@ class Service:
             return push.push_encoded(self.conn, sq.keys, encoded, self.settings(name), begin_lease=0.0)
 
     def settings(self, name: str) -> Settings:
-        """The service queue's settings, at most a second old (as a library push relies on them).
+        """``cached_settings``, or read now (a blocking call: from the Redis threads)."""
+        return self.cached_settings(name) or self._read_settings(name)
+
+    def cached_settings(self, name: str) -> Settings | None:
+        """The service queue's settings if this process read them under a second ago (as a library push
+        relies on them), else None; never waits for Redis, so the event loop may call it.
 
         What a push takes from them is the size limit and the task function's
         name for the job's description (a producer's begin lease is 0).  Under
@@ -234,7 +236,7 @@ class Service:
         now = time.monotonic()
         seen = self._settings.get(name)
         if seen is None or now - seen[0] > SETTINGS_MAX_AGE:
-            return self._read_settings(name)
+            return None
         if now - seen[0] > SETTINGS_MAX_AGE / 2 and name not in self._refreshing:
             self._refreshing.add(name)
             with contextlib.suppress(RuntimeError):  # shutting down: the next push reads them itself
@@ -262,6 +264,17 @@ class Service:
             self._settings.pop(name, None)
         finally:
             self._refreshing.discard(name)
+
+
+def encode_checked(task: Any, limit: int) -> bytes:
+    """A task's JSON, or ``TaskRejected``: 413 over ``limit`` bytes or nested too deep, 422 not JSON
+    (impossible for a parsed body, possible for a caller's own values)."""
+    try:
+        return codec.encode_task(task, limit)
+    except ValueError as exc:  # a PushError is both; over a limit is the one a parsed task can be
+        raise TaskRejected(413, str(exc)) from None
+    except TypeError as exc:
+        raise TaskRejected(422, str(exc)) from None
 
 
 def _flatten(results: list[PushResult]) -> list[Pushed]:

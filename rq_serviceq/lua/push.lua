@@ -15,9 +15,9 @@ for i = A + 2, #ARGV, 3 do
   redis.call('HSET', k.job_prefix .. ARGV[i], 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', ARGV[i + 1],
     'origin', ARGV[A + 1], 'description', ARGV[i + 2], 'status', 'queued', 'worker_name', '',
     'sq_batch', bid, 'sq_created', created)
-  redis.call('RPUSH', k.queue, ARGV[i])
   ids[#ids + 1] = ARGV[i]
 end
+for i = 1, #ids, 1000 do redis.call('RPUSH', k.queue, unpack(ids, i, math.min(i + 999, #ids))) end
 count_in(bid, ids)
 redis.call('SADD', k.rq_queues, k.queue)
 ring(#ids)
