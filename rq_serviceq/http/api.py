@@ -7,6 +7,7 @@ content type: 415, too big: 413), before anything reaches Redis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import islice
 from typing import Annotated, Any, Literal
 
@@ -361,34 +362,32 @@ async def control(request: Request, name: str, work: Any) -> ControlResult:
     return result
 
 
+async def update_settings(
+    request: Request, name: str, model: type[BaseModel], apply: Callable[[ServiceQ, dict[str, Any]], None]
+) -> dict[str, Any]:
+    """A PUT of some settings: the body checked against ``model``, what it gives applied, the settings returned."""
+    name = checked(name)
+    update = validated(model, await read_json(request)).model_dump(exclude_none=True)
+    svc = service(request)
+
+    def work(sq: ServiceQ) -> dict[str, Any]:
+        apply(sq, update)
+        return sq.describe()
+
+    settings: dict[str, Any] = await svc.run(with_queue, svc, name, work)
+    return settings
+
+
 @router.put("/serviceqs/{name}/worker-config", tags=["control"])
 async def put_worker_config(name: Name, request: Request) -> dict[str, Any]:
     """The seed's SetWorkerConfig; omitted fields keep their value.  Returns the settings."""
-    name = checked(name)
-    update = validated(WorkerConfigUpdate, await read_json(request))
-    svc = service(request)
-
-    def apply(sq: ServiceQ) -> dict[str, Any]:
-        sq.set_worker_config(**update.model_dump(exclude_none=True))
-        return sq.describe()
-
-    settings: dict[str, Any] = await svc.run(with_queue, svc, name, apply)
-    return settings
+    return await update_settings(request, name, WorkerConfigUpdate, lambda sq, given: sq.set_worker_config(**given))
 
 
 @router.put("/serviceqs/{name}/retry-config", tags=["control"])
 async def put_retry_config(name: Name, request: Request) -> dict[str, Any]:
     """The seed's SetRetryConfig; omitted fields keep their value.  Returns the settings."""
-    name = checked(name)
-    update = validated(RetryConfigUpdate, await read_json(request))
-    svc = service(request)
-
-    def apply(sq: ServiceQ) -> dict[str, Any]:
-        sq.set_retry_config(**update.model_dump(exclude_none=True))
-        return sq.describe()
-
-    settings: dict[str, Any] = await svc.run(with_queue, svc, name, apply)
-    return settings
+    return await update_settings(request, name, RetryConfigUpdate, lambda sq, given: sq.set_retry_config(**given))
 
 
 @router.post("/serviceqs/{name}/pause", tags=["control"])
