@@ -40,16 +40,18 @@ def settle(
     worker_name: str,
     settings: Settings,
     outcomes: list[tuple[ServiceQJob, Outcome]],
-    batch_work_lease: float,
+    batch_work_lease: float | None = None,
 ) -> SettleResult:
     """Record attempts' outcomes in one round trip.
 
-    A batch this ends is leased to the caller for ``batch_work_lease`` seconds: the
-    worker renews that lease while it does the batch-end work, so a short one is enough.
+    A batch this ends is leased to the caller for ``batch_work_lease`` seconds: a worker,
+    which renews the lease while it works, passes a short one; others get one long enough
+    for the callback (``finalize_lease``).
     """
     if not outcomes:
         return SettleResult(0.0, [], [])
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=batch_work_lease)
+    lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=lease)
     return scripts.settle(
         conn, ctx, [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes]
     )
