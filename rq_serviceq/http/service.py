@@ -181,10 +181,7 @@ class Service:
         Each chunk is atomic.  Should chunk n fail, chunks before it stay
         written and ``PartialBatch`` says which, so the caller is told exactly.
         """
-        encoded, problems = self.encode(name, tasks)
-        if problems:
-            first = min(problems)
-            raise TaskRejected(problems[first].status, f"tasks[{first}]: {problems[first]}; nothing was written")
+        encoded = self.encode(name, tasks)
         written: list[PushResult] = []
         for start in range(0, len(encoded), CHUNK_SIZE):
             try:
@@ -195,18 +192,16 @@ class Service:
                 raise PartialBatch(written, exc) from exc
         return written
 
-    def encode(self, name: str, tasks: Sequence[Any]) -> tuple[list[bytes], dict[int, TaskRejected]]:
-        """Each task's JSON (``b""`` for a refused one), and which were refused and why (``encode_checked``)."""
+    def encode(self, name: str, tasks: Sequence[Any]) -> list[bytes]:
+        """Every task's JSON (``encode_checked``), or ``TaskRejected`` naming the first refused one."""
         limit = self.settings(name).max_task_bytes
         encoded: list[bytes] = []
-        found: dict[int, TaskRejected] = {}
         for i, task in enumerate(tasks):
             try:
                 encoded.append(encode_checked(task, limit))
             except TaskRejected as exc:
-                found[i] = exc
-                encoded.append(b"")
-        return encoded, found
+                raise TaskRejected(exc.status, f"tasks[{i}]: {exc}; nothing was written") from None
+        return encoded
 
     def push_encoded(self, name: str, encoded: Sequence[bytes]) -> list[PushResult]:
         """One PUSH call for at most a chunk of encoded tasks; a queue deleted elsewhere is recreated (or 404) and
