@@ -66,6 +66,12 @@ class PushResult:
     opened: bool
 
 
+def written(results: Iterable[PushResult]) -> tuple[list[str], list[str]]:
+    """Pushed chunks' task ids, in order, and the batches they joined or opened, each once, in order."""
+    results = list(results)
+    return [task_id for res in results for task_id in res.task_ids], list(dict.fromkeys(r.batch_id for r in results))
+
+
 def encode_task(task: Any, max_bytes: int = DEFAULT_MAX_TASK_BYTES) -> bytes:
     """The task as JSON, refused (``PushError``) before anything is written if it could not be run.
 

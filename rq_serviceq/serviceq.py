@@ -189,7 +189,7 @@ class ServiceQ:
         and ``batch_ids`` say which, and a batch the push opened has had its batch-begin
         callback and ``auto_start`` as after any push.
         """
-        return [task_id for res in self.push_chunks(tasks) for task_id in res.task_ids]
+        return push.written(self.push_chunks(tasks))[0]
 
     def push_chunks(self, tasks: Iterable[Any]) -> list[PushResult]:
         """``push_many``, telling for each chunk of 1,000 its task ids and the batch it joined or opened."""
@@ -213,8 +213,7 @@ class ServiceQ:
         if isinstance(exc, redis.exceptions.RedisError):
             return  # Redis is out of reach: a worker runs the begin work once its lease runs out
         self._batches_opened(settings, written)
-        task_ids = [task_id for res in written for task_id in res.task_ids]
-        batch_ids = list(dict.fromkeys(res.batch_id for res in written))
+        task_ids, batch_ids = push.written(written)
         if isinstance(exc, PushError):
             exc.task_ids, exc.batch_ids = task_ids, batch_ids
         elif task_ids:  # the caller's own iterator raised: its type is theirs, so only a note

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from .. import launcher
+from .. import launcher, push
 from ..models import BatchReport, validate_name
 from ..serviceq import ServiceQ
 from . import codec
@@ -170,15 +170,13 @@ async def push_task(svc: Service, auto: AutoBatcher | None, name: str, task: Any
 
 
 async def push_many(request: Request, name: str, tasks: list[Any]) -> Response:
-    limit = service(request).config.max_batch
+    svc = service(request)
+    limit = svc.config.max_batch
     if not tasks:
         raise HTTPException(422, "tasks is empty: send at least one task")
     if len(tasks) > limit:
         raise HTTPException(413, f"batch of {len(tasks)} tasks is over SERVICEQ_MAX_BATCH ({limit}): split it")
-    svc = service(request)
-    results = await svc.run(svc.push_batch, name, tasks)
-    task_ids = [task_id for res in results for task_id in res.task_ids]
-    batch_ids = list(dict.fromkeys(res.batch_id for res in results))
+    task_ids, batch_ids = push.written(await svc.run(svc.push_batch, name, tasks))
     body = {
         "task_ids": task_ids,
         "batch_id": batch_ids[0],

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from fastapi import HTTPException
 
+from .. import push
 from ..serviceq import RedisUnavailable
 from .service import PartialBatch, TaskRejected
 
@@ -26,7 +27,7 @@ def problem(exc: Exception, where: str) -> tuple[int, dict[str, Any], Mapping[st
     if isinstance(exc, TaskRejected):
         return exc.status, {"detail": str(exc)}, None
     if isinstance(exc, PartialBatch):
-        ids = [task_id for res in exc.written for task_id in res.task_ids]
+        ids = push.written(exc.written)[0]
         written = f"the first {len(ids)} tasks were written (whole chunks of 1,000), the rest not"
         return (
             503,
