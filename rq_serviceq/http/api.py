@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from .. import launcher, push
-from ..models import BatchReport, validate_name
+from ..models import BatchReport, StatusInfo, validate_name
 from ..serviceq import ServiceQ
 from . import codec
 from .batcher import AutoBatcher
@@ -35,7 +35,6 @@ from .schemas import (
     ServiceQDetail,
     ServiceQList,
     ServiceQSummary,
-    StatusInfo,
     TaskCreated,
     WorkerConfigUpdate,
 )

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from ..models import BatchReport, Concurrency, RetryLimit, Seconds, WorkerCount, WorkerReport
+from ..models import BatchReport, Concurrency, RetryLimit, Seconds, StatusInfo, WorkerCount
 
 
 class _In(BaseModel):
@@ -65,28 +65,6 @@ class ServiceQSummary(BaseModel):
 
 class ServiceQList(BaseModel):
     serviceqs: list[ServiceQSummary]
-
-
-class StatusInfo(BaseModel):
-    """The seed's GetStatusInfo() map."""
-
-    model_config = ConfigDict(extra="allow")
-
-    batch_id: str | None = None
-    batch_duration: float | None = None
-    start_time: float | None = None
-    end_time: float | None = None
-    status: str
-    total_submitted: int = 0
-    total_success: int = 0
-    total_failed: int = 0
-    total_pending: int = 0
-    pending_q_length: int = 0
-    passed_q_length: int = 0
-    failed_q_length: int = 0
-    waiting_retries: int = 0
-    eta_seconds: float | None = None
-    worker_reports: dict[str, WorkerReport] = {}
 
 
 class ServiceQDetail(BaseModel):
