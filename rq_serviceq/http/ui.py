@@ -9,13 +9,12 @@ ever sets ``textContent``, never HTML, so a task cannot inject markup.
 from __future__ import annotations
 
 import html
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from . import api
-from .schemas import BatchProgress, BatchReportPage, ServiceQList
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -198,23 +197,9 @@ async def batch_page(
 
 
 # --- the JSON the pages poll: the API's own handlers, under the pages' login ---------------------------
-@router.get("/api/serviceqs")
-async def ui_list(request: Request) -> ServiceQList:
-    return await api.list_serviceqs(request)
-
-
-@router.get("/api/serviceqs/{name}/batches/{batch_id}/progress")
-async def ui_progress(name: api.Name, batch_id: api.BatchId, request: Request) -> BatchProgress:
-    return await api.get_progress(name, batch_id, request)
-
-
-@router.get("/api/serviceqs/{name}/batches/{batch_id}")
-async def ui_batch(
-    name: api.Name,
-    batch_id: api.BatchId,
-    request: Request,
-    outcome: Literal["passed", "failed"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> BatchReportPage:
-    return await api.get_batch(name, batch_id, request, outcome, offset, limit)
+for path, endpoint in (
+    ("/api/serviceqs", api.list_serviceqs),
+    ("/api/serviceqs/{name}/batches/{batch_id}/progress", api.get_progress),
+    ("/api/serviceqs/{name}/batches/{batch_id}", api.get_batch),
+):
+    router.add_api_route(path, endpoint, methods=["GET"])
