@@ -4,13 +4,13 @@ hashes, absurd settings, racing requeues, skewed supervisor clocks, and where Re
 from __future__ import annotations
 
 import ast
-import configparser
 import contextlib
 import logging
 import re
 import sys
 import threading
 import time
+import tomllib
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -320,18 +320,17 @@ def test_a_supervisor_whose_clock_is_ahead_does_not_evict_the_other(
 
 
 # --- 9. packaging and docs -------------------------------------------------------------------------
-def _setup_cfg() -> configparser.ConfigParser:
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    return cfg
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
 
 
-def _names(requirements: str) -> set[str]:
-    return {re.split(r"[<>=;\[ ]", line.strip())[0].lower() for line in requirements.splitlines() if line.strip()}
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=;\[ ]", line.strip())[0].lower() for line in requirements}
 
 
 def test_every_module_level_import_is_declared() -> None:
-    declared = _names(_setup_cfg()["options"]["install_requires"])
+    declared = _names(_project()["dependencies"])
     imported: set[str] = set()
     for path in (ROOT / "rq_serviceq").glob("*.py"):
         for node in ast.parse(path.read_text()).body:
@@ -340,8 +339,8 @@ def test_every_module_level_import_is_declared() -> None:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"__future__", "rq_serviceq"}
-    assert third_party <= declared, f"imported but not in install_requires: {third_party - declared}"
-    assert "types-croniter" in _names(_setup_cfg()["options.extras_require"]["test"])
+    assert third_party <= declared, f"imported but not in the dependencies of pyproject.toml: {third_party - declared}"
+    assert "types-croniter" in _names(_project()["optional-dependencies"]["dev"])
 
 
 def test_docs_name_no_paths_of_one_machine() -> None:
