@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 # Upper bounds: past them a setting is a typo, and an absurd one breaks workers (a sleep of 1e10 s
-# overflows, 10**9 workers exhaust the machine).  README's settings table lists them.
+# overflows, 10**9 workers exhaust the machine).  docs/configuration.md lists them.
 DAY = 86_400
 MAX_WORKER_COUNT = 1_000
 MAX_RETRY_LIMIT = 1_000
@@ -89,7 +89,7 @@ class RetryConfig(_Strict):
 class Settings(WorkerConfig, RetryConfig):
     """Everything about a service queue that lives in Redis and every process shares.
 
-    Every number has an upper bound (the constants above; README's settings table):
+    Every number has an upper bound (the constants above; docs/configuration.md):
     a value past it is a typo, and would only break the workers that read it.
     """
 

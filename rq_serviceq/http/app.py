@@ -35,7 +35,7 @@ from .service import PartialBatch, Service, TaskRejected
 logger = logging.getLogger("rq_serviceq.http")
 
 DESCRIPTION = """Service queues over HTTP: push tasks (auto-batched), read batch reports, control workers.
-See the README's "HTTP service" section. When SERVICEQ_API_TOKEN is set, send `Authorization: Bearer <token>`."""
+See docs/http.md in the project. When SERVICEQ_API_TOKEN is set, send `Authorization: Bearer <token>`."""
 
 
 def create_app(config: HttpConfig | None = None) -> FastAPI:
