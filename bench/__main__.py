@@ -129,17 +129,20 @@ def run_rows(bench: Bench, rows: list[Row], runs: int) -> dict[str, dict[str, li
 
 
 def med(values: list[float | None]) -> float | None:
-    if not values or any(v is None for v in values):
+    present = [v for v in values if v is not None]
+    if not values or len(present) < len(values):
         return None
-    if any(math.isnan(v) for v in values):  # type: ignore[arg-type]
-        good = [v for v in values if v is not None and not math.isnan(v)]
+    if any(math.isnan(v) for v in present):
+        good = [v for v in present if not math.isnan(v)]
         return median(good) if good else math.nan
-    return median(values)  # type: ignore[arg-type]
+    return median(present)
 
 
-def table(bench: Bench, rows: list[Row], results: dict[str, dict[str, list[float | None]]]) -> tuple[str, list[dict]]:
+def table(
+    bench: Bench, rows: list[Row], results: dict[str, dict[str, list[float | None]]]
+) -> tuple[str, list[dict[str, Any]]]:
     lines = [HEADER, "|---|---:|---:|---:|"]
-    out = []
+    out: list[dict[str, Any]] = []
     for row in rows:
         for key, template in row.metrics:
             slot = results.get(key, {"rq": [math.nan], "sq": [math.nan]})

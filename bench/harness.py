@@ -305,7 +305,7 @@ def counting_redis(url: str) -> tuple[Redis, list[int]]:
     class CountingConnection(Connection):
         def send_packed_command(self, command: Any, check_health: bool = True) -> None:
             counter[0] += 1
-            super().send_packed_command(command, check_health)
+            super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]  # redis-py: untyped
 
     pool = ConnectionPool.from_url(url, connection_class=CountingConnection)
     return Redis(connection_pool=pool), counter

@@ -129,7 +129,8 @@ class Server:
     def _healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as resp:
-                return resp.status == 200
+                status: int = resp.status
+                return status == 200
         except OSError:
             return False
 

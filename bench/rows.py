@@ -68,7 +68,7 @@ def rq_fill(queue: Queue, conn: Redis, func: Callable[..., Any], n: int, **prepa
 
 
 def _check_batch(b: Bench, sq: Any, n: int, timeout: float = 60.0) -> dict[str, Any]:
-    report = sq.wait_for_batch(timeout=timeout)
+    report: dict[str, Any] = sq.wait_for_batch(timeout=timeout)
     done = report["total_success"] + report["total_failed"]
     if done != n or report["total_pending"]:
         b.warn(f"batch report counts {done} settled, {report['total_pending']} pending, expected {n} settled")

@@ -46,7 +46,7 @@ def measure(url: str, n: int) -> dict[str, float]:
     conn.config_set("slowlog-log-slower-than", 10_000)  # every call over 10 ms
     conn.slowlog_reset()
     durations: list[float] = []
-    scripts.stop_slice = _timed_slices(durations)  # type: ignore[assignment]
+    scripts.stop_slice = _timed_slices(durations)
     started = time.perf_counter()
     batch_id = sq.stop(timeout=600)
     stopped = time.perf_counter() - started
