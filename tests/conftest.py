@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -46,10 +47,10 @@ def make_sq(conn: Redis) -> Iterator[Callable[..., ServiceQ]]:
     """A ServiceQ factory whose worker processes are reaped (or killed) at the end of the test."""
     made: list[ServiceQ] = []
 
-    def make(name: str = "drag", **worker_config: object) -> ServiceQ:
+    def make(name: str = "drag", **worker_config: Any) -> ServiceQ:
         sq = ServiceQ(name, connection=conn)
         if worker_config:
-            sq.set_worker_config(**worker_config)  # type: ignore[arg-type]
+            sq.set_worker_config(**worker_config)
         made.append(sq)
         return sq
 
@@ -112,6 +113,13 @@ def spawn_supervisor(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[
 def drain(sq: ServiceQ) -> None:
     """Work the service queue to the end of its batch in this process (no sleeping, no subprocess)."""
     ServiceQWorker(sq.keys.queue_name, connection=sq.connection).work(burst=True, logging_level="WARNING")
+
+
+def text(reply: object) -> str:
+    """A reply of the suite's `conn` as text: redis-py types every reply `bytes | str`, and `conn` keeps bytes."""
+    if not isinstance(reply, bytes):
+        raise TypeError(f"expected bytes from Redis, got {reply!r}")
+    return reply.decode()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,8 +11,10 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.claim import claim, release
+from rq_serviceq.job import ServiceQJob
 from rq_serviceq.ledger import settle
 from rq_serviceq.remarks import Directive, Outcome, Verdict, outcome_of_return, parse_directive
+from tests.conftest import text
 
 FIXTURES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 spaces = st.text(alphabet=" \t", max_size=3)
@@ -25,13 +28,15 @@ spaces = st.text(alphabet=" \t", max_size=3)
     after=spaces,
     message=st.text(max_size=30),
 )
-def test_any_spelling_of_a_directive_parses(directive, style, sep, before, after, message) -> None:
+def test_any_spelling_of_a_directive_parses(
+    directive: Directive, style: Callable[[str], str], sep: str, before: str, after: str, message: str
+) -> None:
     remark = f"{before}{style(directive.value.replace('_', sep))}{after}|{message}"
     assert parse_directive(remark) is directive
 
 
 @given(value=st.one_of(st.none(), st.integers(), st.text(), st.lists(st.booleans()), st.tuples(st.text())))
-def test_parser_never_raises_and_only_true_passes(value) -> None:
+def test_parser_never_raises_and_only_true_passes(value: object) -> None:
     outcome = outcome_of_return(value)
     assert isinstance(outcome.remark, str)
     assert outcome.verdict is Verdict.RETRY  # nothing but True or (True, remark) passes
@@ -56,7 +61,7 @@ def test_retry_schedule_follows_the_formula(conn: Redis, resting: float, backoff
         row = result.tasks[0]
         if n <= limit:
             assert row.result == "retry" and row.retries == n
-            assert abs(row.due - (result.now + resting + (n - 1) * backoff)) < 1e-3  # type: ignore[operator]
+            assert row.due is not None and abs(row.due - (result.now + resting + (n - 1) * backoff)) < 1e-3
             conn.zadd(sq.keys.retry, {job.id: 0})  # make it due now rather than wait
         else:
             assert row.result == "failed" and row.retries == limit
@@ -74,7 +79,7 @@ op = st.one_of(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n_tasks=st.integers(1, 12), limit=st.integers(0, 2), ops=st.lists(op, max_size=40))
 def test_ledger_is_consistent_under_any_interleaving(
-    conn: Redis, make_sq: Callable[..., ServiceQ], n_tasks: int, limit: int, ops: list
+    conn: Redis, make_sq: Callable[..., ServiceQ], n_tasks: int, limit: int, ops: list[tuple[str, int, Any]]
 ) -> None:
     """Three workers claim, settle (some after losing their leases), give back and vanish, in any order."""
     conn.flushdb()
@@ -83,7 +88,7 @@ def test_ledger_is_consistent_under_any_interleaving(
     sq.set_retry_config(retry_limit=limit)
     ids = sq.push_many([{"i": i} for i in range(n_tasks)])
     batch_id = sq.current_batch_id()
-    held: dict[int, list] = {0: [], 1: [], 2: []}
+    held: dict[int, list[ServiceQJob]] = {0: [], 1: [], 2: []}
     ends: list[str] = []
 
     for action, w, arg in ops:
@@ -101,10 +106,10 @@ def test_ledger_is_consistent_under_any_interleaving(
             ends += release(conn, sq.keys, name, jobs)
         elif action == "lose_leases":  # every claimed task's worker is presumed lost
             for task_id in conn.zrange(sq.keys.leases, 0, -1):
-                conn.zadd(sq.keys.leases, {task_id: 0})
+                conn.zadd(sq.keys.leases, {text(task_id): 0})
 
     for task_id in conn.zrange(sq.keys.leases, 0, -1):  # the three workers are gone for good
-        conn.zadd(sq.keys.leases, {task_id: 0})
+        conn.zadd(sq.keys.leases, {text(task_id): 0})
     for _ in range(10 * n_tasks * (limit + 2)):  # a fresh worker finishes the batch
         got = claim(conn, sq.keys, "finisher", count=5)
         if not got.jobs:
