@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from redis import Redis
@@ -17,6 +17,7 @@ from rq_serviceq import ServiceQ, ServiceQWorker
 from rq_serviceq.testing import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -115,11 +116,22 @@ def drain(sq: ServiceQ) -> None:
     ServiceQWorker(sq.keys.queue_name, connection=sq.connection).work(burst=True, logging_level="WARNING")
 
 
-def text(reply: object) -> str:
-    """A reply of the suite's `conn` as text: redis-py types every reply `bytes | str`, and `conn` keeps bytes."""
+def as_bytes(reply: object) -> bytes:
+    """A reply of the suite's `conn`, which keeps bytes (redis-py types every reply `bytes | str`)."""
     if not isinstance(reply, bytes):
         raise TypeError(f"expected bytes from Redis, got {reply!r}")
-    return reply.decode()
+    return reply
+
+
+def text(reply: object) -> str:
+    return as_bytes(reply).decode()
+
+
+def present(value: T | None) -> T:
+    """The value a test relies on being there (a score, a batch id): None fails the test right here."""
+    if value is None:
+        raise AssertionError("expected a value, got None")
+    return value
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> None:
