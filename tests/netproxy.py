@@ -67,7 +67,9 @@ class CuttableProxy:
         try:
             while self._up.is_set():
                 for key, _ in sel.select(timeout=0.2):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    src = key.fileobj
+                    assert isinstance(src, socket.socket)  # registered above; selectors types it a file
+                    data = src.recv(65536)
                     if not data:
                         return
                     key.data.sendall(data)

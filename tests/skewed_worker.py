@@ -6,9 +6,9 @@ import time
 
 _real_time = time.time
 _shift = float(os.environ.get("CLOCK_SHIFT", "0"))
-time.time = lambda: _real_time() + _shift  # type: ignore[assignment]
+time.time = lambda: _real_time() + _shift
 
-from rq.cli import main  # noqa: E402
+from rq.cli.cli import main  # noqa: E402  (where rq.cli imports it from)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,6 +21,7 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.testing import RedisServer
+from tests.conftest import text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +95,7 @@ def _wait_for_quiet(sq: ServiceQ, timeout: float) -> None:
 def _check(sq: ServiceQ, conn: Redis, pushed: list[str]) -> None:
     seen: list[str] = []
     for raw in conn.zrange(sq.keys.batches, 0, -1):
-        batch_id = raw.decode()
+        batch_id = text(raw)
         report = sq.get_batch_report(batch_id)
         ids = [q["task_id"] for q in report["passed_tasks"] + report["failed_tasks"]]
         assert report["status"] in ("FINISHED", "STOPPED"), report["status"]

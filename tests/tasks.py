@@ -30,7 +30,9 @@ def _connect(url: str) -> Redis:
 def seed_task(task: dict[str, Any]) -> tuple[bool, str]:
     """The seed's worked example: Tuhin3 NO_RETRY, Tuhin4 passes on its 4th attempt, Tuhin6 always RETRY."""
     name = task["name"]
-    attempt = current_qtask()["total_retry_attempts"]  # type: ignore[index]
+    qtask = current_qtask()
+    assert qtask is not None  # a task function runs inside a worker
+    attempt = qtask["total_retry_attempts"]
     if name == "Tuhin3":
         return False, "NO_RETRY | user do not have whatsapp number"
     if name == "Tuhin4":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import drain, present, text, wait_until
 
 
 def _redis_time(conn: Redis) -> float:
@@ -22,13 +23,14 @@ def _redis_time(conn: Redis) -> float:
 
 
 def _starts(conn: Redis) -> list[tuple[float, int]]:
-    rows = [r.decode().split(":") for r in conn.lrange("test:starts", 0, -1)]
+    rows = [text(r).split(":") for r in conn.lrange("test:starts", 0, -1)]
     return [(float(t), int(i)) for t, i in rows]
 
 
 def _done(sq: ServiceQ) -> int:
     info = sq.get_status_info()
-    return info["total_success"] + info["total_failed"]
+    done: int = info["total_success"] + info["total_failed"]
+    return done
 
 
 def test_pause_then_resume(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
@@ -119,7 +121,7 @@ def test_requeue_failed_and_work_once(make_sq: Callable[..., ServiceQ], conn: Re
     assert first is not None and first["task"]["i"] == 1 and first["remark"] == "RETRY | asked to fail"
     retried = sq.work_once()  # a due retry goes before the queue
     assert retried is not None and retried["task"]["i"] == 1 and retried["total_retry_attempts"] == 1
-    assert sq.work_once()["task"]["i"] == 2  # type: ignore[index]
+    assert present(sq.work_once())["task"]["i"] == 2
     assert sq.work_once() is None
     old = sq.get_batch_report()
     assert (old["status"], old["total_failed"]) == ("FINISHED", 1)
@@ -156,7 +158,7 @@ def test_invalid_schedule_is_refused(make_sq: Callable[..., ServiceQ]) -> None:
 
 
 def test_supervisor_scales_and_replaces_killed_workers(
-    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     sq = make_sq("drag", worker_count=1, auto_start=False)
     sq.set_task_function(tasks.timed)
@@ -168,7 +170,7 @@ def test_supervisor_scales_and_replaces_killed_workers(
 
     # SIGKILL one worker mid-task: the supervisor replaces it and its task runs again.
     victim = next(iter(sq.get_status_info()["worker_reports"]))
-    pid = int(conn.hget(f"rq:worker:{victim}", "pid"))
+    pid = int(text(conn.hget(f"rq:worker:{victim}", "pid")))
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: victim not in sq.get_status_info()["worker_reports"], timeout=10)
     wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 4, timeout=10)
@@ -186,7 +188,10 @@ def test_supervisor_scales_and_replaces_killed_workers(
 
 
 def test_two_supervisors_and_a_plain_worker_end_each_batch_once(
-    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor, spawn_cli_worker
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    spawn_supervisor: Callable[..., subprocess.Popen[bytes]],
+    spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     sq = make_sq("drag", worker_count=2, auto_start=False)
     sq.set_retry_config(retry_limit=1)
@@ -205,7 +210,7 @@ def test_two_supervisors_and_a_plain_worker_end_each_batch_once(
 
 
 def test_schedule_starts_workers_at_scheduled_times(
-    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     sq = make_sq("drag", worker_count=1)
     sq.set_task_function(tasks.timed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from tests import tasks
-from tests.conftest import wait_until
+from tests.conftest import text, wait_until
 
 RETRY_LIMIT = 2
 # tests.tasks.mixed by i % 5: pass, NO_RETRY, pass on 2nd attempt, always raises, NoRetry
@@ -18,7 +19,9 @@ ATTEMPTS = {0: 1, 1: 1, 2: 2, 3: RETRY_LIMIT + 1, 4: 1}
 PASSES = {0: True, 1: False, 2: True, 3: False, 4: False}
 
 
-def test_four_workers_three_batches(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker) -> None:
+def test_four_workers_three_batches(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     n = 2000
     sq = make_sq("bulk", worker_count=0)  # the four long-running CLI workers below do the work
     sq.set_retry_config(retry_limit=RETRY_LIMIT)
@@ -57,7 +60,7 @@ def test_four_workers_three_batches(make_sq: Callable[..., ServiceQ], conn: Redi
     assert all(e["total_success"] + e["total_failed"] == e["total_submitted"] == n for e in ends)
 
     # With no worker dying, no task ran more often than its outcome needs.
-    runs = Counter(r.decode().rsplit(":", 1)[0] for r in conn.lrange("test:runs", 0, -1))
+    runs = Counter(text(r).rsplit(":", 1)[0] for r in conn.lrange("test:runs", 0, -1))
     assert runs == Counter({f"{b}:{i}": ATTEMPTS[i % 5] for b in range(3) for i in range(n)})
 
     # Work was shared, and RQ's worker registry counted it.

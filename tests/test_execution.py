@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 
 from redis import Redis
@@ -64,7 +65,9 @@ def test_forking_worker_runs_each_task_in_its_own_process(make_sq: Callable[...,
     assert len(pids) == 3 and str(os.getpid()) not in pids
 
 
-def test_warm_shutdown_gives_unstarted_tasks_back(make_sq: Callable[..., ServiceQ], spawn_cli_worker) -> None:
+def test_warm_shutdown_gives_unstarted_tasks_back(
+    make_sq: Callable[..., ServiceQ], spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     """SIGTERM while a claimed group runs: the running task finishes, the rest go back to the queue."""
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.slow)

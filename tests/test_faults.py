@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -18,17 +19,17 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.serviceq import RedisUnavailable
 from rq_serviceq.testing import RedisServer
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import drain, text, wait_until
 from tests.netproxy import CuttableProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _started(conn: Redis) -> set[int]:
-    return {int(r.decode().split(":")[1]) for r in conn.lrange("test:starts", 0, -1)}
+    return {int(text(r).split(":")[1]) for r in conn.lrange("test:starts", 0, -1)}
 
 
-def _assert_complete(report: dict, ids: list[str]) -> None:
+def _assert_complete(report: dict[str, Any], ids: list[str]) -> None:
     done = [q["task_id"] for q in report["passed_tasks"] + report["failed_tasks"]]
     assert len(done) == len(set(done)), "a task was counted twice"
     assert set(done) == set(ids), "a task was lost"
@@ -41,7 +42,9 @@ def _worker_pids(conn: Redis, sq: ServiceQ) -> list[int]:
     return [int(conn.hget(f"rq:worker:{name}", "pid") or 0) for name in names]
 
 
-def test_sigkill_workers_repeatedly(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor) -> None:
+def test_sigkill_workers_repeatedly(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=3, auto_start=False)
     sq.set_task_function(tasks.timed)
     sq.set_batch_end_callback(tasks.store_report)
@@ -61,7 +64,9 @@ def test_sigkill_workers_repeatedly(make_sq: Callable[..., ServiceQ], conn: Redi
     assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
 
 
-def test_sigkill_the_supervisor(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor) -> None:
+def test_sigkill_the_supervisor(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=2, auto_start=False)
     sq.set_task_function(tasks.timed)
     first = spawn_supervisor("drag")
@@ -76,7 +81,9 @@ def test_sigkill_the_supervisor(make_sq: Callable[..., ServiceQ], conn: Redis, s
     assert report["total_success"] == 300
 
 
-def test_sigterm_lets_the_running_task_finish(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker):
+def test_sigterm_lets_the_running_task_finish(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.timed)
     sq.push_many([{"i": i, "seconds": 1.0} for i in range(3)])
@@ -176,7 +183,7 @@ def test_a_hanging_task_times_out(make_sq: Callable[..., ServiceQ], concurrency:
         assert remark == "RETRY | TaskTimeout: abandoned after 2.5 s"
 
 
-def test_batch_end_callback_that_raises_is_retried_and_recorded(make_sq: Callable[..., ServiceQ], conn: Redis):
+def test_batch_end_callback_that_raises_is_retried_and_recorded(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     sq.set_batch_end_callback(tasks.failing_end_callback)
@@ -287,7 +294,7 @@ def test_batch_end_work_of_a_killed_worker_is_taken_over(make_sq: Callable[..., 
         sq.push_many([{"value": True} for _ in range(10)])
         batch_id = sq.current_batch_id()
         wait_until(lambda: conn.llen(f"test:end_started:{batch_id}") == 1)
-        os.kill(int(conn.lindex(f"test:end_started:{batch_id}", 0)), signal.SIGKILL)  # mid-callback
+        os.kill(int(text(conn.lindex(f"test:end_started:{batch_id}", 0))), signal.SIGKILL)  # mid-callback
         report = sq.wait_for_batch(timeout=60)
         assert report["status"] == "FINISHED"
         assert conn.llen(f"test:end_started:{batch_id}") == 2  # run again, by the other worker

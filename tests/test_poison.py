@@ -16,7 +16,7 @@ from redis.connection import Connection
 from rq_serviceq import ServiceQ
 from rq_serviceq.testing import free_port
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import drain, text, wait_until
 
 FORKING = ("--worker-class", "rq_serviceq.ForkingServiceQWorker")  # the later --worker-class wins
 
@@ -28,11 +28,12 @@ def _redis_time(conn: Redis) -> float:
 
 def _field(conn: Redis, task_id: str, name: str) -> str | None:
     value = conn.hget(f"rq:job:{task_id}", name)
-    return None if value is None else value.decode()
+    return None if value is None else text(value)
 
 
 def _only_worker(sq: ServiceQ) -> str:
-    (name,) = sq.get_status_info()["worker_reports"]
+    reports: dict[str, object] = sq.get_status_info()["worker_reports"]
+    (name,) = reports
     return name
 
 
@@ -89,9 +90,9 @@ def test_a_forked_task_raising_systemexit_leaves_the_worker_registered_and_liste
     # Still subscribed to its command channel: pause() reaches it and gets its acknowledgement.
     sq.push({"block": True})
     wait_until(lambda: conn.llen("test:blocking") == 1)
-    assert int(conn.lindex("test:blocking", 0)) != int(conn.hget(f"rq:worker:{name}", "pid"))  # in a horse
+    assert int(text(conn.lindex("test:blocking", 0))) != int(text(conn.hget(f"rq:worker:{name}", "pid")))  # in a horse
     sq.pause()
-    gen = int(conn.hget(sq.keys.state, "pause_gen"))
+    gen = int(text(conn.hget(sq.keys.state, "pause_gen")))
     assert conn.sismember(sq.keys.acks(gen), name)
     conn.rpush("test:release", 1)
     sq.resume()
@@ -117,7 +118,7 @@ def test_no_task_starts_after_pause_returns_even_if_the_pause_lands_mid_check(
     wait_until(lambda: conn.llen("test:starts") == 2)  # it was let start before pause() returned: it runs
     # The guarantee is about the decision: the task was let start before pause() returned.  (Its first
     # line runs just after; on a busy machine that can be after pause() returned, and proves nothing.)
-    committed_at = float(conn.lindex("test:committed", 0).decode())
+    committed_at = float(text(conn.lindex("test:committed", 0)))
     assert committed_at < paused_at, "a task was let start after pause() returned"
     sq.resume()
     assert sq.wait_for_batch(timeout=20)["total_success"] == 1
@@ -213,7 +214,8 @@ def test_a_task_whose_data_cannot_be_read_fails_alone(
     wait_until(lambda: sq.get_status_info()["total_pending"] == 0, timeout=20)
     info = sq.get_status_info()
     assert (info["total_success"], info["total_failed"]) == (2, 1)
-    assert _field(conn, ids[1], "sq_remark").startswith("NO_RETRY | task data cannot be read: ")  # type: ignore[union-attr]
+    remark = _field(conn, ids[1], "sq_remark")
+    assert remark is not None and remark.startswith("NO_RETRY | task data cannot be read: ")
     assert _field(conn, ids[0], "sq_final") == _field(conn, ids[2], "sq_final") == "passed"
 
     # The worker lives on (even should the batch's end work trip over that task) and works the next batch.

@@ -96,6 +96,7 @@ def test_stop_on_a_big_batch_returns_with_every_task_counted(make_sq: Callable[.
         drain_once()  # three tasks now wait a minute to retry
     sq.push_many([{"value": True}] * 20_000)
     batch_id = sq.stop()
+    assert batch_id is not None
     report = sq.get_batch_report(batch_id)
     assert (report["status"], report["total_pending"], report["total_failed"]) == ("STOPPED", 0, 20_003)
     assert conn.llen(sq.keys.queue) == 0 and conn.zcard(sq.keys.retry) == 0
@@ -123,7 +124,12 @@ def test_stop_after_a_worker_died_holding_a_task(make_sq: Callable[..., ServiceQ
     assert any("its worker was lost" in q["remark"] for q in report["failed_tasks"])
 
 
-def test_delete_while_workers_run(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker, spawn_supervisor):
+def test_delete_while_workers_run(
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
+    spawn_supervisor: Callable[..., subprocess.Popen[bytes]],
+) -> None:
     sq = make_sq("drag", worker_count=1, auto_start=False)
     sq.set_task_function(tasks.slow)
     plain = spawn_cli_worker("drag-pending")

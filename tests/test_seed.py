@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from redis import Redis
 
 from rq_serviceq import ServiceQ
 from tests import tasks
@@ -22,7 +23,7 @@ EXPECTED = {  # name -> (passed?, total_retry_attempts, remark)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_seed_worked_example(make_sq: Callable[..., ServiceQ], conn, workers: int) -> None:
+def test_seed_worked_example(make_sq: Callable[..., ServiceQ], conn: Redis, workers: int) -> None:
     sq = make_sq("drag", worker_count=workers, waiting_period=0.05, resting_period=0.05, auto_start=True)
     sq.set_retry_config(retry_limit=5, loop_backoff=0.03)
     sq.set_task_function(tasks.seed_task)

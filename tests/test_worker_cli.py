@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +16,9 @@ from tests import tasks
 from tests.conftest import wait_until
 
 
-def test_burst_worker_waits_for_retries_then_exits(make_sq: Callable[..., ServiceQ], spawn_cli_worker) -> None:
+def test_burst_worker_waits_for_retries_then_exits(
+    make_sq: Callable[..., ServiceQ], spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_retry_config(retry_limit=2, loop_backoff=0.3)
     sq.set_task_function(tasks.record_attempt)
@@ -28,7 +31,9 @@ def test_burst_worker_waits_for_retries_then_exits(make_sq: Callable[..., Servic
     assert report["failed_tasks"][0]["total_retry_attempts"] == 2
 
 
-def test_long_running_worker_shows_in_worker_reports(make_sq: Callable[..., ServiceQ], spawn_cli_worker) -> None:
+def test_long_running_worker_shows_in_worker_reports(
+    make_sq: Callable[..., ServiceQ], spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     spawn_cli_worker("drag-pending")
@@ -40,7 +45,9 @@ def test_long_running_worker_shows_in_worker_reports(make_sq: Callable[..., Serv
     assert (report["success_count"], report["failed_count"], report["status"]) == (2, 1, "RUNNING")
 
 
-def test_jobs_are_plain_rq_jobs_in_rq_registries(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker):
+def test_jobs_are_plain_rq_jobs_in_rq_registries(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     ok, bad = sq.push_many([{"value": True}, {"value": [False, "NO_RETRY | x"]}])
@@ -51,7 +58,8 @@ def test_jobs_are_plain_rq_jobs_in_rq_registries(make_sq: Callable[..., ServiceQ
     assert ok in FinishedJobRegistry("drag-pending", connection=conn).get_job_ids()
     assert bad in FailedJobRegistry("drag-pending", connection=conn).get_job_ids()
     assert Job.fetch(bad, connection=conn, serializer=JSONSerializer).get_status() == "failed"
-    assert ServiceQJob.fetch(ok, connection=conn).batch_id == sq.current_batch_id()
+    fetched = ServiceQJob.fetch(ok, connection=conn)
+    assert isinstance(fetched, ServiceQJob) and fetched.batch_id == sq.current_batch_id()
 
 
 @pytest.mark.parametrize("queues", [["drag"], ["drag-pending", "other-pending"], []])

@@ -21,7 +21,7 @@ from rq_serviceq.keeper import LeaseKeeper
 from rq_serviceq.keys import Keys
 from rq_serviceq.models import Settings
 from tests import tasks
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, present, wait_until
 
 FORKING = ("--worker-class", "rq_serviceq.ForkingServiceQWorker")  # the later --worker-class wins
 
@@ -71,13 +71,15 @@ def test_rq_tools_see_a_busy_worker_busy_with_the_running_task(
 
     conn.rpush("test:release", *[1] * concurrency)
     assert sq.wait_for_batch(timeout=20)["total_success"] == concurrency
-    wait_until(lambda: Worker.find_by_key(f"rq:worker:{name}", connection=conn).get_state() == "idle")  # type: ignore[union-attr]
-    assert Worker.find_by_key(f"rq:worker:{name}", connection=conn).get_current_job_id() is None  # type: ignore[union-attr]
+    wait_until(lambda: present(Worker.find_by_key(f"rq:worker:{name}", connection=conn)).get_state() == "idle")
+    assert present(Worker.find_by_key(f"rq:worker:{name}", connection=conn)).get_current_job_id() is None
     assert ": idle drag-pending" in _info_line(redis_url, "drag-pending", name)
 
 
 # --- --max-jobs counts tasks ----------------------------------------------------------------------
-def test_max_jobs_counts_tasks_not_claimed_groups(make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker):
+def test_max_jobs_counts_tasks_not_claimed_groups(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     sq.push_many([{"value": True} for _ in range(20)])
@@ -155,9 +157,9 @@ def test_lease_keeper_renews_what_it_holds_until_dropped(conn: Redis) -> None:
     with keeper.doing("batch-1"):
         threading.Event().wait(1.0)  # five renewals due
         later = _redis_time(conn)
-        assert conn.zscore(sq.keys.leases, "a") > later  # type: ignore[operator]
-        assert conn.zscore(sq.keys.finalize, "batch-1") > later  # type: ignore[operator]
-    assert conn.zscore(sq.keys.leases, "b") < later  # type: ignore[operator]
+        assert present(conn.zscore(sq.keys.leases, "a")) > later
+        assert present(conn.zscore(sq.keys.finalize, "batch-1")) > later
+    assert present(conn.zscore(sq.keys.leases, "b")) < later
     keeper.close()
 
 
