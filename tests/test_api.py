@@ -11,7 +11,7 @@ from redis import Redis
 from rq_serviceq import ServiceQ
 from rq_serviceq.keys import Keys
 from tests import tasks
-from tests.conftest import drain
+from tests.conftest import drain, text
 
 STATUS_INFO_KEYS = {
     "batch_id",
@@ -108,7 +108,7 @@ def test_a_second_object_attaches_to_the_same_service_queue(make_sq: Callable[..
     assert first.get_status() == "PENDING"
     assert first.get_status_info()["total_submitted"] == 1
     assert second.current_batch_id() == first.current_batch_id()
-    assert task_id in [b.decode() for b in conn.lrange(first.keys.queue, 0, -1)]
+    assert task_id in [text(b) for b in conn.lrange(first.keys.queue, 0, -1)]
 
 
 def test_functions_must_be_importable(make_sq: Callable[..., ServiceQ]) -> None:
@@ -137,7 +137,7 @@ def test_non_json_tasks_are_refused_and_change_nothing(make_sq: Callable[..., Se
     with pytest.raises(TypeError, match="JSON-serializable"):
         sq.push({"x": float("nan")})
     with pytest.raises(TypeError, match="iterable of tasks"):
-        sq.push_many({"name": "not a list"})  # type: ignore[arg-type]
+        sq.push_many({"name": "not a list"})
     assert conn.dbsize() == before
     assert sq.get_status() == "CREATED"
 
@@ -255,8 +255,8 @@ def test_delete_removes_everything(make_sq: Callable[..., ServiceQ], conn: Redis
     drain(sq)
     sq.push({"value": True})  # one still pending
     sq.delete()
-    left = sorted(key for key in conn.keys("*") if not key.startswith(b"rq:worker:"))
-    assert left == [b"someone-else"]
+    left = sorted(text(key) for key in conn.keys("*") if not text(key).startswith("rq:worker:"))
+    assert left == ["someone-else"]
     # RQ itself keeps a dead worker's hash for 60 s; it is RQ's and expires by itself.
     assert all(0 < conn.ttl(key) <= 60 for key in conn.keys("rq:worker:*"))
 

@@ -21,7 +21,7 @@ from rq_serviceq import ServiceQ, __version__, scripts
 from rq_serviceq.cli import cli, main
 from rq_serviceq.cli import pushing as cli_push
 from tests import tasks
-from tests.conftest import ROOT, drain, wait_until
+from tests.conftest import ROOT, drain, present, wait_until
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -84,14 +84,14 @@ def test_push_json_lines_then_status_batches_and_report(sq: ServiceQ, tmp_path: 
     assert "failed tasks (1)" in text and "NO_RETRY | no phone" in text and "passed tasks" not in text
 
 
-def test_push_json_array_streamed_across_reads(sq: ServiceQ, tmp_path: Path, monkeypatch) -> None:
+def test_push_json_array_streamed_across_reads(sq: ServiceQ, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli_push, "READ_SIZE", 7)  # every value and number straddles a read
     tasks_in = [{"value": True, "n": 12345678, "text": 'a \\" ] , [ string'} for _ in range(20)] + [[1, 2], 3.5]
     path = tmp_path / "tasks.json"
     path.write_text(json.dumps(tasks_in, indent=2))
     assert cli_push.detect_format(path) == "array"
     assert "pushed 22 task(s)" in run("push", "drag", str(path)).output
-    assert [t.task for t in sq.iter_tasks(sq.current_batch_id(), "passed")] == []
+    assert [t.task for t in sq.iter_tasks(present(sq.current_batch_id()), "passed")] == []
     pushed = [json.loads(line) for line in json.loads(run("report", "drag", "--json").output)["passed_tasks"]] or None
     assert pushed is None  # nothing ran yet: the tasks wait in the queue
     assert sq.connection.llen(sq.keys.queue) == 22
@@ -168,6 +168,7 @@ def test_controls(sq: ServiceQ, conn: Redis) -> None:
     one_line_error(run("scale", "drag", "1001"), 2, "worker_count")
     drain(sq)
     first = sq.current_batch_id()
+    assert first is not None
     assert json.loads(run("requeue-failed", "drag", first, "--json").output)["requeued"] == 1
     stopped = json.loads(run("stop", "drag", "--json").output)["stopped_batch"]
     assert stopped and stopped != first and sq.get_batch_report(stopped)["status"] == "STOPPED"
@@ -180,7 +181,9 @@ def test_controls(sq: ServiceQ, conn: Redis) -> None:
     assert not conn.exists(sq.keys.state) and "no service queues" in run("list").output
 
 
-def test_watch_follows_a_batch_to_its_end_in_plain_lines(sq: ServiceQ, spawn_cli_worker) -> None:
+def test_watch_follows_a_batch_to_its_end_in_plain_lines(
+    sq: ServiceQ, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq.set_task_function(tasks.slow)
     sq.push_many([{"seconds": 0.05}] * 20)
     spawn_cli_worker("drag-pending")
@@ -193,7 +196,9 @@ def test_watch_follows_a_batch_to_its_end_in_plain_lines(sq: ServiceQ, spawn_cli
     assert again["ended"] and again["passed"] == 20
 
 
-def test_watch_redraws_on_a_terminal(sq: ServiceQ, redis_url: str, spawn_cli_worker) -> None:
+def test_watch_redraws_on_a_terminal(
+    sq: ServiceQ, redis_url: str, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
     sq.set_task_function(tasks.slow)
     sq.push_many([{"seconds": 0.1}] * 10)
     leader, follower = pty.openpty()
@@ -265,7 +270,12 @@ def test_demo_command_runs_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     from rq_serviceq import demo
 
     seen: list[str | None] = []
-    monkeypatch.setattr(demo, "main", lambda: seen.append(os.environ.get("RQ_REDIS_URL")) or 0)
+
+    def main() -> int:
+        seen.append(os.environ.get("RQ_REDIS_URL"))
+        return 0
+
+    monkeypatch.setattr(demo, "main", main)
     monkeypatch.delenv("RQ_REDIS_URL", raising=False)
     assert run("demo", "--url", "redis://elsewhere:6379/0").exit_code == 0
     assert seen == ["redis://elsewhere:6379/0"]

@@ -18,22 +18,23 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from rq_serviceq import PushError, ServiceQ, connection, report, state
 from rq_serviceq.push import MAX_TASK_DEPTH, json_depth
 from rq_serviceq.supervisor import Supervisor
 from rq_serviceq.testing import free_port
 from tests import tasks
-from tests.conftest import ROOT, drain, wait_until
+from tests.conftest import ROOT, as_bytes, drain, text, wait_until
 from tests.test_dashboard import load_dashboard
 
 
 def _queued(sq: ServiceQ) -> list[str]:
-    return [x.decode() for x in sq.connection.lrange(sq.keys.queue, 0, -1)]
+    return [text(x) for x in sq.connection.lrange(sq.keys.queue, 0, -1)]
 
 
 def _begun(conn: Redis) -> list[str]:
-    return [x.decode() for x in conn.lrange("test:batch_begin", 0, -1)]
+    return [text(x) for x in conn.lrange("test:batch_begin", 0, -1)]
 
 
 # --- 1. push_many(generator) that fails half-way ------------------------------------------
@@ -128,6 +129,7 @@ def test_unreadable_task_data_is_reported_not_raised(
     ids = sq.push_many([{"value": [False, f"NO_RETRY | no {i}"]} for i in range(5)])
     drain(sq)
     batch_id = sq.current_batch_id()
+    assert batch_id is not None
     garbage = [b"\xff\x00 not even utf-8", zlib.compress(b"not json"), b'{"not": "a call"}']
     for task_id, data in zip(ids, garbage, strict=False):
         conn.hset(f"rq:job:{task_id}", "data", data)
@@ -187,7 +189,7 @@ def test_settings_at_their_limits_are_taken(make_sq: Callable[..., ServiceQ]) ->
 
 
 def test_stored_settings_load_and_out_of_range_ones_fall_back(conn: Redis, caplog: pytest.LogCaptureFixture) -> None:
-    old = {  # as an older version wrote them: in range, and one out of today's ranges
+    old: dict[FieldT, EncodableT] = {  # as an older version wrote them: in range, and one out of today's ranges
         "id": "abc",
         "name": "drag",
         "worker_count": "3",
@@ -221,7 +223,7 @@ def test_batches_whose_report_expired_leave_the_history(make_sq: Callable[..., S
     wait_until(lambda: not conn.exists(sq.keys.batch(first)), timeout=10)
     sq.push({"value": True})
     drain(sq)
-    history = [b.decode() for b in conn.zrange(sq.keys.batches, 0, -1)]
+    history = [text(b) for b in conn.zrange(sq.keys.batches, 0, -1)]
     assert history == [sq.current_batch_id()] and first not in history
 
 
@@ -292,9 +294,9 @@ def test_two_requeues_at_once_requeue_each_task_once(
         thread.join(30)
     assert len(counts) == 2 and sum(counts) == 50  # how the two split them is up to the race
     assert len(_queued(sq)) == 50
-    assert sorted(t["i"] for t in (report._task_of(conn.hget(f"rq:job:{i}", "data")) for i in _queued(sq))) == list(
-        range(50)
-    )
+    assert sorted(
+        t["i"] for t in (report._task_of(as_bytes(conn.hget(f"rq:job:{i}", "data"))) for i in _queued(sq))
+    ) == list(range(50))
 
 
 # --- 8. supervisors with clocks that disagree ------------------------------------------------------

@@ -20,7 +20,7 @@ from rq_serviceq import ServiceQ, metrics
 from rq_serviceq.claim import claim
 from rq_serviceq.testing import free_port
 from tests import tasks
-from tests.conftest import ROOT, drain, wait_until
+from tests.conftest import ROOT, drain, present, wait_until
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "rq-serviceq.json"
 
@@ -35,7 +35,7 @@ def scrape(body: bytes | str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     }
 
 
-def value(samples: dict, name: str, **labels: str) -> float:
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
@@ -50,7 +50,7 @@ def test_counters_gauges_and_histogram(make_sq: Callable[..., ServiceQ], conn: R
     got = claim(conn, sq.keys, "ghost", count=1, lease=0.05)
     (job,) = got.jobs
     conn.hset(f"rq:job:{job.id}", "sq_started", job.claim)
-    wait_until(lambda: conn.zscore(sq.keys.leases, job.id) < conn.time()[0] + conn.time()[1] / 1e6)
+    wait_until(lambda: present(conn.zscore(sq.keys.leases, job.id)) < conn.time()[0] + conn.time()[1] / 1e6)
     before = scrape(metrics.generate_latest(conn))
     assert value(before, "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 4
     assert value(before, "rq_serviceq_queue_depth", queue="drag", rq_queue="drag-pending") == 3

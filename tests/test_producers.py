@@ -41,19 +41,23 @@ def test_documented_keys_and_args_are_the_scripts_convention() -> None:
     assert len(args) >= len(scripts.ARG_NAMES) + 2
     context = scripts.Context(k.Keys("NAME"), lease=15, finalize_lease=0).arg_list()
     stamp = scripts.ARG_NAMES.index("stamp")
-    for i, (documented, _what) in enumerate(args[: len(scripts.ARG_NAMES)]):
+    for i, (shown, _what) in enumerate(args[: len(scripts.ARG_NAMES)]):
         if i != stamp:  # the documented one is an example of the format
-            assert documented == (str(context[i]) or "empty string"), scripts.ARG_NAMES[i]
+            assert shown == (str(context[i]) or "empty string"), scripts.ARG_NAMES[i]
 
 
 def _recipe() -> str:
-    blocks = re.findall(r"```bash\n(.*?)```", DOC, flags=re.S)
+    blocks: list[str] = re.findall(r"```bash\n(.*?)```", DOC, flags=re.S)
     (block,) = [b for b in blocks if "EVALSHA" in b]
     return block
 
 
 def test_redis_cli_recipe_pushes_a_task_a_worker_runs(
-    make_sq: Callable[..., ServiceQ], conn: Redis, redis_url: str, spawn_cli_worker, tmp_path: Path
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    redis_url: str,
+    spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
 ) -> None:
     sq = make_sq("drag", worker_count=0, auto_start=False)
     sq.set_task_function(tasks.record_attempt)  # passes, and records that it ran

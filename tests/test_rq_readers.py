@@ -23,7 +23,8 @@ def test_results_and_meta_tell_the_outcome(make_sq: Callable[..., ServiceQ], con
     batch_id = sq.wait_for_batch(timeout=10)["batch_id"]
 
     job = Job.fetch(passed, connection=conn, serializer=JSONSerializer)
-    assert job.latest_result().type == Result.Type.SUCCESSFUL
+    latest = job.latest_result()
+    assert latest is not None and latest.type == Result.Type.SUCCESSFUL
     assert job.return_value() == "SUCCESS | sent"
     assert job.get_meta() == {
         "serviceq": "drag",
@@ -36,7 +37,8 @@ def test_results_and_meta_tell_the_outcome(make_sq: Callable[..., ServiceQ], con
     job = Job.fetch(failed, connection=conn, serializer=JSONSerializer)
     kinds = [r.type for r in reversed(job.results())]
     assert kinds == [Result.Type.RETRIED, Result.Type.FAILED]  # one entry per attempt's outcome
-    assert job.latest_result().exc_string == "RETRY | busy é/\\"  # what rq-dashboard shows as exception info
+    latest = job.latest_result()
+    assert latest is not None and latest.exc_string == "RETRY | busy é/\\"  # what rq-dashboard shows as exception info
     assert job.get_meta()["total_retry_attempts"] == 1
     assert job.get_meta()["outcome"] == "failed"
 
