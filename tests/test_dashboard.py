@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from rq.worker import BaseWorker
 
 from rq_serviceq import ServiceQ, ServiceQWorker
 from tests import elsewhere, tasks
@@ -40,7 +41,8 @@ def load_dashboard() -> ModuleType:
 def get_json(client: Any, url: str) -> dict[str, Any]:
     response = client.get(url)
     assert response.status_code == 200, f"GET {url} -> {response.status_code}: {response.get_data(as_text=True)[:2000]}"
-    return response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
 
 
 @pytest.fixture
@@ -210,7 +212,7 @@ def test_worker_list_reads_a_current_job_as_json(make_sq: Callable[..., ServiceQ
     sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
     sq.set_task_function(tasks.returns)
     (task_id,) = sq.push_many([{"value": True, "note": "<b>"}])
-    worker = ServiceQWorker(QUEUE, connection=conn)
+    worker: BaseWorker = ServiceQWorker(QUEUE, connection=conn)  # driven through RQ's own (untyped) methods
     worker.register_birth()
     try:
         conn.hset(worker.key, mapping={"state": "busy", "current_job": task_id})  # as RQ's worker loop sets them

@@ -34,7 +34,7 @@ from rq.serializers import JSONSerializer
 from rq_serviceq import ServiceQ
 from rq_serviceq.testing import RedisServer
 from tests import tasks
-from tests.conftest import drain
+from tests.conftest import drain, text
 from tests.http_helpers import ServerProcess, running_server
 from tests.test_http_browser import headless_chromium
 
@@ -127,7 +127,8 @@ def shot(driver: Any, path: Path) -> None:
 
 def job_page(driver: Any, server: ServerProcess, job_id: str) -> dict[str, Any]:
     driver.get(f"{server.base}/rq/0/view/job/{job_id}")
-    return until(driver, lambda d: d.execute_script(JOB_PAGE_JS), f"the job page of {job_id}")  # type: ignore[no-any-return]
+    page: dict[str, Any] = until(driver, lambda d: d.execute_script(JOB_PAGE_JS), f"the job page of {job_id}")
+    return page
 
 
 def job_rows(driver: Any, server: ServerProcess, registry: str, want: Callable[[list[dict[str, Any]]], bool]) -> Any:
@@ -227,7 +228,7 @@ def test_requeue_buttons_make_new_tasks_counted_once(
     from selenium.webdriver.common.by import By
 
     sq, ids, first = truth_batch(make_sq)
-    queued = lambda: [x.decode() for x in conn.lrange(f"rq:queue:{QUEUE}", 0, -1)]  # noqa: E731
+    queued: Callable[[], list[str]] = lambda: [text(x) for x in conn.lrange(f"rq:queue:{QUEUE}", 0, -1)]  # noqa: E731
 
     # Behind the token, and only as the dashboard's own buttons send it (a link or another site's form: refused).
     xhr = {"X-Requested-With": "XMLHttpRequest"}
@@ -320,7 +321,7 @@ def run_to_gate(
     spawn_cli_worker(QUEUE)
     at_gate = conn.blpop(["test:at-gate"], timeout=WAIT)
     assert at_gate is not None, "the worker never reached the gated task"
-    assert at_gate[1].decode() == ids[2]
+    assert text(at_gate[1]) == ids[2]
     return sq, ids
 
 

@@ -54,7 +54,7 @@ def check_command(argv: list[str]) -> None:
 def check_dashboard_args(args: list[str]) -> None:
     spec = importlib.util.spec_from_file_location("deploy_dashboard", DEPLOY / "dashboard.py")
     assert spec and spec.loader
-    dashboard = importlib.util.module_from_spec(spec)
+    dashboard: Any = importlib.util.module_from_spec(spec)  # its names are known once it has run
     spec.loader.exec_module(dashboard)
     dashboard.create_app = lambda *a, **kw: SimpleNamespace(run=lambda **kw: None)  # parse, do not serve
     dashboard.main(args)  # argparse exits (SystemExit 2) on an unknown option
@@ -285,5 +285,12 @@ def _listening(port: int) -> bool:
 
 def _wait_get(url: str) -> bytes:
     bodies: list[bytes] = []
-    wait_until(lambda: (body := _http_get(url)) is not None and not bodies.append(body), timeout=30)
+
+    def got() -> bool:
+        body = _http_get(url)
+        if body is not None:
+            bodies.append(body)
+        return body is not None
+
+    wait_until(got, timeout=30)
     return bodies[0]

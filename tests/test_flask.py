@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import sqlite3
@@ -29,7 +30,7 @@ def example(conn: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("RQ_SERVICEQ_ALLOWED_MODULES", "")
     for module in ("app", "greetings"):
         sys.modules.pop(module, None)
-    import app as example_app
+    example_app = importlib.import_module("app")  # examples/flask/app.py, on the path prepended above
 
     example_app.create_tables(os.environ["EXAMPLE_DB"])
     yield example_app

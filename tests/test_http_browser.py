@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def test_dashboard_and_batch_page_render_in_chromium(
         shot(browser, tmp_path / "ui-serviceqs.png")
 
         browser.get(f"{server.base}/ui/serviceqs/drag/batches/{batch_id}")
-        rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")  # noqa: E731
+        rows: Callable[[], list[Any]] = lambda: browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")  # noqa: E731
         wait_for(lambda: browser.find_element(By.ID, "status").text == "FINISHED" and len(rows()) == 7, 20, "report")
         assert browser.find_element(By.ID, "total_failed").text == "3"
         outcomes = [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows()]

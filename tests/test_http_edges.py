@@ -42,9 +42,9 @@ def make_client(redis_url: str, conn: Redis) -> Iterator[MakeClient]:
         client.__exit__(None, None, None)
 
 
-def snapshot(conn: Redis) -> dict[bytes, Any]:
+def snapshot(conn: Redis) -> dict[bytes | str, Any]:
     """Every key with its value, to show that a refused request changed nothing."""
-    out: dict[bytes, Any] = {}
+    out: dict[bytes | str, Any] = {}
     for key in conn.keys("*"):
         kind = conn.type(key)
         out[key] = conn.hgetall(key) if kind == b"hash" else conn.dump(key)
@@ -52,7 +52,7 @@ def snapshot(conn: Redis) -> dict[bytes, Any]:
 
 
 BIG = {"blob": "x" * 300}
-BAD_INPUTS = [  # (method, path, request kwargs, status, words the message must contain)
+BAD_INPUTS: list[tuple[str, str, dict[str, Any], int, str]] = [  # (method, path, request kwargs, status, words)
     ("post", "/serviceqs/drag/tasks", {"content": b"{not json", "headers": {"content-type": "application/json"}},
      400, "not valid JSON"),
     ("post", "/serviceqs/drag/tasks", {"content": b'{"a": NaN}', "headers": {"content-type": "application/json"}},
@@ -159,7 +159,7 @@ def test_token_guards_api_pages_and_dashboard(make_client: MakeClient) -> None:
 def test_redis_down_is_a_503_naming_the_redis_without_its_password(make_client: MakeClient) -> None:
     port = free_port()  # nothing listens there
     client = make_client(redis_url=f"redis://:hunter2@127.0.0.1:{port}/0")
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/serviceqs/drag/tasks", {"json": {"a": 1}}),
         ("POST", "/serviceqs/drag/tasks/batch", {"json": {"tasks": [1, 2]}}),
         ("GET", "/serviceqs", {}),

@@ -41,7 +41,7 @@ def pair(redis_url: str) -> Iterator[Pair]:
 
     def make(**settings: Any) -> tuple[TestClient, TestClient]:
         config = HttpConfig(**({"redis_url": redis_url} | settings))
-        made = (TestClient(create_app(config)), TestClient(route_only(create_app(config))))  # type: ignore[arg-type]
+        made = (TestClient(create_app(config)), TestClient(route_only(create_app(config))))
         for client in made:
             client.__enter__()
             clients.append(client)

@@ -18,7 +18,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.keys import Keys
 from rq_serviceq.testing import RedisServer
 from tests import tasks
-from tests.conftest import drain
+from tests.conftest import drain, text
 from tests.http_helpers import ServerProcess, running_server, wait_for
 from tests.test_seed import EXPECTED, SEED_TASKS
 
@@ -130,13 +130,13 @@ def test_200_concurrent_clients_get_distinct_ids_and_each_task_lands_once(server
     assert [r.status_code for r in responses] == [201] * 200
     ids = [r.json()["task_id"] for r in responses]
     assert len(set(ids)) == 200
-    queued = [x.decode() for x in conn.lrange("rq:queue:drag-pending", 0, -1)]
+    queued = [text(x) for x in conn.lrange("rq:queue:drag-pending", 0, -1)]
     assert sorted(queued) == sorted(ids)  # each exactly once
     sq = ServiceQ.open("drag", connection=conn)
     assert sq.get_status_info()["total_submitted"] == 200
     for response in responses[:5]:  # and each id is the task that client sent
         task_id = response.json()["task_id"]
-        job = conn.hget(f"rq:job:{task_id}", "description").decode()
+        job = text(conn.hget(f"rq:job:{task_id}", "description"))
         assert f'"client":{responses.index(response)}' in job
 
 
