@@ -1,0 +1,128 @@
+"""Hardening III, requests: what a request may do to Redis, against a real `rq-serviceq serve` and a real Redis.
+
+Cross-site browser requests (a real headless Chromium on another origin), numbers as the
+standard library reads them, refused pushes that write nothing, the auto-create cap,
+bounded query values, bodies' memory and the metrics route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+
+from rq_serviceq import ServiceQ
+from rq_serviceq.testing import RedisServer, free_port
+from tests.http_helpers import ServerProcess, running_server, wait_for
+from tests.test_http_browser import headless_chromium
+from tests.test_http_edges import snapshot
+
+CONTROL_ROUTES = ("pause", "resume", "stop", "requeue-failed", "start")
+
+
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The loopback default: no token."""
+    log = tmp_path_factory.mktemp("http-requests") / "server.log"
+    with running_server(redis_server.url, log, BATCH_MAX_DELAY_MS="5") as proc:
+        yield proc
+
+
+@pytest.fixture
+def victim(conn: Redis) -> ServiceQ:
+    sq = ServiceQ("victim", connection=conn, role="producer")
+    sq.push({"n": 1})
+    return sq
+
+
+# --- cross-site requests ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def attacker_site(target: str) -> Iterator[str]:
+    """Another origin serving a page whose form auto-submits a POST to ``target + ?path``."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.partition("?")[2]
+            page = (
+                f'<form method="POST" action="{target}{path}" enctype="text/plain">'
+                '<input name="x" value="y"></form><script>document.forms[0].submit()</script>'
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Page)
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{site.server_address[1]}/"  # localhost is another site than 127.0.0.1
+    finally:
+        site.shutdown()
+        thread.join(5)
+
+
+def test_cross_site_form_posts_from_a_real_browser_change_nothing(
+    server: ServerProcess, conn: Redis, victim: ServiceQ
+) -> None:
+    before = snapshot(conn)
+    with headless_chromium("unused") as browser, attacker_site(server.base) as page:
+        for route in (*CONTROL_ROUTES, "tasks", "tasks/batch"):
+            browser.get(f"{page}?/serviceqs/victim/{route}")
+            wait_for(lambda: browser.current_url.startswith(server.base), 20, f"the form POST to {route}")
+            assert "cross-site request refused" in browser.page_source, route
+    assert snapshot(conn) == before
+    assert victim.get_status() == "PENDING"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"},
+        {"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
+        {"Origin": "http://evil.example", "Content-Type": "multipart/form-data; boundary=x"},
+    ],
+)
+def test_cross_site_requests_are_refused_on_every_state_changing_route(
+    server: ServerProcess, conn: Redis, victim: ServiceQ, headers: dict[str, str]
+) -> None:
+    before = snapshot(conn)
+    with httpx.Client(base_url=server.base, timeout=10, headers=headers) as http:
+        for route in CONTROL_ROUTES:
+            assert http.post(f"/serviceqs/victim/{route}").status_code == 403, route
+        assert http.post("/serviceqs/victim/tasks", content=b'{"a": 1}').status_code == 403  # the fast path
+        assert http.post("/serviceqs/fresh/tasks/batch", content=b'{"tasks": [1]}').status_code == 403
+        assert http.post("/add", content=b"[1]").status_code == 403
+        assert http.put("/serviceqs/victim/worker-config", content=b'{"worker_count": 5}').status_code == 403
+        assert http.delete("/serviceqs/victim").status_code == 403
+        refused = http.post("/serviceqs/victim/pause")
+        assert "cross-site request refused" in refused.json()["detail"]
+        assert http.get("/serviceqs/victim").status_code == 200  # reads are not state-changing
+    assert snapshot(conn) == before
+
+
+def test_same_origin_pages_and_non_browser_clients_still_change_state(
+    server: ServerProcess, conn: Redis, victim: ServiceQ
+) -> None:
+    own = server.base.removeprefix("http://")
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        assert http.post("/serviceqs/victim/pause", headers={"Origin": f"http://{own}"}).json()["status"] == "PAUSED"
+        assert http.post("/serviceqs/victim/resume", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+        assert http.post("/serviceqs/victim/pause", headers={"Sec-Fetch-Site": "none"}).status_code == 200
+        assert http.post("/serviceqs/victim/resume").status_code == 200  # curl: no Origin, no Fetch metadata
+        pushed = http.post("/serviceqs/victim/tasks", json={"n": 2}, headers={"Origin": f"http://{own}"})
+        assert pushed.status_code == 201
+    assert victim.get_status() != "PAUSED" and victim.get_status_info()["total_submitted"] == 2
