@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from redis import Redis
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.job import ServiceQJob
 from rq_serviceq.testing import RedisServer, free_port
 from tests.http_helpers import ServerProcess, running_server, wait_for
 from tests.test_http_browser import headless_chromium
@@ -126,3 +130,32 @@ def test_same_origin_pages_and_non_browser_clients_still_change_state(
         pushed = http.post("/serviceqs/victim/tasks", json={"n": 2}, headers={"Origin": f"http://{own}"})
         assert pushed.status_code == 201
     assert victim.get_status() != "PAUSED" and victim.get_status_info()["total_submitted"] == 2
+
+
+# --- numbers ----------------------------------------------------------------------------------------
+# Every spelling of a JSON number: sign, 1-25 digits (leading zeros are not JSON), fraction, exponent.
+NUMBER = r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?"
+numbers = st.from_regex(NUMBER, fullmatch=True).filter(lambda text: abs(json.loads(text)) != float("inf"))
+BOUNDARIES = ["-9999999999999999999", "-9223372036854775809", "-9223372036854775808", "18446744073709551616"]
+
+
+def stored(conn: Redis, task_ids: list[str]) -> list[str]:
+    """The tasks as a worker will read them (RQ's JSON serializer), spelled by ``repr`` so 1 and 1.0 differ."""
+    return [repr(job.task) for job in ServiceQJob.fetch_many(task_ids, connection=conn) if job is not None]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(numbers, min_size=1, max_size=8))
+@example(BOUNDARIES)
+def test_every_json_number_is_stored_as_json_loads_reads_it(
+    server: ServerProcess, conn: Redis, literals: list[str]
+) -> None:
+    expected = [repr(json.loads(text)) for text in literals]
+    array = f"[{', '.join(literals)}]".encode()
+    with httpx.Client(base_url=server.base, timeout=10, headers={"Content-Type": "application/json"}) as http:
+        batch = http.post("/serviceqs/numbers/tasks/batch", content=b'{"tasks": %s}' % array)
+        assert stored(conn, batch.json()["task_ids"]) == expected
+        added = http.post("/add", content=array)  # the seed's route, an array of tasks
+        assert stored(conn, added.json()["task_ids"]) == expected
+        singles = [http.post("/serviceqs/numbers/tasks", content=text.encode()) for text in literals]  # fast path
+        assert stored(conn, [one.json()["task_id"] for one in singles]) == expected

@@ -6,8 +6,9 @@ builds a new encoder on every call.  Where the two libraries would disagree,
 the standard library decides, so the service accepts, refuses and writes what
 the library's own push (``push.encode_task``) would:
 
-- integers beyond 64 bits: orjson would read them as floats, so a body with a
-  run of 20 digits is parsed by ``json.loads``;
+- integers beyond 64 bits: orjson reads them as floats, so a body with a run
+  of 20 digits, or of 19 after a minus sign (orjson's negative integers stop at
+  -2**63: ``-9999999999999999999`` would be ``-1e+19``), is parsed by ``json.loads``;
 - a body orjson refuses (NaN, a lone surrogate, a byte-order mark, a number out
   of a float's range, ...) is parsed by ``json.loads``, whose verdict and message
   stand; NaN, Infinity and out-of-range numbers are not JSON there either;
@@ -29,13 +30,16 @@ import orjson
 
 from .. import push
 
-_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))  # every digit a "0", the rest spaces
+# every digit a "0", a minus sign kept, the rest spaces
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else i if i == 0x2D else 0x20 for i in range(256))
 _LONG_NUMBER = b"0" * 20  # 2**64 has 20 digits; any integer orjson reads exactly has at most 19 of them
+_LONG_NEGATIVE = b"-" + b"0" * 19  # -(2**63) has 19: orjson reads a 19-digit one below it as a float
 
 
 def loads(body: bytes) -> Any:
     """The body's JSON value; ``ValueError`` (or ``RecursionError``) naming what is wrong if it is not JSON."""
-    if _LONG_NUMBER not in body.translate(_DIGITS):
+    shape = body.translate(_DIGITS)
+    if _LONG_NUMBER not in shape and _LONG_NEGATIVE not in shape:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
