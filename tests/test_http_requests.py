@@ -159,3 +159,53 @@ def test_every_json_number_is_stored_as_json_loads_reads_it(
         assert stored(conn, added.json()["task_ids"]) == expected
         singles = [http.post("/serviceqs/numbers/tasks", content=text.encode()) for text in literals]  # fast path
         assert stored(conn, [one.json()["task_id"] for one in singles]) == expected
+
+
+# --- refused pushes write nothing; auto-create is capped ---------------------------------------------
+DEEP: Any = 1
+for _ in range(70):
+    DEEP = [DEEP]
+BIG = {"blob": "x" * (600 * 1024)}  # over the default max_task_bytes (512 KiB)
+REFUSED_PUSHES = [  # (path, body, status)
+    ("/serviceqs/{name}/tasks", BIG, 413),  # the fast path
+    ("/serviceqs/{name}/tasks", DEEP, 413),
+    ("/serviceqs/{name}/tasks/batch", {"tasks": [{"ok": 1}, BIG]}, 413),
+    ("/serviceqs/{name}/tasks/batch", {"tasks": [DEEP]}, 413),
+    ("/serviceqs/{name}/tasks/batch", {"tasks": []}, 422),
+    ("/serviceqs/{name}/tasks/batch", {"tasks": "x"}, 422),
+    ("/add", [{"ok": 1}, BIG], 413),  # on SERVICEQ_DEFAULT, which does not exist yet
+    ("/add", DEEP, 413),
+    ("/set-worker", {"worker_count": -1}, 422),
+]
+
+
+def test_a_refused_push_to_a_new_name_writes_nothing(server: ServerProcess, conn: Redis) -> None:
+    with httpx.Client(base_url=server.base, timeout=30) as http:
+        for i, (path, body, status) in enumerate(REFUSED_PUSHES):
+            answer = http.post(path.format(name=f"new{i}"), json=body)
+            assert answer.status_code == status, (path, answer.text)
+            assert conn.keys("*") == [], path
+
+
+@pytest.fixture(scope="module")
+def capped(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("http-capped") / "server.log"
+    with running_server(redis_server.url, log, BATCH_MAX_DELAY_MS="5", SERVICEQ_AUTO_CREATE_MAX="3") as proc:
+        yield proc
+
+
+def test_auto_create_stops_at_its_cap_and_writes_nothing_past_it(capped: ServerProcess, conn: Redis) -> None:
+    ServiceQ("made-in-python", connection=conn, role="producer")  # counted: every service queue on the Redis
+    with httpx.Client(base_url=capped.base, timeout=10) as http:
+        for name in ("a", "b"):
+            assert http.post(f"/serviceqs/{name}/tasks", json={"n": 1}).status_code == 201
+        before = snapshot(conn)
+        for path in ("/serviceqs/c/tasks", "/serviceqs/c/tasks/batch", "/add", "/set-worker"):
+            body = {"tasks": [1]} if path.endswith("batch") else {"worker_count": 1} if "worker" in path else [1]
+            refused = http.post(path, json=body)
+            assert refused.status_code == 409, (path, refused.text)
+            assert "SERVICEQ_AUTO_CREATE_MAX" in refused.json()["detail"]
+        assert snapshot(conn) == before
+        assert http.post("/serviceqs/a/tasks/batch", json={"tasks": [2, 3]}).status_code == 201  # existing: pushed
+        assert http.delete("/serviceqs/b").status_code == 200
+        assert http.post("/serviceqs/c/tasks", json={"n": 1}).status_code == 201  # room again

@@ -45,8 +45,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, what in {
         400: "the body is not JSON",
         401: "SERVICEQ_API_TOKEN is set and the request did not carry it",
+        403: "a browser's cross-site request to a state-changing route",
         404: "no such service queue (or batch)",
         413: "body, batch or task over its limit",
+        409: "a push would auto-create a service queue past SERVICEQ_AUTO_CREATE_MAX",
         415: "Content-Type is not application/json",
         422: "a value breaks a rule; the message names it",
         503: "Redis cannot be reached or refused the write; the message names the Redis (password hidden)",

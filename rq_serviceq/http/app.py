@@ -30,7 +30,7 @@ from .batcher import AutoBatcher
 from .config import HttpConfig
 from .errors import problem
 from .fastpath import ServiceApp
-from .service import PartialBatch, Service, TaskRejected
+from .service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
 logger = logging.getLogger("rq_serviceq.http")
 
@@ -175,7 +175,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    for kind in (TaskRejected, LookupError, PartialBatch, redis.exceptions.RedisError, Exception):
+    for kind in (TaskRejected, TooManyServiceQs, LookupError, PartialBatch, redis.exceptions.RedisError, Exception):
         app.add_exception_handler(kind, answer)
 
 
