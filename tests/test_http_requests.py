@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.http import HttpConfig, create_app
+from rq_serviceq.http.api import MAX_OFFSET
 from rq_serviceq.job import ServiceQJob
 from rq_serviceq.testing import RedisServer, free_port
 from tests.http_helpers import ServerProcess, running_server, wait_for
@@ -209,3 +211,42 @@ def test_auto_create_stops_at_its_cap_and_writes_nothing_past_it(capped: ServerP
         assert http.post("/serviceqs/a/tasks/batch", json={"tasks": [2, 3]}).status_code == 201  # existing: pushed
         assert http.delete("/serviceqs/b").status_code == 200
         assert http.post("/serviceqs/c/tasks", json={"n": 1}).status_code == 201  # room again
+
+
+# --- query values -------------------------------------------------------------------------------------
+OUT_OF_RANGE = [  # (method, path): each a 422 naming the parameter, never Redis' refusal (503)
+    *(("get", f"/serviceqs/victim/batches?offset={n}") for n in (2**63, 2**64, 10**30, -1, MAX_OFFSET + 1)),
+    *(("get", f"/serviceqs/victim/batches/latest?offset={n}") for n in (2**63, -1)),
+    ("get", "/serviceqs/victim/batches/latest?outcome=failed&offset=9223372036854775808"),
+    ("get", "/serviceqs/victim/batches?limit=9223372036854775808"),
+    ("get", "/serviceqs/victim/batches/latest?limit=0"),
+    ("get", "/ui/serviceqs/victim/batches/latest?limit=99999999999999999999"),
+    *(("post", f"/serviceqs/victim/stop?timeout={t}") for t in ("nan", "inf", "1e400", "-1", str(2**63))),
+]
+
+
+def test_out_of_range_query_values_are_a_422(server: ServerProcess, conn: Redis, victim: ServiceQ) -> None:
+    before = snapshot(conn)
+    with httpx.Client(base_url=server.base, timeout=10) as http:
+        for method, path in OUT_OF_RANGE:
+            answer = http.request(method, path)
+            assert answer.status_code == 422, (path, answer.text)
+            assert "query." in answer.json()["detail"], path
+        assert snapshot(conn) == before
+        for path in ("/serviceqs/victim/batches", "/serviceqs/victim/batches/latest"):  # the largest offset works
+            assert http.get(path, params={"offset": MAX_OFFSET, "limit": 1000}).status_code == 200
+
+
+def test_every_number_a_route_takes_in_its_path_or_query_is_bounded() -> None:
+    """So no route hands Redis a number it refuses (the OpenAPI schema is what FastAPI validates against)."""
+    schema = create_app(HttpConfig()).openapi()
+    numeric = [
+        (path, param["name"], param["schema"])
+        for path, operations in schema["paths"].items()
+        for operation in operations.values()
+        for param in operation.get("parameters", [])
+        if param["schema"].get("type") in ("integer", "number")
+    ]
+    assert {name for _, name, _ in numeric} >= {"offset", "limit", "timeout"}
+    unbounded = [(path, name) for path, name, bounds in numeric if not {"minimum", "maximum"} <= set(bounds)]
+    assert unbounded == []

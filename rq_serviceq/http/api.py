@@ -81,6 +81,10 @@ def checked(name: str) -> str:
 
 Name = Annotated[str, Path(description="service queue name: 1-100 of A-Z a-z 0-9 _ . -")]
 BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a batch id, or 'latest'")]
+# Past any list a Redis can hold, and with a page added still exact in a double and an int64 (Redis
+# refused 2**63, which reached it as a 503).
+MAX_OFFSET = 2**53 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
 
 
 async def read_json(request: Request) -> Any:
@@ -277,7 +281,7 @@ async def get_serviceq(name: Name, request: Request) -> ServiceQDetail:
 async def list_batches(
     name: Name,
     request: Request,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> BatchList:
     """Batch history, newest first (reports are kept for the service queue's report_ttl)."""
@@ -302,7 +306,7 @@ async def get_batch(
     batch_id: BatchId,
     request: Request,
     outcome: Literal["passed", "failed"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> BatchReportPage:
     """The batch report; task lists paged (both lists, or only ``outcome``'s), failed tasks first."""
