@@ -10,8 +10,12 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +29,7 @@ from rq_serviceq.http import HttpConfig, create_app
 from rq_serviceq.http.api import MAX_OFFSET
 from rq_serviceq.job import ServiceQJob
 from rq_serviceq.testing import RedisServer, free_port
-from tests.http_helpers import ServerProcess, running_server, wait_for
+from tests.http_helpers import ROOT, ServerProcess, running_server, wait_for
 from tests.test_http_browser import headless_chromium
 from tests.test_http_edges import snapshot
 
@@ -250,3 +254,79 @@ def test_every_number_a_route_takes_in_its_path_or_query_is_bounded() -> None:
     assert {name for _, name, _ in numeric} >= {"offset", "limit", "timeout"}
     unbounded = [(path, name) for path, name, bounds in numeric if not {"minimum", "maximum"} <= set(bounds)]
     assert unbounded == []
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+def samples(body: bytes, metric: str) -> dict[str, float]:
+    """``metric``'s value by service queue, from a scrape in Prometheus' text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.labels["queue"]: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name == metric
+    }
+
+
+def test_serve_mounts_metrics_behind_the_token(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> None:
+    token = "metrics-s3cret"
+    with running_server(redis_server.url, tmp_path / "server.log", SERVICEQ_API_TOKEN=token) as server:
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{server.base}/serviceqs/q/tasks", json={"n": 1}, headers=auth).status_code == 201
+        assert httpx.get(f"{server.base}/metrics").status_code == 401
+        scraped = httpx.get(f"{server.base}/metrics", headers=auth)
+        assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+        assert samples(scraped.content, "rq_serviceq_tasks_pushed_total") == {"q": 1.0}
+
+
+def test_a_scrape_of_many_queues_is_right_and_skips_a_non_number(server: ServerProcess, conn: Redis) -> None:
+    """Every queue's figures are its own (read in a few pipelines); one bad totals field drops only itself."""
+    names = [f"q{i:03}" for i in range(300)]
+    for i, name in enumerate(names):
+        ServiceQ(name, connection=conn, role="producer").push_many([{"n": n} for n in range(i % 4 + 1)])
+    conn.hset(ServiceQ.open("q007", connection=conn).keys.totals, mapping={"pushed": "abc", "passed": "nan"})
+    scraped = httpx.get(f"{server.base}/metrics", timeout=30)
+    assert scraped.status_code == 200
+    pushed = samples(scraped.content, "rq_serviceq_tasks_pushed_total")
+    assert pushed == {name: float(i % 4 + 1) for i, name in enumerate(names) if name != "q007"}
+    assert "q007" not in samples(scraped.content, "rq_serviceq_tasks_passed_total")
+    assert samples(scraped.content, "rq_serviceq_queue_depth") == {n: float(i % 4 + 1) for i, n in enumerate(names)}
+    assert set(samples(scraped.content, "rq_serviceq_batch_tasks")) == set(names)
+    wait_for(lambda: "totals field pushed='abc' is not a number" in server.log(), 5, "the warning in the log")
+
+
+def listening_on(port: int) -> set[str]:
+    """The local addresses a socket LISTENs on at ``port`` (IPv4, from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if int(hex_port, 16) == port and state == "0A":
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found
+
+
+def test_metrics_command_binds_loopback_unless_told(redis_url: str, conn: Redis, tmp_path: Path) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-m", "rq_serviceq", "metrics", "--port", str(port)]
+    env = dict(os.environ, RQ_REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: listening_on(port), 15, "rq-serviceq metrics to listen")
+        assert listening_on(port) == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_beyond_loopback_without_a_token_warns(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> None:
+    server = ServerProcess(redis_server.url, tmp_path / "server.log")
+    server.cmd += ["--host", "0.0.0.0"]
+    try:
+        server.start()
+        assert "listening on 0.0.0.0 with no SERVICEQ_API_TOKEN" in server.log()
+    finally:
+        server.stop()
+    with running_server(redis_server.url, tmp_path / "loopback.log") as quiet:
+        assert "SERVICEQ_API_TOKEN" not in quiet.log()
