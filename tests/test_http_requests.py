@@ -11,9 +11,11 @@ import contextlib
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from redis import Redis
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, create_app
 from rq_serviceq.http.api import MAX_OFFSET
+from rq_serviceq.http.service import Service
 from rq_serviceq.job import ServiceQJob
+from rq_serviceq.keys import Keys
 from rq_serviceq.testing import RedisServer, free_port
 from tests.http_helpers import ROOT, ServerProcess, running_server, wait_for
 from tests.test_http_browser import headless_chromium
@@ -193,10 +197,14 @@ def test_a_refused_push_to_a_new_name_writes_nothing(server: ServerProcess, conn
             assert conn.keys("*") == [], path
 
 
+BODY_LIMIT = 64 * 1024
+
+
 @pytest.fixture(scope="module")
 def capped(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("http-capped") / "server.log"
-    with running_server(redis_server.url, log, BATCH_MAX_DELAY_MS="5", SERVICEQ_AUTO_CREATE_MAX="3") as proc:
+    small = {"SERVICEQ_AUTO_CREATE_MAX": "3", "SERVICEQ_MAX_BODY_BYTES": str(BODY_LIMIT)}
+    with running_server(redis_server.url, log, BATCH_MAX_DELAY_MS="5", **small) as proc:
         yield proc
 
 
@@ -330,3 +338,34 @@ def test_serve_beyond_loopback_without_a_token_warns(redis_server: RedisServer, 
         server.stop()
     with running_server(redis_server.url, tmp_path / "loopback.log") as quiet:
         assert "SERVICEQ_API_TOKEN" not in quiet.log()
+
+
+# --- memory per request -----------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/serviceqs/big/tasks", "/serviceqs/big/tasks/batch", "/add"])
+def test_an_oversize_body_is_refused_before_it_is_read_whole(capped: ServerProcess, conn: Redis, path: str) -> None:
+    """Chunked, so no Content-Length gives it away: the 413 comes while the body is still being sent."""
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", capped.port), timeout=10) as sock:
+        sock.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+        chunk = b'"' + b"x" * 8190 + b'"'
+        for _ in range(BODY_LIMIT // len(chunk) + 2):  # over the limit, and never the last (empty) chunk
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    assert conn.keys("*") == []
+
+
+def test_a_batch_is_held_about_once_while_it_is_pushed(redis_url: str, conn: Redis) -> None:
+    """Encoded tasks cost their size (orjson's own bytes kept a 64 KiB buffer for a 5 KB task), and each
+    parsed task is let go once encoded: the measure behind docs/benchmarks.md's peak RSS figures."""
+    service = Service(HttpConfig(redis_url=redis_url))
+    tasks = [{"blob": "x" * 5000, "n": i} for i in range(2000)]
+    size = sum(len(json.dumps(task)) for task in tasks)
+    try:
+        tracemalloc.start()
+        service.push_batch("mem", tasks)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        service.close()
+    assert conn.llen(Keys("mem").queue) == 2000
+    assert peak < 2 * size, f"pushing {size} bytes of tasks peaked at {peak} bytes"

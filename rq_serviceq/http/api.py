@@ -96,7 +96,7 @@ async def read_json(request: Request) -> Any:
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"body is over SERVICEQ_MAX_BODY_BYTES ({limit})")
-    return parse_json(bytes(body))
+    return parse_json(body)  # parsed where it lies: a bytes() of it was one more copy of the body
 
 
 def check_body_headers(content_type: str | None, content_length: str, limit: int) -> None:
@@ -109,7 +109,7 @@ def check_body_headers(content_type: str | None, content_length: str, limit: int
         raise HTTPException(413, f"body of {content_length} bytes is over SERVICEQ_MAX_BODY_BYTES ({limit})")
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | bytearray) -> Any:
     """400 for an empty body or one that is not JSON, naming why."""
     if not body or body.isspace():
         raise HTTPException(400, "body is empty: send a JSON value")
