@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from rq_serviceq import ServiceQ
-from rq_serviceq.http import HttpConfig, create_app
+from rq_serviceq.http import HttpConfig, codec, create_app
 from rq_serviceq.http.api import MAX_OFFSET
 from rq_serviceq.http.service import Service
 from rq_serviceq.job import ServiceQJob
@@ -169,6 +169,13 @@ def test_every_json_number_is_stored_as_json_loads_reads_it(
         assert stored(conn, added.json()["task_ids"]) == expected
         singles = [http.post("/serviceqs/numbers/tasks", content=text.encode()) for text in literals]  # fast path
         assert stored(conn, [one.json()["task_id"] for one in singles]) == expected
+
+
+@pytest.mark.parametrize("shift", range(-21, 2))
+def test_a_long_number_across_the_body_scans_slices_is_read_exactly(shift: int) -> None:
+    """Big bodies are scanned for long digit runs a slice at a time: a run across two slices is still seen."""
+    body = b"[" + b" " * (codec._SLICE + shift) + b"-9999999999999999999, 184467440737095516160]"
+    assert codec.loads(bytearray(body)) == json.loads(body)
 
 
 # --- refused pushes write nothing; auto-create is capped ---------------------------------------------

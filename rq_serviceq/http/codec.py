@@ -54,12 +54,15 @@ def _has_long_number(body: bytes | bytearray) -> bool:
     cut in two): translating the whole body at once was one more copy of it, of
     up to SERVICEQ_MAX_BODY_BYTES, for every request in flight.
     """
+    if len(body) <= _SLICE:  # a single task's body, mostly: no copy but the translation
+        return _long_run(body.translate(_DIGITS))
     view = memoryview(body)
-    for start in range(0, len(body), _SLICE):
-        shape = view[start : start + _SLICE + len(_LONG_NUMBER)].tobytes().translate(_DIGITS)
-        if _LONG_NUMBER in shape or _LONG_NEGATIVE in shape:
-            return True
-    return False
+    slices = (view[start : start + _SLICE + len(_LONG_NUMBER)] for start in range(0, len(body), _SLICE))
+    return any(_long_run(piece.tobytes().translate(_DIGITS)) for piece in slices)
+
+
+def _long_run(shape: bytes | bytearray) -> bool:
+    return _LONG_NUMBER in shape or _LONG_NEGATIVE in shape
 
 
 def _not_json(name: str) -> Any:
