@@ -154,7 +154,7 @@ def stored(conn: Redis, task_ids: list[str]) -> list[str]:
     return [repr(job.task) for job in ServiceQJob.fetch_many(task_ids, connection=conn) if job is not None]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(numbers, min_size=1, max_size=8))
 @example(BOUNDARIES)
 def test_every_json_number_is_stored_as_json_loads_reads_it(
@@ -297,7 +297,7 @@ def test_serve_mounts_metrics_behind_the_token(redis_server: RedisServer, conn: 
 
 def test_a_scrape_of_many_queues_is_right_and_skips_a_non_number(server: ServerProcess, conn: Redis) -> None:
     """Every queue's figures are its own (read in a few pipelines); one bad totals field drops only itself."""
-    names = [f"q{i:03}" for i in range(300)]
+    names = [f"q{i:03}" for i in range(200)]
     for i, name in enumerate(names):
         ServiceQ(name, connection=conn, role="producer").push_many([{"n": n} for n in range(i % 4 + 1)])
     conn.hset(ServiceQ.open("q007", connection=conn).keys.totals, mapping={"pushed": "abc", "passed": "nan"})
@@ -335,16 +335,17 @@ def test_metrics_command_binds_loopback_unless_told(redis_url: str, conn: Redis,
         proc.wait(10)
 
 
-def test_serve_beyond_loopback_without_a_token_warns(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> None:
-    server = ServerProcess(redis_server.url, tmp_path / "server.log")
-    server.cmd += ["--host", "0.0.0.0"]
+def test_serve_beyond_loopback_without_a_token_warns(
+    redis_server: RedisServer, server: ServerProcess, tmp_path: Path
+) -> None:
+    wide = ServerProcess(redis_server.url, tmp_path / "server.log")
+    wide.cmd += ["--host", "0.0.0.0"]
     try:
-        server.start()
-        assert "listening on 0.0.0.0 with no SERVICEQ_API_TOKEN" in server.log()
+        wide.start()
+        assert "listening on 0.0.0.0 with no SERVICEQ_API_TOKEN" in wide.log()
     finally:
-        server.stop()
-    with running_server(redis_server.url, tmp_path / "loopback.log") as quiet:
-        assert "SERVICEQ_API_TOKEN" not in quiet.log()
+        wide.stop()
+    assert "SERVICEQ_API_TOKEN" not in server.log()  # the loopback default says nothing
 
 
 # --- memory per request -----------------------------------------------------------------------------
