@@ -89,14 +89,19 @@ def attacker_site(target: str) -> Iterator[str]:
 def test_cross_site_form_posts_from_a_real_browser_change_nothing(
     server: ServerProcess, conn: Redis, victim: ServiceQ
 ) -> None:
+    """Forms on another origin, auto-submitted by Chromium, change nothing; a fetch from the server's own page does."""
     before = snapshot(conn)
     with headless_chromium("unused") as browser, attacker_site(server.base) as page:
         for route in (*CONTROL_ROUTES, "tasks", "tasks/batch"):
             browser.get(f"{page}?/serviceqs/victim/{route}")
             wait_for(lambda: browser.current_url.startswith(server.base), 20, f"the form POST to {route}")
             assert "cross-site request refused" in browser.page_source, route
-    assert snapshot(conn) == before
-    assert victim.get_status() == "PENDING"
+        assert snapshot(conn) == before
+        assert victim.get_status() == "PENDING"
+        browser.get(f"{server.base}/healthz")  # a page of the server's own: its POSTs are same-origin
+        script = "fetch(arguments[0], {method: 'POST'}).then(r => arguments[1](r.status))"
+        assert browser.execute_async_script(script, "/serviceqs/victim/pause") == 200
+    assert victim.get_status() == "PAUSED"
 
 
 @pytest.mark.parametrize(
