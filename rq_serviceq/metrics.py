@@ -8,9 +8,9 @@ retries, live workers and supervisors.  Every series carries ``queue`` (the serv
 queue) and ``rq_queue`` (``NAME-pending``, rq-exporter's ``queue`` label) so the two
 can be joined.
 
-A scrape costs two pipelined round trips per service queue, whatever the queue's
-size or history: the counters are running totals the Lua scripts keep in Redis
-(``totals.py`` says why there rather than counted at scrape time), so every
+A scrape costs three pipelined round trips, however many service queues there
+are and whatever their size or history: the counters are running totals the Lua
+scripts keep in Redis (``totals.py`` says why there rather than counted at scrape time), so every
 exporter (the HTTP service's ``/metrics``, ``rq-serviceq metrics`` on each worker
 machine) reads the same monotonic numbers, restarts included.
 
@@ -23,6 +23,8 @@ Use it::
 
 from __future__ import annotations
 
+import logging
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -51,6 +53,8 @@ def __getattr__(name: str) -> Any:
         return prometheus_client.CONTENT_TYPE_LATEST
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+logger = logging.getLogger("rq_serviceq.metrics")
 
 _LEDGER = ("submitted", "passed", "failed", "pending")
 LABELS = ("queue", "rq_queue")
@@ -85,7 +89,7 @@ class ServiceQCollector:
 
         up = GaugeMetricFamily("rq_serviceq_redis_up", "1 when this scrape reached Redis, else 0")
         try:
-            rows = [self._read(state.text(name)) for name in sorted(self.conn.smembers(k.NAMES))]
+            rows = self._read_all()
         except redis.exceptions.RedisError:
             up.add_metric([], 0)
             yield up
@@ -94,46 +98,96 @@ class ServiceQCollector:
         yield up
         yield from _families(rows)
 
-    def _read(self, name: str) -> dict[str, Any]:
-        keys = k.Keys(name)
-        now = _redis_now(self.conn)
+    def _read_all(self) -> list[dict[str, Any]]:
+        """Every service queue's figures in three pipelined round trips, however many queues there are.
+
+        One pair of round trips per queue made a scrape of 5,000 queues take
+        2.6 s; the figures come from the same commands, sent together.
+        """
         with self.conn.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.totals)
-            pipe.hmget(keys.state, "status", "worker_count", "active_batch", "last_batch")
-            pipe.llen(keys.queue)
-            pipe.zcard(keys.retry)
-            pipe.zcard(keys.leases)
-            pipe.zcount(keys.supervisors, now, "+inf")
-            pipe.smembers(keys.workers)
-            raw_totals, (status, worker_count, active, last), depth, waiting, in_flight, supervisors, workers = (
-                pipe.execute()
-            )
-        batch_id = active or last
+            pipe.smembers(k.NAMES)
+            pipe.time()
+            raw_names, (secs, micros) = pipe.execute()
+        names = sorted(state.text(name) for name in raw_names)
+        now = secs + micros / 1_000_000
         with self.conn.pipeline(transaction=False) as pipe:
-            for worker in workers:
-                key = state.text(worker)
-                pipe.exists(key if key.startswith(k.RQ_WORKER_PREFIX) else k.worker_key(key))
-            if batch_id:
-                pipe.hmget(keys.batch(state.text(batch_id)), *_LEDGER)
-            replies = pipe.execute()
-        ledger = replies.pop() if batch_id else [None] * 4
-        return {
-            "name": name,
-            "totals": {field: float(value) for field, value in state.decode_hash(raw_totals).items()},
-            "status": state.text(status or b"CREATED"),
-            "queue_depth": depth,
-            "waiting_retries": waiting,
-            "tasks_in_flight": in_flight,
-            "live_workers": sum(1 for alive in replies if alive),
-            "supervisors": supervisors,
-            "worker_count": int(worker_count or 0),
-            "batch": dict(zip(_LEDGER, (int(v or 0) for v in ledger), strict=True)),
-        }
+            for name in names:
+                _queue_figures(pipe, k.Keys(name), now)
+            figures = pipe.execute()
+        per_queue = [figures[i : i + _FIGURES] for i in range(0, len(figures), _FIGURES)]
+        with self.conn.pipeline(transaction=False) as pipe:
+            for name, (_, (_, _, active, last), *_, workers) in zip(names, per_queue, strict=True):
+                for worker in workers:
+                    key = state.text(worker)
+                    pipe.exists(key if key.startswith(k.RQ_WORKER_PREFIX) else k.worker_key(key))
+                if active or last:
+                    pipe.hmget(k.Keys(name).batch(state.text(active or last)), *_LEDGER)
+            replies = iter(pipe.execute())
+        return [_row(name, queue, replies) for name, queue in zip(names, per_queue, strict=True)]
 
 
-def _redis_now(conn: Redis) -> float:
-    secs, micros = conn.time()
-    return secs + micros / 1_000_000
+_FIGURES = 7  # the commands _queue_figures sends for each queue
+
+
+def _queue_figures(pipe: Any, keys: k.Keys, now: float) -> None:
+    pipe.hgetall(keys.totals)
+    pipe.hmget(keys.state, "status", "worker_count", "active_batch", "last_batch")
+    pipe.llen(keys.queue)
+    pipe.zcard(keys.retry)
+    pipe.zcard(keys.leases)
+    pipe.zcount(keys.supervisors, now, "+inf")
+    pipe.smembers(keys.workers)
+
+
+def _row(name: str, figures: list[Any], replies: Iterator[Any]) -> dict[str, Any]:
+    """One queue's figures; ``replies`` yields its workers' EXISTS, then its batch ledger if it has a batch."""
+    raw_totals, (status, worker_count, active, last), depth, waiting, in_flight, supervisors, workers = figures
+    live = sum(1 for _ in workers if next(replies))
+    ledger = next(replies) if active or last else [None] * len(_LEDGER)
+    counts, skipped = _numbers(name, state.decode_hash(raw_totals))
+    return {
+        "name": name,
+        "totals": counts,
+        "skipped": skipped,
+        "status": state.text(status or b"CREATED"),
+        "queue_depth": depth,
+        "waiting_retries": waiting,
+        "tasks_in_flight": in_flight,
+        "live_workers": live,
+        "supervisors": supervisors,
+        "worker_count": _integer(name, "worker_count", worker_count),
+        "batch": {field: _integer(name, field, value) for field, value in zip(_LEDGER, ledger, strict=True)},
+    }
+
+
+def _numbers(name: str, raw: dict[str, str]) -> tuple[dict[str, float], set[str]]:
+    """The totals that are numbers, and the fields that are not (written by hand, or by a bug): those are
+    left out of the scrape with a warning (not reported as 0, a counter reset), so one bad field does not
+    turn the whole scrape into a 500."""
+    found: dict[str, float] = {}
+    skipped: set[str] = set()
+    for field, value in raw.items():
+        try:
+            found[field] = _finite(value)
+        except ValueError:
+            skipped.add(field)
+            logger.warning("metrics: service queue %r: totals field %s=%r is not a number; skipped", name, field, value)
+    return found, skipped
+
+
+def _finite(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _integer(name: str, field: str, value: Any) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        logger.warning("metrics: service queue %r: %s=%r is not an integer; reported as 0", name, field, value)
+        return 0
 
 
 def _families(rows: list[dict[str, Any]]) -> Iterator[Metric]:
@@ -145,7 +199,8 @@ def _families(rows: list[dict[str, Any]]) -> Iterator[Metric]:
     for counter, help_text in _COUNTER_HELP.items():
         family = CounterMetricFamily(f"rq_serviceq_tasks_{counter}", help_text, labels=LABELS)
         for row in rows:
-            family.add_metric(labels(row), row["totals"].get(counter, 0.0))
+            if counter not in row["skipped"]:
+                family.add_metric(labels(row), row["totals"].get(counter, 0.0))
         yield family
     yield _labelled_counter(rows, labels, "rq_serviceq_batches", "Batches ended, by final status", "status",
                             {"finished": "batches_finished", "stopped": "batches_stopped"})  # fmt: skip
@@ -185,7 +240,8 @@ def _labelled_counter(
     family = CounterMetricFamily(name, help_text, labels=[*LABELS, label])
     for row in rows:
         for value, field in fields.items():
-            family.add_metric([*labels(row), value], row["totals"].get(field, 0.0))
+            if field not in row["skipped"]:
+                family.add_metric([*labels(row), value], row["totals"].get(field, 0.0))
     return family
 
 
@@ -199,6 +255,8 @@ def _durations(rows: list[dict[str, Any]], labels: Callable[[dict[str, Any]], li
     )
     for row in rows:
         counts = row["totals"]
+        if any(field == "duration_sum" or field.startswith(totals.BUCKET_PREFIX) for field in row["skipped"]):
+            continue  # a histogram with a hole in it would be wrong, not partial
         cumulative, buckets = 0.0, []
         for bound in totals.DURATION_BUCKETS:
             cumulative += counts.get(f"{totals.BUCKET_PREFIX}{bound!r}", 0.0)
@@ -235,7 +293,7 @@ def generate_latest(connection: Redis | None = None, url: str | None = None) -> 
     return prometheus_client.generate_latest(make_registry(connection, url))
 
 
-def serve(port: int = 9121, host: str = "0.0.0.0", url: str | None = None) -> None:
+def serve(port: int = 9121, host: str = "127.0.0.1", url: str | None = None) -> None:
     """``rq-serviceq metrics``: serve ``/metrics`` until SIGTERM or SIGINT."""
     import prometheus_client
 

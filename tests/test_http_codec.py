@@ -58,6 +58,7 @@ def test_bodies_parse_as_the_standard_library_parses_them(value: Any) -> None:
     "body",
     [
         b"18446744073709551616",  # 2**64: orjson would make it a float
+        b"[-9999999999999999999, -9223372036854775809]",  # below -2**63: orjson would make them floats
         b'{"n": -123456789012345678901234567890}',
         b'"\\ud800"',  # a lone surrogate: orjson refuses, json.loads accepts
         b"\xef\xbb\xbf[1]",  # a UTF-8 byte-order mark

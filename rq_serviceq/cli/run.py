@@ -71,7 +71,12 @@ def serve(host: str, port: int, workers: int, access_log: bool, url: str | None)
 
 @click.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=9121, show_default=True)
-@click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address to listen on (loopback unless told, as serve; 0.0.0.0 for every interface)",
+)
 @url_option
 def metrics(port: int, host: str, url: str | None) -> None:
     """Serve Prometheus metrics of every service queue on the Redis (needs the metrics extra)."""

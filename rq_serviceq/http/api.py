@@ -45,8 +45,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, what in {
         400: "the body is not JSON",
         401: "SERVICEQ_API_TOKEN is set and the request did not carry it",
+        403: "a browser's cross-site request to a state-changing route",
         404: "no such service queue (or batch)",
         413: "body, batch or task over its limit",
+        409: "a push would auto-create a service queue past SERVICEQ_AUTO_CREATE_MAX",
         415: "Content-Type is not application/json",
         422: "a value breaks a rule; the message names it",
         503: "Redis cannot be reached or refused the write; the message names the Redis (password hidden)",
@@ -79,6 +81,10 @@ def checked(name: str) -> str:
 
 Name = Annotated[str, Path(description="service queue name: 1-100 of A-Z a-z 0-9 _ . -")]
 BatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a batch id, or 'latest'")]
+# Past any list a Redis can hold, and with a page added still exact in a double and an int64 (Redis
+# refused 2**63, which reached it as a 503).
+MAX_OFFSET = 2**53 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
 
 
 async def read_json(request: Request) -> Any:
@@ -90,7 +96,7 @@ async def read_json(request: Request) -> Any:
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"body is over SERVICEQ_MAX_BODY_BYTES ({limit})")
-    return parse_json(bytes(body))
+    return parse_json(body)  # parsed where it lies: a bytes() of it was one more copy of the body
 
 
 def check_body_headers(content_type: str | None, content_length: str, limit: int) -> None:
@@ -103,7 +109,7 @@ def check_body_headers(content_type: str | None, content_length: str, limit: int
         raise HTTPException(413, f"body of {content_length} bytes is over SERVICEQ_MAX_BODY_BYTES ({limit})")
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | bytearray) -> Any:
     """400 for an empty body or one that is not JSON, naming why."""
     if not body or body.isspace():
         raise HTTPException(400, "body is empty: send a JSON value")
@@ -275,7 +281,7 @@ async def get_serviceq(name: Name, request: Request) -> ServiceQDetail:
 async def list_batches(
     name: Name,
     request: Request,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> BatchList:
     """Batch history, newest first (reports are kept for the service queue's report_ttl)."""
@@ -300,7 +306,7 @@ async def get_batch(
     batch_id: BatchId,
     request: Request,
     outcome: Literal["passed", "failed"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> BatchReportPage:
     """The batch report; task lists paged (both lists, or only ``outcome``'s), failed tasks first."""

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from .. import __version__
@@ -30,7 +30,7 @@ from .batcher import AutoBatcher
 from .config import HttpConfig
 from .errors import problem
 from .fastpath import ServiceApp
-from .service import PartialBatch, Service, TaskRejected
+from .service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
 logger = logging.getLogger("rq_serviceq.http")
 
@@ -51,6 +51,7 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(ui.router)
     _mount_dashboard(app, config)
+    _mount_metrics(app, app.state.service)
     _add_error_handlers(app)
     if check.required:
         app.add_middleware(TokenMiddleware, check=check)  # type: ignore[arg-type,unused-ignore]
@@ -158,6 +159,23 @@ def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:
     app.mount("/rq", wsgi)  # type: ignore[arg-type]
 
 
+def _mount_metrics(app: FastAPI, service: Service) -> None:
+    """``/metrics`` (behind the token like every route): the exporter of ``rq_serviceq.metrics`` on this Redis."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from ..metrics import make_registry
+    except ImportError as exc:  # optional, as the dashboard
+        logger.warning("/metrics not mounted (%s): pip install 'rq-serviceq[metrics]'", exc)
+        return
+    registry = make_registry(service.conn)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        body = await service.run(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     where = app.state.service.where
 
@@ -175,7 +193,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    for kind in (TaskRejected, LookupError, PartialBatch, redis.exceptions.RedisError, Exception):
+    for kind in (TaskRejected, TooManyServiceQs, LookupError, PartialBatch, redis.exceptions.RedisError, Exception):
         app.add_exception_handler(kind, answer)
 
 

@@ -100,6 +100,52 @@ async def _refuse(send: Send, detail: str, scheme: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TRUSTED_FETCH_SITES = frozenset({b"same-origin", b"none"})  # "none": the user typed it, or a bookmark
+
+
+def cross_site(scope: Scope) -> str | None:
+    """Why a state-changing request looks like a browser's cross-site one, or None when it does not.
+
+    A cross-site HTML form POST needs no preflight and carries whatever
+    credentials the browser holds (Basic, cookies), token or no token.  What
+    tells it apart is what browsers add and pages cannot forge: ``Sec-Fetch-Site``
+    (anything but ``same-origin`` or ``none`` is refused; ``same-site`` too,
+    since another port of the same host is "same-site") and, where a browser
+    sends no Fetch metadata, ``Origin`` (refused unless it names this server's
+    ``Host``).  A request with neither (curl, scripts, SDKs) is no browser's
+    cross-site request, whatever its Content-Type, so the seed's curl works as before.
+    """
+    if scope["method"] in SAFE_METHODS:
+        return None
+    fetch_site = origin = host = None
+    for key, value in scope["headers"]:
+        if key == b"sec-fetch-site":
+            fetch_site = value.strip().lower()
+        elif key == b"origin":
+            origin = value.strip().lower()
+        elif key == b"host":
+            host = value.strip().lower()
+    if fetch_site is not None:
+        return None if fetch_site in TRUSTED_FETCH_SITES else f"Sec-Fetch-Site is {fetch_site.decode('latin-1')!r}"
+    if origin is not None and origin.partition(b"://")[2] != host:
+        return f"Origin {origin.decode('latin-1')!r} is not this server"
+    return None
+
+
+async def refuse_cross_site(send: Send, why: str) -> None:
+    """403 for a browser's cross-site state-changing request (``cross_site``)."""
+    body = json.dumps(
+        {
+            "detail": f"cross-site request refused: {why}; state-changing routes answer same-origin "
+            "pages and non-browser clients only"
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def add_bearer_to_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Tell OpenAPI clients (and the docs' Authorize button) about the token, without a per-route dependency."""
     schema.setdefault("components", {})["securitySchemes"] = {

@@ -26,6 +26,7 @@ ENV_VARS = {
     "SERVICEQ_MAX_BODY_BYTES": "max_body_bytes",
     "SERVICEQ_DEFAULT": "default_queue",
     "SERVICEQ_AUTO_CREATE": "auto_create",
+    "SERVICEQ_AUTO_CREATE_MAX": "auto_create_max",
     "SERVICEQ_API_TOKEN": "api_token",
     "SERVICEQ_REDIS_POOL": "redis_pool",
 }
@@ -44,6 +45,7 @@ class HttpConfig(BaseModel):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     default_queue: str = "default"
     auto_create: bool = True
+    auto_create_max: Annotated[int, Field(ge=1)] = 1000  # service queues in all, beyond which a push creates none
     api_token: SecretStr | None = None
     redis_pool: Annotated[int, Field(ge=1, le=1024)] = 64  # connections, and threads that use them
 

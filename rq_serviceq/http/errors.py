@@ -15,7 +15,7 @@ from fastapi import HTTPException
 
 from .. import push
 from ..serviceq import RedisUnavailable
-from .service import PartialBatch, TaskRejected
+from .service import PartialBatch, TaskRejected, TooManyServiceQs
 
 INTERNAL = "internal error; the server log has the details"
 
@@ -34,6 +34,8 @@ def problem(exc: Exception, where: str) -> tuple[int, dict[str, Any], Mapping[st
             {"detail": f"{redis_problem(exc.cause, where)}; {written}", "task_ids": ids, "total_enqueued": len(ids)},
             None,
         )
+    if isinstance(exc, TooManyServiceQs):
+        return 409, {"detail": str(exc)}, None
     if isinstance(exc, LookupError):
         return 404, {"detail": str(exc).strip("'\"")}, None
     if isinstance(exc, redis.exceptions.RedisError):

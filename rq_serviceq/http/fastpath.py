@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, HTTPException
 
 from . import api, codec
-from .auth import Receive, Scope, Send, TokenCheck, refuse_api
+from .auth import Receive, Scope, Send, TokenCheck, cross_site, refuse_api, refuse_cross_site
 from .errors import problem
 
 logger = logging.getLogger("rq_serviceq.http")
@@ -32,9 +32,16 @@ _WANTED = (b"content-type", b"content-length", b"authorization")
 
 
 class ServiceApp(FastAPI):
-    """The service's app: FastAPI, with the single-task push served before FastAPI's routing."""
+    """The service's app: FastAPI, with the single-task push served before FastAPI's routing.
+
+    Browsers' cross-site state-changing requests are refused here, ahead of
+    both, so the check covers every route (the mounted dashboard's too).
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (why := cross_site(scope)) is not None:
+            await refuse_cross_site(send, why)
+            return
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             name = task_route_name(scope["path"])
             if name is not None:

@@ -6,9 +6,13 @@ worker process) in ``RQ_REDIS_URL``, where ``ps`` does not show a password.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 
 from .config import HttpConfig
+
+logger = logging.getLogger("rq_serviceq.http")
 
 
 def serve(
@@ -24,7 +28,14 @@ def serve(
 
     if url:
         os.environ["RQ_REDIS_URL"] = url
-    HttpConfig.from_env()  # a bad setting stops us here, with its variable's name, not in each worker
+    config = HttpConfig.from_env()  # a bad setting stops us here, with its variable's name, not in each worker
+    if config.api_token is None and not _loopback(host):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logger.warning(
+            "listening on %s with no SERVICEQ_API_TOKEN: anyone who reaches this address can push, pause, "
+            "stop and delete service queues; set SERVICEQ_API_TOKEN",
+            host,
+        )
     uvicorn.run(
         "rq_serviceq.http:create_app",
         factory=True,
@@ -36,3 +47,12 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond loopback
