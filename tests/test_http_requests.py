@@ -156,7 +156,8 @@ BOUNDARIES = ["-9999999999999999999", "-9223372036854775809", "-9223372036854775
 
 def stored(conn: Redis, task_ids: list[str]) -> list[str]:
     """The tasks as a worker will read them (RQ's JSON serializer), spelled by ``repr`` so 1 and 1.0 differ."""
-    return [repr(job.task) for job in ServiceQJob.fetch_many(task_ids, connection=conn) if job is not None]
+    jobs = ServiceQJob.fetch_many(task_ids, connection=conn)
+    return [repr(job.task) for job in jobs if isinstance(job, ServiceQJob)]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
