@@ -36,6 +36,7 @@ import redis
 from rq.exceptions import StopRequested
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from . import control, ledger, scripts, state
@@ -185,6 +186,15 @@ class ServiceQWorker(SimpleWorker):
         self._task_function_found(processed.unavailable)
         self._next_pop_at = time.monotonic() + settings.resting_period
         self.set_state(WorkerStatus.IDLE)
+
+    def clean_registries(self) -> None:
+        """RQ's registry maintenance, which must not end the worker: the jobs it meets may have been shaped by
+        anyone who can write ``rq:*`` keys (a dependent with no dependencies makes RQ send an empty WATCH)."""
+        try:
+            super().clean_registries()  # type: ignore[no-untyped-call]
+        except Exception:
+            self.log.exception("Worker %s: RQ's registry cleanup failed; again at next maintenance", self.name)
+            self.last_cleaned_at = now()  # type: ignore[assignment]  # else RQ runs it again at every turn of its loop
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
