@@ -160,8 +160,10 @@ class ServiceQWorker(SimpleWorker):
             if got.finalize_batch or (got.active_batch and self._audit(got.active_batch)):
                 continue
             if burst and ((not got.active_batch and not got.in_flight) or got.status == "SUSPENDED"):
-                self._log("no Qtask pending")
-                return None
+                if got.status == "SUSPENDED" or self._leave():
+                    self._log("no Qtask pending")
+                    return None
+                continue  # a batch opened since the claim: it may have counted this worker as its own
             if idle_until is not None and time.monotonic() >= idle_until:
                 return None
             self._wait(got)
@@ -228,6 +230,12 @@ class ServiceQWorker(SimpleWorker):
                 self.log.warning("Redis unreachable during %s (%s); retrying in %.1f s", what, exc, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, self.max_reconnect_wait)
+
+    def _leave(self) -> bool:
+        """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch
+        just now either finds this worker gone, and starts another, or finds it here, and it stays."""
+        ctx = scripts.Context(self.sq_keys, self.name)
+        return self._with_redis("leave", lambda: scripts.leave(self.connection, ctx)).left
 
     def _audit(self, batch_id: str) -> bool:
         """Idle with a batch still pending: look for its tasks that RQ's tools removed (``reconcile.py``).
