@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from .callbacks import call_hook, resolve
+from .push import PLACEHOLDER_FUNC
 from .state import decode_hash
 
 
@@ -28,9 +29,6 @@ def perform_outside_serviceq_worker(task: Any) -> None:
     raise RuntimeError(
         "this is a ServiceQ task: run its queue with `rq worker --worker-class rq_serviceq.ServiceQWorker NAME-pending`"
     )
-
-
-_PLACEHOLDER = f"{__name__}.{perform_outside_serviceq_worker.__name__}"  # every ServiceQ job's func_name
 
 
 class ServiceQJob(Job):
@@ -51,7 +49,7 @@ class ServiceQJob(Job):
         name = self.func_name
         if not name:
             return None
-        return perform_outside_serviceq_worker if name == _PLACEHOLDER else resolve(name)
+        return perform_outside_serviceq_worker if name == PLACEHOLDER_FUNC else resolve(name)
 
     # RQ's callbacks, as RQ calls them (job, connection, ...), run by ``call_hook``: resolved by the policy when
     # called (a refused one is logged and never imported), and what one raises is logged, not raised into RQ's

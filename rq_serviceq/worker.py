@@ -194,6 +194,8 @@ class ServiceQWorker(SimpleWorker):
         anyone who can write ``rq:*`` keys (a dependent with no dependencies makes RQ send an empty WATCH)."""
         try:
             super().clean_registries()  # type: ignore[no-untyped-call]
+        except StopRequested:  # RQ's warm shutdown, raised by its signal handler wherever the worker is
+            raise
         except Exception:
             self.log.exception("Worker %s: RQ's registry cleanup failed; again at next maintenance", self.name)
             self.last_cleaned_at = now()  # type: ignore[assignment]  # else RQ runs it again at every turn of its loop
