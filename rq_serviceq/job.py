@@ -41,7 +41,11 @@ class ServiceQJob(Job):
 
     def restore(self, raw_data: dict[bytes, Any]) -> Any:
         self.sq = decode_hash({key: val for key, val in raw_data.items() if key.startswith(b"sq_")})
-        return super().restore(raw_data)
+        restored = super().restore(raw_data)
+        # RQ's webhooks are URLs read from the hash, requested when RQ ends the job (its maintenance fails one
+        # stuck in the intermediate queue): rq-serviceq sets none, so none a Redis writer left is requested.
+        self.webhooks = []
+        return restored
 
     @property
     def func(self) -> Callable[..., Any] | None:

@@ -10,10 +10,13 @@ on working its service queue.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from redis import Redis
@@ -171,3 +174,33 @@ def test_every_rq_callback_and_the_function_of_a_serviceq_job_go_through_the_pol
         job.func  # noqa: B018
     assert "tests.never_imported" not in sys.modules
     assert conn.lrange(EXECUTED, 0, -1) == []
+
+
+def test_rq_cleanup_sends_no_webhook_a_job_hash_names(
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """RQ's webhooks are URLs in the job hash, requested when RQ fails a job, as its maintenance fails one stuck
+    in the intermediate queue: a request from wherever the workers run, to wherever a Redis writer likes."""
+    monkeypatch.setenv(ALLOWED_ENV, ALLOW)
+    sq = make_sq("drag", worker_count=0)
+    requests: list[str] = []
+
+    class Listener(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+    with HTTPServer(("127.0.0.1", 0), Listener) as listener:
+        threading.Thread(target=listener.serve_forever, daemon=True).start()
+        _plant(conn, "evil", "failure_callback_name", "")
+        url = f"http://127.0.0.1:{listener.server_address[1]}/internal"
+        conn.hset(Job.key_for("evil"), "webhooks", json.dumps([{"url": url, "job_status": "failed"}]))
+        _file(conn, "evil", "intermediate")
+        _run_worker(spawn_cli_worker, sq)
+        listener.shutdown()
+    assert conn.zscore(f"rq:failed:{QUEUE}", "evil") is not None  # RQ's cleanup did fail it
+    assert requests == []
