@@ -3,15 +3,24 @@
 The ServiceQ fields are plain hash fields next to RQ's (``sq_batch``,
 ``sq_retries``, ...) so that the Lua scripts can read them; RQ keeps unknown
 fields in place when it saves, so plain RQ tools do not disturb them.
+
+Every name RQ would import from a job hash goes through rq-serviceq's import policy
+(``callbacks.resolve``) instead of RQ's ``import_attribute``, which imports any module: RQ's own
+maintenance in a ServiceQ worker (failing an abandoned job of ``rq:wip:NAME-pending`` calls its
+``failure_callback_name``) meets jobs that anyone who can write ``rq:*`` keys may have shaped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from .callbacks import call_hook, resolve
+from .push import PLACEHOLDER_FUNC
 from .state import decode_hash
 
 
@@ -32,7 +41,37 @@ class ServiceQJob(Job):
 
     def restore(self, raw_data: dict[bytes, Any]) -> Any:
         self.sq = decode_hash({key: val for key, val in raw_data.items() if key.startswith(b"sq_")})
-        return super().restore(raw_data)
+        restored = super().restore(raw_data)
+        # RQ's webhooks are URLs read from the hash, requested when RQ ends the job (its maintenance fails one
+        # stuck in the intermediate queue): rq-serviceq sets none, so none a Redis writer left is requested.
+        self.webhooks = []
+        return restored
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        """RQ's job function, resolved by the policy (RefusedPath when it refuses); a ServiceQ job's placeholder."""
+        name = self.func_name
+        if not name:
+            return None
+        return perform_outside_serviceq_worker if name == PLACEHOLDER_FUNC else resolve(name)
+
+    # RQ's callbacks, as RQ calls them (job, connection, ...), run by ``call_hook``: resolved by the policy when
+    # called (a refused one is logged and never imported), and what one raises is logged, not raised into RQ's
+    # registry cleanup, which would end the worker.  rq-serviceq sets none: its callbacks are settings.
+    @property
+    def success_callback(self) -> Callable[..., Any] | None:
+        return self._rq_hook(self._success_callback_name, "success callback")
+
+    @property
+    def failure_callback(self) -> Callable[..., Any] | None:
+        return self._rq_hook(self._failure_callback_name, "failure callback")
+
+    @property
+    def stopped_callback(self) -> Callable[..., Any] | None:
+        return self._rq_hook(self._stopped_callback_name, "stopped callback")
+
+    def _rq_hook(self, path: str | None, what: str) -> Callable[..., Any] | None:
+        return partial(call_hook, path, what=f"task {self.id}'s RQ {what}") if path else None
 
     @property
     def task(self) -> Any:

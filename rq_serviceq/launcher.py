@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from urllib.parse import quote
 
 from redis import Redis
@@ -59,16 +60,39 @@ def worker_env(url: str) -> dict[str, str]:
     return env
 
 
-def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[subprocess.Popen[bytes]]:
+class WorkerProcess(subprocess.Popen[bytes]):
+    """A worker process, under the RQ worker name it registers with (so that ``start()`` can tell it is still
+    starting: RQ's worker hash does not exist yet)."""
+
+    def __init__(self, name: str, url: str, burst: bool) -> None:
+        self.worker_name = uuid.uuid4().hex
+        super().__init__(worker_command(name, burst, self.worker_name), env=worker_env(url))
+
+
+def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[WorkerProcess]:
     """Start ``count`` worker processes that can import whatever this process can.
 
     Each gets a daemon thread that waits for it, so that a long-lived producer (a web
     server) does not collect ``<defunct>`` children as its burst workers finish.
     """
-    procs = [subprocess.Popen(worker_command(name, burst), env=worker_env(url)) for _ in range(count)]
+    procs = [WorkerProcess(name, url, burst) for _ in range(count)]
     for proc in procs:
         threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return procs
+
+
+def workers_taking_work(conn: Redis, name: str, procs: list[WorkerProcess]) -> int:
+    """Workers that will take a batch opened now: those registered on the pending queue (a burst worker that
+    is leaving has taken itself out: LEAVE), and those of ``procs`` still starting (alive, not registered
+    yet: no RQ worker hash).  Read in one transaction, so that none registering meanwhile is counted twice
+    or not at all."""
+    alive = [p for p in procs if p.returncode is None]
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.scard(k.Keys(name).workers)
+        for proc in alive:
+            pipe.exists(k.worker_key(proc.worker_name))
+        registered, *exists = pipe.execute()
+    return int(registered) + sum(1 for found in exists if not found)
 
 
 def live_workers(conn: Redis, name: str) -> int:

@@ -42,7 +42,7 @@ _NUMBERS = {"ttl", "lease", "finalize_lease"}  # ARGV entries the header convert
 
 PUSH, CLAIM, SETTLE, RELEASE = "push", "claim", "settle", "release"
 EXTEND_LEASES, SET_STATUS, STOP, STOP_SLICE = "extend_leases", "set_status", "stop", "stop_slice"
-RECONCILE, FINISH, RECLAIM = "reconcile", "finish", "reclaim"
+RECONCILE, FINISH, RECLAIM, LEAVE = "reconcile", "finish", "reclaim", "leave"
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,16 @@ class Released:
 def release(conn: Redis, ctx: Context, claims: Sequence[tuple[str, str]]) -> Released:
     """RELEASE claimed tasks that never started: (task id, claim token) each."""
     return Released([_text(b) for b in _run(conn, RELEASE, ctx, [x for pair in claims for x in pair])])
+
+
+@dataclass(frozen=True)
+class Left:
+    left: bool  # False: work appeared since the claim, and the worker stays registered
+
+
+def leave(conn: Redis, ctx: Context) -> Left:
+    """LEAVE RQ's registry of the pending queue's workers (a burst worker with nothing to do), unless work appeared."""
+    return Left(bool(_run(conn, LEAVE, ctx)))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -61,7 +60,7 @@ class ServiceQ:
         # One object may serve a web server's or Django's threads: the worker processes it started
         # and the settings it caches change under this lock only.
         self._lock = threading.Lock()
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._processes: list[launcher.WorkerProcess] = []
         self._recent: tuple[float, Settings] | None = None
 
     @classmethod
@@ -249,7 +248,7 @@ class ServiceQ:
         with self._lock:
             self._processes = [p for p in self._processes if p.returncode is None]
             wanted = self.settings.worker_count
-            running = max(launcher.live_workers(self.connection, self.name), len(self._processes))
+            running = launcher.workers_taking_work(self.connection, self.name, self._processes)
             count = max(0, wanted - running)
             if count:
                 url = launcher.connection_url(self.connection)

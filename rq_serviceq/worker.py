@@ -36,6 +36,7 @@ import redis
 from rq.exceptions import StopRequested
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from . import control, ledger, scripts, state
@@ -159,8 +160,10 @@ class ServiceQWorker(SimpleWorker):
             if got.finalize_batch or (got.active_batch and self._audit(got.active_batch)):
                 continue
             if burst and ((not got.active_batch and not got.in_flight) or got.status == "SUSPENDED"):
-                self._log("no Qtask pending")
-                return None
+                if got.status == "SUSPENDED" or self._leave():
+                    self._log("no Qtask pending")
+                    return None
+                continue  # a batch opened since the claim: it may have counted this worker as its own
             if idle_until is not None and time.monotonic() >= idle_until:
                 return None
             self._wait(got)
@@ -185,6 +188,17 @@ class ServiceQWorker(SimpleWorker):
         self._task_function_found(processed.unavailable)
         self._next_pop_at = time.monotonic() + settings.resting_period
         self.set_state(WorkerStatus.IDLE)
+
+    def clean_registries(self) -> None:
+        """RQ's registry maintenance, which must not end the worker: the jobs it meets may have been shaped by
+        anyone who can write ``rq:*`` keys (a dependent with no dependencies makes RQ send an empty WATCH)."""
+        try:
+            super().clean_registries()  # type: ignore[no-untyped-call]
+        except StopRequested:  # RQ's warm shutdown, raised by its signal handler wherever the worker is
+            raise
+        except Exception:
+            self.log.exception("Worker %s: RQ's registry cleanup failed; again at next maintenance", self.name)
+            self.last_cleaned_at = now()  # type: ignore[assignment]  # else RQ runs it again at every turn of its loop
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
@@ -218,6 +232,12 @@ class ServiceQWorker(SimpleWorker):
                 self.log.warning("Redis unreachable during %s (%s); retrying in %.1f s", what, exc, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, self.max_reconnect_wait)
+
+    def _leave(self) -> bool:
+        """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch
+        just now either finds this worker gone, and starts another, or finds it here, and it stays."""
+        ctx = scripts.Context(self.sq_keys, self.name)
+        return self._with_redis("leave", lambda: scripts.leave(self.connection, ctx)).left
 
     def _audit(self, batch_id: str) -> bool:
         """Idle with a batch still pending: look for its tasks that RQ's tools removed (``reconcile.py``).

@@ -220,6 +220,6 @@ def test_worker_list_reads_a_current_job_as_json(make_sq: Callable[..., ServiceQ
         assert row["name"] == worker.name and row["state"] == "busy" and row["queues"] == [QUEUE]
         assert row["current_job"]["job_id"] == task_id
         assert row["current_job"]["description"] == 'tests.tasks.returns({"value":true,"note":"<b>"})'
-        assert row["current_job"]["call_string"] == 'tests.tasks.returns({"value":true,"note":"&lt;b&gt;"})'
+        assert row["current_job"]["call_string"] == html.escape('tests.tasks.returns({"value":true,"note":"<b>"})')
     finally:
         worker.register_death()

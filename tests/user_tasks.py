@@ -33,6 +33,11 @@ def batch_end(report: dict[str, Any]) -> None:
     _record("batch_end", report)
 
 
+def rq_failure_callback(job: Any, connection: Any, *exc_info: Any) -> None:
+    """An RQ failure callback (``on_failure``), as RQ calls it: the job, the connection, the exception."""
+    _record("rq_failure_callback", job.id)
+
+
 alias = legit  # the same function under a name it was not defined as
 helper = os.system
 partial_mark = functools.partial(elsewhere.mark, "partial")

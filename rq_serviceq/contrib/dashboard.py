@@ -19,13 +19,16 @@ untouched), keeping what they show and answer:
   so one busy worker makes the whole list answer 500.  Here it reads JSON, and the current
   job's line shows the task's description (``myapp.tasks.send({...})``) rather than RQ's call
   string, which names the placeholder function every ServiceQ job carries.
-- **The job page's data** (``/N/data/job/ID.json``): rq-dashboard's job page puts
-  description, result, metadata and exception info into the page as raw HTML (underscore's
-  ``<%= %>``).  Task data and remarks are text: a remark ``NO_RETRY | got <html> back`` showed
-  as ``NO_RETRY | got  back``, and a task carrying ``<img src=x onerror=...>`` ran script in
-  the operator's browser, with the operator's login to this origin (on ``/rq`` of the HTTP
-  service, that is the whole API).  Here those fields are HTML-escaped, so the page shows
-  the text exactly; the JSON carries them escaped (the page is its only reader).
+- **The data every page renders** (``/N/data/queues.json``, ``workers.json``, ``jobs/...json``,
+  ``job/ID.json``): rq-dashboard's pages build their rows in the browser with underscore's
+  ``<%= %>``, which writes a value into the page as raw HTML, some inside an attribute (a job
+  row's ``data-job-id``, a worker's ``title``).  Queue and worker names, a worker's queue list,
+  job ids, descriptions, origins, remarks and exception text all come from Redis: a remark
+  ``NO_RETRY | got <html> back`` showed as ``NO_RETRY | got  back``, and a queue named
+  ``<img src=x onerror=...>`` ran script in the operator's browser, with the operator's login
+  to this origin (on ``/rq`` of the HTTP service, that is the whole API).  Here every string of
+  those answers is HTML-escaped (quotes too), but the few the template escapes itself, so each
+  page shows the text exactly; the JSON carries them escaped (the pages are its only reader).
 
 Requeue is safe for the batch ledger: a failed task put back on ``NAME-pending`` is adopted
 by the next claim as a new task ``<id>-r<n>`` of the active batch (or of a new one), counted
@@ -74,8 +77,15 @@ WRITE_ENDPOINTS = REQUEUE_ENDPOINTS | {
     f"{BLUEPRINT}.empty_queue",
     f"{BLUEPRINT}.compact_queue",
 }
-# Fields of /N/data/job/ID.json that rq-dashboard's job page writes into the page as HTML.
-JOB_PAGE_RAW_FIELDS = ("description", "origin", "status", "exc_info", "metadata", "result")
+# The JSON views whose answers rq-dashboard's pages write into HTML, and the keys whose values their templates
+# escape themselves (a job row's description and exc_info through jQuery's text(), a current job's description
+# through ``<%- %>``): every other string is escaped here, so that no value from Redis is markup.
+RENDERED_JSON: dict[str, frozenset[str]] = {
+    f"{BLUEPRINT}.list_queues": frozenset(),
+    f"{BLUEPRINT}.list_workers": frozenset({"description"}),
+    f"{BLUEPRINT}.list_jobs": frozenset({"description", "exc_info"}),
+    f"{BLUEPRINT}.job_info": frozenset(),
+}
 NO_STORE = {"Cache-Control": "no-store"}
 REGISTRIES: dict[str, type[BaseRegistry]] = {
     "failed": FailedJobRegistry,
@@ -109,7 +119,8 @@ def install(app: Flask) -> None:
     views[f"{BLUEPRINT}.requeue_job_view"] = requeue_job_view
     views[f"{BLUEPRINT}.requeue_all"] = requeue_all
     views[f"{BLUEPRINT}.list_workers"] = list_workers
-    views[f"{BLUEPRINT}.job_info"] = _escaped(views[f"{BLUEPRINT}.job_info"])
+    for endpoint, escaped_by_page in RENDERED_JSON.items():
+        views[endpoint] = _escaped(views[endpoint], escaped_by_page)
     app.before_request(_refuse_cross_site_writes)
 
 
@@ -263,8 +274,8 @@ def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
         return "idle"
     try:
         job = _fetch(job_id)
-    except NoSuchJobError:
-        return {"job_id": job_id, "description": "", "created_at": None, "call_string": _text(job_id)}
+    except (NoSuchJobError, ValueError):  # ValueError: not an id RQ fetches (letters, digits, _ and - only)
+        return {"job_id": job_id, "description": "", "created_at": None, "call_string": job_id}
     description = job.description
     if not description:
         try:
@@ -273,41 +284,32 @@ def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
             description = job_id
     return {
         "job_id": job.id,
-        "description": description,  # the page escapes this one (the row's title)
+        "description": description,  # the page escapes this one (the row's title), _escaped the others
         "created_at": job.created_at.isoformat() if job.created_at else None,
-        "call_string": _text(description or ""),  # and writes this one as HTML
+        "call_string": description or "",
     }
 
 
-def _escaped(view: View) -> View:
-    """rq-dashboard's job data view, with the fields its job page writes as HTML escaped."""
+def _escaped(view: View, escaped_by_page: frozenset[str]) -> View:
+    """rq-dashboard's JSON view, every string in its answer HTML-escaped but those under ``escaped_by_page``."""
 
     @wraps(view)
-    def job_info(**kwargs: Any) -> Any:
+    def escaped(**kwargs: Any) -> Any:
         response = current_app.make_response(view(**kwargs))
         data = response.get_json(silent=True)
         if response.status_code != 200 or not isinstance(data, dict):
             return response
-        for field in JOB_PAGE_RAW_FIELDS:
-            if field in data:
-                data[field] = _escape(data[field])
-        return jsonify(data), 200, NO_STORE
+        return jsonify(_escape(data, escaped_by_page)), 200, NO_STORE
 
-    return job_info
+    return escaped
 
 
-def _text(value: str) -> str:
-    """Escaped for HTML text (what these fields are in rq-dashboard's templates; no attribute takes them).
-
-    Quotes stay as they are, so a result shown through ``JSON.stringify`` reads as JSON."""
-    return html.escape(value, quote=False)
-
-
-def _escape(value: Any) -> Any:
+def _escape(value: Any, keep: frozenset[str]) -> Any:
+    """Escaped for HTML text and quoted attributes alike (the templates write values into both)."""
     if isinstance(value, str):
-        return _text(value)
+        return html.escape(value)
     if isinstance(value, list):
-        return [_escape(v) for v in value]
+        return [_escape(v, keep) for v in value]
     if isinstance(value, dict):
-        return {_text(str(k)): _escape(v) for k, v in value.items()}
+        return {html.escape(str(k)): v if k in keep else _escape(v, keep) for k, v in value.items()}
     return value
