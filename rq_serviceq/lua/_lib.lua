@@ -149,9 +149,13 @@ local function record_result(id, outcome, remark, retries)
     remark = remark, total_retry_attempts = retries, outcome = outcome}))
 end
 
+local function retries_of(jk)  -- a hash damaged by hand counts as no retry rather than failing the step
+  return tonumber(redis.call('HGET', jk, 'sq_retries') or '0') or 0
+end
+
 local function end_task(id, passed, remark)
   local jk = k.job_prefix .. id
-  record_result(id, passed and 'passed' or 'failed', remark, tonumber(redis.call('HGET', jk, 'sq_retries') or '0'))
+  record_result(id, passed and 'passed' or 'failed', remark, retries_of(jk))
   redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', k.stamp,
     'sq_remark', remark, 'sq_last', tostring(k.now), 'sq_claim', '')
   redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
@@ -170,6 +174,27 @@ local function batch_stopped(id)
   return bid and redis.call('HGET', k.batch_prefix .. bid, 'stopped') == '1'
 end
 
+-- What an id popped from the queue stands for, read before anything is written: 'task' (a queued
+-- task of this service queue), 'requeued' (a task that had ended, put back by RQ's tools, which
+-- set it queued and left its data), 'foreign' (an RQ job that is no task of a service queue,
+-- enqueued on its queue by RQ's own API), or nil for a leftover to drop: the id of a job hash
+-- deleted by hand (the audit counts its task) or of a task that has ended.  Nothing about a
+-- leftover is written, so no step can fail half-way on it.
+local function queued_kind(id)
+  local f = redis.call('HMGET', k.job_prefix .. id, 'sq_batch', 'sq_final', 'status', 'data')
+  if not f[1] then return f[3] and 'foreign' or nil end
+  if not f[2] then return 'task' end
+  if f[3] == 'queued' and f[4] then return 'requeued' end
+  return nil
+end
+
+-- A foreign job is filed under RQ's failed registry with the reason, where RQ's tools show it.
+local function refuse_foreign(id)
+  redis.call('HSET', k.job_prefix .. id, 'status', 'failed', 'ended_at', k.stamp, 'exc_info',
+    'not a task of service queue ' .. k.name .. ': push tasks with ServiceQ.push, not Queue.enqueue')
+  redis.call('ZADD', k.failed, k.now + k.ttl, id)
+end
+
 local STOPPED = 'STOPPED | the service queue was stopped before this task '
 local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
 local LOSS_FLOOR = 3  -- a task is failed for killing workers only after this many deaths, whatever retry_limit
@@ -186,7 +211,7 @@ local function settle_one(id, claim, verdict, remark, cfg)
   local jk = k.job_prefix .. id
   if redis.call('HGET', jk, 'sq_claim') ~= claim then return {id, 'stale', '', ''}, nil end
   unlease(id, claim)
-  local retries = tonumber(redis.call('HGET', jk, 'sq_retries') or '0')
+  local retries = retries_of(jk)
   local stopped = batch_stopped(id)
   if verdict == 'retry' and retries < cfg.limit and not stopped then
     retries = retries + 1

@@ -27,8 +27,9 @@ local function reply(tasks, finalize)
   return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks, in_flight}
 end
 
-local function adopt_requeued(id, final)
+local function adopt_requeued(id)
   local jk = k.job_prefix .. id
+  local final = redis.call('HGET', jk, 'sq_final')
   redis.call('HSET', jk, 'status', final == 'passed' and 'finished' or 'failed')
   if final ~= 'failed' or redis.call('HEXISTS', jk, 'sq_requeued_as') == 1 then return nil end
   redis.call('HSET', jk, 'exc_info', redis.call('HGET', jk, 'sq_remark') or '')
@@ -37,14 +38,14 @@ local function adopt_requeued(id, final)
   local bid, opened = open_or_join(ARGV[A + 1], k.now)
   if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
   redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', f[1],
-    'origin', f[3], 'description', f[2], 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
+    'origin', f[3] or '', 'description', f[2] or '', 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
     'sq_created', tostring(k.now))
   count_in(bid, {nid})
   -- RQ's requeue saved the old job with its own serializer (a pickle without -S): its meta is written
   -- again as JSON, saying where the task went, so RQ's readers and rq-dashboard still read it.
   local old = redis.call('HMGET', jk, 'sq_batch', 'sq_remark', 'sq_retries')
   redis.call('HSET', jk, 'sq_requeued_as', nid, 'meta', cjson.encode({serviceq = k.name, batch_id = old[1],
-    remark = old[2], total_retry_attempts = tonumber(old[3] or '0'), outcome = 'failed', requeued_as = nid}))
+    remark = old[2], total_retry_attempts = tonumber(old[3] or '0') or 0, outcome = 'failed', requeued_as = nid}))
   redis.call('ZREM', k.failed, id)
   return nid
 end
@@ -91,9 +92,10 @@ end
 while #ids < want do
   local id = redis.call('LPOP', k.queue)
   if not id then break end
-  local final = redis.call('HGET', k.job_prefix .. id, 'sq_final')
-  if final then id = adopt_requeued(id, final) end
-  if id then ids[#ids + 1] = id end
+  local kind = queued_kind(id)
+  if kind == 'foreign' then refuse_foreign(id) end
+  if kind == 'requeued' then id = adopt_requeued(id) end
+  if kind == 'task' or (kind == 'requeued' and id) then ids[#ids + 1] = id end
 end
 
 local tasks = {}

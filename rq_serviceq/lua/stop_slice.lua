@@ -13,12 +13,13 @@ local function fail(id, why) ended = end_task(id, false, STOPPED .. why) or ende
 if cursor == 'q' then
   local popped = redis.call('LPOP', k.queue, n) or {}
   for i, id in ipairs(popped) do
-    if not batch_stopped(id) then  -- a newer batch begins here: put it back as it was
-      for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end
+    local kind = queued_kind(id)  -- a leftover id (see queued_kind) is dropped
+    if kind == 'requeued' or (kind == 'task' and not batch_stopped(id)) then  -- a newer batch begins here
+      for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end  -- put back as it was
       progress()
       return {'0', ended}
     end
-    fail(id, 'could run')
+    if kind == 'foreign' then refuse_foreign(id) elseif kind then fail(id, 'could run') end
   end
   progress()
   return {#popped < n and '0' or 'q', ended}
@@ -41,7 +42,7 @@ if scan[1] ~= '0' then
   progress()
   return {scan[1], ended}
 end
-if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
+if tonumber(redis.call('HGET', bk, 'pending') or '0') <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
   redis.call('HSET', bk, 'status', S.ENDING)  -- nothing was left to fail and nothing runs: end it here
   ending[#ending + 1] = bid
   redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
