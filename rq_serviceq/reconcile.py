@@ -31,13 +31,15 @@ class Audit:
     ended: tuple[str, ...] = ()  # batches this audit ended
 
 
-def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, batch_id: str) -> Audit:
+def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, batch_id: str, lease: float) -> Audit:
     """Audit one batch's open tasks in slices; returns what was found (nothing when another
-    worker's pass is under way or one ran in the last 2 s)."""
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl)
+    worker's pass is under way or one ran in the last 2 s).  A batch this ends is the caller's
+    to finalize, its end work leased for ``lease``."""
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
+    rules = scripts.Rules.of(settings)
     cursor, failed, back, ended = "0", 0, 0, []
     while True:
-        audit = scripts.reconcile(conn, ctx, batch_id, cursor, SLICE)
+        audit = scripts.reconcile(conn, ctx, rules, batch_id, cursor, SLICE)
         failed, back = failed + audit.failed, back + audit.given_back
         if audit.ended:
             ended.append(audit.ended)

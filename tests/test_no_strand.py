@@ -6,12 +6,15 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 
+import pytest
 from redis import Redis
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.claim import claim
 from tests import tasks
+from tests.conftest import wait_until
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -60,3 +63,51 @@ def test_an_rq_job_enqueued_on_the_pending_queue_is_filed_failed_and_the_batch_e
     status, why = conn.hmget(f"rq:job:{foreign.id}", "status", "exc_info")
     assert status == b"failed" and b"not a task of service queue drag" in why
     assert _alive(worker)
+
+
+@pytest.mark.parametrize(
+    ("field", "stored"),
+    [
+        ("retry_limit", "abc"),
+        ("retry_limit", "-1"),
+        ("resting_period", "abc"),
+        ("resting_period", "nan"),
+        ("loop_backoff", "1e999"),
+        ("loop_backoff", "-5"),
+        ("result_ttl", "abc"),
+        ("result_ttl", "inf"),
+    ],
+)
+def test_a_setting_stored_by_hand_loads_as_its_default_in_the_scripts_too(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn, field: str, stored: str
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    if field != "retry_limit":
+        sq.set_retry_config(retry_limit=2)  # so that the retry settings are read
+    conn.hset(sq.keys.state, field, stored)
+    retried, passed = sq.push_many([{"value": [False, "RETRY | again"]}, {"value": True}])
+    worker = spawn_cli_worker()
+    report = sq.wait_for_batch(timeout=20)
+    assert [q["task_id"] for q in report["passed_tasks"]] == [passed]
+    (failed,) = report["failed_tasks"]
+    assert (failed["task_id"], failed["total_retry_attempts"]) == (retried, 0 if field == "retry_limit" else 2)
+    assert _alive(worker)
+    if field == "result_ttl":  # the default, 500 s, as Python reads it
+        assert 0 < conn.ttl(f"rq:results:{passed}") <= 500
+
+
+def test_a_task_claim_fails_is_kept_in_rqs_failed_registry_for_report_ttl(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    sq.set_report_config(report_ttl=3600)
+    lost, queued = sq.push_many([{"value": True}] * 2)
+    claim(conn, sq.keys, "ghost", sq.settings, 1, 1.0)  # a worker that dies holding `lost`
+    sq.stop(timeout=0.2)  # `queued` is failed by STOP_SLICE; `lost` is left to the claim after its lease
+    spawn_cli_worker()
+    wait_until(lambda: conn.zscore(sq.keys.failed, lost) is not None)
+    now = conn.time()[0]
+    for task_id in (lost, queued):
+        assert now + 3500 < conn.zscore(sq.keys.failed, task_id) <= now + 3601, task_id

@@ -133,10 +133,10 @@ local function result_value(outcome, remark)
   return encoded[key]
 end
 
-local result_ttl = nil  -- the service queue's result_ttl, read once per script call
-
+-- Settings (k.result_ttl, k.retry_limit, ...) are handed in by the caller as Python validated them
+-- (scripts.Rules): a value stored by hand loads as its default there, and Lua never parses one.
 local function record_result(id, outcome, remark, retries)
-  result_ttl = result_ttl or tonumber(redis.call('HGET', k.state, 'result_ttl') or '500')
+  local result_ttl = k.result_ttl
   if result_ttl > 0 then
     local rk = k.results_prefix .. id
     local payload = outcome == 'passed' and 'return_value' or 'exc_string'
@@ -200,8 +200,7 @@ local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
 local LOSS_FLOOR = 3  -- a task is failed for killing workers only after this many deaths, whatever retry_limit
 
 local function retry_config()
-  local c = redis.call('HMGET', k.state, 'retry_limit', 'resting_period', 'loop_backoff')
-  return {limit = tonumber(c[1] or '0'), resting = tonumber(c[2] or '0'), backoff = tonumber(c[3] or '0')}
+  return {limit = k.retry_limit, resting = k.resting_period, backoff = k.loop_backoff}
 end
 
 -- Record one attempt's outcome (verdict pass|retry|fail) under claim token `claim`.

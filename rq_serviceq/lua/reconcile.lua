@@ -1,4 +1,6 @@
 -- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
+-- resting_period, loop_backoff, as Python validated them)
 -- Find tasks of batch ARGV[A] that left the service queue behind rq-serviceq's back,
 -- a slice of its open tasks per call: a job deleted (`rq empty`, job.delete()) or
 -- canceled (job.cancel()) is counted failed with a remark that says so; a job a plain
