@@ -15,6 +15,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.claim import claim
 from tests import tasks
 from tests.conftest import wait_until
+from tests.test_rq_tools import _rq
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
@@ -111,3 +112,22 @@ def test_a_task_claim_fails_is_kept_in_rqs_failed_registry_for_report_ttl(
     now = conn.time()[0]
     for task_id in (lost, queued):
         assert now + 3500 < conn.zscore(sq.keys.failed, task_id) <= now + 3601, task_id
+
+
+def test_tasks_rq_requeue_puts_back_together_join_one_batch(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
+) -> None:
+    sq = make_sq("drag", worker_count=0, resting_period=0.3)  # one task a claim: the first ends before the next
+    sq.set_task_function(tasks.returns)
+    sq.set_batch_end_callback(tasks.store_report)
+    ids = sq.push_many([{"value": [False, "NO_RETRY | no number"]}] * 2)
+    first = sq.current_batch_id()
+    spawn_cli_worker()
+    sq.wait_for_batch(timeout=20, batch_id=first)
+    assert _rq("requeue", "--queue", "drag-pending", "--all").returncode == 0
+    wait_until(lambda: all(conn.hexists(f"rq:job:{i}-r1", "sq_final") for i in ids), timeout=20)
+    wait_until(lambda: len(_batches(sq)) == 2 and sq.get_batch_summary()["status"] == "FINISHED", timeout=20)
+    report = sq.get_batch_report()
+    assert sorted(q["task_id"] for q in report["failed_tasks"]) == sorted(f"{i}-r1" for i in ids)
+    wait_until(lambda: conn.llen("test:batch_end") == 2)
+    assert [int(conn.get(f"test:batch_end_count:{b}") or 0) for b in _batches(sq)] == [1, 1]

@@ -62,6 +62,37 @@ local function count_in(bid, ids)
   tally('pushed', #ids)
 end
 
+-- End a batch whose last task was counted, once (the caller that wins HSETNX on end_time): its end
+-- work is leased to the caller.  Returns its id, or nil when it had ended already.
+local function end_batch(bid)
+  local bk = k.batch_prefix .. bid
+  if redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 0 then return nil end
+  redis.call('HSET', bk, 'status', S.ENDING)
+  ending[#ending + 1] = bid
+  if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
+  ring(64)
+  return bid
+end
+
+-- Tasks RQ's tools put back one at a time (`rq requeue --all` requeues job after job) join one
+-- batch: a batch a requeued task joins or opens is held open for HOLD seconds after the last one
+-- joined, even with nothing pending, so that the next requeued task finds it active.  A finalize
+-- member 'hold:<batch id>' falls due when the hold ends; CLAIM then ends the batch if it is done.
+local HOLD, HOLD_PREFIX = 1, 'hold:'
+
+local function hold(bid)
+  redis.call('HSET', k.batch_prefix .. bid, 'held_until', tostring(k.now + HOLD))
+  redis.call('ZADD', k.finalize, k.now + HOLD, HOLD_PREFIX .. bid)
+end
+
+local function hold_ended(member)  -- returns the batch this ended, or nil
+  redis.call('ZREM', k.finalize, member)
+  local bid = string.sub(member, #HOLD_PREFIX + 1)
+  if tonumber(redis.call('HGET', k.batch_prefix .. bid, 'pending') or '1') > 0 then return nil end
+  return end_batch(bid)
+end
+
 -- Count a task's end in its batch ledger, once: sq_final guards against a task
 -- settled twice or put back by RQ tools after it had ended.  The step that takes
 -- `pending` to 0 and wins HSETNX on end_time ends the batch; returns its id then.
@@ -78,14 +109,7 @@ local function count_end(jk, id, which)
   if k.worker_name ~= '' and redis.call('EXISTS', k.worker) == 1 then
     redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
   end
-  if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-    redis.call('HSET', bk, 'status', S.ENDING)
-    ending[#ending + 1] = bid
-    if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
-    redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
-    ring(64)
-    return bid
-  end
+  if pending <= 0 and tonumber(redis.call('HGET', bk, 'held_until') or '0') <= k.now then return end_batch(bid) end
   return nil
 end
 

@@ -39,6 +39,7 @@ local function adopt_requeued(id)
   local f = redis.call('HMGET', jk, 'data', 'description', 'origin')
   local bid, opened = open_or_join(ARGV[A + 1], k.now)
   if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
+  hold(bid)
   redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', f[1],
     'origin', f[3] or '', 'description', f[2] or '', 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
     'sq_created', tostring(k.now))
@@ -57,6 +58,11 @@ if redis.call('EXISTS', k.suspended) == 1 then
   return reply({}, '')
 end
 local fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
+while fin[1] and string.sub(fin[1], 1, #HOLD_PREFIX) == HOLD_PREFIX do
+  local bid = hold_ended(fin[1])
+  if bid then return reply({}, bid) end
+  fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
+end
 if fin[1] then
   redis.call('ZADD', k.finalize, k.now + k.finalize_lease, fin[1])
   return reply({}, fin[1])

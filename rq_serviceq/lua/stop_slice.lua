@@ -44,11 +44,8 @@ if scan[1] ~= '0' then
   progress()
   return {scan[1], ended}
 end
-if tonumber(redis.call('HGET', bk, 'pending') or '0') <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-  redis.call('HSET', bk, 'status', S.ENDING)  -- nothing was left to fail and nothing runs: end it here
-  ending[#ending + 1] = bid
-  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
-  ended = bid
+if tonumber(redis.call('HGET', bk, 'pending') or '0') <= 0 then  -- nothing was left to fail and nothing runs
+  ended = end_batch(bid) or ended  -- end it here (a hold on it does not outlast a stop)
 end
 progress()
 return {'done', ended}
