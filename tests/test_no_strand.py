@@ -18,6 +18,7 @@ from tests.conftest import wait_until
 from tests.test_rq_tools import _rq
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
+REMOVED = "NO_RETRY | removed from the queue outside rq-serviceq"
 
 
 def _batches(sq: ServiceQ) -> list[str]:
@@ -131,3 +132,34 @@ def test_tasks_rq_requeue_puts_back_together_join_one_batch(
     assert sorted(q["task_id"] for q in report["failed_tasks"]) == sorted(f"{i}-r1" for i in ids)
     wait_until(lambda: conn.llen("test:batch_end") == 2)
     assert [int(conn.get(f"test:batch_end_count:{b}") or 0) for b in _batches(sq)] == [1, 1]
+
+
+def test_tasks_removed_by_queue_remove_are_counted_failed_and_the_batch_ends(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    ids = sq.push_many([{"value": True}] * 5)
+    queue = Queue("drag-pending", connection=conn, serializer=JSONSerializer)
+    for task_id in ids[:2]:
+        queue.remove(task_id)  # RQ's public API: the ids leave the list, the jobs still say queued
+    spawn_cli_worker()
+    report = sq.wait_for_batch(timeout=20)
+    assert sorted(q["task_id"] for q in report["passed_tasks"]) == sorted(ids[2:])
+    remarks = {q["task_id"]: q["remark"] for q in report["failed_tasks"]}
+    assert set(remarks) == set(ids[:2])
+    assert all(r.startswith(REMOVED) and "Queue.remove" in r for r in remarks.values())
+
+
+def test_tasks_a_dead_plain_rq_worker_left_in_rqs_intermediate_queue_are_run(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    ids = sq.push_many([{"value": True}] * 3)
+    taken = Queue.lmove(conn, sq.keys.queue, None)  # a plain `rq worker`'s dequeue; it dies right after
+    assert taken is not None and conn.llen(f"{sq.keys.queue}:intermediate") == 1
+    spawn_cli_worker()
+    report = sq.wait_for_batch(timeout=20)
+    assert sorted(q["task_id"] for q in report["passed_tasks"]) == sorted(ids)
+    assert conn.llen(f"{sq.keys.queue}:intermediate") == 0
