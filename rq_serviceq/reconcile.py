@@ -7,8 +7,11 @@ alone, the batch would wait for those tasks forever.  Every batch keeps the
 set of its open tasks (counted in, not yet ended), so an idle worker can audit
 it: a task that is neither queued, running under a lease nor waiting to retry
 is counted failed with a remark naming what happened, or, when a plain worker
-took it, put back on the queue.  The audit runs a bounded slice per Lua call
-and one pass at a time per service queue.
+took it, put back on the queue.  A task that says queued but whose id left
+the queue's list (``Queue.remove(job)``, or a plain worker that died holding it
+in RQ's intermediate queue) is looked for only once the list is empty, which is
+when a worker is idle: finding one id in a long list costs O(its length).  The
+audit runs a bounded slice per Lua call and one pass at a time per service queue.
 """
 
 from __future__ import annotations

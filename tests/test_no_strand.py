@@ -25,6 +25,13 @@ def _batches(sq: ServiceQ) -> list[str]:
     return [b["batch_id"] for b in sq.batches()]
 
 
+def _returning(make_sq: Callable[..., ServiceQ], **config: object) -> ServiceQ:
+    """A service queue no worker of its own works, whose tasks return what they say (``tasks.returns``)."""
+    sq = make_sq("drag", worker_count=0, **config)
+    sq.set_task_function(tasks.returns)
+    return sq
+
+
 def _alive(proc: subprocess.Popen[bytes]) -> bool:
     return proc.poll() is None
 
@@ -32,8 +39,7 @@ def _alive(proc: subprocess.Popen[bytes]) -> bool:
 def test_ids_of_deleted_job_hashes_left_on_the_queue_are_dropped_not_adopted(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
 ) -> None:
-    sq = make_sq("drag", worker_count=0)
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq)
     sq.pause()
     ids = sq.push_many([{"value": True}] * 3)
     first = sq.current_batch_id()
@@ -54,8 +60,7 @@ def test_ids_of_deleted_job_hashes_left_on_the_queue_are_dropped_not_adopted(
 def test_an_rq_job_enqueued_on_the_pending_queue_is_filed_failed_and_the_batch_ends(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
 ) -> None:
-    sq = make_sq("drag", worker_count=0)
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq)
     foreign = Queue("drag-pending", connection=conn, serializer=JSONSerializer).enqueue("tests.tasks.returns", {})
     ids = sq.push_many([{"value": True}] * 3)
     worker = spawn_cli_worker()
@@ -83,8 +88,7 @@ def test_an_rq_job_enqueued_on_the_pending_queue_is_filed_failed_and_the_batch_e
 def test_a_setting_stored_by_hand_loads_as_its_default_in_the_scripts_too(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn, field: str, stored: str
 ) -> None:
-    sq = make_sq("drag", worker_count=0)
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq)
     if field != "retry_limit":
         sq.set_retry_config(retry_limit=2)  # so that the retry settings are read
     conn.hset(sq.keys.state, field, stored)
@@ -102,8 +106,7 @@ def test_a_setting_stored_by_hand_loads_as_its_default_in_the_scripts_too(
 def test_a_task_claim_fails_is_kept_in_rqs_failed_registry_for_report_ttl(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
 ) -> None:
-    sq = make_sq("drag", worker_count=0)
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq)
     sq.set_report_config(report_ttl=3600)
     lost, queued = sq.push_many([{"value": True}] * 2)
     claim(conn, sq.keys, "ghost", sq.settings, 1, 1.0)  # a worker that dies holding `lost`
@@ -118,8 +121,7 @@ def test_a_task_claim_fails_is_kept_in_rqs_failed_registry_for_report_ttl(
 def test_tasks_rq_requeue_puts_back_together_join_one_batch(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
 ) -> None:
-    sq = make_sq("drag", worker_count=0, resting_period=0.3)  # one task a claim: the first ends before the next
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq, resting_period=0.3)  # one task a claim: the first ends before the next
     sq.set_batch_end_callback(tasks.store_report)
     ids = sq.push_many([{"value": [False, "NO_RETRY | no number"]}] * 2)
     first = sq.current_batch_id()
@@ -137,8 +139,7 @@ def test_tasks_rq_requeue_puts_back_together_join_one_batch(
 def test_tasks_removed_by_queue_remove_are_counted_failed_and_the_batch_ends(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
 ) -> None:
-    sq = make_sq("drag", worker_count=0)
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq)
     ids = sq.push_many([{"value": True}] * 5)
     queue = Queue("drag-pending", connection=conn, serializer=JSONSerializer)
     for task_id in ids[:2]:
@@ -154,8 +155,7 @@ def test_tasks_removed_by_queue_remove_are_counted_failed_and_the_batch_ends(
 def test_tasks_a_dead_plain_rq_worker_left_in_rqs_intermediate_queue_are_run(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
 ) -> None:
-    sq = make_sq("drag", worker_count=0)
-    sq.set_task_function(tasks.returns)
+    sq = _returning(make_sq)
     ids = sq.push_many([{"value": True}] * 3)
     taken = Queue.lmove(conn, sq.keys.queue, None)  # a plain `rq worker`'s dequeue; it dies right after
     assert taken is not None and conn.llen(f"{sq.keys.queue}:intermediate") == 1
