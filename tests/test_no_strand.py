@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from rq_serviceq import ServiceQ
+from rq_serviceq import ServiceQ, scripts
 from rq_serviceq.claim import claim
 from tests import tasks
 from tests.conftest import wait_until
@@ -163,3 +164,28 @@ def test_tasks_a_dead_plain_rq_worker_left_in_rqs_intermediate_queue_are_run(
     report = sq.wait_for_batch(timeout=20)
     assert sorted(q["task_id"] for q in report["passed_tasks"]) == sorted(ids)
     assert conn.llen(f"{sq.keys.queue}:intermediate") == 0
+
+
+def test_a_push_whose_arguments_are_not_triples_writes_nothing(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = _returning(make_sq)
+    ctx = scripts.Context(sq.keys, "", ttl=3600, lease=15, finalize_lease=0)
+    keys, args = ctx.key_list(), [*ctx.arg_list(), "new-batch", "drag-pending", "t1", "{}", "one", "t2", "{}"]
+    before = conn.hgetall(sq.keys.state)
+    with pytest.raises(ResponseError, match="groups of 3"):
+        conn.eval(scripts.source("push"), len(keys), *keys, *args)  # a producer in another language, one short
+    assert conn.hgetall(sq.keys.state) == before
+    assert not conn.exists("rq:job:t1", sq.keys.queue, sq.keys.batch("new-batch"))
+
+
+def test_counters_damaged_by_hand_do_not_stop_claims(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Spawn
+) -> None:
+    sq = _returning(make_sq)
+    ids = sq.push_many([{"value": True}] * 3)
+    conn.hset(f"rq:job:{ids[0]}", "sq_claims", "abc")
+    conn.hset(sq.keys.state, "pause_gen", "1e999")
+    worker = spawn_cli_worker()
+    report = sq.wait_for_batch(timeout=20)
+    assert sorted(q["task_id"] for q in report["passed_tasks"]) == sorted(ids)
+    sq.pause()  # the generation counts on from 0
+    assert conn.hget(sq.keys.state, "pause_gen") == b"1" and _alive(worker)

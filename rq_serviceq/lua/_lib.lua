@@ -7,6 +7,25 @@ local touched = {}  -- batch id -> tasks it scheduled to retry in this script
 local ending = {}  -- batches whose last task this script counted
 local tallies = {}  -- totals field (pushed, passed, failed, retried, lost) -> count this script adds (totals.py)
 
+-- HINCRBY by 1 that a field damaged by hand cannot make fail half-way (Redis scripts are not rolled
+-- back): a value that is no whole number from 0 to 2^53 counts as 0.  Returns the new value.
+local function bump(key, field)
+  local v = tonumber(redis.call('HGET', key, field) or '0')
+  if not v or v ~= math.floor(v) or v < 0 or v >= 2 ^ 53 then v = 0 end
+  redis.call('HSET', key, field, v + 1)
+  return v + 1
+end
+
+-- A script's own arguments come in groups of `size` from ARGV[first]: checked before anything is
+-- written, so that a caller that sends a short group (a producer in another language) changes nothing.
+local function groups_of(size, first)
+  if (#ARGV - first + 1) % size ~= 0 then
+    return redis.error_reply('expected groups of ' .. size .. ' arguments from ARGV[' .. first .. '], got '
+      .. (#ARGV - first + 1))
+  end
+  return nil
+end
+
 local function event(kind, bid, ...)
   redis.call('XADD', k.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'type', kind, 'batch', bid or '', ...)
 end
@@ -270,7 +289,7 @@ local function take_over(id, cfg)
     end
   end
   if started and started == claim then
-    local lost = redis.call('HINCRBY', jk, 'sq_lost', 1)
+    local lost = bump(jk, 'sq_lost')
     tally('lost', 1)
     if lost >= math.max(cfg.limit, LOSS_FLOOR) then
       unlease(id, claim)

@@ -35,7 +35,7 @@ local function adopt_requeued(id)
   redis.call('HSET', jk, 'status', final == 'passed' and 'finished' or 'failed')
   if final ~= 'failed' or redis.call('HEXISTS', jk, 'sq_requeued_as') == 1 then return nil end
   redis.call('HSET', jk, 'exc_info', redis.call('HGET', jk, 'sq_remark') or '')
-  local nid = id .. '-r' .. redis.call('HINCRBY', jk, 'sq_requeues', 1)
+  local nid = id .. '-r' .. bump(jk, 'sq_requeues')
   local f = redis.call('HMGET', jk, 'data', 'description', 'origin')
   local bid, opened = open_or_join(ARGV[A + 1], k.now)
   if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
@@ -116,7 +116,7 @@ for _, id in ipairs(ids) do
     ended = end_task(id, false, STOPPED .. 'could run') or ended
   else
     unlease(id, redis.call('HGET', jk, 'sq_claim'))
-    local claim = tostring(redis.call('HINCRBY', jk, 'sq_claims', 1))
+    local claim = tostring(bump(jk, 'sq_claims'))
     redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim)
     redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     redis.call('ZADD', k.leases, k.now + k.lease, id)

@@ -5,6 +5,8 @@
 -- (a worker asked to stop or pause between tasks of a claimed group).  Tasks of
 -- a stopped batch are failed instead.
 -- ARGV[A..] pairs: task id, claim token.   Returns {ended batch ids}
+local refused = groups_of(2, A)
+if refused then return refused end
 local ended = {}
 for i = #ARGV - 1, A, -2 do
   local id, claim = ARGV[i], ARGV[i + 1]

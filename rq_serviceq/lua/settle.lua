@@ -8,6 +8,8 @@
 -- ignored, so no task is counted twice.
 -- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
 -- Returns {now, {{id, result, due, retries}, ...}, {ended batch ids}}
+local refused = groups_of(4, A)
+if refused then return refused end
 local cfg = retry_config()
 local results, ended = {}, {}
 local rang = false
