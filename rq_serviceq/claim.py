@@ -16,7 +16,6 @@ from redis import Redis
 from . import keys as k
 from . import scripts
 from .job import ServiceQJob
-from .leases import TASK_LEASE
 from .models import Settings, Status
 from .state import ServiceQDeleted, decode_hash, settings_from_hash
 
@@ -37,16 +36,11 @@ class Claim:
         return None if self.wake_at is None else max(0.0, self.wake_at - self.now)
 
 
-def claim(
-    conn: Redis,
-    keys: k.Keys,
-    worker_name: str,
-    count: int = 1,
-    lease: float = TASK_LEASE,
-    finalize_lease: float = TASK_LEASE,
-) -> Claim:
-    ctx = scripts.Context(keys, worker_name, lease=lease, finalize_lease=finalize_lease)
-    got = scripts.claim(conn, ctx, count, uuid.uuid4().hex)
+def claim(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, count: int, lease: float) -> Claim:
+    """Claim up to ``count`` tasks under ``lease`` (batch work too); ``settings`` are the caller's latest
+    (its previous claim's): the tasks this claim fails or retries follow them."""
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
+    got = scripts.claim(conn, ctx, scripts.Rules.of(settings), count, uuid.uuid4().hex)
     if got.status == Status.DELETED:
         raise ServiceQDeleted(f"service queue {keys.name!r} was deleted")
     fields = decode_hash(got.state)
@@ -57,10 +51,16 @@ def claim(
         wake_at=got.wake_at,
         finalize_batch=got.finalize,
         settings=settings_from_hash(fields),
-        pause_gen=int(fields.get("pause_gen") or 0),
+        pause_gen=_counter(fields.get("pause_gen")),
         jobs=[_job(conn, task_id, token, flat) for task_id, token, flat in got.tasks],
         in_flight=got.in_flight,
     )
+
+
+def _counter(raw: str | None) -> int:
+    """A counter of the state hash as the scripts read it (``bump`` in ``lua/_lib.lua``): a value damaged
+    by hand counts as 0, rather than stopping every worker's claims."""
+    return int(raw) if raw is not None and raw.isascii() and raw.isdigit() and int(raw) < 2**53 else 0
 
 
 def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJob:
@@ -78,19 +78,17 @@ def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJo
 
 
 def release(
-    conn: Redis, keys: k.Keys, worker_name: str, jobs: list[ServiceQJob], finalize_lease: float = TASK_LEASE
+    conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, claims: list[tuple[str, str]], lease: float
 ) -> list[str]:
-    """Put claimed but unstarted tasks back at the head of the queue; returns batches this ended."""
-    if not jobs:
+    """Put claimed but unstarted tasks, (task id, claim token) each, back at the head of the queue;
+    returns batches this ended (their end work leased to the caller for ``lease``)."""
+    if not claims:
         return []
-    ctx = scripts.Context(keys, worker_name, finalize_lease=finalize_lease)
-    return scripts.release(conn, ctx, [(job.id, job.claim) for job in jobs]).ended_batches
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
+    return scripts.release(conn, ctx, scripts.Rules.of(settings), claims).ended_batches
 
 
-def extend_leases(
-    conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float = TASK_LEASE
-) -> None:
+def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float) -> None:
     """Renew the leases of running tasks and of batch work (finalize-zset members) this worker holds."""
     if task_ids or batch_work:
-        ctx = scripts.Context(keys, lease=lease)
-        scripts.extend_leases(conn, ctx, task_ids, batch_work)
+        scripts.extend_leases(conn, keys, lease, task_ids, batch_work)

@@ -55,10 +55,10 @@ class Claimant:
     keeper: LeaseKeeper
     retrying: Retrying = once
 
-    def claim(self, count: int) -> Claim:
+    def claim(self, settings: Settings, count: int) -> Claim:
         """Claim up to ``count`` tasks (and maybe batch work) and keep their leases from now on."""
         lease = self.keeper.lease
-        got = self.retrying("claim", lambda: claim(self.conn, self.keys, self.name, count, lease, lease))
+        got = self.retrying("claim", lambda: claim(self.conn, self.keys, self.name, settings, count, lease))
         self.keeper.hold([job.id for job in got.jobs])
         return got
 
@@ -106,7 +106,8 @@ def process(
     result = runner.run(settings, group, gate)
     if gate.journal is not None:
         gate.journal.sync()  # the journal's writes (another connection) land before the settle that clears them
-    ended = claimant.retrying("release", lambda: release(conn, keys, name, result.unstarted, lease))
+    unstarted = [(job.id, job.claim) for job in result.unstarted]
+    ended = claimant.retrying("release", lambda: release(conn, keys, name, settings, unstarted, lease))
     settled = claimant.retrying(
         "settle", lambda: ledger.settle(conn, keys, name, settings, result.done, batch_work_lease=lease)
     )
@@ -123,7 +124,7 @@ class _InlineRunner(Runner):
     gives_back = False  # nobody else runs the task for a work_once caller: an import error is its outcome
 
 
-def work_once(conn: Redis, keys: k.Keys, worker_name: str) -> Done | None:
+def work_once(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings) -> Done | None:
     """Claim one task, run it in this process and record it, as a worker would, then do any batch work due.
 
     Its lease is a worker's, renewed while it runs; a SystemExit raised in it is the caller's own.
@@ -131,7 +132,7 @@ def work_once(conn: Redis, keys: k.Keys, worker_name: str) -> Done | None:
     claimant = Claimant(conn, keys, worker_name, LeaseKeeper(conn, keys))
     journal = Journal(conn)
     try:
-        got = claimant.claim(1)
+        got = claimant.claim(settings, 1)
         if got.finalize_batch:
             claimant.batch_work(got.settings, got.finalize_batch)
         if not got.jobs:

@@ -51,9 +51,12 @@ def settle(
     if not outcomes:
         return SettleResult(0.0, [], [])
     lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, finalize_lease=lease)
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
     return scripts.settle(
-        conn, ctx, [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes]
+        conn,
+        ctx,
+        scripts.Rules.of(settings),
+        [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes],
     )
 
 
@@ -65,7 +68,7 @@ def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> None:
     )
     if settings.batch_begin_callback:
         conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
-    begun = scripts.finish(conn, scripts.Context(keys), batch_id, "BEGUN").done
+    begun = scripts.finish(conn, keys, batch_id, "BEGUN").done
     if begun and error is not None:  # counted by the one caller that did the begin work
         totals.callback_failed(conn, keys, "begin")
 
@@ -91,7 +94,7 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
     )
     if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
         conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
-    done = scripts.finish(conn, scripts.Context(keys), batch_id, status).done
+    done = scripts.finish(conn, keys, batch_id, status).done
     if done:  # counted once, by the caller whose FINISH ended the batch
         totals.batch_ended(conn, keys, batch_id, status)
         if error is not None and settings.batch_end_callback:

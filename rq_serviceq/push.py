@@ -132,8 +132,7 @@ def iter_push(
     """
     label = settings.task_function or "(no task function set)"
     limit = settings.max_task_bytes
-    lease = leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
-    ctx = scripts.Context(keys, finalize_lease=lease)
+    ctx = _context(keys, settings, begin_lease)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
         chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)
     else:
@@ -152,8 +151,7 @@ def push_encoded(
     once to push it, was a fifth of a push's CPU.  Nothing here checks the bytes.
     """
     label = settings.task_function or "(no task function set)"
-    lease = leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
-    ctx = scripts.Context(keys, finalize_lease=lease)
+    ctx = _context(keys, settings, begin_lease)
     results: list[PushResult] = []
     for group in _chunks(_chunks(encoded, CHUNK_SIZE), CHUNKS_PER_ROUND_TRIP):
         results += _push_chunks(conn, ctx, group, label)
@@ -177,6 +175,13 @@ def _refused(task: Any, limit: int) -> bool:
     except PushError:
         return True
     return False
+
+
+def _context(keys: k.Keys, settings: Settings, begin_lease: float | None) -> scripts.Context:
+    """PUSH's context: a batch it opens has its begin callback leased to the pusher for ``begin_lease``
+    (default: long enough for the callback)."""
+    lease = leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
+    return scripts.Context(keys, "", ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
 
 
 def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], label: str) -> list[PushResult]:

@@ -7,8 +7,11 @@ alone, the batch would wait for those tasks forever.  Every batch keeps the
 set of its open tasks (counted in, not yet ended), so an idle worker can audit
 it: a task that is neither queued, running under a lease nor waiting to retry
 is counted failed with a remark naming what happened, or, when a plain worker
-took it, put back on the queue.  The audit runs a bounded slice per Lua call
-and one pass at a time per service queue.
+took it, put back on the queue.  A task that says queued but whose id left
+the queue's list (``Queue.remove(job)``, or a plain worker that died holding it
+in RQ's intermediate queue) is looked for only once the list is empty, which is
+when a worker is idle: finding one id in a long list costs O(its length).  The
+audit runs a bounded slice per Lua call and one pass at a time per service queue.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ class Audit:
     ended: tuple[str, ...] = ()  # batches this audit ended
 
 
-def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, batch_id: str) -> Audit:
+def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, batch_id: str, lease: float) -> Audit:
     """Audit one batch's open tasks in slices; returns what was found (nothing when another
-    worker's pass is under way or one ran in the last 2 s)."""
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl)
+    worker's pass is under way or one ran in the last 2 s).  A batch this ends is the caller's
+    to finalize, its end work leased for ``lease``."""
+    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
+    rules = scripts.Rules.of(settings)
     cursor, failed, back, ended = "0", 0, 0, []
     while True:
-        audit = scripts.reconcile(conn, ctx, batch_id, cursor, SLICE)
+        audit = scripts.reconcile(conn, ctx, rules, batch_id, cursor, SLICE)
         failed, back = failed + audit.failed, back + audit.given_back
         if audit.ended:
             ended.append(audit.ended)

@@ -7,7 +7,15 @@ caller's worker), declared once here as ``KEY_NAMES``/``ARG_NAMES``, from which
 both ``Context`` and the Lua header that unpacks them are generated.
 ``lua/_lib.lua`` holds the steps several transitions share: opening a batch,
 counting a task's end in its batch ledger exactly once, failing a task,
-settling an outcome.
+settling an outcome.  The scripts that end or retry tasks (``RULED``) also take
+the settings those steps read (``RULE_NAMES``), as Python validated them: a value
+stored by hand in the state hash (``retry_limit=abc``, ``loop_backoff=1e999``)
+loads as its default here, and Lua never parses one, so it never dies on one.
+
+No field of the context has a default: a caller that forgot one (a task failed
+168 h ahead in RQ's registry because ``ttl`` was left out) is a type error.
+The wrappers of scripts that read none of the context's numbers take only what
+they read (``_bare``).
 
 Each script takes Redis' own clock (``TIME``), so workers whose clocks
 disagree still agree on when a retry is due.  Floats are returned as strings
@@ -29,8 +37,7 @@ from redis.commands.core import Script
 from rq.utils import utcformat
 
 from . import keys as k
-from .leases import TASK_LEASE
-from .models import DEFAULT_REPORT_TTL, Status
+from .models import Settings, Status
 
 # The calling convention, declared once: the Lua header that unpacks KEYS and ARGV
 # into the table ``k`` is generated from these, and so are Context's lists.
@@ -38,11 +45,14 @@ KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed
              "rq_queues", "suspended", "workers", "worker", "events", "totals")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
              "results_prefix")  # fmt: skip
-_NUMBERS = {"ttl", "lease", "finalize_lease"}  # ARGV entries the header converts with tonumber()
+# The settings the scripts that end or retry tasks read (``Rules``), in ARGV right after the context.
+RULE_NAMES = ("result_ttl", "retry_limit", "resting_period", "loop_backoff")
+_NUMBERS = {"ttl", "lease", "finalize_lease", *RULE_NAMES}  # ARGV entries the header converts with tonumber()
 
 PUSH, CLAIM, SETTLE, RELEASE = "push", "claim", "settle", "release"
 EXTEND_LEASES, SET_STATUS, STOP, STOP_SLICE = "extend_leases", "set_status", "stop", "stop_slice"
 RECONCILE, FINISH, RECLAIM, LEAVE = "reconcile", "finish", "reclaim", "leave"
+RULED = frozenset({CLAIM, SETTLE, RELEASE, RECONCILE, STOP_SLICE})  # the scripts that end or retry tasks
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,10 @@ class Context:
     """The KEYS and leading ARGV every script gets (``KEY_NAMES``, ``ARG_NAMES``)."""
 
     keys: k.Keys
-    worker_name: str = ""
-    ttl: int = DEFAULT_REPORT_TTL
-    lease: float = TASK_LEASE
-    finalize_lease: float = TASK_LEASE  # how long batch-end work (report, callback) may take
+    worker_name: str  # '' for a caller that is no worker
+    ttl: int  # the service queue's report_ttl: how long an ended task is scored ahead in RQ's registries
+    lease: float  # of the tasks a claim hands out
+    finalize_lease: float  # how long batch-end work (report, callback) may take
 
     def key_list(self) -> list[str]:
         q = self.keys
@@ -76,19 +86,45 @@ class Context:
         return [values[name] if name in values else getattr(self, name) for name in ARG_NAMES]
 
 
-def header() -> str:
-    """The Lua that turns KEYS and ARGV into ``k`` (and ``A``, the first script-specific ARGV)."""
+@dataclass(frozen=True)
+class Rules:
+    """The settings a script that ends or retries tasks reads (``RULE_NAMES``), from validated ``Settings``."""
+
+    result_ttl: int
+    retry_limit: int
+    resting_period: float
+    loop_backoff: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        return cls(*(getattr(settings, name) for name in RULE_NAMES))
+
+    def arg_list(self) -> list[str]:
+        return [repr(getattr(self, name)) for name in RULE_NAMES]
+
+
+def _bare(keys: k.Keys, worker_name: str = "", lease: float = 0.0) -> Context:
+    """The context of a script that reads none of ``ttl``, ``finalize_lease`` (nor ``lease`` nor
+    ``worker_name`` unless given): its wrapper takes only what it reads (``tests/test_structure.py``
+    checks that these scripts read nothing else)."""
+    return Context(keys, worker_name, ttl=0, lease=lease, finalize_lease=0.0)
+
+
+def header(ruled: bool = False) -> str:
+    """The Lua that turns KEYS and ARGV into ``k`` (and ``A``, the first script-specific ARGV);
+    ``ruled``: the script also takes ``Rules`` after the context."""
+    names = ARG_NAMES + (RULE_NAMES if ruled else ())
     fields = [f"{name} = KEYS[{i}]" for i, name in enumerate(KEY_NAMES, 1)]
     fields += [
         f"{name} = tonumber(ARGV[{i}])" if name in _NUMBERS else f"{name} = ARGV[{i}]"
-        for i, name in enumerate(ARG_NAMES, 1)
+        for i, name in enumerate(names, 1)
     ]
     fields.append("now = tonumber(t[1]) + tonumber(t[2]) / 1000000")
     statuses = ", ".join(f"{s.name} = '{s.value}'" for s in Status)
     return (
         "local t = redis.call('TIME')\n"
         + "local k = {" + ",\n  ".join(fields) + "}\n"
-        + f"local A = {len(ARG_NAMES) + 1}\n"
+        + f"local A = {len(names) + 1}\n"
         + f"local S = {{{statuses}}}\n"
     )  # fmt: skip
 
@@ -97,19 +133,23 @@ def header() -> str:
 def source(name: str) -> str:
     """A script as Redis runs it: the generated header, the shared library, then the script."""
     lua = resources.files(__package__) / "lua"
-    return "\n".join((header(), (lua / "_lib.lua").read_text(), (lua / f"{name}.lua").read_text()))
+    return "\n".join((header(name in RULED), (lua / "_lib.lua").read_text(), (lua / f"{name}.lua").read_text()))
 
 
 _scripts: dict[str, Script] = {}
 
 
-def _run(conn: Redis | Pipeline, name: str, ctx: Context, args: Sequence[Any] = ()) -> Any:
+def _run(conn: Redis | Pipeline, name: str, ctx: Context, args: Sequence[Any] = (), rules: Rules | None = None) -> Any:
     """Run a script by SHA (loading it once), on a connection or inside a pipeline.  Only the typed
-    wrappers below call it: each script's reply is unpacked in exactly one place."""
+    wrappers below call it: each script's reply is unpacked in exactly one place.  A ``RULED``
+    script gets ``rules`` (and only such a script)."""
+    if (rules is not None) != (name in RULED):
+        raise TypeError(f"script {name!r} {'takes' if name in RULED else 'takes no'} Rules")
     script = _scripts.get(name)
     if script is None:
         script = _scripts[name] = Script(conn, source(name))
-    return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *args], client=conn)
+    ruled = rules.arg_list() if rules is not None else []
+    return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *ruled, *args], client=conn)
 
 
 def _text(value: Any) -> str:
@@ -163,9 +203,9 @@ class Claimed:
     in_flight: int  # leased tasks and batch work not yet done, anywhere
 
 
-def claim(conn: Redis, ctx: Context, count: int, new_batch_id: str) -> Claimed:
+def claim(conn: Redis, ctx: Context, rules: Rules, count: int, new_batch_id: str) -> Claimed:
     """CLAIM up to ``count`` tasks (``new_batch_id`` opens a batch should a requeued task need one)."""
-    now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, ctx, [count, new_batch_id])
+    now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, ctx, [count, new_batch_id], rules)
     wake_text = _text(wake)
     return Claimed(
         now=float(now),
@@ -194,9 +234,9 @@ class SettleResult:
     ended_batches: list[str]
 
 
-def settle(conn: Redis, ctx: Context, outcomes: Sequence[tuple[str, str, str, str]]) -> SettleResult:
+def settle(conn: Redis, ctx: Context, rules: Rules, outcomes: Sequence[tuple[str, str, str, str]]) -> SettleResult:
     """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each."""
-    now, rows, ended = _run(conn, SETTLE, ctx, [x for outcome in outcomes for x in outcome])
+    now, rows, ended = _run(conn, SETTLE, ctx, [x for outcome in outcomes for x in outcome], rules)
     return SettleResult(float(now), [_settled(row) for row in rows], [_text(b) for b in ended])
 
 
@@ -210,9 +250,9 @@ class Released:
     ended_batches: list[str]  # batches whose last tasks, stopped, this failed
 
 
-def release(conn: Redis, ctx: Context, claims: Sequence[tuple[str, str]]) -> Released:
+def release(conn: Redis, ctx: Context, rules: Rules, claims: Sequence[tuple[str, str]]) -> Released:
     """RELEASE claimed tasks that never started: (task id, claim token) each."""
-    return Released([_text(b) for b in _run(conn, RELEASE, ctx, [x for pair in claims for x in pair])])
+    return Released([_text(b) for b in _run(conn, RELEASE, ctx, [x for pair in claims for x in pair], rules)])
 
 
 @dataclass(frozen=True)
@@ -220,9 +260,9 @@ class Left:
     left: bool  # False: work appeared since the claim, and the worker stays registered
 
 
-def leave(conn: Redis, ctx: Context) -> Left:
+def leave(conn: Redis, keys: k.Keys, worker_name: str) -> Left:
     """LEAVE RQ's registry of the pending queue's workers (a burst worker with nothing to do), unless work appeared."""
-    return Left(bool(_run(conn, LEAVE, ctx)))
+    return Left(bool(_run(conn, LEAVE, _bare(keys, worker_name))))
 
 
 @dataclass(frozen=True)
@@ -230,8 +270,11 @@ class Extended:
     count: int
 
 
-def extend_leases(conn: Redis, ctx: Context, task_ids: Sequence[str], batch_work: Sequence[str]) -> Extended:
+def extend_leases(
+    conn: Redis, keys: k.Keys, lease: float, task_ids: Sequence[str], batch_work: Sequence[str]
+) -> Extended:
     """EXTEND_LEASES of running tasks and of batch work (finalize-zset members) a live process holds."""
+    ctx = _bare(keys, lease=lease)
     return Extended(int(_run(conn, EXTEND_LEASES, ctx, [len(task_ids), *task_ids, *batch_work])))
 
 
@@ -241,9 +284,9 @@ class StatusChange:
     pause_gen: int  # bumped by a pause: workers compare it with the one their claim saw
 
 
-def set_status(conn: Redis, ctx: Context, paused: bool) -> StatusChange:
+def set_status(conn: Redis, keys: k.Keys, paused: bool) -> StatusChange:
     """SET_STATUS: pause, or resume where work stopped."""
-    status, gen = _run(conn, SET_STATUS, ctx, [Status.PAUSED if paused else "RESUME"])
+    status, gen = _run(conn, SET_STATUS, _bare(keys), [Status.PAUSED if paused else "RESUME"])
     return StatusChange(_text(status), int(gen))
 
 
@@ -253,9 +296,9 @@ class Stopped:
     pause_gen: int
 
 
-def stop(conn: Redis, ctx: Context) -> Stopped:
+def stop(conn: Redis, keys: k.Keys) -> Stopped:
     """STOP the active batch (its tasks are failed by ``stop_slice``)."""
-    batch_id, gen = _run(conn, STOP, ctx)
+    batch_id, gen = _run(conn, STOP, _bare(keys))
     return Stopped(_text(batch_id) or None, int(gen))
 
 
@@ -265,9 +308,9 @@ class StopSlice:
     ended: str | None  # the batch, when this slice ended it
 
 
-def stop_slice(conn: Redis, ctx: Context, batch_id: str, cursor: str, size: int) -> StopSlice:
+def stop_slice(conn: Redis, ctx: Context, rules: Rules, batch_id: str, cursor: str, size: int) -> StopSlice:
     """STOP_SLICE: fail up to ``size`` tasks of a stopped batch that are not running."""
-    nxt, ended = _run(conn, STOP_SLICE, ctx, [batch_id, cursor, size])
+    nxt, ended = _run(conn, STOP_SLICE, ctx, [batch_id, cursor, size], rules)
     return StopSlice(_text(nxt), _text(ended) or None)
 
 
@@ -279,9 +322,9 @@ class AuditSlice:
     ended: str | None
 
 
-def reconcile(conn: Redis, ctx: Context, batch_id: str, cursor: str, size: int) -> AuditSlice:
+def reconcile(conn: Redis, ctx: Context, rules: Rules, batch_id: str, cursor: str, size: int) -> AuditSlice:
     """RECONCILE one slice of a batch's open tasks with what RQ's tools did to them."""
-    nxt, failed, back, ended = _run(conn, RECONCILE, ctx, [batch_id, cursor, size])
+    nxt, failed, back, ended = _run(conn, RECONCILE, ctx, [batch_id, cursor, size], rules)
     return AuditSlice(_text(nxt), int(failed), int(back), _text(ended) or None)
 
 
@@ -290,9 +333,9 @@ class Finished:
     done: bool  # this call did it (False: it had been done already)
 
 
-def finish(conn: Redis, ctx: Context, batch_id: str, status: str) -> Finished:
+def finish(conn: Redis, keys: k.Keys, batch_id: str, status: str) -> Finished:
     """FINISH a batch's end work (``status`` FINISHED|STOPPED), or its begin work (``status`` 'BEGUN')."""
-    return Finished(bool(int(_run(conn, FINISH, ctx, [batch_id, status]))))
+    return Finished(bool(int(_run(conn, FINISH, _bare(keys), [batch_id, status]))))
 
 
 @dataclass(frozen=True)
@@ -300,6 +343,6 @@ class Reclaimed:
     held: int  # tasks the dead worker held, now claimable
 
 
-def reclaim(conn: Redis, ctx: Context) -> Reclaimed:
-    """RECLAIM what the context's worker, known to be dead, held."""
-    return Reclaimed(int(_run(conn, RECLAIM, ctx, [k.RQ_WORKERS])))
+def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> Reclaimed:
+    """RECLAIM what worker ``worker_name``, known to be dead, held."""
+    return Reclaimed(int(_run(conn, RECLAIM, _bare(keys, worker_name), [k.RQ_WORKERS])))

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import redis
 from redis import Redis
 
-from . import control, events, group, launcher, ledger, push, report, scripts, state
+from . import control, events, group, launcher, leases, ledger, push, report, scripts, state
 from . import keys as k
 from .callbacks import import_path_of
 from .connection import connect
@@ -269,12 +269,12 @@ class ServiceQ:
         claims are refused atomically, and workers holding a claimed group have
         acknowledged that they will start none of it.  Waiting retries wait.
         """
-        change = scripts.set_status(self.connection, scripts.Context(self.keys), paused=True)
+        change = scripts.set_status(self.connection, self.keys, paused=True)
         control.quiesce(self.connection, self.keys, change.pause_gen, timeout)
 
     def resume(self) -> None:
         """Let workers take tasks again, where they left off."""
-        scripts.set_status(self.connection, scripts.Context(self.keys), paused=False)
+        scripts.set_status(self.connection, self.keys, paused=False)
 
     def stop(self, timeout: float = 30.0) -> str | None:
         """End the active batch now; returns its id (None when there was none).
@@ -290,8 +290,8 @@ class ServiceQ:
         """
         settings = self.settings
         lease = 0.0 if self.role == "producer" else ledger.finalize_lease(settings)
-        ctx = scripts.Context(self.keys, ttl=settings.report_ttl, finalize_lease=lease)
-        stopped = scripts.stop(self.connection, ctx)
+        ctx = scripts.Context(self.keys, "", ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
+        stopped = scripts.stop(self.connection, self.keys)
         deadline = time.monotonic() + timeout
         control.quiesce(self.connection, self.keys, stopped.pause_gen, timeout)
         batch_id = stopped.batch_id
@@ -309,7 +309,9 @@ class ServiceQ:
         """
         cursor = "q"
         while cursor != "done":
-            piece = scripts.stop_slice(self.connection, ctx, batch_id, cursor, STOP_SLICE_SIZE)
+            piece = scripts.stop_slice(
+                self.connection, ctx, scripts.Rules.of(settings), batch_id, cursor, STOP_SLICE_SIZE
+            )
             cursor = piece.cursor
             if piece.ended and self.role != "producer":
                 ledger.finalize(self.connection, self.keys, settings, piece.ended)
@@ -379,7 +381,7 @@ class ServiceQ:
         tasks take (``group.process``), under a worker's renewed lease.
         """
         worker_name = f"work-once-{socket.gethostname()}-{os.getpid()}"
-        done = group.work_once(self.connection, self.keys, worker_name)
+        done = group.work_once(self.connection, self.keys, worker_name, self.settings)
         return None if done is None else done.qtask(self.id)
 
     def set_schedule(self, cron: str | None) -> None:

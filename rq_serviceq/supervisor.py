@@ -125,8 +125,7 @@ class Supervisor:
                     continue
                 del pool[name]
                 if code != 0:  # killed or crashed: its tasks need not wait for their leases
-                    ctx = scripts.Context(self.keys, worker_name=name)
-                    held = scripts.reclaim(self.conn, ctx).held
+                    held = scripts.reclaim(self.conn, self.keys, name).held
                     logger.warning("worker %s exited with %s; %s of its tasks made claimable", name, code, held)
 
     def _spawn(self, burst: bool) -> None:

@@ -42,7 +42,7 @@ from rq.worker import SimpleWorker, WorkerStatus
 from . import control, ledger, scripts, state
 from . import keys as k
 from .callbacks import call_hook
-from .claim import Claim
+from .claim import Claim, release
 from .group import Claimant, Done, GroupSizer, process
 from .job import ServiceQJob
 from .journal import Journal
@@ -236,8 +236,7 @@ class ServiceQWorker(SimpleWorker):
     def _leave(self) -> bool:
         """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch
         just now either finds this worker gone, and starts another, or finds it here, and it stays."""
-        ctx = scripts.Context(self.sq_keys, self.name)
-        return self._with_redis("leave", lambda: scripts.leave(self.connection, ctx)).left
+        return self._with_redis("leave", lambda: scripts.leave(self.connection, self.sq_keys, self.name)).left
 
     def _audit(self, batch_id: str) -> bool:
         """Idle with a batch still pending: look for its tasks that RQ's tools removed (``reconcile.py``).
@@ -245,7 +244,8 @@ class ServiceQWorker(SimpleWorker):
         True when the audit changed something worth claiming again for.
         """
         audit = self._with_redis(
-            "audit", lambda: reconcile(self.connection, self.sq_keys, self.name, self._settings(), batch_id)
+            "audit",
+            lambda: reconcile(self.connection, self.sq_keys, self.name, self._settings(), batch_id, self.lease_seconds),
         )
         if audit.failed or audit.given_back:
             self.log.warning(
@@ -318,9 +318,7 @@ class ServiceQWorker(SimpleWorker):
                 for task_id, (owner, token, started) in zip(ids, rows, strict=True)
                 if owner is not None and state.text(owner) == self.name and token and token != started
             ]
-            if mine:
-                ctx = scripts.Context(self.sq_keys, self.name)
-                scripts.release(conn, ctx, mine)
+            release(conn, self.sq_keys, self.name, self._settings(), mine, self.lease_seconds)
         except redis.exceptions.RedisError:
             self.log.warning("could not give back this worker's unstarted tasks; their leases will run out")
 
@@ -378,7 +376,7 @@ class ServiceQWorker(SimpleWorker):
         """Claim a group (its leases kept from now on by the keeper), no bigger than ``--max-jobs`` leaves."""
         settings = self._settings()
         count = self._sizer.size(settings, self._concurrency(settings))
-        got = self._claimant.claim(count if self._tasks_left is None else min(count, self._tasks_left))
+        got = self._claimant.claim(settings, count if self._tasks_left is None else min(count, self._tasks_left))
         self.sq_settings = got.settings
         return got
 

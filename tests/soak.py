@@ -36,6 +36,7 @@ def soak(url: str, seconds: float, seed: int = 1) -> dict[str, int]:
     sq.set_task_function("tests.tasks.mixed")
     sq.set_batch_end_callback("tests.tasks.store_report")
     env = dict(os.environ, RQ_REDIS_URL=url, REDIS_URL=url, PYTHONPATH=str(ROOT))
+    os.environ.setdefault("REDIS_URL", url)  # stop() runs the batch-end callback here too, and it finds Redis so
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "rq_serviceq", "worker", "soak", "--interval", "0.2", "--quiet"],
         env=env,

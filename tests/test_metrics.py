@@ -47,7 +47,7 @@ def test_counters_gauges_and_histogram(make_sq: Callable[..., ServiceQ], conn: R
     ok, lost_one = sq.push_many([{"value": True}, {"value": True}])
     sq.push_many([{"value": False}, {"value": [False, "NO_RETRY | x"]}])
     # A worker that claims a task, starts it and dies: its lease runs out and the next claim counts it lost.
-    got = claim(conn, sq.keys, "ghost", count=1, lease=0.05)
+    got = claim(conn, sq.keys, "ghost", sq.settings, 1, 0.05)
     (job,) = got.jobs
     conn.hset(f"rq:job:{job.id}", "sq_started", job.claim)
     wait_until(lambda: present(conn.zscore(sq.keys.leases, job.id)) < conn.time()[0] + conn.time()[1] / 1e6)

@@ -36,10 +36,10 @@ def test_documented_keys_and_args_are_the_scripts_convention() -> None:
     keys = _table_after("KEYS, in this order")
     assert [name for name, _ in keys] == list(scripts.KEY_NAMES)
     documented = [key.replace("NAME", "drag") for _, key in keys]
-    assert documented == scripts.Context(k.Keys("drag")).key_list()
+    assert documented == scripts.Context(k.Keys("drag"), "", ttl=604800, lease=15, finalize_lease=0).key_list()
     args = _table_after("ARGV: nine context values")
     assert len(args) >= len(scripts.ARG_NAMES) + 2
-    context = scripts.Context(k.Keys("NAME"), lease=15, finalize_lease=0).arg_list()
+    context = scripts.Context(k.Keys("NAME"), "", ttl=604800, lease=15, finalize_lease=0).arg_list()
     stamp = scripts.ARG_NAMES.index("stamp")
     for i, (shown, _what) in enumerate(args[: len(scripts.ARG_NAMES)]):
         if i != stamp:  # the documented one is an example of the format

@@ -12,6 +12,7 @@ from redis import Redis
 from rq_serviceq import ServiceQ
 from rq_serviceq.claim import claim, release
 from rq_serviceq.job import ServiceQJob
+from rq_serviceq.leases import TASK_LEASE
 from rq_serviceq.ledger import settle
 from rq_serviceq.remarks import Directive, Outcome, Verdict, outcome_of_return, parse_directive
 from tests.conftest import text
@@ -55,7 +56,7 @@ def test_retry_schedule_follows_the_formula(conn: Redis, resting: float, backoff
     sq.set_retry_config(retry_limit=limit, loop_backoff=backoff)
     sq.push({"n": 1})
     for n in range(1, limit + 2):
-        got = claim(conn, sq.keys, "w")
+        got = claim(conn, sq.keys, "w", sq.settings, 1, TASK_LEASE)
         (job,) = got.jobs
         result = settle(conn, sq.keys, "w", got.settings, [(job, Outcome(Verdict.RETRY, "RETRY | x"))])
         row = result.tasks[0]
@@ -94,7 +95,7 @@ def test_ledger_is_consistent_under_any_interleaving(
     for action, w, arg in ops:
         name = f"w{w}"
         if action == "claim":
-            got = claim(conn, sq.keys, name, count=arg)
+            got = claim(conn, sq.keys, name, sq.settings, arg, TASK_LEASE)
             held[w] += got.jobs
         elif action == "settle" and held[w]:
             jobs, held[w] = held[w][: len(arg)], held[w][len(arg) :]
@@ -103,7 +104,7 @@ def test_ledger_is_consistent_under_any_interleaving(
             ends += settle(conn, sq.keys, name, sq.settings, outcomes).ended_batches
         elif action == "release":
             jobs, held[w] = held[w][:arg], held[w][arg:]
-            ends += release(conn, sq.keys, name, jobs)
+            ends += release(conn, sq.keys, name, sq.settings, [(j.id, j.claim) for j in jobs], TASK_LEASE)
         elif action == "lose_leases":  # every claimed task's worker is presumed lost
             for task_id in conn.zrange(sq.keys.leases, 0, -1):
                 conn.zadd(sq.keys.leases, {text(task_id): 0})
@@ -111,7 +112,7 @@ def test_ledger_is_consistent_under_any_interleaving(
     for task_id in conn.zrange(sq.keys.leases, 0, -1):  # the three workers are gone for good
         conn.zadd(sq.keys.leases, {text(task_id): 0})
     for _ in range(10 * n_tasks * (limit + 2)):  # a fresh worker finishes the batch
-        got = claim(conn, sq.keys, "finisher", count=5)
+        got = claim(conn, sq.keys, "finisher", sq.settings, 5, TASK_LEASE)
         if not got.jobs:
             break
         outcome = Outcome(Verdict.PASS, "SUCCESS | done")

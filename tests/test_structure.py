@@ -35,3 +35,31 @@ def test_only_the_wrappers_run_scripts() -> None:
         if re.search(r"scripts\._?run\(", line)
     ]
     assert callers == []
+
+
+def test_the_scripts_context_has_no_defaults() -> None:
+    """A caller that leaves out a field (``ttl``: a task scored 168 h ahead in RQ's registry) is a type error."""
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(scripts.Context))
+
+
+# What the wrappers built on ``scripts._bare`` take besides the keys: everything else they read is zero.
+BARE = {
+    "extend_leases": {"lease"},
+    "reclaim": {"worker_name"},
+    "leave": {"worker_name"},
+    "set_status": set(),
+    "stop": set(),
+    "finish": set(),
+}
+TASK_ENDING = ("end_task", "count_end", "settle_one", "take_over", "record_result", "open_or_join", "retry_config")
+
+
+def test_scripts_without_a_full_context_read_only_what_their_wrappers_take() -> None:
+    assert set(BARE) == {p.stem for p in LUA} - scripts.RULED - {"push"}
+    for name, takes in BARE.items():
+        lua = (PACKAGE / "lua" / f"{name}.lua").read_text()
+        read = {
+            field for field in ("ttl", "lease", "finalize_lease", "worker_name") if re.search(rf"\bk\.{field}\b", lua)
+        }
+        assert read <= takes, f"{name}.lua reads {read - takes}, which its wrapper is not given"
+        assert not [step for step in TASK_ENDING if step in lua], f"{name}.lua calls a step that reads the rules"

@@ -15,10 +15,9 @@ from redis import Redis
 from rq.queue import Queue
 from rq.worker import Worker
 
-from rq_serviceq import ServiceQ, ServiceQWorker, leases, scripts
+from rq_serviceq import ServiceQ, ServiceQWorker, leases
 from rq_serviceq.group import GroupSizer
 from rq_serviceq.keeper import LeaseKeeper
-from rq_serviceq.keys import Keys
 from rq_serviceq.models import Settings
 from tests import tasks
 from tests.conftest import ROOT, present, wait_until
@@ -136,7 +135,6 @@ def test_work_once_holds_a_short_lease_and_renews_it(
 
 # --- the lease policy -------------------------------------------------------------------------------
 def test_one_lease_policy() -> None:
-    assert scripts.Context(Keys("drag")).lease == leases.TASK_LEASE  # the scripts' default reads leases.py
     assert ServiceQWorker.lease_seconds == leases.TASK_LEASE
     assert leases.renew_every() == leases.TASK_LEASE / 3
     assert leases.unrenewed(60) == 60 + leases.TASK_LEASE

@@ -7,6 +7,25 @@ local touched = {}  -- batch id -> tasks it scheduled to retry in this script
 local ending = {}  -- batches whose last task this script counted
 local tallies = {}  -- totals field (pushed, passed, failed, retried, lost) -> count this script adds (totals.py)
 
+-- HINCRBY by 1 that a field damaged by hand cannot make fail half-way (Redis scripts are not rolled
+-- back): a value that is no whole number from 0 to 2^53 counts as 0.  Returns the new value.
+local function bump(key, field)
+  local v = tonumber(redis.call('HGET', key, field) or '0')
+  if not v or v ~= math.floor(v) or v < 0 or v >= 2 ^ 53 then v = 0 end
+  redis.call('HSET', key, field, v + 1)
+  return v + 1
+end
+
+-- A script's own arguments come in groups of `size` from ARGV[first]: checked before anything is
+-- written, so that a caller that sends a short group (a producer in another language) changes nothing.
+local function groups_of(size, first)
+  if (#ARGV - first + 1) % size ~= 0 then
+    return redis.error_reply('expected groups of ' .. size .. ' arguments from ARGV[' .. first .. '], got '
+      .. (#ARGV - first + 1))
+  end
+  return nil
+end
+
 local function event(kind, bid, ...)
   redis.call('XADD', k.events, 'MAXLEN', '~', EVENTS_MAX, '*', 'type', kind, 'batch', bid or '', ...)
 end
@@ -62,6 +81,37 @@ local function count_in(bid, ids)
   tally('pushed', #ids)
 end
 
+-- End a batch whose last task was counted, once (the caller that wins HSETNX on end_time): its end
+-- work is leased to the caller.  Returns its id, or nil when it had ended already.
+local function end_batch(bid)
+  local bk = k.batch_prefix .. bid
+  if redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 0 then return nil end
+  redis.call('HSET', bk, 'status', S.ENDING)
+  ending[#ending + 1] = bid
+  if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
+  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
+  ring(64)
+  return bid
+end
+
+-- Tasks RQ's tools put back one at a time (`rq requeue --all` requeues job after job) join one
+-- batch: a batch a requeued task joins or opens is held open for HOLD seconds after the last one
+-- joined, even with nothing pending, so that the next requeued task finds it active.  A finalize
+-- member 'hold:<batch id>' falls due when the hold ends; CLAIM then ends the batch if it is done.
+local HOLD, HOLD_PREFIX = 1, 'hold:'
+
+local function hold(bid)
+  redis.call('HSET', k.batch_prefix .. bid, 'held_until', tostring(k.now + HOLD))
+  redis.call('ZADD', k.finalize, k.now + HOLD, HOLD_PREFIX .. bid)
+end
+
+local function hold_ended(member)  -- returns the batch this ended, or nil
+  redis.call('ZREM', k.finalize, member)
+  local bid = string.sub(member, #HOLD_PREFIX + 1)
+  if tonumber(redis.call('HGET', k.batch_prefix .. bid, 'pending') or '1') > 0 then return nil end
+  return end_batch(bid)
+end
+
 -- Count a task's end in its batch ledger, once: sq_final guards against a task
 -- settled twice or put back by RQ tools after it had ended.  The step that takes
 -- `pending` to 0 and wins HSETNX on end_time ends the batch; returns its id then.
@@ -78,14 +128,7 @@ local function count_end(jk, id, which)
   if k.worker_name ~= '' and redis.call('EXISTS', k.worker) == 1 then
     redis.call('HINCRBY', k.worker, which == 'passed' and 'successful_job_count' or 'failed_job_count', 1)
   end
-  if pending <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-    redis.call('HSET', bk, 'status', S.ENDING)
-    ending[#ending + 1] = bid
-    if redis.call('HGET', k.state, 'active_batch') == bid then redis.call('HDEL', k.state, 'active_batch') end
-    redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
-    ring(64)
-    return bid
-  end
+  if pending <= 0 and tonumber(redis.call('HGET', bk, 'held_until') or '0') <= k.now then return end_batch(bid) end
   return nil
 end
 
@@ -133,10 +176,10 @@ local function result_value(outcome, remark)
   return encoded[key]
 end
 
-local result_ttl = nil  -- the service queue's result_ttl, read once per script call
-
+-- Settings (k.result_ttl, k.retry_limit, ...) are handed in by the caller as Python validated them
+-- (scripts.Rules): a value stored by hand loads as its default there, and Lua never parses one.
 local function record_result(id, outcome, remark, retries)
-  result_ttl = result_ttl or tonumber(redis.call('HGET', k.state, 'result_ttl') or '500')
+  local result_ttl = k.result_ttl
   if result_ttl > 0 then
     local rk = k.results_prefix .. id
     local payload = outcome == 'passed' and 'return_value' or 'exc_string'
@@ -149,9 +192,13 @@ local function record_result(id, outcome, remark, retries)
     remark = remark, total_retry_attempts = retries, outcome = outcome}))
 end
 
+local function retries_of(jk)  -- a hash damaged by hand counts as no retry rather than failing the step
+  return tonumber(redis.call('HGET', jk, 'sq_retries') or '0') or 0
+end
+
 local function end_task(id, passed, remark)
   local jk = k.job_prefix .. id
-  record_result(id, passed and 'passed' or 'failed', remark, tonumber(redis.call('HGET', jk, 'sq_retries') or '0'))
+  record_result(id, passed and 'passed' or 'failed', remark, retries_of(jk))
   redis.call('HSET', jk, 'status', passed and 'finished' or 'failed', 'ended_at', k.stamp,
     'sq_remark', remark, 'sq_last', tostring(k.now), 'sq_claim', '')
   redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
@@ -170,13 +217,33 @@ local function batch_stopped(id)
   return bid and redis.call('HGET', k.batch_prefix .. bid, 'stopped') == '1'
 end
 
+-- What an id popped from the queue stands for, read before anything is written: 'task' (a queued
+-- task of this service queue), 'requeued' (a task that had ended, put back by RQ's tools, which
+-- set it queued and left its data), 'foreign' (an RQ job that is no task of a service queue,
+-- enqueued on its queue by RQ's own API), or nil for a leftover to drop: the id of a job hash
+-- deleted by hand (the audit counts its task) or of a task that has ended.  Nothing about a
+-- leftover is written, so no step can fail half-way on it.
+local function queued_kind(id)
+  local f = redis.call('HMGET', k.job_prefix .. id, 'sq_batch', 'sq_final', 'status', 'data')
+  if not f[1] then return f[3] and 'foreign' or nil end
+  if not f[2] then return 'task' end
+  if f[3] == 'queued' and f[4] then return 'requeued' end
+  return nil
+end
+
+-- A foreign job is filed under RQ's failed registry with the reason, where RQ's tools show it.
+local function refuse_foreign(id)
+  redis.call('HSET', k.job_prefix .. id, 'status', 'failed', 'ended_at', k.stamp, 'exc_info',
+    'not a task of service queue ' .. k.name .. ': push tasks with ServiceQ.push, not Queue.enqueue')
+  redis.call('ZADD', k.failed, k.now + k.ttl, id)
+end
+
 local STOPPED = 'STOPPED | the service queue was stopped before this task '
 local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
 local LOSS_FLOOR = 3  -- a task is failed for killing workers only after this many deaths, whatever retry_limit
 
 local function retry_config()
-  local c = redis.call('HMGET', k.state, 'retry_limit', 'resting_period', 'loop_backoff')
-  return {limit = tonumber(c[1] or '0'), resting = tonumber(c[2] or '0'), backoff = tonumber(c[3] or '0')}
+  return {limit = k.retry_limit, resting = k.resting_period, backoff = k.loop_backoff}
 end
 
 -- Record one attempt's outcome (verdict pass|retry|fail) under claim token `claim`.
@@ -186,7 +253,7 @@ local function settle_one(id, claim, verdict, remark, cfg)
   local jk = k.job_prefix .. id
   if redis.call('HGET', jk, 'sq_claim') ~= claim then return {id, 'stale', '', ''}, nil end
   unlease(id, claim)
-  local retries = tonumber(redis.call('HGET', jk, 'sq_retries') or '0')
+  local retries = retries_of(jk)
   local stopped = batch_stopped(id)
   if verdict == 'retry' and retries < cfg.limit and not stopped then
     retries = retries + 1
@@ -222,7 +289,7 @@ local function take_over(id, cfg)
     end
   end
   if started and started == claim then
-    local lost = redis.call('HINCRBY', jk, 'sq_lost', 1)
+    local lost = bump(jk, 'sq_lost')
     tally('lost', 1)
     if lost >= math.max(cfg.limit, LOSS_FLOOR) then
       unlease(id, claim)

@@ -1,4 +1,6 @@
 -- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
+-- resting_period, loop_backoff, as Python validated them)
 -- Hand a worker up to ARGV[A] tasks: tasks whose worker vanished (lease expired)
 -- first, then due retries, then the pending queue.  Popping and registering are
 -- one step, so a task is never held by two workers nor dropped in between.  A
@@ -27,24 +29,26 @@ local function reply(tasks, finalize)
   return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks, in_flight}
 end
 
-local function adopt_requeued(id, final)
+local function adopt_requeued(id)
   local jk = k.job_prefix .. id
+  local final = redis.call('HGET', jk, 'sq_final')
   redis.call('HSET', jk, 'status', final == 'passed' and 'finished' or 'failed')
   if final ~= 'failed' or redis.call('HEXISTS', jk, 'sq_requeued_as') == 1 then return nil end
   redis.call('HSET', jk, 'exc_info', redis.call('HGET', jk, 'sq_remark') or '')
-  local nid = id .. '-r' .. redis.call('HINCRBY', jk, 'sq_requeues', 1)
+  local nid = id .. '-r' .. bump(jk, 'sq_requeues')
   local f = redis.call('HMGET', jk, 'data', 'description', 'origin')
   local bid, opened = open_or_join(ARGV[A + 1], k.now)
   if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
+  hold(bid)
   redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', f[1],
-    'origin', f[3], 'description', f[2], 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
+    'origin', f[3] or '', 'description', f[2] or '', 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
     'sq_created', tostring(k.now))
   count_in(bid, {nid})
   -- RQ's requeue saved the old job with its own serializer (a pickle without -S): its meta is written
   -- again as JSON, saying where the task went, so RQ's readers and rq-dashboard still read it.
   local old = redis.call('HMGET', jk, 'sq_batch', 'sq_remark', 'sq_retries')
   redis.call('HSET', jk, 'sq_requeued_as', nid, 'meta', cjson.encode({serviceq = k.name, batch_id = old[1],
-    remark = old[2], total_retry_attempts = tonumber(old[3] or '0'), outcome = 'failed', requeued_as = nid}))
+    remark = old[2], total_retry_attempts = tonumber(old[3] or '0') or 0, outcome = 'failed', requeued_as = nid}))
   redis.call('ZREM', k.failed, id)
   return nid
 end
@@ -54,6 +58,11 @@ if redis.call('EXISTS', k.suspended) == 1 then
   return reply({}, '')
 end
 local fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
+while fin[1] and string.sub(fin[1], 1, #HOLD_PREFIX) == HOLD_PREFIX do
+  local bid = hold_ended(fin[1])
+  if bid then return reply({}, bid) end
+  fin = redis.call('ZRANGEBYSCORE', k.finalize, '-inf', k.now, 'LIMIT', 0, 1)
+end
 if fin[1] then
   redis.call('ZADD', k.finalize, k.now + k.finalize_lease, fin[1])
   return reply({}, fin[1])
@@ -91,9 +100,10 @@ end
 while #ids < want do
   local id = redis.call('LPOP', k.queue)
   if not id then break end
-  local final = redis.call('HGET', k.job_prefix .. id, 'sq_final')
-  if final then id = adopt_requeued(id, final) end
-  if id then ids[#ids + 1] = id end
+  local kind = queued_kind(id)
+  if kind == 'foreign' then refuse_foreign(id) end
+  if kind == 'requeued' then id = adopt_requeued(id) end
+  if kind == 'task' or (kind == 'requeued' and id) then ids[#ids + 1] = id end
 end
 
 local tasks = {}
@@ -106,7 +116,7 @@ for _, id in ipairs(ids) do
     ended = end_task(id, false, STOPPED .. 'could run') or ended
   else
     unlease(id, redis.call('HGET', jk, 'sq_claim'))
-    local claim = tostring(redis.call('HINCRBY', jk, 'sq_claims', 1))
+    local claim = tostring(bump(jk, 'sq_claims'))
     redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim)
     redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     redis.call('ZADD', k.leases, k.now + k.lease, id)

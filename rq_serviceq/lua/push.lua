@@ -4,9 +4,12 @@
 -- and a crash can never leave a job hash without its place in the queue.
 -- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
 -- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description
--- Returns {batch_id, opened (0|1), now}, or {'', -1, now} when the service queue was deleted
+-- Returns {batch_id, opened (0|1), now}, or {'', -1, now} when the service queue was deleted,
+-- or an error, with nothing written, when what follows ARGV[A+1] is not triples
 -- (a handle cached by a long-lived process must not recreate half of it).
 -- The pusher runs the batch-begin callback; should it die first, a worker takes this over.
+local refused = groups_of(3, A + 2)
+if refused then return refused end
 if redis.call('EXISTS', k.state) == 0 then return {'', -1, tostring(k.now)} end
 local bid, opened = open_or_join(ARGV[A], k.now + k.finalize_lease)
 local created = tostring(k.now)

@@ -1,10 +1,14 @@
 -- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
+-- resting_period, loop_backoff, as Python validated them)
 -- Find tasks of batch ARGV[A] that left the service queue behind rq-serviceq's back,
 -- a slice of its open tasks per call: a job deleted (`rq empty`, job.delete()) or
--- canceled (job.cancel()) is counted failed with a remark that says so; a job a plain
--- `rq worker` took (and failed or finished with the placeholder function) goes back
--- to the head of the queue.  Tasks queued, running under a lease or waiting to retry
--- are as they should be.  One pass at a time per service queue, at most one every 2 s.
+-- canceled (job.cancel()), or whose id left the queue list while it waited
+-- (`Queue.remove(job)`), is counted failed with a remark that says so; a job a plain
+-- `rq worker` took (and failed or finished with the placeholder function, or left in
+-- RQ's intermediate queue as it died) goes back to the head of the queue.  Tasks
+-- queued, running under a lease or waiting to retry are as they should be.  One pass
+-- at a time per service queue, at most one every 2 s.
 -- ARGV[A+1] cursor ('0' starts a pass)   ARGV[A+2] slice size
 -- Returns {next cursor ('0' when the pass is over, or '' when another pass is under way
 --          or ran lately), failed, given back, ended batch id or ''}
@@ -24,6 +28,27 @@ local function fail(id, why)
   failed = failed + 1
   ended = end_task(id, false, REMOVED .. why) or ended
 end
+local intermediate = k.queue .. ':intermediate'  -- RQ's: a plain `rq worker` moves an id here as it takes it
+local function give_back(id)
+  redis.call('HSET', k.job_prefix .. id, 'status', 'queued', 'sq_claim', '')
+  redis.call('LPUSH', k.queue, id)
+  back = back + 1
+end
+-- A task that says queued (or waiting to retry) but is in no lease or retry set: in the queue's
+-- list, or not?  LPOS would cost O(queue length) per task, so the list is only trusted to be
+-- empty: while it holds anything, a queued task is taken to be in it (the audit runs when a
+-- worker is idle, that is, when the list has drained, and finds the task then).  With the list
+-- empty, a task RQ's intermediate queue holds was taken by a plain `rq worker` that died before
+-- it ran it: it goes back for a ServiceQWorker; any other was removed (`Queue.remove(job)`).
+local function out_of_place(id, status)
+  if status == 'queued' and redis.call('LLEN', k.queue) > 0 then return end
+  if redis.call('LLEN', intermediate) > 0 and redis.call('LREM', intermediate, 1, id) == 1 then
+    give_back(id)
+  else
+    fail(id, status == 'queued' and '(its id left the queue while it waited, e.g. by Queue.remove(job))'
+      or '(its id left the retry set while it waited)')
+  end
+end
 for _, id in ipairs(scan[2]) do
   local jk = k.job_prefix .. id
   local f = redis.call('HMGET', jk, 'status', 'sq_final')
@@ -35,14 +60,14 @@ for _, id in ipairs(scan[2]) do
   elseif not status then
     redis.call('HSET', jk, 'sq_batch', bid)
     fail(id, '(its job was deleted, e.g. by `rq empty` or job.delete())')
+  elseif status == 'queued' or status == 'scheduled' then
+    out_of_place(id, status)
   elseif status == 'canceled' or status == 'stopped' then
     fail(id, '(its job was ' .. status .. ', e.g. by job.cancel())')
   elseif status == 'failed' or status == 'finished' then  -- a plain `rq worker` ran the placeholder
     redis.call('ZREM', k.failed, id)
     redis.call('ZREM', k.finished, id)
-    redis.call('HSET', jk, 'status', 'queued', 'sq_claim', '')
-    redis.call('LPUSH', k.queue, id)
-    back = back + 1
+    give_back(id)
   end
 end
 if back > 0 then ring(back) end

@@ -1,8 +1,12 @@
 -- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
+-- resting_period, loop_backoff, as Python validated them)
 -- Give claimed tasks that were never started back to the front of the queue
 -- (a worker asked to stop or pause between tasks of a claimed group).  Tasks of
 -- a stopped batch are failed instead.
 -- ARGV[A..] pairs: task id, claim token.   Returns {ended batch ids}
+local refused = groups_of(2, A)
+if refused then return refused end
 local ended = {}
 for i = #ARGV - 1, A, -2 do
   local id, claim = ARGV[i], ARGV[i + 1]

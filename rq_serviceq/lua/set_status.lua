@@ -5,7 +5,7 @@
 local status = redis.call('HGET', k.state, 'status') or S.CREATED
 if ARGV[A] == S.PAUSED then
   if status ~= S.PAUSED then redis.call('HSET', k.state, 'status', S.PAUSED, 'paused_from', status) end
-  redis.call('HINCRBY', k.state, 'pause_gen', 1)
+  bump(k.state, 'pause_gen')
   event('paused', redis.call('HGET', k.state, 'active_batch'))
 elseif status == S.PAUSED then
   local active = redis.call('HGET', k.state, 'active_batch')

@@ -1,4 +1,6 @@
 -- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
+-- resting_period, loop_backoff, as Python validated them)
 -- Record the outcome of attempts.  A passed or finally failed task moves to the
 -- finished/failed registry and its batch ledger in one step; a retryable failure
 -- is scheduled on the retry zset (unless its batch was stopped: then it fails).
@@ -6,6 +8,8 @@
 -- ignored, so no task is counted twice.
 -- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
 -- Returns {now, {{id, result, due, retries}, ...}, {ended batch ids}}
+local refused = groups_of(4, A)
+if refused then return refused end
 local cfg = retry_config()
 local results, ended = {}, {}
 local rang = false

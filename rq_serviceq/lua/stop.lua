@@ -4,7 +4,7 @@
 -- themselves are failed by STOP_SLICE, a bounded slice at a time, so that stopping
 -- a million-task batch never blocks Redis.  Returns {batch id or '', pause_gen}
 local bid = redis.call('HGET', k.state, 'active_batch')
-redis.call('HINCRBY', k.state, 'pause_gen', 1)
+bump(k.state, 'pause_gen')
 redis.call('HSET', k.state, 'status', S.STOPPED)
 if bid then
   redis.call('HSET', k.batch_prefix .. bid, 'stopped', '1', 'final_status', S.STOPPED)

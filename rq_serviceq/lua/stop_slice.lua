@@ -1,4 +1,6 @@
 -- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
+-- resting_period, loop_backoff, as Python validated them)
 -- Fail up to ARGV[A+2] tasks of stopped batch ARGV[A] that are not running: first
 -- from the queue's head (a stopped batch's tasks come before any newer batch's),
 -- then through the batch's open tasks (waiting retries, tasks whose worker was
@@ -13,12 +15,13 @@ local function fail(id, why) ended = end_task(id, false, STOPPED .. why) or ende
 if cursor == 'q' then
   local popped = redis.call('LPOP', k.queue, n) or {}
   for i, id in ipairs(popped) do
-    if not batch_stopped(id) then  -- a newer batch begins here: put it back as it was
-      for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end
+    local kind = queued_kind(id)  -- a leftover id (see queued_kind) is dropped
+    if kind == 'requeued' or (kind == 'task' and not batch_stopped(id)) then  -- a newer batch begins here
+      for j = #popped, i, -1 do redis.call('LPUSH', k.queue, popped[j]) end  -- put back as it was
       progress()
       return {'0', ended}
     end
-    fail(id, 'could run')
+    if kind == 'foreign' then refuse_foreign(id) elseif kind then fail(id, 'could run') end
   end
   progress()
   return {#popped < n and '0' or 'q', ended}
@@ -41,11 +44,8 @@ if scan[1] ~= '0' then
   progress()
   return {scan[1], ended}
 end
-if tonumber(redis.call('HGET', bk, 'pending')) <= 0 and redis.call('HSETNX', bk, 'end_time', tostring(k.now)) == 1 then
-  redis.call('HSET', bk, 'status', S.ENDING)  -- nothing was left to fail and nothing runs: end it here
-  ending[#ending + 1] = bid
-  redis.call('ZADD', k.finalize, k.now + k.finalize_lease, bid)
-  ended = bid
+if tonumber(redis.call('HGET', bk, 'pending') or '0') <= 0 then  -- nothing was left to fail and nothing runs
+  ended = end_batch(bid) or ended  -- end it here (a hold on it does not outlast a stop)
 end
 progress()
 return {'done', ended}
