@@ -40,6 +40,7 @@ from redis import Redis
 
 from . import keys as k
 from .job import ServiceQJob
+from .outage import Outage, expected
 from .remarks import Outcome
 
 STARTED = "sq_started"
@@ -73,9 +74,11 @@ _CURRENT_JOB = _bulk(b"current_job")  # RQ's worker-hash field (Worker.set_curre
 class Journal:
     """Journal writes of one worker, sent without waiting; thread-safe (the threads runner shares it)."""
 
-    def __init__(self, conn: Redis, worker_key: str | None = None) -> None:
-        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running."""
+    def __init__(self, conn: Redis, worker_key: str | None = None, outage: Outage | None = None) -> None:
+        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running;
+        ``outage``: the process's Redis-away bookkeeping, told of a write lost to an outage (not a line a task)."""
         self._pool = conn.connection_pool
+        self._outage = outage
         key = _bulk(worker_key.encode()) if worker_key else None
         # HSET <worker key> current_job, waiting for the task id; HDEL of the same field
         self._set_current = None if key is None else b"*4\r\n$4\r\nHSET\r\n" + key + _CURRENT_JOB
@@ -145,7 +148,11 @@ class Journal:
 
     def _drop(self, exc: Exception) -> None:
         """Never fail a task for the journal: forget what it held, give its connection back disconnected."""
-        logger.warning("task journal write failed (%s: %s); the settle records these outcomes", type(exc).__name__, exc)
+        if self._outage is not None and expected(exc):
+            self._outage.failed(exc, "task journal write")
+        else:
+            logger.warning("task journal write failed (%s: %s); the settle records these outcomes",
+                           type(exc).__name__, exc)  # fmt: skip
         self._unsent, self._replies, self._owed = [], 0, 0
         if self._conn is not None:
             conn, self._conn = self._conn, None

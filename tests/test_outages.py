@@ -1,0 +1,82 @@
+"""Redis going away under long-running processes: ridden out with one line each way, bounded for burst workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from rq_serviceq import ServiceQ
+from rq_serviceq.testing import RedisServer
+from tests import tasks
+from tests.conftest import drain, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "s3cret-pw"
+WORKER = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.ShortLeaseWorker", "-q"]
+
+
+@pytest.fixture
+def aof_redis() -> Iterator[RedisServer]:
+    """A Redis with a password (the logs must hide it) that keeps its data over a kill and restart."""
+    args = ("--appendonly", "yes", "--appendfsync", "always", "--requirepass", PASSWORD)
+    with RedisServer(*args, auth=f":{PASSWORD}") as server:
+        yield server
+
+
+def _queue(server: RedisServer) -> ServiceQ:
+    sq = ServiceQ("drag", connection=Redis.from_url(server.url))
+    sq.set_worker_config(worker_count=0)
+    sq.set_task_function(tasks.slow)
+    sq.set_batch_end_callback(tasks.store_report)
+    return sq
+
+
+def _env(server: RedisServer, **extra: str) -> dict[str, str]:
+    return dict(os.environ, RQ_REDIS_URL=server.url, REDIS_URL=server.url, PYTHONPATH=str(ROOT), **extra)
+
+
+def _assert_quiet_outage_log(out: str, server: RedisServer) -> None:
+    assert "Traceback" not in out, out
+    assert PASSWORD not in out, "the log shows the Redis password"
+    assert f"redis://:***@127.0.0.1:{server.port}/0" in out, out
+
+
+def test_a_burst_worker_gives_up_on_a_redis_gone_for_good_and_its_tasks_are_taken_over(
+    aof_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("RQ_REDIS_URL", "REDIS_URL"):  # for the batch-end callback, run here by drain()
+        monkeypatch.setenv(var, aof_redis.url)
+    sq = _queue(aof_redis)
+    ids = sq.push_many([{"i": i, "seconds": 0.003} for i in range(2000)])
+    env = _env(aof_redis, RQ_SERVICEQ_BURST_OUTAGE_LIMIT="2")
+    worker = subprocess.Popen([*WORKER, "--burst", "drag-pending"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_until(lambda: sq.get_status_info()["total_success"] > 50)
+        aof_redis.kill()
+        killed = time.monotonic()
+        code = worker.wait(30)
+        took = time.monotonic() - killed
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        out = worker.communicate(timeout=10)[0].decode()
+    assert code == 1, out
+    assert took < 2 + 12, f"the worker waited {took:.1f} s for a Redis gone for good"
+    _assert_quiet_outage_log(out, aof_redis)
+    assert out.count("is unreachable") == 1, out
+    assert out.count("giving up") == 1, out
+    aof_redis.start()  # back, with its data: what the worker held comes back as its 2 s leases run out
+    drain(sq)
+    report = sq.get_batch_report()
+    done = [q["task_id"] for q in report["passed_tasks"] + report["failed_tasks"]]
+    assert sorted(done) == sorted(ids) and report["total_success"] == len(ids)
+    assert sq.connection.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
