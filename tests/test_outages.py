@@ -80,3 +80,56 @@ def test_a_burst_worker_gives_up_on_a_redis_gone_for_good_and_its_tasks_are_take
     done = [q["task_id"] for q in report["passed_tasks"] + report["failed_tasks"]]
     assert sorted(done) == sorted(ids) and report["total_success"] == len(ids)
     assert sq.connection.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
+
+
+OUTAGE = 10.0  # seconds Redis stays down in the tests of processes that ride an outage out
+
+
+def _outage_lines(log: str) -> dict[str, list[str]]:
+    """Each process's Redis-away lines (away, still away, back), by who wrote them."""
+    by_who: dict[str, list[str]] = {}
+    for line in log.splitlines():
+        if ": Redis at " in line:
+            who = " ".join(line.split(": Redis at ")[0].split()[-2:])  # "Worker <name>", "supervisor <id>", ...
+            by_who.setdefault(who, []).append(line)
+    return by_who
+
+
+def _assert_one_episode(log: str, server: RedisServer, who: str) -> None:
+    """Every process that noticed the outage wrote one line as it began and one as it ended."""
+    _assert_quiet_outage_log(log, server)
+    lines = _outage_lines(log)
+    assert any(w.startswith(who) for w in lines), log
+    for name, said in lines.items():
+        assert len(said) == 2 and "is unreachable" in said[0] and "is back after" in said[1], (name, said)
+
+
+def _stop_redis_for_a_while(server: RedisServer) -> None:
+    server.kill()
+    time.sleep(OUTAGE)  # the outage under test lasts this long: not a wait for a condition
+    server.start()
+
+
+def test_a_supervisor_and_its_workers_ride_out_redis_gone_for_ten_seconds(
+    aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    sq = _queue(aof_redis)
+    sq.set_worker_config(worker_count=2, auto_start=False)
+    log = tmp_path / "supervisor.log"
+    cmd = [sys.executable, "-m", "rq_serviceq", "worker", "drag", "--interval", "0.2"]
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(cmd, env=_env(aof_redis), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)  # fmt: skip
+    try:
+        wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
+        ids = sq.push_many([{"i": i, "seconds": 0.003} for i in range(3000)])
+        wait_until(lambda: sq.get_status_info()["total_success"] > 100)
+        _stop_redis_for_a_while(aof_redis)
+        report = sq.wait_for_batch(timeout=60)
+        assert report["total_submitted"] == len(ids) == report["total_success"]
+        assert supervisor.poll() is None, "the supervisor left with Redis"
+        assert len(sq.get_status_info()["worker_reports"]) == 2
+    finally:
+        os.killpg(supervisor.pid, signal.SIGTERM)
+        supervisor.wait(30)
+    _assert_one_episode(log.read_text(), aof_redis, "supervisor")
