@@ -159,17 +159,26 @@ class Outage:
                 return result
 
     @contextmanager
-    def riding_out(self, what: str) -> Iterator[None]:
-        """Run the block; an expected Redis error ends it quietly (noted here), anything else propagates."""
+    def noting(self, what: str) -> Iterator[None]:
+        """Run the block, noting how its Redis calls went; every error propagates (a request's 503, say)."""
         started = self.clock()
         try:
             yield
         except redis.exceptions.RedisError as exc:
+            if expected(exc):
+                self.failed(exc, what)
+            raise
+        self.ok(started)
+
+    @contextmanager
+    def riding_out(self, what: str) -> Iterator[None]:
+        """Run the block; an expected Redis error ends it quietly (noted here), anything else propagates."""
+        try:
+            with self.noting(what):
+                yield
+        except redis.exceptions.RedisError as exc:
             if not expected(exc):
                 raise
-            self.failed(exc, what)
-        else:
-            self.ok(started)
 
     def _check_limit(self, what: str) -> None:
         if self.limit is not None and self.away_for() >= self.limit:

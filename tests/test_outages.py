@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from redis import Redis
 
@@ -17,6 +18,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain, wait_until
+from tests.http_helpers import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret-pw"
@@ -133,3 +135,19 @@ def test_a_supervisor_and_its_workers_ride_out_redis_gone_for_ten_seconds(
         os.killpg(supervisor.pid, signal.SIGTERM)
         supervisor.wait(30)
     _assert_one_episode(log.read_text(), aof_redis, "supervisor")
+
+
+def test_the_http_service_rides_out_redis_gone_for_ten_seconds(aof_redis: RedisServer, tmp_path: Path) -> None:
+    _queue(aof_redis)
+    with running_server(aof_redis.url, tmp_path / "serve.log") as server, httpx.Client(base_url=server.base) as http:
+        assert http.post("/serviceqs/drag/tasks", json={"i": 1}).status_code == 201
+        aof_redis.kill()
+        refused = http.post("/serviceqs/drag/tasks", json={"i": 2}, timeout=30)
+        assert refused.status_code == 503 and f"127.0.0.1:{aof_redis.port}" in refused.text
+        time.sleep(OUTAGE)  # the outage under test lasts this long: not a wait for a condition
+        aof_redis.start()
+        wait_until(lambda: "is back after" in server.log(), timeout=15)
+        assert http.post("/serviceqs/drag/tasks", json={"i": 3}).status_code == 201
+        assert server.terminate() in (0, -15)  # uvicorn re-raises the SIGTERM it caught, once shut down
+        log = server.log()
+    _assert_one_episode(log, aof_redis, "HTTP service")
