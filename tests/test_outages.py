@@ -151,3 +151,32 @@ def test_the_http_service_rides_out_redis_gone_for_ten_seconds(aof_redis: RedisS
         assert server.terminate() in (0, -15)  # uvicorn re-raises the SIGTERM it caught, once shut down
         log = server.log()
     _assert_one_episode(log, aof_redis, "HTTP service")
+
+
+def test_watch_skips_a_malformed_feed_entry_and_rides_out_redis_gone_for_ten_seconds(
+    aof_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("RQ_REDIS_URL", "REDIS_URL"):  # for the batch-end callback, run here by drain()
+        monkeypatch.setenv(var, aof_redis.url)
+    sq = _queue(aof_redis)
+    sq.push_many([{"i": i, "seconds": 0} for i in range(5)])  # no worker yet: the batch stays RUNNING
+    shown, said = tmp_path / "watch.out", tmp_path / "watch.err"
+    cmd = [sys.executable, "-m", "rq_serviceq", "watch", "drag", "--poll", "0.5"]
+    with shown.open("wb") as out, said.open("wb") as err:
+        watch = subprocess.Popen(cmd, env=_env(aof_redis, PYTHONUNBUFFERED="1"), cwd=ROOT, stdout=out, stderr=err)
+    try:
+        wait_until(lambda: "pending 5" in shown.read_text(), timeout=15)
+        sq.connection.xadd(sq.keys.events, {"type": "progress", "batch": "b", "passed": "lots"})
+        wait_until(lambda: "skipping malformed progress-feed entry" in said.read_text(), timeout=10)
+        _stop_redis_for_a_while(aof_redis)
+        wait_until(lambda: "is back after" in said.read_text(), timeout=15)
+        assert watch.poll() is None, said.read_text()
+        drain(sq)
+        assert watch.wait(15) == 0
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(10)
+    assert "FINISHED passed 5" in shown.read_text().splitlines()[-1]
+    assert said.read_text().count("skipping malformed progress-feed entry") == 1
+    _assert_one_episode(said.read_text(), aof_redis, "watch drag")
