@@ -15,7 +15,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ
-from rq_serviceq.testing import RedisServer
+from rq_serviceq.testing import RedisServer, free_port
 from tests import tasks
 from tests.conftest import drain, wait_until
 from tests.http_helpers import running_server
@@ -180,3 +180,32 @@ def test_watch_skips_a_malformed_feed_entry_and_rides_out_redis_gone_for_ten_sec
     assert "FINISHED passed 5" in shown.read_text().splitlines()[-1]
     assert said.read_text().count("skipping malformed progress-feed entry") == 1
     _assert_one_episode(said.read_text(), aof_redis, "watch drag")
+
+
+def test_the_metrics_exporter_reports_redis_down_and_says_so_once_each_way(
+    aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    port, log = free_port(), tmp_path / "metrics.log"
+    cmd = [sys.executable, "-m", "rq_serviceq", "metrics", "--port", str(port), "--host", "127.0.0.1"]
+    url = f"http://127.0.0.1:{port}/metrics"
+    with log.open("wb") as out:
+        exporter = subprocess.Popen(cmd, env=_env(aof_redis), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _redis_up(url) == 1.0, timeout=15)
+        aof_redis.kill()
+        assert _redis_up(url) == 0.0 and _redis_up(url) == 0.0  # two scrapes, one outage line
+        aof_redis.start()
+        wait_until(lambda: _redis_up(url) == 1.0, timeout=15)
+    finally:
+        exporter.terminate()
+        exporter.wait(10)
+    _assert_one_episode(log.read_text(), aof_redis, "metrics exporter")
+
+
+def _redis_up(url: str) -> float | None:
+    try:
+        body = httpx.get(url, timeout=10).text
+    except httpx.HTTPError:
+        return None
+    up = [line for line in body.splitlines() if line.startswith("rq_serviceq_redis_up ")]
+    return float(up[0].split()[-1]) if up else None
