@@ -223,6 +223,27 @@ class ServiceQWorker(SimpleWorker):
         self._outage.failed(exc, "command channel")
         time.sleep(2.0)
 
+    def register_birth(self) -> None:
+        """RQ's registration as the worker starts, through an outage (a worker still starting when a network
+        cut began left with ``Connection closed by server``).  Its MULTI/EXEC is atomic, so a retry that finds
+        this name registered and alive is one whose reply was lost: registered, then."""
+        attempts = 0
+
+        def register() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                super(ServiceQWorker, self).register_birth()  # type: ignore[no-untyped-call]
+            except ValueError:  # "There exists an active worker named ..."
+                if attempts == 1:
+                    raise
+
+        self._with_redis("registration", register)
+
+    def subscribe(self) -> None:
+        """RQ's command channel, subscribed to through an outage too."""
+        self._with_redis("subscribing to the command channel", super().subscribe)
+
     def register_death(self) -> None:
         """RQ's unregistration at exit, skipped once Redis is given up on (the worker hash expires by itself)."""
         if not self._gave_up:

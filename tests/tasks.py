@@ -276,3 +276,17 @@ def gated(task: dict[str, Any]) -> Any:
         conn.rpush("test:at-gate", (current_qtask() or {}).get("task_id", ""))
         conn.blpop(["test:gate"], timeout=30)
     return returns(task)
+
+
+class HeldAtStartWorker(ServiceQWorker):
+    """Stops before RQ's bootstrap (registration, command channel) until the file $TEST_START_GATE exists,
+    so that a test can cut the network just as a worker starts, as a slow machine might meet a cut.
+    It says it is there by creating $TEST_START_GATE.waiting."""
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        gate = os.environ["TEST_START_GATE"]
+        open(f"{gate}.waiting", "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return super().work(*args, **kwargs)

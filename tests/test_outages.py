@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ from rq_serviceq.testing import RedisServer, free_port
 from tests import tasks
 from tests.conftest import drain, wait_until
 from tests.http_helpers import running_server
+from tests.netproxy import CuttableProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret-pw"
@@ -209,3 +210,32 @@ def _redis_up(url: str) -> float | None:
         return None
     up = [line for line in body.splitlines() if line.startswith("rq_serviceq_redis_up ")]
     return float(up[0].split()[-1]) if up else None
+
+
+def test_a_worker_starting_during_a_network_cut_rides_it_out(
+    make_sq: Callable[..., ServiceQ], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """It used to leave with ``Connection closed by server`` when RQ's registration met the cut."""
+    proxy = CuttableProxy(redis_server.port)
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    gate, log = tmp_path / "gate", tmp_path / "worker.log"
+    env = dict(os.environ, RQ_REDIS_URL=proxy.url, PYTHONPATH=str(ROOT), TEST_START_GATE=str(gate))
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.HeldAtStartWorker", "-q", "drag-pending"]
+    with log.open("wb") as out:
+        worker = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: Path(f"{gate}.waiting").exists(), timeout=15)  # attached, before RQ's bootstrap
+        proxy.cut()
+        gate.touch()
+        time.sleep(6)  # the cut under test lasts this long (longer than redis-py's own retries): not a wait
+        assert worker.poll() is None, log.read_text()
+        proxy.restore()
+        sq.push_many([{"value": True} for _ in range(20)])
+        assert sq.wait_for_batch(timeout=30)["total_success"] == 20
+        assert worker.poll() is None, log.read_text()
+    finally:
+        worker.kill()
+        worker.wait(10)
+        proxy.close()
+    assert "Traceback" not in log.read_text()
