@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from rq_serviceq import ServiceQ
+from rq_serviceq import RedisFull, ServiceQ
 from rq_serviceq.testing import RedisServer, free_port
 from tests import tasks
 from tests.conftest import drain, wait_until
@@ -239,3 +239,38 @@ def test_a_worker_starting_during_a_network_cut_rides_it_out(
         worker.wait(10)
         proxy.close()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_full_redis_is_ridden_out_like_an_outage_and_the_batch_ends_once(tmp_path: Path) -> None:
+    """At maxmemory (noeviction) the supervisor and its workers back off with one line each way, every refused
+    settle is tried again and lands once memory is back, and a push is refused with an error naming the Redis."""
+    with RedisServer("--maxmemory-policy", "noeviction", "--requirepass", PASSWORD, auth=f":{PASSWORD}") as server:
+        sq = _queue(server)
+        sq.set_worker_config(worker_count=2, auto_start=False)
+        log = tmp_path / "supervisor.log"
+        cmd = [sys.executable, "-m", "rq_serviceq", "worker", "drag", "--interval", "0.2"]
+        with log.open("wb") as out:
+            supervisor = subprocess.Popen(cmd, env=_env(server), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True)  # fmt: skip
+        try:
+            wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
+            ids = sq.push_many([{"i": i, "seconds": 0.002} for i in range(3000)])
+            wait_until(lambda: sq.get_status_info()["total_success"] > 200)
+            conn = sq.connection
+            conn.config_set("maxmemory", int(conn.info("memory")["used_memory"]) + 32 * 1024)
+            wait_until(lambda: log.read_text().count("is full") >= 3, timeout=20)  # the supervisor and both workers
+            with pytest.raises(RedisFull, match=f"Redis at redis://:\\*\\*\\*@127.0.0.1:{server.port}/0 is full"):
+                sq.push({"i": -1})
+            conn.config_set("maxmemory", 0)
+            report = sq.wait_for_batch(timeout=60)
+            done = [q["task_id"] for q in report["passed_tasks"] + report["failed_tasks"]]
+            assert sorted(done) == sorted(ids) and report["total_success"] == len(ids)
+            assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
+            assert supervisor.poll() is None, "the supervisor left when Redis was full"
+        finally:
+            os.killpg(supervisor.pid, signal.SIGTERM)
+            supervisor.wait(30)
+    text = log.read_text()
+    _assert_quiet_outage_log(text, server)
+    for name, said in _outage_lines(text).items():
+        assert len(said) == 2 and "is full" in said[0] and "is back after" in said[1], (name, said)
