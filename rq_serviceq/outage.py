@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import redis
 from redis import Redis
@@ -36,6 +36,17 @@ T = TypeVar("T")
 BURST_LIMIT_ENV = "RQ_SERVICEQ_BURST_OUTAGE_LIMIT"
 DEFAULT_BURST_LIMIT = 300.0  # seconds a --burst worker waits for Redis before it gives up
 REMIND_EVERY = 60.0  # seconds between two "still away" lines
+
+
+class Retrying(Protocol):
+    """How a caller reaches Redis: a worker retries through outages (``Outage.through``), others once."""
+
+    def __call__(self, what: str, call: Callable[[], T]) -> T: ...
+
+
+def once(what: str, call: Callable[[], T]) -> T:
+    """Reach Redis once; an error is the caller's."""
+    return call()
 
 
 class OutageLimit(SystemExit):

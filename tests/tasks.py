@@ -290,3 +290,11 @@ class HeldAtStartWorker(ServiceQWorker):
         while not os.path.exists(gate) and time.monotonic() < deadline:
             time.sleep(0.02)
         return super().work(*args, **kwargs)
+
+
+def end_callback_then_redis_full(report: dict[str, Any]) -> None:
+    """Counts its runs, then (the first time) fills Redis up: as if memory ran out just after the callback."""
+    conn = _conn()
+    conn.incr(f"test:batch_end_count:{report['batch_id']}")
+    if conn.incr("test:filled") == 1:
+        conn.config_set("maxmemory", 1)

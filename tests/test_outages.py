@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -274,3 +275,28 @@ def test_a_full_redis_is_ridden_out_like_an_outage_and_the_batch_ends_once(tmp_p
     _assert_quiet_outage_log(text, server)
     for name, said in _outage_lines(text).items():
         assert len(said) == 2 and "is full" in said[0] and "is back after" in said[1], (name, said)
+
+
+def test_redis_full_just_after_the_batch_end_callback_does_not_run_it_again(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    sq.set_batch_end_callback(tasks.end_callback_then_redis_full)
+    sq.push_many([{"value": True} for _ in range(3)])
+
+    def free_memory_soon() -> None:
+        wait_until(lambda: conn.config_get("maxmemory")["maxmemory"] == "1", timeout=20)
+        time.sleep(1.0)  # Redis stays full this long: the record of the batch end is refused meanwhile
+        conn.config_set("maxmemory", 0)
+
+    freer = threading.Thread(target=free_memory_soon)
+    freer.start()
+    try:
+        drain(sq)
+    finally:
+        freer.join(30)
+        conn.config_set("maxmemory", 0)
+    report = sq.get_batch_report()
+    assert report["status"] == "FINISHED" and report["end_callback"] == "ok"
+    assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
