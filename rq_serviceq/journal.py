@@ -40,7 +40,7 @@ from redis import Redis
 
 from . import keys as k
 from .job import ServiceQJob
-from .outage import Outage, expected
+from .outage import expected
 from .remarks import Outcome
 
 STARTED = "sq_started"
@@ -74,11 +74,9 @@ _CURRENT_JOB = _bulk(b"current_job")  # RQ's worker-hash field (Worker.set_curre
 class Journal:
     """Journal writes of one worker, sent without waiting; thread-safe (the threads runner shares it)."""
 
-    def __init__(self, conn: Redis, worker_key: str | None = None, outage: Outage | None = None) -> None:
-        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running;
-        ``outage``: the process's Redis-away bookkeeping, told of a write lost to an outage (not a line a task)."""
+    def __init__(self, conn: Redis, worker_key: str | None = None) -> None:
+        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running."""
         self._pool = conn.connection_pool
-        self._outage = outage
         key = _bulk(worker_key.encode()) if worker_key else None
         # HSET <worker key> current_job, waiting for the task id; HDEL of the same field
         self._set_current = None if key is None else b"*4\r\n$4\r\nHSET\r\n" + key + _CURRENT_JOB
@@ -147,12 +145,12 @@ class Journal:
         self._owed, self._replies = self._owed + self._replies, 0
 
     def _drop(self, exc: Exception) -> None:
-        """Never fail a task for the journal: forget what it held, give its connection back disconnected."""
-        if self._outage is not None and expected(exc):
-            self._outage.failed(exc, "task journal write")
-        else:
-            logger.warning("task journal write failed (%s: %s); the settle records these outcomes",
-                           type(exc).__name__, exc)  # fmt: skip
+        """Never fail a task for the journal: forget what it held, give its connection back disconnected.
+
+        Redis away is not worth a line here (the settle's retries note the outage, once): a journal
+        holds its connection across one, so even its first write after the outage fails."""
+        log = logger.debug if expected(exc) else logger.warning
+        log("task journal write failed (%s: %s); the settle records these outcomes", type(exc).__name__, exc)
         self._unsent, self._replies, self._owed = [], 0, 0
         if self._conn is not None:
             conn, self._conn = self._conn, None

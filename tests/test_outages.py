@@ -49,6 +49,7 @@ def _env(server: RedisServer, **extra: str) -> dict[str, str]:
 
 def _assert_quiet_outage_log(out: str, server: RedisServer) -> None:
     assert "Traceback" not in out, out
+    assert "task journal write failed" not in out, "a line per task while Redis is away"
     assert PASSWORD not in out, "the log shows the Redis password"
     assert f"redis://:***@127.0.0.1:{server.port}/0" in out, out
 
