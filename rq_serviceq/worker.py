@@ -203,13 +203,19 @@ class ServiceQWorker(SimpleWorker):
 
     def _with_redis(self, what: str, call: Callable[[], T]) -> T:
         """Retry through a Redis restart, network cut or full Redis (``Outage.through``); a stop request ends
-        the wait, and so does a burst worker's bound, with one line saying why."""
+        the wait (RQ's StopRequested), and so does a burst worker's bound, with one line saying why."""
         try:
             return self._outage.through(what, call, stop=lambda: self._stop_requested)
         except OutageLimit as exc:
             self._gave_up = True
             self.log.error("%s", exc)
             raise
+        except redis.exceptions.RedisError as exc:
+            if not (self._stop_requested and expected(exc)):
+                raise
+            self.log.warning("Worker %s: stopping on request while Redis is away; what it holds comes back "
+                             "as its leases run out", self.name)  # fmt: skip
+            raise StopRequested from None  # RQ's work loop ends on it, quietly
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry cleaning, through an outage like every other Redis call of the work loop."""

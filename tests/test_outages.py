@@ -301,3 +301,28 @@ def test_redis_full_just_after_the_batch_end_callback_does_not_run_it_again(
     report = sq.get_batch_report()
     assert report["status"] == "FINISHED" and report["end_callback"] == "ok"
     assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
+
+
+def test_a_worker_told_to_stop_while_redis_is_away_leaves_quietly(aof_redis: RedisServer, tmp_path: Path) -> None:
+    _queue(aof_redis).push_many([{"i": i, "seconds": 0.2} for i in range(50)])
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([*WORKER, "drag-pending"], env=_env(aof_redis), cwd=ROOT, stdout=out,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_until(lambda: _worker_busy(aof_redis), timeout=15)
+        aof_redis.kill()
+        wait_until(lambda: "is unreachable" in log.read_text(), timeout=15)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    _assert_quiet_outage_log(log.read_text(), aof_redis)
+    assert "stopping on request while Redis is away" in log.read_text()
+
+
+def _worker_busy(server: RedisServer) -> bool:
+    conn = Redis.from_url(server.url)
+    return any(conn.hget(key, "state") == b"busy" for key in conn.keys("rq:worker:*"))
