@@ -378,9 +378,10 @@ class ServiceQWorker(SimpleWorker):
                     pipe.expire(key, TASK_FUNCTION_ERROR_TTL)
                 pipe.execute()
         except redis.exceptions.RedisError as exc:
-            if not expected(exc):
-                raise
-            self._outage.failed(exc, "noting why this worker cannot run tasks")
+            if expected(exc):  # Redis away: one outage line, not a traceback each time
+                self._outage.failed(exc, "noting why this worker cannot run tasks")
+            else:
+                self.log.warning("could not record in Redis why this worker cannot run tasks", exc_info=True)
 
     def _back_off(self) -> None:
         """Wait before claiming again; sooner when the task function setting changes (a fix, perhaps).
