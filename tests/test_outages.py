@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from redis import Redis
 
-from rq_serviceq import RedisFull, ServiceQ
+from rq_serviceq import RedisFull, ServiceQ, ServiceQWorker
+from rq_serviceq.outage import Outage, OutageLimit
 from rq_serviceq.testing import RedisServer, free_port
 from tests import tasks
 from tests.conftest import drain, wait_until
@@ -326,3 +329,41 @@ def test_a_worker_told_to_stop_while_redis_is_away_leaves_quietly(aof_redis: Red
 def _worker_busy(server: RedisServer) -> bool:
     conn = Redis.from_url(server.url)
     return any(conn.hget(key, "state") == b"busy" for key in conn.keys("rq:worker:*"))
+
+
+def test_the_outage_bookkeeping_says_one_line_a_minute_while_redis_stays_away(
+    conn: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+    log = logging.getLogger("test.outage")
+    outage = Outage(conn, "Worker w1", log, clock=lambda: now[0])
+    gone = redis.exceptions.ConnectionError("Connection refused")
+    with caplog.at_level(logging.DEBUG, logger="test.outage"):
+        for now[0] in (0.0, 1.0, 30.0, 61.0, 100.0, 125.0):
+            outage.failed(gone, "settle")
+        outage.ok(started=-1.0)  # a reply already on its way when Redis went says nothing
+        outage.ok(started=126.0)
+        outage.ok(started=127.0)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 4, said
+    assert said[0].startswith("Worker w1: Redis at redis://127.0.0.1:") and "is unreachable" in said[0]
+    assert "still unreachable after 61 s" in said[1] and "still unreachable after 125 s" in said[2]
+    assert said[3].endswith("is back after 125.0 s")
+    assert all(r.exc_info is None for r in caplog.records if r.levelno >= logging.INFO)  # tracebacks: DEBUG only
+
+
+def test_through_gives_up_at_its_limit_and_a_bad_limit_setting_is_refused(
+    conn: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outage = Outage(conn, "Worker w1", logging.getLogger("test.outage"), limit=0.3, max_wait=0.1)
+
+    def unreachable() -> None:
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+    started = time.monotonic()
+    with pytest.raises(OutageLimit, match=r"giving up: Redis at .* RQ_SERVICEQ_BURST_OUTAGE_LIMIT=0\.3 s") as info:
+        outage.through("settle", unreachable)
+    assert info.value.code == 1 and time.monotonic() - started < 2
+    monkeypatch.setenv("RQ_SERVICEQ_BURST_OUTAGE_LIMIT", "soon")
+    with pytest.raises(SystemExit, match="RQ_SERVICEQ_BURST_OUTAGE_LIMIT must be a number of seconds above 0"):
+        ServiceQWorker("drag-pending", connection=conn).work(burst=True)
