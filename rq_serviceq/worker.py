@@ -91,7 +91,8 @@ class ServiceQWorker(SimpleWorker):
         kwargs["job_class"] = ServiceQJob
         super().__init__([k.pending_queue_name(name)], *args, **kwargs)
         self.sq_keys = k.Keys(name)
-        self._outage = Outage(self.connection, f"Worker {self.name}", self.log, max_wait=self.max_reconnect_wait)
+        if not hasattr(self, "_outage"):  # else made as RQ's __init__ named the connection (_set_ip_address)
+            self._outage = self._new_outage(self.connection)
         self._gave_up = False  # a burst worker stopped waiting for Redis (OutageLimit): teardown skips Redis
         # Attach here, once: a worker may well start before any producer has run.  Never later, or a
         # worker would re-create a service queue deleted while it runs (it leaves instead: CLAIM says DELETED).
@@ -216,6 +217,16 @@ class ServiceQWorker(SimpleWorker):
             self.log.warning("Worker %s: stopping on request while Redis is away; what it holds comes back "
                              "as its leases run out", self.name)  # fmt: skip
             raise StopRequested from None  # RQ's work loop ends on it, quietly
+
+    def _new_outage(self, connection: redis.Redis) -> Outage:
+        return Outage(connection, f"Worker {self.name}", self.log, max_wait=self.max_reconnect_wait)
+
+    def _set_ip_address(self, connection: redis.Redis) -> None:
+        """RQ's CLIENT SETNAME and CLIENT LIST in its ``__init__``, through an outage too (a worker still being
+        built when a network cut began left with ``Connection closed by server``).  The first Redis call of
+        this class, so the outage bookkeeping starts here."""
+        self._outage, self._gave_up = self._new_outage(connection), False
+        self._with_redis("naming its connection", lambda: super(ServiceQWorker, self)._set_ip_address(connection))
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry cleaning, through an outage like every other Redis call of the work loop."""

@@ -217,15 +217,19 @@ def _redis_up(url: str) -> float | None:
     return float(up[0].split()[-1]) if up else None
 
 
+@pytest.mark.parametrize("hold_at", ["init", "work"])
 def test_a_worker_starting_during_a_network_cut_rides_it_out(
-    make_sq: Callable[..., ServiceQ], redis_server: RedisServer, tmp_path: Path
+    make_sq: Callable[..., ServiceQ], redis_server: RedisServer, tmp_path: Path, hold_at: str
 ) -> None:
-    """It used to leave with ``Connection closed by server`` when RQ's registration met the cut."""
+    """It used to leave with ``Connection closed by server`` when RQ's ``__init__`` (CLIENT SETNAME) or its
+    registration met the cut."""
     proxy = CuttableProxy(redis_server.port)
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     gate, log = tmp_path / "gate", tmp_path / "worker.log"
-    env = dict(os.environ, RQ_REDIS_URL=proxy.url, PYTHONPATH=str(ROOT), TEST_START_GATE=str(gate))
+    env = dict(
+        os.environ, RQ_REDIS_URL=proxy.url, PYTHONPATH=str(ROOT), TEST_START_GATE=str(gate), TEST_HOLD_AT=hold_at
+    )
     cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.HeldAtStartWorker", "-q", "drag-pending"]
     with log.open("wb") as out:
         worker = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
