@@ -110,6 +110,7 @@ class Outage:
         self.conn, self.where = conn, connection_url(conn, hide_password=True)
         self.who, self.log, self.limit, self.max_wait, self.clock = who, log, limit, max_wait, clock
         self.since: float | None = None  # clock() when the current outage began; None while Redis answers
+        self._back_at = float("-inf")  # clock() when the last outage ended
         self._reminded = 0.0
         self._lock = threading.Lock()
 
@@ -139,8 +140,14 @@ class Outage:
         with self._lock:
             if self.since is None:
                 return
-            away, self.since = self.clock() - self.since, None
+            self._back_at = self.clock()
+            away, self.since = self._back_at - self.since, None
             self.log.warning("%s: Redis at %s is back after %.1f s", self.who, self.where, away)
+
+    def lately_away(self, within: float = 10.0) -> bool:
+        """Redis is away, or was until ``within`` seconds ago: a connection held across the outage fails once
+        more after it, which is no news worth a line."""
+        return self.since is not None or self.clock() - self._back_at < within
 
     def away_for(self) -> float:
         since = self.since

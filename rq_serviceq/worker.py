@@ -108,7 +108,7 @@ class ServiceQWorker(SimpleWorker):
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
-        self._journal = Journal(self.connection, worker_key=self.key)  # also sets RQ's current_job
+        self._journal = Journal(self.connection, worker_key=self.key, outage=self._outage)  # sets RQ's current_job
         self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
         self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
         self._backoff = 0.0
