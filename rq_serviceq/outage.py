@@ -29,6 +29,7 @@ from typing import Protocol, TypeVar
 import redis
 from redis import Redis
 
+from .keys import PREFIX
 from .launcher import connection_url
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ T = TypeVar("T")
 BURST_LIMIT_ENV = "RQ_SERVICEQ_BURST_OUTAGE_LIMIT"
 DEFAULT_BURST_LIMIT = 300.0  # seconds a --burst worker waits for Redis before it gives up
 REMIND_EVERY = 60.0  # seconds between two "still away" lines
+PROBE_KEY = PREFIX + "outage-probe"  # written (1 s TTL) to tell that a full Redis takes writes again
 
 
 class Retrying(Protocol):
@@ -111,6 +113,7 @@ class Outage:
         self.who, self.log, self.limit, self.max_wait, self.clock = who, log, limit, max_wait, clock
         self.since: float | None = None  # clock() when the current outage began; None while Redis answers
         self._back_at = float("-inf")  # clock() when the last outage ended
+        self._full = False  # the current outage includes Redis refusing writes (OOM): reads say nothing of it
         self._reminded = 0.0
         self._lock = threading.Lock()
 
@@ -118,6 +121,8 @@ class Outage:
         """A Redis call failed for an expected reason: the first line of an outage, or a reminder a minute."""
         with self._lock:
             now = self.clock()
+            full = _state(exc).startswith("full")
+            self._full = full or (self._full and self.since is not None)
             if self.since is None:
                 self.since = self._reminded = now
                 self.log.warning("%s: Redis at %s is %s (%s: %s, during %s); waiting for it", self.who, self.where,
@@ -130,11 +135,15 @@ class Outage:
 
     def ok(self, started: float) -> None:
         """A Redis call begun at ``started`` (``clock()``) worked: the end of an outage, if one was on, once a
-        PING confirms it (a call may have touched nothing, or its reply was on its way when Redis went)."""
+        PING confirms it (a call may have touched nothing, or its reply was on its way when Redis went), or
+        for a full Redis a write (a read works at maxmemory)."""
         if self.since is None or started < self.since:
             return
         try:
-            self.conn.ping()
+            if self._full:
+                self.conn.set(PROBE_KEY, 1, px=1000)
+            else:
+                self.conn.ping()
         except redis.exceptions.RedisError:
             return
         with self._lock:
