@@ -6,7 +6,7 @@ from .models import BatchEvent, BatchReport, BatchSummary, QTask, Settings, Stat
 from .perform import current_qtask
 from .push import PushError
 from .remarks import NoRetry
-from .serviceq import RedisUnavailable, ServiceQ
+from .serviceq import RedisFull, RedisUnavailable, ServiceQ
 from .state import ServiceQDeleted
 from .worker import ForkingServiceQWorker, ServiceQWorker
 
@@ -18,6 +18,7 @@ __all__ = [
     "NoRetry",
     "PushError",
     "QTask",
+    "RedisFull",
     "RedisUnavailable",
     "ServiceQ",
     "ServiceQDeleted",

@@ -11,6 +11,7 @@ behind reads the ledger (``get_status_info``) to catch up.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from redis import Redis
@@ -20,14 +21,36 @@ from .models import BatchEvent
 from .state import text
 
 _COUNTERS = ("submitted", "passed", "failed", "pending", "retried")
+logger = logging.getLogger("rq_serviceq")
+_warned: dict[str, None] = {}  # malformed entries already warned of (a follower may read one again), oldest first
 
 
 def read(conn: Redis, keys: k.Keys, since: str = "$", block: float | None = None, count: int = 100) -> list[BatchEvent]:
     """Events after ``since`` ('$': only new ones, '0': the oldest kept, else an event id), at most
     ``count``; waits up to ``block`` seconds for the first one (None: do not wait)."""
     block_ms = None if block is None else max(1, int(block * 1000))
-    reply: list[Any] = conn.xread({keys.events: since}, count=count, block=block_ms) or []  # type: ignore[assignment]
-    return [parse(entry_id, fields) for _stream, entries in reply for entry_id, fields in entries]
+    while True:
+        reply: list[Any] = conn.xread({keys.events: since}, count=count, block=block_ms) or []  # type: ignore[assignment]
+        entries = [entry for _stream, got in reply for entry in got]
+        events = [event for event in (_parsed(*entry) for entry in entries) if event is not None]
+        if events or not entries:
+            return events
+        since = text(entries[-1][0])  # only malformed entries: read on past them, or a follower would stop there
+
+
+def _parsed(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent | None:
+    """The event, or None for an entry that is not one (any Redis writer can XADD to the feed): a reader
+    skips it with a warning rather than stop following the feed."""
+    try:
+        return parse(entry_id, fields)
+    except (ValueError, TypeError, IndexError) as exc:
+        eid = text(entry_id)
+        if eid not in _warned:
+            logger.warning("skipping malformed progress-feed entry %s (%s: %s)", eid, type(exc).__name__, exc)
+            _warned[eid] = None
+            if len(_warned) > 1000:
+                del _warned[next(iter(_warned))]
+        return None
 
 
 def parse(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from redis import Redis
 
@@ -28,21 +28,9 @@ from .job import ServiceQJob
 from .journal import Journal
 from .keeper import LeaseKeeper
 from .models import Settings
+from .outage import Retrying, once
 from .perform import Gate, Runner, always
 from .remarks import Outcome
-
-T = TypeVar("T")
-
-
-class Retrying(Protocol):
-    """How a caller reaches Redis: a worker retries through outages (``ServiceQWorker._with_redis``)."""
-
-    def __call__(self, what: str, call: Callable[[], T]) -> T: ...
-
-
-def once(what: str, call: Callable[[], T]) -> T:
-    """Reach Redis once; an error is the caller's."""
-    return call()
 
 
 @dataclass(frozen=True)
@@ -65,7 +53,9 @@ class Claimant:
     def batch_work(self, settings: Settings, member: str) -> None:
         """A batch's end, or a begin callback whose pusher died, with its lease kept while it runs."""
         with self.keeper.doing(member):
-            self.retrying("batch work", lambda: ledger.batch_work(self.conn, self.keys, settings, member))
+            self.retrying(
+                "batch work", lambda: ledger.batch_work(self.conn, self.keys, settings, member, self.retrying)
+            )
 
 
 @dataclass(slots=True)  # not frozen: one per task, and a frozen dataclass costs 4x as much to build

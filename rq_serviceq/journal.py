@@ -40,6 +40,7 @@ from redis import Redis
 
 from . import keys as k
 from .job import ServiceQJob
+from .outage import Outage, expected
 from .remarks import Outcome
 
 STARTED = "sq_started"
@@ -73,9 +74,12 @@ _CURRENT_JOB = _bulk(b"current_job")  # RQ's worker-hash field (Worker.set_curre
 class Journal:
     """Journal writes of one worker, sent without waiting; thread-safe (the threads runner shares it)."""
 
-    def __init__(self, conn: Redis, worker_key: str | None = None) -> None:
-        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running."""
+    def __init__(self, conn: Redis, worker_key: str | None = None, outage: Outage | None = None) -> None:
+        """``worker_key``: RQ's ``rq:worker:<name>`` hash, whose ``current_job`` names the task running;
+        ``outage``: the worker's Redis-away bookkeeping, told of a write lost to an outage."""
         self._pool = conn.connection_pool
+        self._outage = outage
+        self._failing = False  # a write failed since the last sync that worked: said once, not per task
         key = _bulk(worker_key.encode()) if worker_key else None
         # HSET <worker key> current_job, waiting for the task id; HDEL of the same field
         self._set_current = None if key is None else b"*4\r\n$4\r\nHSET\r\n" + key + _CURRENT_JOB
@@ -112,6 +116,7 @@ class Journal:
                 while self._owed:
                     self._owed -= 1
                     self._conn.read_response()
+                self._failing = False
             except Exception as exc:
                 self._drop(exc)
 
@@ -144,8 +149,18 @@ class Journal:
         self._owed, self._replies = self._owed + self._replies, 0
 
     def _drop(self, exc: Exception) -> None:
-        """Never fail a task for the journal: forget what it held, give its connection back disconnected."""
-        logger.warning("task journal write failed (%s: %s); the settle records these outcomes", type(exc).__name__, exc)
+        """Never fail a task for the journal: forget what it held, give its connection back disconnected.
+
+        Redis unreachable is the worker's outage, said once however many writes fail (the journal may be
+        the first to meet it), and not again just after it (a connection held across the outage fails
+        once more); anything else is worth a warning, once until a sync works again."""
+        if self._outage is not None and expected(exc):
+            if not self._outage.lately_away():
+                self._outage.failed(exc, "task journal write")
+        elif not self._failing:
+            logger.warning("task journal write failed (%s: %s); the settle records these outcomes",
+                           type(exc).__name__, exc)  # fmt: skip
+        self._failing = True
         self._unsent, self._replies, self._owed = [], 0, 0
         if self._conn is not None:
             conn, self._conn = self._conn, None

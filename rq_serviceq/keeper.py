@@ -20,6 +20,7 @@ from redis import Redis
 from . import keys as k
 from . import leases
 from .claim import extend_leases
+from .outage import Outage
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -32,11 +33,18 @@ class LeaseKeeper:
     """
 
     def __init__(
-        self, conn: Redis, keys: k.Keys, lease: float | None = None, log: logging.Logger | None = None
+        self,
+        conn: Redis,
+        keys: k.Keys,
+        lease: float | None = None,
+        log: logging.Logger | None = None,
+        outage: Outage | None = None,
     ) -> None:
+        """``outage``: the process's Redis-away bookkeeping, which a failed renewal is told of (one line an outage)."""
         self.conn, self.keys = conn, keys
         self.lease = leases.TASK_LEASE if lease is None else lease  # read now: the policy, not a copy of it
         self.log = log or logger
+        self.outage = outage or Outage(conn, "lease keeper", self.log)
         self._tasks: set[str] = set()
         self._work: set[str] = set()  # finalize-zset members: "begin:<batch id>" or a batch id
         self._lock = threading.Lock()
@@ -80,6 +88,7 @@ class LeaseKeeper:
             with self._lock:
                 tasks, work = list(self._tasks), list(self._work)
             try:
-                extend_leases(self.conn, self.keys, tasks, work, self.lease)
+                with self.outage.riding_out("lease renewal"):
+                    extend_leases(self.conn, self.keys, tasks, work, self.lease)
             except Exception:
                 self.log.warning("could not extend task leases; will try again", exc_info=True)

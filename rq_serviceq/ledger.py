@@ -17,6 +17,7 @@ from . import leases, report, scripts, totals
 from .callbacks import call_hook
 from .job import ServiceQJob
 from .models import Settings
+from .outage import Retrying, once
 from .remarks import Outcome
 from .state import text
 
@@ -60,24 +61,33 @@ def settle(
     )
 
 
-def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> None:
-    """Run the batch-begin callback and record it; a worker runs it instead if the pusher died first."""
+def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retrying: Retrying = once) -> None:
+    """Run the batch-begin callback and record it; a worker runs it instead if the pusher died first.
+
+    The record is retried in place (``retrying``) so that Redis going away (or full) after the callback
+    ran does not run it again."""
     summary = report.summary(conn, keys, settings, batch_id).model_dump()
     error = call_hook(
         settings.batch_begin_callback, summary, what="batch-begin callback", timeout=settings.callback_timeout
     )
-    if settings.batch_begin_callback:
-        conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
-    begun = scripts.finish(conn, keys, batch_id, "BEGUN").done
-    if begun and error is not None:  # counted by the one caller that did the begin work
-        totals.callback_failed(conn, keys, "begin")
+
+    def record() -> None:
+        if settings.batch_begin_callback:
+            conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
+        begun = scripts.finish(conn, keys, batch_id, "BEGUN").done
+        if begun and error is not None:  # counted by the one caller that did the begin work
+            totals.callback_failed(conn, keys, "begin")
+
+    retrying("recording the batch begin", record)
 
 
-def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bool:
+def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retrying: Retrying = once) -> bool:
     """Build the report, run the batch-end callback, keep the report for ``report_ttl``, mark the batch done.
 
     Returns False when the batch had been finalized already (a worker that
-    took the work over after a lease ran out finds nothing left to do).
+    took the work over after a lease ran out finds nothing left to do).  What
+    follows the callback is retried in place (``retrying``), so that Redis going
+    away (or full) after the callback ran does not run it again.
     """
     done_at, final_status = conn.hmget(keys.batch(batch_id), "finalized", "final_status")
     if done_at:
@@ -92,6 +102,10 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
         attempts=END_CALLBACK_ATTEMPTS,
         timeout=settings.callback_timeout,
     )
+    return retrying("recording the batch end", lambda: _record_end(conn, keys, settings, batch_id, status, error))
+
+
+def _record_end(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str, error: str | None) -> bool:
     if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
         conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
     done = scripts.finish(conn, keys, batch_id, status).done
@@ -106,9 +120,9 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> bo
     return done
 
 
-def batch_work(conn: Redis, keys: k.Keys, settings: Settings, member: str) -> None:
+def batch_work(conn: Redis, keys: k.Keys, settings: Settings, member: str, retrying: Retrying = once) -> None:
     """Do the batch work a claim handed over: a batch's begin callback, or its end."""
     if member.startswith(BEGIN_PREFIX):  # the pusher died before running the batch-begin callback
-        begin(conn, keys, settings, member.removeprefix(BEGIN_PREFIX))
+        begin(conn, keys, settings, member.removeprefix(BEGIN_PREFIX), retrying)
     else:
-        finalize(conn, keys, settings, member)
+        finalize(conn, keys, settings, member, retrying)

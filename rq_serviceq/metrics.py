@@ -37,6 +37,7 @@ from . import keys as k
 from . import state, totals
 from .connection import connect
 from .models import Status
+from .outage import Outage
 
 # prometheus-client is an optional extra (`metrics`): imported where used, so that this module
 # imports without it and `rq-serviceq metrics` can say what to install.
@@ -80,6 +81,7 @@ class ServiceQCollector:
 
     def __init__(self, connection: Redis | None = None, url: str | None = None) -> None:
         self.conn = connection if connection is not None else connect(url)
+        self.outage = Outage(self.conn, "metrics exporter", logging.getLogger("rq_serviceq.metrics"))
 
     def describe(self) -> list[Metric]:
         return []  # nothing to describe ahead: the queues are found at scrape time
@@ -89,7 +91,8 @@ class ServiceQCollector:
 
         up = GaugeMetricFamily("rq_serviceq_redis_up", "1 when this scrape reached Redis, else 0")
         try:
-            rows = self._read_all()
+            with self.outage.noting("a scrape"):  # one log line when Redis goes, one when it is back
+                rows = self._read_all()
         except redis.exceptions.RedisError:
             up.add_metric([], 0)
             yield up

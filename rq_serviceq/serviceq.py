@@ -37,6 +37,11 @@ class RedisUnavailable(redis.exceptions.ConnectionError):
     """Redis could not be reached; the message names the URL that was tried (without its password)."""
 
 
+class RedisFull(redis.exceptions.OutOfMemoryError):
+    """Redis refused a write at ``maxmemory`` (its ``-OOM`` reply); the message names the Redis (password hidden).
+    A refused script wrote nothing: Redis refuses a script at its first write, before anything changed."""
+
+
 class ServiceQ:
     """A named service queue: pending, passed and failed queues, batches and their reports.
 
@@ -235,6 +240,9 @@ class ServiceQ:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             where = launcher.connection_url(self.connection, hide_password=True)
             raise RedisUnavailable(f"cannot reach Redis at {where}: {exc}") from exc
+        except redis.exceptions.OutOfMemoryError as exc:
+            where = launcher.connection_url(self.connection, hide_password=True)
+            raise RedisFull(f"Redis at {where} is full (maxmemory reached) and refused the write: {exc}") from exc
 
     # --- workers --------------------------------------------------------------------------
     def start(self) -> int:

@@ -37,6 +37,7 @@ from redis import Redis
 
 from . import keys as k
 from . import launcher, report, scripts, state
+from .outage import Outage
 
 logger = logging.getLogger("rq_serviceq.supervisor")
 
@@ -57,6 +58,7 @@ class Supervisor:
         self.leaving: dict[str, subprocess.Popen[bytes]] = {}  # asked to stop, still finishing
         self._stopping = False
         self._next_run: float | None = None
+        self.outage = Outage(conn, f"supervisor {self.id}", logger)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -65,13 +67,10 @@ class Supervisor:
         pause = self.interval
         try:
             while not self._stopping:
-                try:
+                # Redis away (restarting, cut off, full): keep the workers (they wait it out too), look again later.
+                with self.outage.riding_out("a look at the service queue"):
                     self.tick()
-                    pause = self.interval
-                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                    # Redis restarting: keep the workers (they wait it out too) and look again later.
-                    logger.warning("Redis unreachable (%s); supervisor retries in %.1f s", exc, pause)
-                    pause = min(pause * 2, 5.0)
+                pause = self.interval if self.outage.since is None else min(pause * 2, 5.0)
                 time.sleep(pause)
         finally:
             self.shutdown()

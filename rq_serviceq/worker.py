@@ -50,6 +50,7 @@ from .keeper import LeaseKeeper
 from .leases import TASK_LEASE
 from .log import worker_log
 from .models import Settings
+from .outage import Outage, OutageLimit, burst_limit, expected
 from .perform import ForkRunner, Gate, Runner
 from .reconcile import reconcile
 from .remarks import Verdict
@@ -72,14 +73,6 @@ def _service_name(queues: Any) -> str:
     return names[0].removesuffix("-pending")
 
 
-_RETRIED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ResponseError)
-
-
-def _transient(exc: redis.exceptions.RedisError) -> bool:
-    """Worth retrying: Redis unreachable, or busy running a long script (its BUSY reply)."""
-    return not isinstance(exc, redis.exceptions.ResponseError) or str(exc).startswith("BUSY")
-
-
 class ServiceQWorker(SimpleWorker):
     """Works a service queue: claim, perform, settle; retries wait in Redis, not in the worker."""
 
@@ -99,6 +92,9 @@ class ServiceQWorker(SimpleWorker):
         kwargs["job_class"] = ServiceQJob
         super().__init__([k.pending_queue_name(name)], *args, **kwargs)
         self.sq_keys = k.Keys(name)
+        if not hasattr(self, "_outage"):  # else made as RQ's __init__ named the connection (_set_ip_address)
+            self._outage = self._new_outage(self.connection)
+        self._gave_up = False  # a burst worker stopped waiting for Redis (OutageLimit): teardown skips Redis
         # Attach here, once: a worker may well start before any producer has run.  Never later, or a
         # worker would re-create a service queue deleted while it runs (it leaves instead: CLAIM says DELETED).
         self.sq_settings: Settings = self._with_redis("attach", lambda: state.attach(self.connection, name))
@@ -109,11 +105,11 @@ class ServiceQWorker(SimpleWorker):
         self._pause_gen_seen = 0  # the newest pause/stop generation this worker was told of
         self._tasks_left: int | None = None  # tasks this worker may still run (RQ's max_jobs), None: no limit
         self._runner: Runner | None = None
-        self._keeper = LeaseKeeper(self.connection, self.sq_keys, self.lease_seconds, self.log)
+        self._keeper = LeaseKeeper(self.connection, self.sq_keys, self.lease_seconds, self.log, self._outage)
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
-        self._journal = Journal(self.connection, worker_key=self.key)  # also sets RQ's current_job
+        self._journal = Journal(self.connection, worker_key=self.key, outage=self._outage)  # sets RQ's current_job
         self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
         self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
         self._backoff = 0.0
@@ -128,6 +124,11 @@ class ServiceQWorker(SimpleWorker):
         """
         bound = inspect.signature(super().work).bind(*args, **kwargs)
         self._tasks_left = bound.arguments.pop("max_jobs", None)
+        if bound.arguments.get("burst"):  # nobody waits for a burst worker: it waits for Redis only so long
+            try:
+                self._outage.limit = burst_limit()
+            except ValueError as exc:
+                raise SystemExit(str(exc)) from None
         return super().work(*bound.args, **bound.kwargs)
 
     def dequeue_job_and_maintain_ttl(
@@ -216,22 +217,75 @@ class ServiceQWorker(SimpleWorker):
             self._with_redis("state update", lambda: super(ServiceQWorker, self).set_state(state))
 
     def _with_redis(self, what: str, call: Callable[[], T]) -> T:
-        """Retry through a Redis restart or network cut with backoff, as RQ does around its dequeue.
+        """Retry through a Redis restart, network cut or full Redis (``Outage.through``); a stop request ends
+        the wait (RQ's StopRequested), and so does a burst worker's bound, with one line saying why."""
+        try:
+            return self._outage.through(what, call, stop=lambda: self._stop_requested)
+        except OutageLimit as exc:
+            self._gave_up = True
+            self.log.error("%s", exc)
+            raise
+        except redis.exceptions.RedisError as exc:
+            if not (self._stop_requested and expected(exc)):
+                raise
+            self.log.warning("Worker %s: stopping on request while Redis is away; what it holds comes back "
+                             "as its leases run out", self.name)  # fmt: skip
+            raise StopRequested from None  # RQ's work loop ends on it, quietly
 
-        An outcome is never dropped because Redis blinked: the settle is retried until
-        it lands (its claim token makes a repeat harmless).  Only a stop request ends
-        the wait; the task's lease then runs out and another worker runs it again.
-        """
-        pause = 0.1
-        while True:
+    def _new_outage(self, connection: redis.Redis) -> Outage:
+        return Outage(connection, f"Worker {self.name}", self.log, max_wait=self.max_reconnect_wait)
+
+    def _set_ip_address(self, connection: redis.Redis) -> None:
+        """RQ's CLIENT SETNAME and CLIENT LIST in its ``__init__``, through an outage too (a worker still being
+        built when a network cut began left with ``Connection closed by server``).  The first Redis call of
+        this class, so the outage bookkeeping starts here."""
+        self._outage, self._gave_up = self._new_outage(connection), False
+        self._with_redis("naming its connection", lambda: super(ServiceQWorker, self)._set_ip_address(connection))
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's registry cleaning, through an outage like every other Redis call of the work loop."""
+        self._with_redis("maintenance", super().run_maintenance_tasks)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        """RQ's command-channel thread logs an error every 2 s while Redis is away: one outage line instead."""
+        if not expected(exc):
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+            return
+        self._outage.failed(exc, "command channel")
+        time.sleep(2.0)
+
+    def register_birth(self) -> None:
+        """RQ's registration as the worker starts, through an outage (a worker still starting when a network
+        cut began left with ``Connection closed by server``).  Its MULTI/EXEC is atomic, so a retry that finds
+        this name registered and alive is one whose reply was lost: registered, then."""
+        attempts = 0
+
+        def register() -> None:
+            nonlocal attempts
+            attempts += 1
             try:
-                return call()
-            except _RETRIED as exc:
-                if self._stop_requested or not _transient(exc):
+                super(ServiceQWorker, self).register_birth()  # type: ignore[no-untyped-call]
+            except ValueError:  # "There exists an active worker named ..."
+                if attempts == 1:
                     raise
-                self.log.warning("Redis unreachable during %s (%s); retrying in %.1f s", what, exc, pause)
-                time.sleep(pause)
-                pause = min(pause * 2, self.max_reconnect_wait)
+
+        self._with_redis("registration", register)
+
+    def subscribe(self) -> None:
+        """RQ's command channel, subscribed to through an outage too."""
+        self._with_redis("subscribing to the command channel", super().subscribe)
+
+    def register_death(self) -> None:
+        """RQ's unregistration at exit, skipped once Redis is given up on (the worker hash expires by itself)."""
+        if not self._gave_up:
+            with self._outage.riding_out("unregistering"):
+                super().register_death()  # type: ignore[no-untyped-call]
+
+    def unsubscribe(self) -> None:
+        if self._gave_up:
+            return
+        with self._outage.riding_out("unsubscribing"):
+            super().unsubscribe()  # type: ignore[no-untyped-call]
 
     def _leave(self) -> bool:
         """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch
@@ -289,12 +343,14 @@ class ServiceQWorker(SimpleWorker):
 
     def teardown(self) -> None:
         self._keeper.close()
-        self._give_back_leftovers()
+        if not self._gave_up:  # else Redis is away: what this worker holds comes back as its leases run out
+            self._give_back_leftovers()
         if self._runner is not None:
             self._runner.close()
-        self._journal.close()
-        if self._unavailable is not None:  # a worker that left cannot import anything: drop its note
-            self._note_unavailable(None)
+        if not self._gave_up:
+            self._journal.close()
+            if self._unavailable is not None:  # a worker that left cannot import anything: drop its note
+                self._note_unavailable(None)
         self._log("worker terminated")
         super().teardown()  # type: ignore[no-untyped-call]
 
@@ -350,8 +406,11 @@ class ServiceQWorker(SimpleWorker):
                     pipe.hset(key, self.name, why)
                     pipe.expire(key, TASK_FUNCTION_ERROR_TTL)
                 pipe.execute()
-        except redis.exceptions.RedisError:
-            self.log.warning("could not record in Redis why this worker cannot run tasks", exc_info=True)
+        except redis.exceptions.RedisError as exc:
+            if expected(exc):  # Redis away: one outage line, not a traceback each time
+                self._outage.failed(exc, "noting why this worker cannot run tasks")
+            else:
+                self.log.warning("could not record in Redis why this worker cannot run tasks", exc_info=True)
 
     def _back_off(self) -> None:
         """Wait before claiming again; sooner when the task function setting changes (a fix, perhaps).

@@ -278,3 +278,35 @@ def gated(task: dict[str, Any]) -> Any:
         conn.rpush("test:at-gate", (current_qtask() or {}).get("task_id", ""))
         conn.blpop(["test:gate"], timeout=30)
     return returns(task)
+
+
+class HeldAtStartWorker(ServiceQWorker):
+    """Stops until the file $TEST_START_GATE exists, before RQ's ``__init__`` names its connection
+    ($TEST_HOLD_AT=init) or before RQ's bootstrap registers it (work), so that a test can cut the network
+    just as a worker starts, as a slow machine might meet a cut.  Says it waits: $TEST_START_GATE.waiting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if os.environ.get("TEST_HOLD_AT") == "init":
+            _hold_at_gate()
+        super().__init__(*args, **kwargs)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        if os.environ.get("TEST_HOLD_AT") == "work":
+            _hold_at_gate()
+        return super().work(*args, **kwargs)
+
+
+def _hold_at_gate() -> None:
+    gate = os.environ["TEST_START_GATE"]
+    open(f"{gate}.waiting", "w").close()
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def end_callback_then_redis_full(report: dict[str, Any]) -> None:
+    """Counts its runs, then (the first time) fills Redis up: as if memory ran out just after the callback."""
+    conn = _conn()
+    conn.incr(f"test:batch_end_count:{report['batch_id']}")
+    if conn.incr("test:filled") == 1:
+        conn.config_set("maxmemory", 1)

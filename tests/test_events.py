@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+
+import pytest
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.models import BatchEvent
 from tests import tasks
-from tests.conftest import drain
+from tests.conftest import drain, text
 
 
 def _types(events: list[BatchEvent]) -> list[str]:
@@ -65,3 +68,20 @@ def test_batches_lists_the_history_newest_first(make_sq: Callable[..., ServiceQ]
     assert [b["batch_id"] for b in history] == firsts[::-1]
     assert all(b["status"] == "FINISHED" and b["total_success"] == 1 for b in history)
     assert "passed_tasks" not in history[0]
+
+
+def test_a_malformed_feed_entry_is_skipped_with_a_warning(
+    make_sq: Callable[..., ServiceQ], caplog: pytest.LogCaptureFixture
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    sq.push({"x": 1})
+    start = sq.events(since="0")[-1].id
+    bad = sq.connection.xadd(sq.keys.events, {"type": "progress", "batch": "b", "passed": "lots"})
+    sq.push({"x": 2})
+    with caplog.at_level(logging.WARNING, logger="rq_serviceq"):
+        after = sq.events(since=start)
+    assert after and text(bad) not in {e.id for e in after}
+    assert after[-1].batch_id == sq.current_batch_id()
+    assert "skipping malformed progress-feed entry" in caplog.text
+    sq.connection.xadd(sq.keys.events, {"type": "progress", "submitted": "-"})  # the newest entry, malformed
+    assert sq.events(since=after[-1].id) == []  # and a follower reads past it, not stopping there

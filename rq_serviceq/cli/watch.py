@@ -14,14 +14,17 @@ plain line is printed per update, and ``--json`` prints one JSON object per upda
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import click
 
 from .. import report, state
+from ..outage import Outage
 from ..serviceq import ServiceQ
 from ._common import CliError, duration, name_argument, open_queue, stdout_is_terminal, url_option
 
@@ -167,13 +170,26 @@ def watch(name: str, batch_id: str | None, interval: float, poll: float, url: st
     if batch_id is None:
         raise CliError(f"service queue {name!r} has had no batch yet")
     view, meter = View(as_json, stdout_is_terminal()), RateMeter()
+    outage = Outage(sq.connection, f"watch {name}", _stderr_log())  # rides an outage out, as workers do
     while True:
         shown_at = time.monotonic()
-        snap = snapshot(sq, batch_id, meter)
+        snap = outage.through("reading the batch", partial(snapshot, sq, batch_id, meter))
         view.show(snap)
         if snap.ended:
             return
-        since = _wait_for_news(sq, batch_id, since, shown_at + interval, poll)
+        news = partial(_wait_for_news, sq, batch_id, since, shown_at + interval, poll)
+        since = outage.through("following the feed", news)
+
+
+def _stderr_log() -> logging.Logger:
+    """Where ``watch`` says Redis went away and came back: stderr, apart from the view on stdout."""
+    log = logging.getLogger("rq_serviceq.watch")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.propagate = False
+    return log
 
 
 def _wait_for_news(sq: ServiceQ, batch_id: str, since: str, not_before: float, poll: float) -> str:

@@ -9,6 +9,7 @@ Redis that cannot be reached or refuses a write is a 503 naming that Redis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -86,9 +87,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("Started batch flusher background task")
         restore = _flush_on_signal(app.state.batcher)
     await _check_redis(service)
+    probe = asyncio.create_task(_probe_redis(service))
     try:
         yield
     finally:
+        probe.cancel()
         restore()
         if app.state.batcher is not None:
             await app.state.batcher.close()  # answers every request still waiting for a flush
@@ -145,6 +148,15 @@ async def _check_redis(service: Service) -> None:
         logger.info("Redis at %s reachable", service.where)
     except redis.exceptions.RedisError as exc:  # serve anyway: requests get 503 until Redis is back
         logger.warning("Redis at %s not reachable yet (%s); requests get 503 until it is", service.where, exc)
+
+
+async def _probe_redis(service: Service, every: float = 2.0) -> None:
+    """PING Redis now and then, so that the log says when it goes away and when it is back (``outage.py``)
+    even while no request comes."""
+    while True:
+        await asyncio.sleep(every)
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await service.run(service.conn.ping)
 
 
 def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:

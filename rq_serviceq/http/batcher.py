@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..outage import expected
+
 logger = logging.getLogger("rq_serviceq.http")
 
 # (service queue name, tasks) -> one result per task: a value, or an exception for that task alone.
@@ -91,8 +93,9 @@ class AutoBatcher:
     async def _flush(self, name: str, waiting: _Waiting) -> None:
         try:
             results = await self._flush_func(name, waiting.tasks)
-        except Exception as exc:
-            logger.warning("flush of %d tasks to %s failed: %s", len(waiting.tasks), name, exc)
+        except Exception as exc:  # Redis away is the service's outage line (outage.py), not a line a flush
+            log = logger.debug if expected(exc) else logger.warning
+            log("flush of %d tasks to %s failed: %s", len(waiting.tasks), name, exc)
             for future in waiting.futures:
                 if not future.done():  # done: its request was cancelled (the client left)
                     future.set_exception(exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from redis.retry import Retry
 from .. import keys as k
 from .. import launcher, push, state
 from ..models import Settings
+from ..outage import Outage
 from ..push import CHUNK_SIZE, PushResult
 from ..serviceq import SETTINGS_MAX_AGE, ServiceQ
 from . import codec
@@ -117,6 +119,7 @@ class Service:
         pool.connection_kwargs["command_packer"] = OneBufferPacker(pool.get_encoder())  # the URL's encoding
         self.conn = Redis(connection_pool=pool)
         self.where = launcher.connection_url(self.conn, hide_password=True)
+        self.outage = Outage(self.conn, "HTTP service", logging.getLogger("rq_serviceq.http"))
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
         self._queues: dict[str, ServiceQ] = {}
         self._settings: dict[str, tuple[float, Settings]] = {}
@@ -124,8 +127,13 @@ class Service:
         self._lock = threading.Lock()
 
     async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking Redis call on the service's threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, partial(func, *args, **kwargs))
+        """Run a blocking Redis call on the service's threads, noting an outage it meets (one log line each way)."""
+        call = partial(self._noted, partial(func, *args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def _noted(self, call: Callable[[], T]) -> T:
+        with self.outage.noting("a request"):
+            return call()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
