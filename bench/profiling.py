@@ -45,8 +45,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MARKER = "measured (bench/profiling.py"
 SOCKET_LEAVES = ("_read_from_socket", "SocketBuffer.readline", "SocketBuffer.read ", "send_packed_command", "can_read")
 
-_CLAIM, _JOB = ";claim (rq_serviceq/claim.py", ";_job (rq_serviceq/claim.py"
-_SETTLE, _LUA = ";settle (rq_serviceq/ledger.py", ";_run (rq_serviceq/scripts.py"
+_CLAIM, _JOB = ";claim (rq_serviceq/worker/claim.py", ";_job (rq_serviceq/worker/claim.py"
+_SETTLE, _LUA = ";settle (rq_serviceq/batch/ledger.py", ";_run (rq_serviceq/store/scripts.py"
 # (step, substrings that must all be in the stack; ";" anchors a frame's start); the first match wins.
 STEPS: dict[str, list[tuple[str, list[str]]]] = {
     "sq-worker": [
@@ -60,13 +60,13 @@ STEPS: dict[str, list[tuple[str, list[str]]]] = {
         ("tasks: the rest (context, task function, verdict)", [";Runner.run ("]),
         ("after SETTLE: per-task report", ["ServiceQWorker._report"]),
         ("batch end: report, EXPIRE of every task", ["ServiceQWorker._finalize"]),
-        ("RELEASE (nothing to give back: skipped)", [";release (rq_serviceq/claim.py"]),
+        ("RELEASE (nothing to give back: skipped)", [";release (rq_serviceq/worker/claim.py"]),
         ("RQ loop: set_state", ["set_state"]),
         ("RQ loop: heartbeat, suspension check, maintenance, other", [""]),
     ],
     "sqfork-worker": [
-        ("fork: os.fork()", ["_in_child (rq_serviceq/perform.py:266)"]),  # os.fork() at 7d1551b
-        ("fork: waiting for the work horse (its task, its exit)", [";_in_child (rq_serviceq/perform.py"]),
+        ("fork: os.fork()", ["_in_child (rq_serviceq/worker/perform.py:266)"]),  # os.fork() at 7d1551b
+        ("fork: waiting for the work horse (its task, its exit)", [";_in_child (rq_serviceq/worker/perform.py"]),
         ("CLAIM", [_CLAIM]),
         ("SETTLE", [_SETTLE]),
         ("other", [""]),

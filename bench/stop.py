@@ -18,7 +18,8 @@ from typing import Any
 
 from redis import Redis
 
-from rq_serviceq import ServiceQ, scripts
+from rq_serviceq import ServiceQ
+from rq_serviceq.store import scripts
 from rq_serviceq.testing import RedisServer
 
 

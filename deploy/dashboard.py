@@ -7,7 +7,7 @@ Run it::
 
 A URL with a password is better passed in the environment, where ``ps`` does
 not show it: ``RQ_DASHBOARD_REDIS_URL``, else the ``RQ_REDIS_URL`` or ``REDIS_URL``
-that workers and producers read (``rq_serviceq.connection``).
+that workers and producers read (``rq_serviceq.store.connection``).
 Under a WSGI server (``pip install gunicorn``)::
 
     RQ_DASHBOARD_REDIS_URL=redis://:PASSWORD@redis-host:6379/0 \
@@ -66,7 +66,7 @@ import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, request
 
-from rq_serviceq.connection import redis_url as serviceq_redis_url
+from rq_serviceq.store.connection import redis_url as serviceq_redis_url
 from rq_serviceq.contrib.dashboard import REQUEUE_ENDPOINTS, install
 
 URL_PREFIX = "/rq"

@@ -1,14 +1,14 @@
 """rq-serviceq: service queues with batches, retry directives and batch reports, on RQ."""
 
-from .connection import connect
-from .job import ServiceQJob
-from .models import BatchEvent, BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
-from .perform import current_qtask
-from .push import PushError
-from .remarks import NoRetry
-from .serviceq import RedisFull, RedisUnavailable, ServiceQ
-from .state import ServiceQDeleted
-from .worker import ForkingServiceQWorker, ServiceQWorker
+from rq_serviceq.batch.push import PushError
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.models import BatchEvent, BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
+from rq_serviceq.serviceq import RedisFull, RedisUnavailable, ServiceQ
+from rq_serviceq.store.connection import connect
+from rq_serviceq.store.state import ServiceQDeleted
+from rq_serviceq.task.remarks import NoRetry
+from rq_serviceq.worker.perform import current_qtask
+from rq_serviceq.worker.worker import ForkingServiceQWorker, ServiceQWorker
 
 __all__ = [
     "BatchEvent",

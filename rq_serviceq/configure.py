@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .callbacks import import_path_of
-from .models import Settings
-from .serviceq import ServiceQ
+from rq_serviceq.models import Settings
+from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.task.imports import import_path_of
 
 WORKER = ("worker_count", "waiting_period", "resting_period", "auto_start", "concurrency")
 RETRY = ("retry_limit", "loop_backoff")

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from rq_serviceq import ServiceQ, connect, current_qtask
-from rq_serviceq.connection import url_from_env
+from rq_serviceq.store.connection import url_from_env
 from rq_serviceq.testing import RedisServer
 
 TASKS = [{"name": f"Tuhin{i}", "gender": "male", "country": "india"} for i in range(1, 8)]

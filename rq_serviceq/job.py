@@ -5,7 +5,7 @@ The ServiceQ fields are plain hash fields next to RQ's (``sq_batch``,
 fields in place when it saves, so plain RQ tools do not disturb them.
 
 Every name RQ would import from a job hash goes through rq-serviceq's import policy
-(``callbacks.resolve``) instead of RQ's ``import_attribute``, which imports any module: RQ's own
+(``task.imports.resolve``) instead of RQ's ``import_attribute``, which imports any module: RQ's own
 maintenance in a ServiceQ worker (failing an abandoned job of ``rq:wip:NAME-pending`` calls its
 ``failure_callback_name``) meets jobs that anyone who can write ``rq:*`` keys may have shaped.
 """
@@ -19,9 +19,9 @@ from typing import Any
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from .callbacks import call_hook, resolve
-from .push import PLACEHOLDER_FUNC
-from .state import decode_hash
+from rq_serviceq.batch.push import PLACEHOLDER_FUNC
+from rq_serviceq.store.state import decode_hash
+from rq_serviceq.task.imports import call_hook, resolve
 
 
 def perform_outside_serviceq_worker(task: Any) -> None:

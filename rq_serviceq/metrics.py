@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import Redis
 
-from . import keys as k
-from . import state, totals
-from .connection import connect
-from .models import Status
-from .outage import Outage
+from rq_serviceq.batch import totals
+from rq_serviceq.models import Status
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import state
+from rq_serviceq.store.connection import connect
+from rq_serviceq.store.outage import Outage
 
 # prometheus-client is an optional extra (`metrics`): imported where used, so that this module
 # imports without it and `rq-serviceq metrics` can say what to install.

@@ -20,12 +20,15 @@ from typing import Any, Literal
 import redis
 from redis import Redis
 
-from . import control, events, group, launcher, leases, ledger, push, report, scripts, state
-from . import keys as k
-from .callbacks import import_path_of
-from .connection import connect
-from .models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
-from .push import PushError, PushResult
+from rq_serviceq.batch import events, ledger, push, report
+from rq_serviceq.batch.push import PushError, PushResult
+from rq_serviceq.models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts, state
+from rq_serviceq.store.connection import connect
+from rq_serviceq.task.imports import import_path_of
+from rq_serviceq.worker import control, launcher, leases
+from rq_serviceq.worker import cycle as group
 
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
 STOP_SLICE_SIZE = 250  # tasks stop() fails per Lua call (about 12 ms of Redis time: bench/stop.py)
@@ -386,7 +389,7 @@ class ServiceQ:
 
         None when no task is ready (the queue is empty, retries are not yet due, or
         the service queue is paused or stopped).  The task takes the path a worker's
-        tasks take (``group.process``), under a worker's renewed lease.
+        tasks take (``cycle.process``), under a worker's renewed lease.
         """
         worker_name = f"work-once-{socket.gethostname()}-{os.getpid()}"
         done = group.work_once(self.connection, self.keys, worker_name, self.settings)

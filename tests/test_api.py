@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from redis import Redis
 
 from rq_serviceq import ServiceQ
-from rq_serviceq.keys import Keys
+from rq_serviceq.store.keys import Keys
 from tests import tasks
 from tests.conftest import drain, text
 

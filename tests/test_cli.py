@@ -17,9 +17,10 @@ import pytest
 from click.testing import CliRunner, Result
 from redis import Redis
 
-from rq_serviceq import ServiceQ, __version__, scripts
+from rq_serviceq import ServiceQ, __version__
 from rq_serviceq.cli import cli, main
 from rq_serviceq.cli import pushing as cli_push
+from rq_serviceq.store import scripts
 from tests import tasks
 from tests.conftest import ROOT, drain, present, wait_until
 

@@ -245,7 +245,7 @@ def test_task_over_the_size_limit_changes_nothing(make_sq: Callable[..., Service
 def test_allow_list_keeps_task_functions_to_allowed_modules(
     make_sq: Callable[..., ServiceQ], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rq_serviceq.callbacks import resolve
+    from rq_serviceq.task.imports import resolve
 
     sq = make_sq("drag", worker_count=0)
     sq.connection.hset(sq.keys.state, "task_function", "os.system")  # what a Redis writer could do

@@ -18,7 +18,7 @@ from redis._parsers import Encoder
 from redis.connection import PythonRespSerializer
 from redis.exceptions import DataError
 
-from rq_serviceq import push
+from rq_serviceq.batch import push
 from rq_serviceq.http import codec
 from rq_serviceq.http.service import OneBufferPacker
 

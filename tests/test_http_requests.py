@@ -31,7 +31,7 @@ from rq_serviceq.http import HttpConfig, codec, create_app
 from rq_serviceq.http.api import MAX_OFFSET
 from rq_serviceq.http.service import Service
 from rq_serviceq.job import ServiceQJob
-from rq_serviceq.keys import Keys
+from rq_serviceq.store.keys import Keys
 from rq_serviceq.testing import RedisServer, free_port
 from tests.http_helpers import ROOT, ServerProcess, running_server, wait_for
 from tests.test_http_browser import headless_chromium

@@ -15,7 +15,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ
-from rq_serviceq.keys import Keys
+from rq_serviceq.store.keys import Keys
 from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain, text

@@ -23,7 +23,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ, demo
-from rq_serviceq.callbacks import ALLOWED_ENV, RefusedPath, UnresolvablePath, import_path_of, resolve
+from rq_serviceq.task.imports import ALLOWED_ENV, RefusedPath, UnresolvablePath, import_path_of, resolve
 from tests import user_tasks
 from tests.conftest import drain
 from tests.elsewhere import EXECUTED
@@ -67,8 +67,8 @@ WITHOUT_ALLOW_LIST = [
     "subprocess.getoutput",
     "builtins.exec",
     "this.s",  # never imported: importing it prints
-    "rq_serviceq.callbacks.os.system",
-    "rq_serviceq.launcher.spawn_workers",
+    "rq_serviceq.task.imports.os.system",
+    "rq_serviceq.worker.launcher.spawn_workers",
     "rq_serviceq.demo.run",  # of the demo, only send_message and print_report
     "rq_serviceq.demo.os.system",
     "rq_serviceq.demo.RedisServer",

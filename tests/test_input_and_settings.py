@@ -20,10 +20,12 @@ from pydantic import ValidationError
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from rq_serviceq import PushError, ServiceQ, connection, report, state
-from rq_serviceq.push import MAX_TASK_DEPTH, json_depth
-from rq_serviceq.supervisor import Supervisor
+from rq_serviceq import PushError, ServiceQ
+from rq_serviceq.batch import report
+from rq_serviceq.batch.push import MAX_TASK_DEPTH, json_depth
+from rq_serviceq.store import connection, state
 from rq_serviceq.testing import free_port
+from rq_serviceq.worker.supervisor import Supervisor
 from tests import tasks
 from tests.conftest import ROOT, as_bytes, drain, text, wait_until
 from tests.test_dashboard import load_dashboard

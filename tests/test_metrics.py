@@ -17,8 +17,8 @@ from redis import Redis
 from werkzeug.test import Client
 
 from rq_serviceq import ServiceQ, metrics
-from rq_serviceq.claim import claim
 from rq_serviceq.testing import free_port
+from rq_serviceq.worker.claim import claim
 from tests import tasks
 from tests.conftest import ROOT, drain, present, wait_until
 

@@ -12,8 +12,9 @@ from redis.exceptions import ResponseError
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from rq_serviceq import ServiceQ, scripts
-from rq_serviceq.claim import claim
+from rq_serviceq import ServiceQ
+from rq_serviceq.store import scripts
+from rq_serviceq.worker.claim import claim
 from tests import tasks
 from tests.conftest import as_bytes, present, wait_until
 from tests.test_rq_tools import _rq

@@ -18,7 +18,7 @@ import redis
 from redis import Redis
 
 from rq_serviceq import RedisFull, ServiceQ, ServiceQWorker
-from rq_serviceq.outage import Outage, OutageLimit
+from rq_serviceq.store.outage import Outage, OutageLimit
 from rq_serviceq.testing import RedisServer, free_port
 from tests import tasks
 from tests.conftest import drain, wait_until

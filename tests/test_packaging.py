@@ -17,12 +17,12 @@ def test_an_installed_wheel_finds_its_lua_scripts(tmp_path: Path) -> None:
     subprocess.run([*build, str(ROOT)], check=True, timeout=120)
     (wheel,) = wheels.glob("rq_serviceq-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    lua_files = {Path(n).name for n in names if n.startswith("rq_serviceq/lua/")}
+    lua_files = {Path(n).name for n in names if n.startswith("rq_serviceq/store/lua/")}
     assert {"_lib.lua", "claim.lua", "push.lua", "settle.lua"} <= lua_files
     assert "rq_serviceq/py.typed" in names
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)]
     subprocess.run(install, check=True, timeout=120)
-    probe = "import rq_serviceq.scripts as s; print(s.__file__); print(len(s.source('claim')))"
+    probe = "import rq_serviceq.store.scripts as s; print(s.__file__); print(len(s.source('claim')))"
     env = dict(os.environ, PYTHONPATH=str(target))
     out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

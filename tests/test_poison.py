@@ -155,7 +155,7 @@ def test_a_worker_killed_by_a_task_leaves_the_outcomes_of_the_tasks_before_it_jo
 def test_a_journal_that_cannot_reach_redis_fails_no_task(
     make_sq: Callable[..., ServiceQ], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rq_serviceq import journal
+    from rq_serviceq.worker import journal
 
     monkeypatch.setattr(journal, "_own_connection", lambda pool: Connection(port=free_port()))  # nobody there
     sq = make_sq("drag", worker_count=0)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from redis import Redis
 
-from rq_serviceq import ServiceQ, scripts
-from rq_serviceq import keys as k
+from rq_serviceq import ServiceQ
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts
 from tests import tasks
 from tests.conftest import ROOT
 

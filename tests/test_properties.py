@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from rq_serviceq import ServiceQ
-from rq_serviceq.claim import claim, release
+from rq_serviceq.batch.ledger import settle
 from rq_serviceq.job import ServiceQJob
-from rq_serviceq.leases import TASK_LEASE
-from rq_serviceq.ledger import settle
-from rq_serviceq.remarks import Directive, Outcome, Verdict, outcome_of_return, parse_directive
+from rq_serviceq.task.remarks import Directive, Outcome, Verdict, outcome_of_return, parse_directive
+from rq_serviceq.worker.claim import claim, release
+from rq_serviceq.worker.leases import TASK_LEASE
 from tests.conftest import text
 
 FIXTURES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

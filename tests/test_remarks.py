@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rq_serviceq.remarks import (
+from rq_serviceq.task.remarks import (
     Directive,
     NoRetry,
     Verdict,

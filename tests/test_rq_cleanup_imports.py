@@ -25,8 +25,8 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import UnixSignalDeathPenalty
 
 from rq_serviceq import ServiceQ
-from rq_serviceq.callbacks import ALLOWED_ENV, RefusedPath, resolve
 from rq_serviceq.job import ServiceQJob
+from rq_serviceq.task.imports import ALLOWED_ENV, RefusedPath, resolve
 from tests import user_tasks
 from tests.elsewhere import EXECUTED
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import re
 from pathlib import Path
 
-from rq_serviceq import scripts
+from rq_serviceq.store import scripts
 
-PACKAGE = Path(scripts.__file__).parent
-LUA = sorted(p for p in (PACKAGE / "lua").glob("*.lua") if p.name != "_lib.lua")
+PACKAGE = Path(scripts.__file__).parent.parent
+LUA_DIR = PACKAGE / "store" / "lua"
+LUA = sorted(p for p in LUA_DIR.glob("*.lua") if p.name != "_lib.lua")
 
 
 def test_every_script_opens_with_its_contract_and_has_one_typed_wrapper() -> None:
@@ -57,9 +59,23 @@ TASK_ENDING = ("end_task", "count_end", "settle_one", "take_over", "record_resul
 def test_scripts_without_a_full_context_read_only_what_their_wrappers_take() -> None:
     assert set(BARE) == {p.stem for p in LUA} - scripts.RULED - {"push"}
     for name, takes in BARE.items():
-        lua = (PACKAGE / "lua" / f"{name}.lua").read_text()
+        lua = (LUA_DIR / f"{name}.lua").read_text()
         read = {
             field for field in ("ttl", "lease", "finalize_lease", "worker_name") if re.search(rf"\bk\.{field}\b", lua)
         }
         assert read <= takes, f"{name}.lua reads {read - takes}, which its wrapper is not given"
         assert not [step for step in TASK_ENDING if step in lua], f"{name}.lua calls a step that reads the rules"
+
+
+# The data path reads off the folder names (docs/architecture.md, "Layout"): the top level keeps the facade
+# and what users import by name; everything else lives in the sub-package of the step it serves.
+TOP_LEVEL = {"__init__", "__main__", "serviceq", "models", "job", "configure", "log", "metrics", "testing", "demo"}
+SUB_PACKAGES = {"store", "batch", "worker", "task", "http", "cli", "contrib"}
+
+
+def test_the_top_level_holds_only_the_facade_and_what_users_import() -> None:
+    assert {p.stem for p in PACKAGE.glob("*.py")} == TOP_LEVEL
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages == SUB_PACKAGES
+    for name in SUB_PACKAGES:
+        assert ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())), f"{name}/ says not why"

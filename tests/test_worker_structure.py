@@ -1,5 +1,5 @@
 """What RQ's tools see of a ServiceQWorker (busy with a job, --max-jobs), and the parts it is built of:
-one path for a claimed group (group.py), one lease policy (leases.py), the lease keeper and the group sizer."""
+one path for a claimed group (worker/cycle.py), one lease policy (leases.py), the lease keeper and the group sizer."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from redis import Redis
 from rq.queue import Queue
 from rq.worker import Worker
 
-from rq_serviceq import ServiceQ, ServiceQWorker, leases
-from rq_serviceq.group import GroupSizer
-from rq_serviceq.keeper import LeaseKeeper
+from rq_serviceq import ServiceQ, ServiceQWorker
 from rq_serviceq.models import Settings
+from rq_serviceq.worker import leases
+from rq_serviceq.worker.cycle import GroupSizer
+from rq_serviceq.worker.keeper import LeaseKeeper
 from tests import tasks
 from tests.conftest import ROOT, present, wait_until
 
@@ -139,7 +140,7 @@ def test_one_lease_policy() -> None:
     assert leases.renew_every() == leases.TASK_LEASE / 3
     assert leases.unrenewed(60) == 60 + leases.TASK_LEASE
     settings = Settings(name="drag", id="x", callback_timeout=10.0)
-    from rq_serviceq import ledger
+    from rq_serviceq.batch import ledger
 
     assert ledger.finalize_lease(settings) == 3 * 10 + leases.TASK_LEASE
 

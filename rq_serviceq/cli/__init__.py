@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
-from . import pushing, queues, run, watch
-from ._common import ServiceQGroup
+from rq_serviceq import __version__
+from rq_serviceq.cli import pushing, queues, run, watch
+from rq_serviceq.cli._common import ServiceQGroup
 
 
 @click.group(cls=ServiceQGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,11 +21,11 @@ import pydantic
 import redis
 from redis import Redis
 
-from .. import launcher
-from ..callbacks import RefusedPath, UnresolvablePath
-from ..connection import DEFAULT_URL, connect, redis_url
-from ..models import validate_name
-from ..serviceq import ServiceQ
+from rq_serviceq.models import validate_name
+from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.store.connection import DEFAULT_URL, connect, redis_url
+from rq_serviceq.task.imports import RefusedPath, UnresolvablePath
+from rq_serviceq.worker import launcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 USAGE, FAILURE = 2, 1

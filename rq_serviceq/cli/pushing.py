@@ -20,8 +20,8 @@ from typing import IO, Any
 
 import click
 
-from ..push import PushError, encode_task
-from ._common import CliError, emit_json, failing_as, json_option, name_argument, open_queue, url_option
+from rq_serviceq.batch.push import PushError, encode_task
+from rq_serviceq.cli._common import CliError, emit_json, failing_as, json_option, name_argument, open_queue, url_option
 
 CHUNK = 8_000  # tasks per push_many call: 8 PUSH calls in one round trip
 READ_SIZE = 1 << 16

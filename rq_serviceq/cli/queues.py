@@ -9,11 +9,9 @@ from typing import Any
 
 import click
 
-from .. import configure, report, state
-from .. import keys as k
-from ..models import BatchSummary
-from ..serviceq import ServiceQ
-from ._common import (
+from rq_serviceq import configure
+from rq_serviceq.batch import report
+from rq_serviceq.cli._common import (
     CliError,
     connection,
     duration,
@@ -25,6 +23,10 @@ from ._common import (
     url_option,
     when,
 )
+from rq_serviceq.models import BatchSummary
+from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import state
 
 
 @click.command("list")

@@ -10,10 +10,11 @@ from importlib import resources
 
 import click
 
-from .. import launcher, scripts
-from ..connection import redis_url
-from ..supervisor import Supervisor
-from ._common import FAILURE, CliError, name_argument, open_queue, url_option
+from rq_serviceq.cli._common import FAILURE, CliError, name_argument, open_queue, url_option
+from rq_serviceq.store import scripts
+from rq_serviceq.store.connection import redis_url
+from rq_serviceq.worker import launcher
+from rq_serviceq.worker.supervisor import Supervisor
 
 
 @click.command()
@@ -63,7 +64,7 @@ def serve(host: str, port: int, workers: int, access_log: bool, url: str | None)
     Listens on loopback unless told otherwise; set SERVICEQ_API_TOKEN before you listen beyond it.
     """
     try:
-        from ..http.serve import serve as run_server
+        from rq_serviceq.http.serve import serve as run_server
     except ImportError as exc:
         raise CliError(f"serve needs the HTTP service: pip install 'rq-serviceq[http]' ({exc})", FAILURE) from None
     run_server(host=host, port=port, url=url, workers=workers, access_log=access_log)
@@ -85,7 +86,7 @@ def metrics(port: int, host: str, url: str | None) -> None:
     except ImportError as exc:
         hint = "pip install 'rq-serviceq[metrics]'"
         raise CliError(f"metrics needs prometheus-client: {hint} ({exc})", FAILURE) from None
-    from .. import metrics as exporter
+    from rq_serviceq import metrics as exporter
 
     click.echo(f"rq-serviceq metrics on http://{host}:{port}/metrics")
     exporter.serve(port=port, host=host, url=url)
@@ -95,7 +96,7 @@ def metrics(port: int, host: str, url: str | None) -> None:
 @url_option
 def demo(url: str | None) -> None:
     """Run the seed's 7-task example batch with 3 workers (a throwaway Redis unless --url or $RQ_REDIS_URL)."""
-    from .. import demo as seed_demo
+    from rq_serviceq import demo as seed_demo
 
     if url:
         os.environ["RQ_REDIS_URL"] = url
@@ -105,7 +106,7 @@ def demo(url: str | None) -> None:
 
 
 def _script_names() -> list[str]:
-    lua = resources.files("rq_serviceq") / "lua"
+    lua = resources.files("rq_serviceq.store") / "lua"
     return sorted(p.name.removesuffix(".lua") for p in lua.iterdir() if p.name.endswith(".lua") and p.name[0] != "_")
 
 

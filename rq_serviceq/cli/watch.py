@@ -23,10 +23,11 @@ from typing import Any
 
 import click
 
-from .. import report, state
-from ..outage import Outage
-from ..serviceq import ServiceQ
-from ._common import CliError, duration, name_argument, open_queue, stdout_is_terminal, url_option
+from rq_serviceq.batch import report
+from rq_serviceq.cli._common import CliError, duration, name_argument, open_queue, stdout_is_terminal, url_option
+from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.store import state
+from rq_serviceq.store.outage import Outage
 
 RATE_WINDOW = 10.0  # seconds of history the rate is measured over
 

@@ -24,15 +24,15 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 from redis import Redis
 
-from .. import configure
-from .. import keys as k
-from .. import serviceq as facade
-from ..callbacks import ALLOWED_ENV
-from ..cli import queues as cli_queues
-from ..cli._common import pass_errors
-from ..cli.run import run_supervisor
-from ..connection import redis_url
-from ..worker import ServiceQWorker
+from rq_serviceq import configure
+from rq_serviceq import serviceq as facade
+from rq_serviceq.cli import queues as cli_queues
+from rq_serviceq.cli._common import pass_errors
+from rq_serviceq.cli.run import run_supervisor
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.connection import redis_url
+from rq_serviceq.task.imports import ALLOWED_ENV
+from rq_serviceq.worker.worker import ServiceQWorker
 
 EXTENSION = "serviceq"
 WORKER_CLASS = "rq_serviceq.contrib.flask.FlaskServiceQWorker"

@@ -3,7 +3,7 @@
 Needs the ``http`` extra (``pip install 'rq-serviceq[http]'``).
 """
 
-from .app import create_app
-from .config import HttpConfig
+from rq_serviceq.http.app import create_app
+from rq_serviceq.http.config import HttpConfig
 
 __all__ = ["HttpConfig", "create_app"]

@@ -15,12 +15,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from .. import launcher, push
-from ..models import BatchReport, StatusInfo, validate_name
-from ..serviceq import ServiceQ
-from . import codec
-from .batcher import AutoBatcher
-from .schemas import (
+from rq_serviceq.batch import push
+from rq_serviceq.http import codec
+from rq_serviceq.http.batcher import AutoBatcher
+from rq_serviceq.http.schemas import (
     BatchCreated,
     BatchList,
     BatchProgress,
@@ -38,7 +36,10 @@ from .schemas import (
     TaskCreated,
     WorkerConfigUpdate,
 )
-from .service import Pushed, Service, UnknownServiceQ
+from rq_serviceq.http.service import Pushed, Service, UnknownServiceQ
+from rq_serviceq.models import BatchReport, StatusInfo, validate_name
+from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.worker import launcher
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": what}

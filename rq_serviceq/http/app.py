@@ -24,14 +24,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from .. import __version__
-from . import api, ui
-from .auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
-from .batcher import AutoBatcher
-from .config import HttpConfig
-from .errors import problem
-from .fastpath import ServiceApp
-from .service import PartialBatch, Service, TaskRejected, TooManyServiceQs
+from rq_serviceq import __version__
+from rq_serviceq.http import api, ui
+from rq_serviceq.http.auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
+from rq_serviceq.http.batcher import AutoBatcher
+from rq_serviceq.http.config import HttpConfig
+from rq_serviceq.http.errors import problem
+from rq_serviceq.http.fastpath import ServiceApp
+from rq_serviceq.http.service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
 logger = logging.getLogger("rq_serviceq.http")
 
@@ -163,7 +163,7 @@ def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:
     try:
         from a2wsgi import WSGIMiddleware
 
-        from .dashboard import dashboard_app
+        from rq_serviceq.http.dashboard import dashboard_app
     except ImportError as exc:  # the page is optional; the API is not
         logger.warning("rq-dashboard not mounted at /rq (%s): pip install 'rq-serviceq[http]'", exc)
         return
@@ -176,7 +176,7 @@ def _mount_metrics(app: FastAPI, service: Service) -> None:
     try:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        from ..metrics import make_registry
+        from rq_serviceq.metrics import make_registry
     except ImportError as exc:  # optional, as the dashboard
         logger.warning("/metrics not mounted (%s): pip install 'rq-serviceq[metrics]'", exc)
         return

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..outage import expected
+from rq_serviceq.store.outage import expected
 
 logger = logging.getLogger("rq_serviceq.http")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .. import push
+from rq_serviceq.batch import push
 
 # every digit a "0", a minus sign kept, the rest spaces
 _DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else i if i == 0x2D else 0x20 for i in range(256))

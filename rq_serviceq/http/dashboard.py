@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..contrib.dashboard import install
+from rq_serviceq.contrib.dashboard import install
 
 
 def dashboard_app(redis_url: str, poll_interval_ms: int = 2500) -> Any:

@@ -13,9 +13,9 @@ from typing import Any
 import redis
 from fastapi import HTTPException
 
-from .. import push
-from ..serviceq import RedisUnavailable
-from .service import PartialBatch, TaskRejected, TooManyServiceQs
+from rq_serviceq.batch import push
+from rq_serviceq.http.service import PartialBatch, TaskRejected, TooManyServiceQs
+from rq_serviceq.serviceq import RedisUnavailable
 
 INTERNAL = "internal error; the server log has the details"
 

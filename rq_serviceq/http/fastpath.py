@@ -21,9 +21,9 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI, HTTPException
 
-from . import api, codec
-from .auth import Receive, Scope, Send, TokenCheck, cross_site, refuse_api, refuse_cross_site
-from .errors import problem
+from rq_serviceq.http import api, codec
+from rq_serviceq.http.auth import Receive, Scope, Send, TokenCheck, cross_site, refuse_api, refuse_cross_site
+from rq_serviceq.http.errors import problem
 
 logger = logging.getLogger("rq_serviceq.http")
 

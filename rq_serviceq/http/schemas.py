@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from ..models import BatchReport, Concurrency, RetryLimit, Seconds, StatusInfo, WorkerCount
+from rq_serviceq.models import BatchReport, Concurrency, RetryLimit, Seconds, StatusInfo, WorkerCount
 
 
 class _In(BaseModel):

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import os
 
-from .config import HttpConfig
+from rq_serviceq.http.config import HttpConfig
 
 logger = logging.getLogger("rq_serviceq.http")
 

@@ -26,14 +26,16 @@ from redis._parsers import Encoder
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import keys as k
-from .. import launcher, push, state
-from ..models import Settings
-from ..outage import Outage
-from ..push import CHUNK_SIZE, PushResult
-from ..serviceq import SETTINGS_MAX_AGE, ServiceQ
-from . import codec
-from .config import HttpConfig
+from rq_serviceq.batch import push
+from rq_serviceq.batch.push import CHUNK_SIZE, PushResult
+from rq_serviceq.http import codec
+from rq_serviceq.http.config import HttpConfig
+from rq_serviceq.models import Settings
+from rq_serviceq.serviceq import SETTINGS_MAX_AGE, ServiceQ
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import state
+from rq_serviceq.store.outage import Outage
+from rq_serviceq.worker import launcher
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from . import api
+from rq_serviceq.http import api
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 

@@ -24,13 +24,13 @@ from typing import Any
 
 from redis import Redis
 
-from ... import configure
-from ... import keys as k
-from ...callbacks import ALLOWED_ENV
-from ...connection import redis_url
-from ...launcher import WORKER_CLASS_ENV
-from ...serviceq import ServiceQ
-from ...worker import ServiceQWorker
+from rq_serviceq import configure
+from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.connection import redis_url
+from rq_serviceq.task.imports import ALLOWED_ENV
+from rq_serviceq.worker.launcher import WORKER_CLASS_ENV
+from rq_serviceq.worker.worker import ServiceQWorker
 
 WORKER_CLASS = "rq_serviceq.contrib.django.DjangoServiceQWorker"
 SETTING_KEYS = ("REDIS_URL", "ALLOWED_MODULES", "QUEUES")

@@ -9,6 +9,6 @@ class ServiceQConfig(AppConfig):
     verbose_name = "rq-serviceq"
 
     def ready(self) -> None:
-        from . import export_environment
+        from rq_serviceq.contrib.django import export_environment
 
         export_environment()  # also checks SERVICEQ: a typo fails at start-up, not in a worker

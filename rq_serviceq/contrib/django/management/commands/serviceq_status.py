@@ -7,10 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from rq_serviceq import keys as k
-from rq_serviceq import state
 from rq_serviceq.contrib.django import connection
 from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import state
 
 
 class Command(BaseCommand):

@@ -21,16 +21,16 @@ from typing import Any
 
 from redis import Redis
 
-from . import keys as k
-from . import ledger
-from .claim import Claim, claim, release
-from .job import ServiceQJob
-from .journal import Journal
-from .keeper import LeaseKeeper
-from .models import Settings
-from .outage import Retrying, once
-from .perform import Gate, Runner, always
-from .remarks import Outcome
+from rq_serviceq.batch import ledger
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.models import Settings
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.outage import Retrying, once
+from rq_serviceq.task.remarks import Outcome
+from rq_serviceq.worker.claim import Claim, claim, release
+from rq_serviceq.worker.journal import Journal
+from rq_serviceq.worker.keeper import LeaseKeeper
+from rq_serviceq.worker.perform import Gate, Runner, always
 
 
 @dataclass(frozen=True)

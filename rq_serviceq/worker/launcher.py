@@ -19,7 +19,7 @@ from urllib.parse import quote
 from redis import Redis
 from redis.connection import SSLConnection
 
-from . import keys as k
+from rq_serviceq.store import keys as k
 
 WORKER_CLASS = "rq_serviceq.ServiceQWorker"
 # Another ServiceQWorker subclass for the workers start() and supervisors launch, e.g.

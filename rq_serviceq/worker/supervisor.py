@@ -35,11 +35,13 @@ import redis
 from croniter import croniter
 from redis import Redis
 
-from . import keys as k
-from . import launcher, report, scripts, state
-from .outage import Outage
+from rq_serviceq.batch import report
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts, state
+from rq_serviceq.store.outage import Outage
+from rq_serviceq.worker import launcher
 
-logger = logging.getLogger("rq_serviceq.supervisor")
+logger = logging.getLogger("rq_serviceq.worker.supervisor")
 
 
 class Supervisor:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
-from . import keys as k
-from . import scripts
-from .job import ServiceQJob
-from .models import Settings, Status
-from .state import ServiceQDeleted, decode_hash, settings_from_hash
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.models import Settings, Status
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts
+from rq_serviceq.store.state import ServiceQDeleted, decode_hash, settings_from_hash
 
 
 @dataclass

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 
 from redis import Redis
 
-from . import keys as k
-from . import leases
-from .claim import extend_leases
-from .outage import Outage
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.outage import Outage
+from rq_serviceq.worker import leases
+from rq_serviceq.worker.claim import extend_leases
 
 logger = logging.getLogger("rq_serviceq")
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from . import keys as k
-from . import scripts
-from .models import Settings
+from rq_serviceq.models import Settings
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts
 
 SLICE = 250  # open tasks looked at per RECONCILE call (about 12 ms of Redis time when every one is failed)
 

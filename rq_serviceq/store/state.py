@@ -16,8 +16,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import ValidationError
 from redis import Redis
 
-from . import keys as k
-from .models import Settings
+from rq_serviceq.models import Settings
+from rq_serviceq.store import keys as k
 
 
 def _plain_type(annotation: Any) -> type:

@@ -25,10 +25,11 @@ from typing import Any
 
 from redis import Redis
 
-from . import keys as k
-from . import leases, scripts
-from .models import DEFAULT_MAX_TASK_BYTES, Settings
-from .state import ServiceQDeleted
+from rq_serviceq.models import DEFAULT_MAX_TASK_BYTES, Settings
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts
+from rq_serviceq.store.state import ServiceQDeleted
+from rq_serviceq.worker import leases
 
 # What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
 PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"

@@ -16,9 +16,9 @@ from typing import Any
 
 from redis import Redis
 
-from . import keys as k
-from .models import BatchEvent
-from .state import text
+from rq_serviceq.models import BatchEvent
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.state import text
 
 _COUNTERS = ("submitted", "passed", "failed", "pending", "retried")
 logger = logging.getLogger("rq_serviceq")

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from redis import Redis
 
-from . import keys as k
-from . import leases, report, scripts, totals
-from .callbacks import call_hook
-from .job import ServiceQJob
-from .models import Settings
-from .outage import Retrying, once
-from .remarks import Outcome
-from .state import text
+from rq_serviceq.batch import report, totals
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.models import Settings
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts
+from rq_serviceq.store.outage import Retrying, once
+from rq_serviceq.store.state import text
+from rq_serviceq.task.imports import call_hook
+from rq_serviceq.task.remarks import Outcome
+from rq_serviceq.worker import leases
 
 END_CALLBACK_ATTEMPTS = 3
 BEGIN_PREFIX = "begin:"  # finalize-zset members for batch-begin work (see lua/push.lua)

@@ -17,8 +17,8 @@ from typing import Any
 from redis import Redis
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
 
-from . import keys as k
-from .state import text
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.state import text
 
 PAUSE_COMMAND = "serviceq-pause"
 

@@ -4,7 +4,7 @@
 another, on a thread pool (``concurrency`` > 1) or on an event loop
 (``async def`` task functions); ``ForkRunner`` forks a work horse per task.
 Kept apart from the worker loop so the same code serves worker processes and
-``work_once`` (``group.process``).
+``work_once`` (``cycle.process``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NoReturn, TypeVar
 
-from .callbacks import resolve
-from .job import ServiceQJob
-from .journal import Journal
-from .models import Settings
-from .remarks import Outcome, Verdict, outcome_of_exception, outcome_of_return
-from .timeouts import TaskTimeout, time_limit
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.models import Settings
+from rq_serviceq.task.imports import resolve
+from rq_serviceq.task.remarks import Outcome, Verdict, outcome_of_exception, outcome_of_return
+from rq_serviceq.task.timeouts import TaskTimeout, time_limit
+from rq_serviceq.worker.journal import Journal
 
 T = TypeVar("T")
 _current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("rq_serviceq_qtask", default=None)

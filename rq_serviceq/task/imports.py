@@ -18,7 +18,7 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from .timeouts import time_limit
+from rq_serviceq.task.timeouts import time_limit
 
 logger = logging.getLogger("rq_serviceq")
 

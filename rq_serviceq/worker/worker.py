@@ -11,7 +11,7 @@ that decide *which* work runs and *what happens after*:
   on an event loop) and records every verdict with one SETTLE call, which
   also ends the batch exactly once.
 
-What happens between the claim and the record is ``group.process``, the same
+What happens between the claim and the record is ``cycle.process``, the same
 path ``ServiceQ.work_once`` takes; the worker adds what only a long-lived
 process has: a ``GroupSizer`` (a group takes about ``group_seconds`` to run,
 from the tasks' measured durations), a ``LeaseKeeper`` thread, pause notices,
@@ -39,22 +39,24 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
-from . import control, ledger, scripts, state
-from . import keys as k
-from .callbacks import call_hook
-from .claim import Claim, release
-from .group import Claimant, Done, GroupSizer, process
-from .job import ServiceQJob
-from .journal import Journal
-from .keeper import LeaseKeeper
-from .leases import TASK_LEASE
-from .log import worker_log
-from .models import Settings
-from .outage import Outage, OutageLimit, burst_limit, expected
-from .perform import ForkRunner, Gate, Runner
-from .reconcile import reconcile
-from .remarks import Verdict
-from .state import ServiceQDeleted
+from rq_serviceq.batch import ledger
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.log import worker_log
+from rq_serviceq.models import Settings
+from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts, state
+from rq_serviceq.store.outage import Outage, OutageLimit, burst_limit, expected
+from rq_serviceq.store.state import ServiceQDeleted
+from rq_serviceq.task.imports import call_hook
+from rq_serviceq.task.remarks import Verdict
+from rq_serviceq.worker import control
+from rq_serviceq.worker.claim import Claim, release
+from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, process
+from rq_serviceq.worker.journal import Journal
+from rq_serviceq.worker.keeper import LeaseKeeper
+from rq_serviceq.worker.leases import TASK_LEASE
+from rq_serviceq.worker.perform import ForkRunner, Gate, Runner
+from rq_serviceq.worker.reconcile import reconcile
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
 T = TypeVar("T")
@@ -171,7 +173,7 @@ class ServiceQWorker(SimpleWorker):
 
     def execute_job(self, job: ServiceQJob, queue: Queue) -> None:  # type: ignore[override]
         """Run the claimed group ``job`` stands for (it and the tasks claimed with it), record every
-        verdict (``group.process``) and do the end work of the batches that ended."""
+        verdict (``cycle.process``) and do the end work of the batches that ended."""
         claimed = self._claimed.pop(job.id, None)
         group = claimed.jobs if claimed is not None else [job]
         if claimed is not None:

@@ -36,8 +36,8 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 from rq.utils import utcformat
 
-from . import keys as k
-from .models import Settings, Status
+from rq_serviceq.models import Settings, Status
+from rq_serviceq.store import keys as k
 
 # The calling convention, declared once: the Lua header that unpacks KEYS and ARGV
 # into the table ``k`` is generated from these, and so are Context's lists.

@@ -38,10 +38,10 @@ from typing import Any
 
 from redis import Redis
 
-from . import keys as k
-from .job import ServiceQJob
-from .outage import Outage, expected
-from .remarks import Outcome
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.store import keys as k
+from rq_serviceq.store.outage import Outage, expected
+from rq_serviceq.task.remarks import Outcome
 
 STARTED = "sq_started"
 OUTCOME = "sq_outcome"
