@@ -1,6 +1,6 @@
 """worker → ledger → passed/failed: recording outcomes and ending batches.
 
-All accounting happens inside Lua scripts (``count_end`` in ``lua/_lib.lua``),
+All accounting happens inside Lua scripts (``lua/includes/count_end.lua``),
 so "how many are left in this batch" is never inferred from queue and
 registry lengths that RQ moves between non-atomically.  The step whose
 outcome takes the batch's pending count to zero gets the batch id back and
@@ -54,10 +54,12 @@ def settle(
     if not outcomes:
         return SettleResult(0.0, [], [])
     lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
     return scripts.settle(
         conn,
-        ctx,
+        keys,
+        worker_name,
+        settings.report_ttl,
+        lease,
         scripts.Rules.of(settings),
         [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes],
     )

@@ -1,0 +1,4 @@
+local function unlease(id, claim)
+  redis.call('ZREM', k.leases, id)
+  if claim and claim ~= '' then redis.call('ZREM', k.started, id .. ':' .. claim) end
+end
