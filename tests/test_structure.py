@@ -9,6 +9,10 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
+from redis import Redis
+
+from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
 
 PACKAGE = Path(scripts.__file__).parent.parent
@@ -69,6 +73,8 @@ def test_each_wrapper_takes_exactly_what_its_script_reads_as_required_parameters
     for path in LUA:
         parameters = inspect.signature(getattr(scripts, path.stem)).parameters
         context = {name for name in parameters if name in CONTEXT_PARAMETERS}
+        if "ending" in parameters:  # what every script that ends tasks reads, as one parameter
+            context |= {f.name for f in dataclasses.fields(scripts.Ending)}
         assert context == {"keys", *scripts.contract(path.stem).given()}, path.stem
         assert all(p.default is inspect.Parameter.empty for p in parameters.values()), path.stem
 
@@ -121,3 +127,23 @@ def test_the_top_level_holds_only_the_facade_and_what_users_import() -> None:
     assert packages == SUB_PACKAGES
     for name in SUB_PACKAGES:
         assert ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())), f"{name}/ says not why"
+
+
+def test_every_script_as_built_loads_into_redis_and_unpacks_only_its_contract(conn: Redis) -> None:
+    """Each script's source, helpers included, compiles; its ``k`` holds the declared names and ``now`` only."""
+    for path in LUA:
+        c = scripts.contract(path.stem)
+        source = scripts.source(path.stem)
+        assert conn.script_load(source)
+        prologue = source[: source.index("local A = ")]
+        assert set(re.findall(r"(\w+) = (?:tonumber\()?(?:KEYS|ARGV)\[", prologue)) == {*c.keys, *c.args}, path.name
+        assert source.count("local function end_task(") <= 1, path.name  # an include comes once
+
+
+def test_a_call_given_more_or_less_than_its_script_reads_is_refused() -> None:
+    keys = k.Keys("drag")
+    assert scripts.layout("push", keys, finalize_lease=0)[1][-1] == 0
+    with pytest.raises(TypeError, match="takes"):
+        scripts.layout("push", keys, finalize_lease=0, ttl=3600)  # PUSH reads no ttl
+    with pytest.raises(TypeError, match="takes"):
+        scripts.layout("claim", keys, worker_name="w", lease=15, finalize_lease=15, rules=None)  # no ttl

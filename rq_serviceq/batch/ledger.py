@@ -57,10 +57,7 @@ def settle(
     return scripts.settle(
         conn,
         keys,
-        worker_name,
-        settings.report_ttl,
-        lease,
-        scripts.Rules.of(settings),
+        scripts.Ending.of(worker_name, settings, lease),
         [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes],
     )
 

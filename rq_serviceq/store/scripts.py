@@ -158,6 +158,26 @@ class Rules:
         return cls(*(getattr(settings, name) for name in RULE_NAMES))
 
 
+@dataclass(frozen=True)
+class Ending:
+    """What every script that ends tasks reads (``includes/end_task.lua``), as one parameter of its wrapper:
+    whose step it is, how long an ended task stays scored in RQ's registries, how long batch-end work the
+    step wins is leased to the caller, and the settings the tasks follow."""
+
+    worker_name: str  # '' for a caller that is no worker
+    ttl: int  # the service queue's report_ttl
+    finalize_lease: float
+    rules: Rules
+
+    @classmethod
+    def of(cls, worker_name: str, settings: Settings, finalize_lease: float) -> Ending:
+        return cls(worker_name, settings.report_ttl, finalize_lease, Rules.of(settings))
+
+    def given(self) -> dict[str, Any]:
+        return {"worker_name": self.worker_name, "ttl": self.ttl, "finalize_lease": self.finalize_lease,
+                "rules": self.rules}  # fmt: skip
+
+
 def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]:
     """Script ``name``'s KEYS and named ARGV, as its header declares them; ``given`` must be exactly
     what it asks for (``Contract.given``).  Its own arguments follow these."""
@@ -252,16 +272,13 @@ class Claimed:
 def claim(
     conn: Redis,
     keys: k.Keys,
-    worker_name: str,
-    ttl: int,
+    ending: Ending,
     lease: float,
-    finalize_lease: float,
-    rules: Rules,
     count: int,
     new_batch_id: str,
 ) -> Claimed:
-    """CLAIM up to ``count`` tasks (``new_batch_id`` opens a batch should a requeued task need one)."""
-    given = {"worker_name": worker_name, "ttl": ttl, "lease": lease, "finalize_lease": finalize_lease, "rules": rules}
+    """CLAIM up to ``count`` tasks under ``lease`` (``new_batch_id`` opens a batch should a requeued task need one)."""
+    given = {**ending.given(), "lease": lease}
     now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, keys, given, [count, new_batch_id])
     wake_text = _text(wake)
     return Claimed(
@@ -294,15 +311,11 @@ class SettleResult:
 def settle(
     conn: Redis,
     keys: k.Keys,
-    worker_name: str,
-    ttl: int,
-    finalize_lease: float,
-    rules: Rules,
+    ending: Ending,
     outcomes: Sequence[tuple[str, str, str, str]],
 ) -> SettleResult:
     """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each."""
-    given = {"worker_name": worker_name, "ttl": ttl, "finalize_lease": finalize_lease, "rules": rules}
-    now, rows, ended = _run(conn, SETTLE, keys, given, [x for outcome in outcomes for x in outcome])
+    now, rows, ended = _run(conn, SETTLE, keys, ending.given(), [x for outcome in outcomes for x in outcome])
     return SettleResult(float(now), [_settled(row) for row in rows], [_text(b) for b in ended])
 
 
@@ -319,15 +332,11 @@ class Released:
 def release(
     conn: Redis,
     keys: k.Keys,
-    worker_name: str,
-    ttl: int,
-    finalize_lease: float,
-    rules: Rules,
+    ending: Ending,
     claims: Sequence[tuple[str, str]],
 ) -> Released:
     """RELEASE claimed tasks that never started: (task id, claim token) each."""
-    given = {"worker_name": worker_name, "ttl": ttl, "finalize_lease": finalize_lease, "rules": rules}
-    return Released([_text(b) for b in _run(conn, RELEASE, keys, given, [x for pair in claims for x in pair])])
+    return Released([_text(b) for b in _run(conn, RELEASE, keys, ending.given(), [x for pair in claims for x in pair])])
 
 
 @dataclass(frozen=True)
@@ -386,17 +395,13 @@ class StopSlice:
 def stop_slice(
     conn: Redis,
     keys: k.Keys,
-    worker_name: str,
-    ttl: int,
-    finalize_lease: float,
-    rules: Rules,
+    ending: Ending,
     batch_id: str,
     cursor: str,
     size: int,
 ) -> StopSlice:
     """STOP_SLICE: fail up to ``size`` tasks of a stopped batch that are not running."""
-    given = {"worker_name": worker_name, "ttl": ttl, "finalize_lease": finalize_lease, "rules": rules}
-    nxt, ended = _run(conn, STOP_SLICE, keys, given, [batch_id, cursor, size])
+    nxt, ended = _run(conn, STOP_SLICE, keys, ending.given(), [batch_id, cursor, size])
     return StopSlice(_text(nxt), _text(ended) or None)
 
 
@@ -411,17 +416,13 @@ class AuditSlice:
 def reconcile(
     conn: Redis,
     keys: k.Keys,
-    worker_name: str,
-    ttl: int,
-    finalize_lease: float,
-    rules: Rules,
+    ending: Ending,
     batch_id: str,
     cursor: str,
     size: int,
 ) -> AuditSlice:
     """RECONCILE one slice of a batch's open tasks with what RQ's tools did to them."""
-    given = {"worker_name": worker_name, "ttl": ttl, "finalize_lease": finalize_lease, "rules": rules}
-    nxt, failed, back, ended = _run(conn, RECONCILE, keys, given, [batch_id, cursor, size])
+    nxt, failed, back, ended = _run(conn, RECONCILE, keys, ending.given(), [batch_id, cursor, size])
     return AuditSlice(_text(nxt), int(failed), int(back), _text(ended) or None)
 
 

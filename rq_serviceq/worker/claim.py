@@ -39,8 +39,8 @@ class Claim:
 def claim(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, count: int, lease: float) -> Claim:
     """Claim up to ``count`` tasks under ``lease`` (batch work too); ``settings`` are the caller's latest
     (its previous claim's): the tasks this claim fails or retries follow them."""
-    rules = scripts.Rules.of(settings)
-    got = scripts.claim(conn, keys, worker_name, settings.report_ttl, lease, lease, rules, count, uuid.uuid4().hex)
+    ending = scripts.Ending.of(worker_name, settings, lease)
+    got = scripts.claim(conn, keys, ending, lease, count, uuid.uuid4().hex)
     if got.status == Status.DELETED:
         raise ServiceQDeleted(f"service queue {keys.name!r} was deleted")
     fields = decode_hash(got.state)
@@ -84,8 +84,7 @@ def release(
     returns batches this ended (their end work leased to the caller for ``lease``)."""
     if not claims:
         return []
-    rules = scripts.Rules.of(settings)
-    return scripts.release(conn, keys, worker_name, settings.report_ttl, lease, rules, claims).ended_batches
+    return scripts.release(conn, keys, scripts.Ending.of(worker_name, settings, lease), claims).ended_batches
 
 
 def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float) -> None:

@@ -103,9 +103,9 @@ def _stopped_batch_ended(
     Passes repeat while running tasks finish, so that a task whose worker died
     meanwhile is failed when its lease runs out instead of waiting for a worker.
     """
-    rules, cursor = scripts.Rules.of(settings), "q"
+    ending, cursor = scripts.Ending.of("", settings, lease), "q"
     while cursor != "done":
-        piece = scripts.stop_slice(conn, keys, "", settings.report_ttl, lease, rules, batch_id, cursor, STOP_SLICE_SIZE)
+        piece = scripts.stop_slice(conn, keys, ending, batch_id, cursor, STOP_SLICE_SIZE)
         cursor = piece.cursor
         if piece.ended and finalize:
             ledger.finalize(conn, keys, settings, piece.ended)
