@@ -1,3 +1,4 @@
+-- A task of a batch stop() ended is failed with the STOPPED remark instead of run or retried.
 local STOPPED = 'STOPPED | the service queue was stopped before this task '
 
 local function batch_stopped(id)

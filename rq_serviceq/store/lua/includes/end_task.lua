@@ -1,6 +1,7 @@
 --- @include "record_result"
 --- @include "count_end"
 
+-- A task's last outcome (passed, or failed for good): RQ's fields and registry, then its batch's ledger.
 local function retries_of(jk)  -- a hash damaged by hand counts as no retry rather than failing the step
   return tonumber(redis.call('HGET', jk, 'sq_retries') or '0') or 0
 end

@@ -4,6 +4,7 @@
 --- @include "record_result"
 --- @include "end_task"
 
+-- One attempt's outcome as its worker reported it, under the settings Python validated (scripts.Rules).
 local function retry_config()
   return {limit = k.retry_limit, resting = k.resting_period, backoff = k.loop_backoff}
 end
