@@ -32,7 +32,8 @@ def finalize_lease(settings: Settings) -> float:
     return leases.unrenewed(settings.callback_timeout, END_CALLBACK_ATTEMPTS)
 
 
-# What SETTLE answers, as the worker reads it (defined with the script's wrapper).
+# What SETTLE answers, as the worker reads it: defined with the script's wrapper, read here, since only the
+# domain layer imports store/scripts.py (tests/test_structure.py).
 Settled = scripts.Settled
 SettleResult = scripts.SettleResult
 
