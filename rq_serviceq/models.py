@@ -39,7 +39,7 @@ DEFAULT_MAX_TASK_BYTES = 512 * 1024
 
 class Status(enum.StrEnum):
     """Statuses of a service queue, of a batch and of a worker report, shared with the Lua scripts
-    (``scripts.header`` gives them to Lua as ``S.<NAME>``).
+    (``scripts.prologue`` gives them to Lua as ``S.<NAME>``).
 
     A service queue is CREATED, then PENDING while a batch waits for its first claim,
     RUNNING, PAUSED, STOPPED, or FINISHED between batches.  A batch is PENDING,

@@ -24,14 +24,13 @@ from rq_serviceq.batch import events, ledger, push, report
 from rq_serviceq.batch.push import PushError, PushResult
 from rq_serviceq.models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
 from rq_serviceq.store import keys as k
-from rq_serviceq.store import scripts, state
+from rq_serviceq.store import state
 from rq_serviceq.store.connection import connect
 from rq_serviceq.task.imports import import_path_of
-from rq_serviceq.worker import control, launcher, leases
+from rq_serviceq.worker import control, launcher
 from rq_serviceq.worker import cycle as group
 
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
-STOP_SLICE_SIZE = 250  # tasks stop() fails per Lua call (about 12 ms of Redis time: bench/stop.py)
 _UNSET: Any = object()
 Role = Literal["default", "producer"]
 
@@ -280,12 +279,11 @@ class ServiceQ:
         claims are refused atomically, and workers holding a claimed group have
         acknowledged that they will start none of it.  Waiting retries wait.
         """
-        change = scripts.set_status(self.connection, self.keys, paused=True)
-        control.quiesce(self.connection, self.keys, change.pause_gen, timeout)
+        control.pause(self.connection, self.keys, timeout)
 
     def resume(self) -> None:
         """Let workers take tasks again, where they left off."""
-        scripts.set_status(self.connection, self.keys, paused=False)
+        control.resume(self.connection, self.keys)
 
     def stop(self, timeout: float = 30.0) -> str | None:
         """End the active batch now; returns its id (None when there was none).
@@ -299,35 +297,7 @@ class ServiceQ:
         producer leaves the batch-end callback to the next worker's claim and
         returns once the batch has ended, without waiting for it.
         """
-        settings = self.settings
-        lease = 0.0 if self.role == "producer" else ledger.finalize_lease(settings)
-        ctx = scripts.Context(self.keys, "", ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
-        stopped = scripts.stop(self.connection, self.keys)
-        deadline = time.monotonic() + timeout
-        control.quiesce(self.connection, self.keys, stopped.pause_gen, timeout)
-        batch_id = stopped.batch_id
-        if batch_id is None:
-            return None
-        while not self._stopped_batch_ended(ctx, settings, batch_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return batch_id
-
-    def _stopped_batch_ended(self, ctx: scripts.Context, settings: Settings, batch_id: str) -> bool:
-        """One pass of STOP_SLICE over the stopped batch; True once the batch has finished.
-
-        Passes repeat while running tasks finish, so that a task whose worker died
-        meanwhile is failed when its lease runs out instead of waiting for a worker.
-        """
-        cursor = "q"
-        while cursor != "done":
-            piece = scripts.stop_slice(
-                self.connection, ctx, scripts.Rules.of(settings), batch_id, cursor, STOP_SLICE_SIZE
-            )
-            cursor = piece.cursor
-            if piece.ended and self.role != "producer":
-                ledger.finalize(self.connection, self.keys, settings, piece.ended)
-        done = "end_time" if self.role == "producer" else "finalized"
-        return bool(self.connection.hexists(self.keys.batch(batch_id), done))
+        return control.stop(self.connection, self.keys, self.settings, timeout, finalize=self.role != "producer")
 
     def scale(self, worker_count: int) -> None:
         """Change the worker count at runtime.

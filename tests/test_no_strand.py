@@ -169,8 +169,8 @@ def test_tasks_a_dead_plain_rq_worker_left_in_rqs_intermediate_queue_are_run(
 
 def test_a_push_whose_arguments_are_not_triples_writes_nothing(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
     sq = _returning(make_sq)
-    ctx = scripts.Context(sq.keys, "", ttl=3600, lease=15, finalize_lease=0)
-    keys, args = ctx.key_list(), [*ctx.arg_list(), "new-batch", "drag-pending", "t1", "{}", "one", "t2", "{}"]
+    keys, named = scripts.layout("push", sq.keys, finalize_lease=0)
+    args = [*named, "new-batch", "drag-pending", "t1", "{}", "one", "t2", "{}"]
     before = conn.hgetall(sq.keys.state)
     with pytest.raises(ResponseError, match="groups of 3"):
         conn.eval(scripts.source("push"), len(keys), *keys, *args)  # a producer in another language, one short

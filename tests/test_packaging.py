@@ -18,7 +18,8 @@ def test_an_installed_wheel_finds_its_lua_scripts(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("rq_serviceq-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     lua_files = {Path(n).name for n in names if n.startswith("rq_serviceq/store/lua/")}
-    assert {"_lib.lua", "claim.lua", "push.lua", "settle.lua"} <= lua_files
+    assert {"claim.lua", "push.lua", "settle.lua", "end_task.lua"} <= lua_files
+    assert "rq_serviceq/store/lua/includes/end_task.lua" in names  # the helpers the scripts include
     assert "rq_serviceq/py.typed" in names
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)]
     subprocess.run(install, check=True, timeout=120)

@@ -33,18 +33,19 @@ def _table_after(heading: str) -> list[list[str]]:
     return out
 
 
-def test_documented_keys_and_args_are_the_scripts_convention() -> None:
+def test_documented_keys_and_args_are_the_push_scripts_header() -> None:
+    push = scripts.contract("push")
     keys = _table_after("KEYS, in this order")
-    assert [name for name, _ in keys] == list(scripts.KEY_NAMES)
+    assert [name for name, _ in keys] == list(push.keys)
     documented = [key.replace("NAME", "drag") for _, key in keys]
-    assert documented == scripts.Context(k.Keys("drag"), "", ttl=604800, lease=15, finalize_lease=0).key_list()
-    args = _table_after("ARGV: nine context values")
-    assert len(args) >= len(scripts.ARG_NAMES) + 2
-    context = scripts.Context(k.Keys("NAME"), "", ttl=604800, lease=15, finalize_lease=0).arg_list()
-    stamp = scripts.ARG_NAMES.index("stamp")
-    for i, (shown, _what) in enumerate(args[: len(scripts.ARG_NAMES)]):
+    assert documented == scripts.layout("push", k.Keys("drag"), finalize_lease=0)[0]
+    args = _table_after("ARGV: the four values its header names")
+    assert len(args) >= len(push.args) + 2
+    named = scripts.layout("push", k.Keys("NAME"), finalize_lease=0)[1]
+    stamp = push.args.index("stamp")
+    for i, (shown, _what) in enumerate(args[: len(push.args)]):
         if i != stamp:  # the documented one is an example of the format
-            assert shown == (str(context[i]) or "empty string"), scripts.ARG_NAMES[i]
+            assert shown == str(named[i]), push.args[i]
 
 
 def _recipe() -> str:

@@ -1,4 +1,5 @@
-"""The shape the code promises: every Lua script states its contract and has one typed wrapper."""
+"""The shape the code promises: every Lua script states its contract, reads exactly what it declares, and
+has one typed wrapper taking exactly that; one domain layer runs the wrappers."""
 
 from __future__ import annotations
 
@@ -8,24 +9,74 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
+from redis import Redis
+
+from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
 
 PACKAGE = Path(scripts.__file__).parent.parent
 LUA_DIR = PACKAGE / "store" / "lua"
-LUA = sorted(p for p in LUA_DIR.glob("*.lua") if p.name != "_lib.lua")
+LUA = sorted(LUA_DIR.glob("*.lua"))
+INCLUDES = sorted((LUA_DIR / "includes").glob("*.lua"))
+CONTEXT_PARAMETERS = {*scripts.GIVEN, "keys", "rules"}  # a wrapper's other parameters are the script's own ARGV
+
+
+def _code(lua: str) -> str:
+    """Lua without its comments: a name a comment mentions is not read."""
+    return re.sub(r"--.*", "", lua)
+
+
+def _reads(name: str) -> set[str]:
+    """The ``k.<name>`` a script and the helpers it includes read (``k.now`` is every script's)."""
+    texts = [scripts.script_text(name), *(scripts.include_text(i) for i in scripts.contract(name).includes)]
+    return {m for text in texts for m in re.findall(r"\bk\.(\w+)", _code(text))} - {"now"}
 
 
 def test_every_script_opens_with_its_contract_and_has_one_typed_wrapper() -> None:
     assert LUA, "no scripts found"
+    assert scripts.names() == [p.stem for p in LUA]
     for path in LUA:
-        head = path.read_text().split("\n\n")[0]
-        assert head.startswith("-- KEYS, ARGV[1..A-1]: the service queue's context"), path.name
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("-- KEYS:") and lines[1].startswith("-- ARGV:"), path.name
         assert "Returns" in path.read_text(), f"{path.name} does not say what it returns"
         wrapper = getattr(scripts, path.stem, None)
         assert inspect.isfunction(wrapper), f"{path.stem}.lua has no wrapper scripts.{path.stem}()"
         returned = inspect.get_annotations(wrapper, eval_str=True)["return"]
         reply = returned.__args__[0] if getattr(returned, "__origin__", None) is list else returned
         assert dataclasses.is_dataclass(reply), f"scripts.{path.stem}() returns {returned}, not a dataclass"
+
+
+def test_every_script_reads_exactly_what_its_header_declares() -> None:
+    for path in LUA:
+        c = scripts.contract(path.stem)
+        declared, read = {*c.keys, *c.args}, _reads(path.stem)
+        assert read <= declared, f"{path.name} (with its includes) reads {read - declared}, not declared"
+        assert declared <= read, f"{path.name} declares {declared - read}, which nothing reads"
+
+
+def test_every_include_is_used_and_includes_resolve() -> None:
+    used = {i for path in LUA for i in scripts.contract(path.stem).includes}
+    assert used == {p.stem for p in INCLUDES}
+    for path in LUA:  # each once, every helper after the helpers it includes
+        order = scripts.contract(path.stem).includes
+        assert len(order) == len(set(order)), path.name
+        for i, name in enumerate(order):
+            assert set(scripts.contract(path.stem).includes[:i]) >= set(
+                re.findall(r'^--- @include "(\w+)"$', scripts.include_text(name), re.M)
+            ), f"{path.name}: {name} comes before what it includes"
+
+
+def test_each_wrapper_takes_exactly_what_its_script_reads_as_required_parameters() -> None:
+    """A caller that leaves out a value (``ttl``: a task scored 168 h ahead in RQ's registry) is a type error,
+    and none is handed a value its script never reads."""
+    for path in LUA:
+        parameters = inspect.signature(getattr(scripts, path.stem)).parameters
+        context = {name for name in parameters if name in CONTEXT_PARAMETERS}
+        if "ending" in parameters:  # what every script that ends tasks reads, as one parameter
+            context |= {f.name for f in dataclasses.fields(scripts.Ending)}
+        assert context == {"keys", *scripts.contract(path.stem).given()}, path.stem
+        assert all(p.default is inspect.Parameter.empty for p in parameters.values()), path.stem
 
 
 def test_only_the_wrappers_run_scripts() -> None:
@@ -39,32 +90,29 @@ def test_only_the_wrappers_run_scripts() -> None:
     assert callers == []
 
 
-def test_the_scripts_context_has_no_defaults() -> None:
-    """A caller that leaves out a field (``ttl``: a task scored 168 h ahead in RQ's registry) is a type error."""
-    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(scripts.Context))
+# The domain layer: the one entrance to the transitions (as Dramatiq's ``brokers/redis.py:_dispatch``).  Every
+# other module calls these modules' functions, never ``scripts.*``.
+DOMAIN = {"batch/push.py", "batch/ledger.py", "worker/claim.py", "worker/control.py", "worker/reconcile.py"}
+# ``rq-serviceq script`` prints a script's source for producers in other languages; it runs none.
+SOURCE_PRINTERS = {"cli/run.py"}
 
 
-# What the wrappers built on ``scripts._bare`` take besides the keys: everything else they read is zero.
-BARE = {
-    "extend_leases": {"lease"},
-    "reclaim": {"worker_name"},
-    "leave": {"worker_name"},
-    "set_status": set(),
-    "stop": set(),
-    "finish": set(),
-}
-TASK_ENDING = ("end_task", "count_end", "settle_one", "take_over", "record_result", "open_or_join", "retry_config")
+def _imports_scripts(path: Path) -> bool:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+    return "rq_serviceq.store.scripts" in modules
 
 
-def test_scripts_without_a_full_context_read_only_what_their_wrappers_take() -> None:
-    assert set(BARE) == {p.stem for p in LUA} - scripts.RULED - {"push"}
-    for name, takes in BARE.items():
-        lua = (LUA_DIR / f"{name}.lua").read_text()
-        read = {
-            field for field in ("ttl", "lease", "finalize_lease", "worker_name") if re.search(rf"\bk\.{field}\b", lua)
-        }
-        assert read <= takes, f"{name}.lua reads {read - takes}, which its wrapper is not given"
-        assert not [step for step in TASK_ENDING if step in lua], f"{name}.lua calls a step that reads the rules"
+def test_only_the_domain_layer_imports_the_scripts() -> None:
+    importers = {
+        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if path.name != "scripts.py"
+        if _imports_scripts(path)
+    }  # fmt: skip
+    assert importers - SOURCE_PRINTERS == DOMAIN
 
 
 # The data path reads off the folder names (docs/architecture.md, "Layout"): the top level keeps the facade
@@ -79,3 +127,23 @@ def test_the_top_level_holds_only_the_facade_and_what_users_import() -> None:
     assert packages == SUB_PACKAGES
     for name in SUB_PACKAGES:
         assert ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())), f"{name}/ says not why"
+
+
+def test_every_script_as_built_loads_into_redis_and_unpacks_only_its_contract(conn: Redis) -> None:
+    """Each script's source, helpers included, compiles; its ``k`` holds the declared names and ``now`` only."""
+    for path in LUA:
+        c = scripts.contract(path.stem)
+        source = scripts.source(path.stem)
+        assert conn.script_load(source)
+        prologue = source[: source.index("local A = ")]
+        assert set(re.findall(r"(\w+) = (?:tonumber\()?(?:KEYS|ARGV)\[", prologue)) == {*c.keys, *c.args}, path.name
+        assert source.count("local function end_task(") <= 1, path.name  # an include comes once
+
+
+def test_a_call_given_more_or_less_than_its_script_reads_is_refused() -> None:
+    keys = k.Keys("drag")
+    assert scripts.layout("push", keys, finalize_lease=0)[1][-1] == 0
+    with pytest.raises(TypeError, match="takes"):
+        scripts.layout("push", keys, finalize_lease=0, ttl=3600)  # PUSH reads no ttl
+    with pytest.raises(TypeError, match="takes"):
+        scripts.layout("claim", keys, worker_name="w", lease=15, finalize_lease=15, rules=None)  # no ttl

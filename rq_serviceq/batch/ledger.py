@@ -1,6 +1,6 @@
 """worker → ledger → passed/failed: recording outcomes and ending batches.
 
-All accounting happens inside Lua scripts (``count_end`` in ``lua/_lib.lua``),
+All accounting happens inside Lua scripts (``lua/includes/count_end.lua``),
 so "how many are left in this batch" is never inferred from queue and
 registry lengths that RQ moves between non-atomically.  The step whose
 outcome takes the batch's pending count to zero gets the batch id back and
@@ -32,7 +32,8 @@ def finalize_lease(settings: Settings) -> float:
     return leases.unrenewed(settings.callback_timeout, END_CALLBACK_ATTEMPTS)
 
 
-# What SETTLE answers, as the worker reads it (defined with the script's wrapper).
+# What SETTLE answers, as the worker reads it: defined with the script's wrapper, read here, since only the
+# domain layer imports store/scripts.py (tests/test_structure.py).
 Settled = scripts.Settled
 SettleResult = scripts.SettleResult
 
@@ -54,11 +55,10 @@ def settle(
     if not outcomes:
         return SettleResult(0.0, [], [])
     lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
     return scripts.settle(
         conn,
-        ctx,
-        scripts.Rules.of(settings),
+        keys,
+        scripts.Ending.of(worker_name, settings, lease),
         [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes],
     )
 

@@ -133,13 +133,13 @@ def iter_push(
     """
     label = settings.task_function or "(no task function set)"
     limit = settings.max_task_bytes
-    ctx = _context(keys, settings, begin_lease)
+    lease = _begin_lease(settings, begin_lease)
     if isinstance(tasks, Sequence):  # validate everything first: one bad task writes nothing
         chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)
     else:
         chunks = (_encode_all(chunk, limit, n * CHUNK_SIZE) for n, chunk in enumerate(_chunks(tasks, CHUNK_SIZE)))
     for group in _chunks(chunks, CHUNKS_PER_ROUND_TRIP):
-        yield from _push_chunks(conn, ctx, group, label)
+        yield from _push_chunks(conn, keys, lease, group, label)
 
 
 def push_encoded(
@@ -152,10 +152,10 @@ def push_encoded(
     once to push it, was a fifth of a push's CPU.  Nothing here checks the bytes.
     """
     label = settings.task_function or "(no task function set)"
-    ctx = _context(keys, settings, begin_lease)
+    lease = _begin_lease(settings, begin_lease)
     results: list[PushResult] = []
     for group in _chunks(_chunks(encoded, CHUNK_SIZE), CHUNKS_PER_ROUND_TRIP):
-        results += _push_chunks(conn, ctx, group, label)
+        results += _push_chunks(conn, keys, lease, group, label)
     return results
 
 
@@ -178,18 +178,17 @@ def _refused(task: Any, limit: int) -> bool:
     return False
 
 
-def _context(keys: k.Keys, settings: Settings, begin_lease: float | None) -> scripts.Context:
-    """PUSH's context: a batch it opens has its begin callback leased to the pusher for ``begin_lease``
-    (default: long enough for the callback)."""
-    lease = leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
-    return scripts.Context(keys, "", ttl=settings.report_ttl, lease=leases.TASK_LEASE, finalize_lease=lease)
+def _begin_lease(settings: Settings, begin_lease: float | None) -> float:
+    """How long a batch a push opens has its begin callback leased to the pusher (default: long enough
+    for the callback)."""
+    return leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
 
 
-def _push_chunks(conn: Redis, ctx: scripts.Context, chunks: list[list[bytes]], label: str) -> list[PushResult]:
-    calls = [_chunk(encoded, label, ctx.keys.queue_name) for encoded in chunks]
-    replies = scripts.push(conn, ctx, calls)
+def _push_chunks(conn: Redis, keys: k.Keys, lease: float, chunks: list[list[bytes]], label: str) -> list[PushResult]:
+    calls = [_chunk(encoded, label, keys.queue_name) for encoded in chunks]
+    replies = scripts.push(conn, keys, lease, calls)
     if any(reply.deleted for reply in replies):
-        raise ServiceQDeleted(f"service queue {ctx.keys.name!r} was deleted; nothing of this chunk was written")
+        raise ServiceQDeleted(f"service queue {keys.name!r} was deleted; nothing of this chunk was written")
     return [
         PushResult([task_id for task_id, _, _ in call.tasks], reply.batch_id, reply.opened)
         for call, reply in zip(calls, replies, strict=True)

@@ -1,21 +1,20 @@
 """Lua scripts: every transition that must be atomic across workers and machines.
 
-Each script is a file in ``lua/`` that opens with what it takes and returns.
-All share one calling convention: the same KEYS (every key of the service
-queue a transition may touch) and the same first ARGV (prefixes, TTL, the
-caller's worker), declared once here as ``KEY_NAMES``/``ARG_NAMES``, from which
-both ``Context`` and the Lua header that unpacks them are generated.
-``lua/_lib.lua`` holds the steps several transitions share: opening a batch,
-counting a task's end in its batch ledger exactly once, failing a task,
-settling an outcome.  The scripts that end or retry tasks (``RULED``) also take
-the settings those steps read (``RULE_NAMES``), as Python validated them: a value
-stored by hand in the state hash (``retry_limit=abc``, ``loop_backoff=1e999``)
-loads as its default here, and Lua never parses one, so it never dies on one.
+Each script is a file in ``lua/`` that opens with its contract, machine-readable::
 
-No field of the context has a default: a caller that forgot one (a task failed
-168 h ahead in RQ's registry because ``ttl`` was left out) is a type error.
-The wrappers of scripts that read none of the context's numbers take only what
-they read (``_bare``).
+    -- KEYS: state queue leases ...        the keys it touches, by name (``KEY_NAMES``)
+    -- ARGV: job_prefix lease ...          the named values it reads (``ARG_NAMES``, ``RULE_NAMES``)
+    --- @include "end_task"                a helper of ``lua/includes/`` it calls
+
+From that header ``source`` builds the script as Redis runs it: a generated prologue that unpacks only
+the declared KEYS and ARGV into the table ``k`` (with ``k.now``, Redis' own clock, and ``S``, the
+statuses), then the included helpers, transitively and each once, dependencies first, then the script.
+Its own arguments follow the named ones, from ``ARGV[A]``.  ``tests/test_structure.py`` checks that a
+script and its includes read exactly what the header declares, and that each typed wrapper below takes
+exactly the values its script reads, as required parameters: a caller that forgets one (a task failed
+168 h ahead in RQ's registry because ``ttl`` was left out) is a type error.  The settings of the scripts
+that end or retry tasks (``Rules``) come as Python validated them: a value stored by hand in the state
+hash (``retry_limit=abc``) loads as its default there, and Lua never parses one, so it never dies on one.
 
 Each script takes Redis' own clock (``TIME``), so workers whose clocks
 disagree still agree on when a retry is due.  Floats are returned as strings
@@ -24,6 +23,7 @@ because Redis truncates Lua numbers to integers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,51 +39,109 @@ from rq.utils import utcformat
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
 
-# The calling convention, declared once: the Lua header that unpacks KEYS and ARGV
-# into the table ``k`` is generated from these, and so are Context's lists.
+# The names a script's header may declare, in the order its KEYS and ARGV take them.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
              "rq_queues", "suspended", "workers", "worker", "events", "totals")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
              "results_prefix")  # fmt: skip
-# The settings the scripts that end or retry tasks read (``Rules``), in ARGV right after the context.
+# The settings the scripts that end or retry tasks read (``Rules``).
 RULE_NAMES = ("result_ttl", "retry_limit", "resting_period", "loop_backoff")
-_NUMBERS = {"ttl", "lease", "finalize_lease", *RULE_NAMES}  # ARGV entries the header converts with tonumber()
+# What a caller gives (the wrapper's parameters of these names); every other named value follows from the Keys.
+GIVEN = ("worker_name", "ttl", "lease", "finalize_lease")
+_NUMBERS = {"ttl", "lease", "finalize_lease", *RULE_NAMES}  # ARGV entries the prologue converts with tonumber()
 
 PUSH, CLAIM, SETTLE, RELEASE = "push", "claim", "settle", "release"
 EXTEND_LEASES, SET_STATUS, STOP, STOP_SLICE = "extend_leases", "set_status", "stop", "stop_slice"
 RECONCILE, FINISH, RECLAIM, LEAVE = "reconcile", "finish", "reclaim", "leave"
-RULED = frozenset({CLAIM, SETTLE, RELEASE, RECONCILE, STOP_SLICE})  # the scripts that end or retry tasks
+
+_LUA = resources.files(__package__) / "lua"
+_INCLUDE = re.compile(r'^--- @include "(\w+)"$', re.M)
 
 
 @dataclass(frozen=True)
-class Context:
-    """The KEYS and leading ARGV every script gets (``KEY_NAMES``, ``ARG_NAMES``)."""
+class Contract:
+    """What a script's header declares: its KEYS and named ARGV in order, and the helpers it includes."""
 
-    keys: k.Keys
-    worker_name: str  # '' for a caller that is no worker
-    ttl: int  # the service queue's report_ttl: how long an ended task is scored ahead in RQ's registries
-    lease: float  # of the tasks a claim hands out
-    finalize_lease: float  # how long batch-end work (report, callback) may take
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+    includes: tuple[str, ...]  # transitively, dependencies first, each once
 
-    def key_list(self) -> list[str]:
-        q = self.keys
-        special = {
-            "rq_queues": k.RQ_QUEUES,
-            "suspended": k.SUSPENDED,
-            "worker": k.worker_key(self.worker_name) if self.worker_name else q.base + "no-worker",
-        }
-        return [special[name] if name in special else getattr(q, name) for name in KEY_NAMES]
+    def given(self) -> set[str]:
+        """The wrapper's parameters this contract asks for (the key of ``worker`` is the worker's name)."""
+        wanted = {name for name in GIVEN if name in self.args}
+        if "worker" in self.keys:
+            wanted.add("worker_name")
+        if any(name in RULE_NAMES for name in self.args):
+            wanted.add("rules")
+        return wanted
 
-    def arg_list(self) -> list[Any]:
-        stamp = utcformat(datetime.now(UTC))  # RQ's date format, for RQ's own fields
-        values = {
-            "job_prefix": k.JOB_PREFIX,
-            "batch_prefix": self.keys.batch_prefix,
-            "stamp": stamp,
-            "name": self.keys.name,
-            "results_prefix": k.RESULTS_PREFIX,
-        }
-        return [values[name] if name in values else getattr(self, name) for name in ARG_NAMES]
+
+def _declared(text: str, field: str, allowed: Sequence[str], where: str) -> tuple[str, ...]:
+    found = re.search(rf"^-- {field}:(.*)$", text, re.M)
+    if found is None:
+        raise ValueError(f"{where} declares no {field}")
+    names = tuple(found.group(1).split())
+    unknown = [name for name in names if name not in allowed]
+    if unknown or list(names) != sorted(names, key=allowed.index):
+        raise ValueError(f"{where}: {field} {unknown or names} (known, in order: {' '.join(allowed)})")
+    return names
+
+
+def _includes(text: str, seen: list[str]) -> list[str]:
+    """The helpers ``text`` includes, transitively, in post-order: each is defined before a helper using it."""
+    for name in _INCLUDE.findall(text):
+        if name not in seen:
+            _includes(include_text(name), seen)
+            seen.append(name)
+    return seen
+
+
+@cache
+def include_text(name: str) -> str:
+    return (_LUA / "includes" / f"{name}.lua").read_text()
+
+
+@cache
+def script_text(name: str) -> str:
+    return (_LUA / f"{name}.lua").read_text()
+
+
+@cache
+def contract(name: str) -> Contract:
+    """The contract a script's header declares (a ValueError names a malformed one)."""
+    text = script_text(name)
+    keys = _declared(text, "KEYS", KEY_NAMES, f"{name}.lua")
+    args = _declared(text, "ARGV", ARG_NAMES + RULE_NAMES, f"{name}.lua")
+    return Contract(keys, args, tuple(_includes(text, [])))
+
+
+def names() -> list[str]:
+    """Every script's name."""
+    return sorted(p.name.removesuffix(".lua") for p in _LUA.iterdir() if p.name.endswith(".lua"))
+
+
+def prologue(c: Contract) -> str:
+    """The Lua that turns the declared KEYS and ARGV into ``k`` (and ``A``, the script's first own ARGV)."""
+    fields = [f"{name} = KEYS[{i}]" for i, name in enumerate(c.keys, 1)]
+    fields += [
+        f"{name} = tonumber(ARGV[{i}])" if name in _NUMBERS else f"{name} = ARGV[{i}]"
+        for i, name in enumerate(c.args, 1)
+    ]
+    fields.append("now = tonumber(t[1]) + tonumber(t[2]) / 1000000")
+    statuses = ", ".join(f"{s.name} = '{s.value}'" for s in Status)
+    return (
+        "local t = redis.call('TIME')\n"
+        + "local k = {" + ",\n  ".join(fields) + "}\n"
+        + f"local A = {len(c.args) + 1}\n"
+        + f"local S = {{{statuses}}}\n"
+    )  # fmt: skip
+
+
+@cache
+def source(name: str) -> str:
+    """A script as Redis runs it: the generated prologue, the helpers it includes, then the script."""
+    c = contract(name)
+    return "\n".join((prologue(c), *(include_text(i) for i in c.includes), script_text(name)))
 
 
 @dataclass(frozen=True)
@@ -99,57 +157,63 @@ class Rules:
     def of(cls, settings: Settings) -> Rules:
         return cls(*(getattr(settings, name) for name in RULE_NAMES))
 
-    def arg_list(self) -> list[str]:
-        return [repr(getattr(self, name)) for name in RULE_NAMES]
+
+@dataclass(frozen=True)
+class Ending:
+    """What every script that ends tasks reads (``includes/end_task.lua``), as one parameter of its wrapper:
+    whose step it is, how long an ended task stays scored in RQ's registries, how long batch-end work the
+    step wins is leased to the caller, and the settings the tasks follow."""
+
+    worker_name: str  # '' for a caller that is no worker
+    ttl: int  # the service queue's report_ttl
+    finalize_lease: float
+    rules: Rules
+
+    @classmethod
+    def of(cls, worker_name: str, settings: Settings, finalize_lease: float) -> Ending:
+        return cls(worker_name, settings.report_ttl, finalize_lease, Rules.of(settings))
+
+    def given(self) -> dict[str, Any]:
+        return {"worker_name": self.worker_name, "ttl": self.ttl, "finalize_lease": self.finalize_lease,
+                "rules": self.rules}  # fmt: skip
 
 
-def _bare(keys: k.Keys, worker_name: str = "", lease: float = 0.0) -> Context:
-    """The context of a script that reads none of ``ttl``, ``finalize_lease`` (nor ``lease`` nor
-    ``worker_name`` unless given): its wrapper takes only what it reads (``tests/test_structure.py``
-    checks that these scripts read nothing else)."""
-    return Context(keys, worker_name, ttl=0, lease=lease, finalize_lease=0.0)
-
-
-def header(ruled: bool = False) -> str:
-    """The Lua that turns KEYS and ARGV into ``k`` (and ``A``, the first script-specific ARGV);
-    ``ruled``: the script also takes ``Rules`` after the context."""
-    names = ARG_NAMES + (RULE_NAMES if ruled else ())
-    fields = [f"{name} = KEYS[{i}]" for i, name in enumerate(KEY_NAMES, 1)]
-    fields += [
-        f"{name} = tonumber(ARGV[{i}])" if name in _NUMBERS else f"{name} = ARGV[{i}]"
-        for i, name in enumerate(names, 1)
-    ]
-    fields.append("now = tonumber(t[1]) + tonumber(t[2]) / 1000000")
-    statuses = ", ".join(f"{s.name} = '{s.value}'" for s in Status)
-    return (
-        "local t = redis.call('TIME')\n"
-        + "local k = {" + ",\n  ".join(fields) + "}\n"
-        + f"local A = {len(names) + 1}\n"
-        + f"local S = {{{statuses}}}\n"
-    )  # fmt: skip
-
-
-@cache
-def source(name: str) -> str:
-    """A script as Redis runs it: the generated header, the shared library, then the script."""
-    lua = resources.files(__package__) / "lua"
-    return "\n".join((header(name in RULED), (lua / "_lib.lua").read_text(), (lua / f"{name}.lua").read_text()))
+def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]:
+    """Script ``name``'s KEYS and named ARGV, as its header declares them; ``given`` must be exactly
+    what it asks for (``Contract.given``).  Its own arguments follow these."""
+    c = contract(name)
+    if set(given) != c.given():
+        raise TypeError(f"script {name!r} takes {sorted(c.given())}, not {sorted(given)}")
+    worker_name = given.get("worker_name", "")
+    special = {
+        "rq_queues": k.RQ_QUEUES,
+        "suspended": k.SUSPENDED,
+        "worker": k.worker_key(worker_name) if worker_name else keys.base + "no-worker",
+    }
+    rules = given.get("rules")
+    values = {
+        "job_prefix": k.JOB_PREFIX,
+        "batch_prefix": keys.batch_prefix,
+        "stamp": utcformat(datetime.now(UTC)),  # RQ's date format, for RQ's own fields
+        "name": keys.name,
+        "results_prefix": k.RESULTS_PREFIX,
+        **{rule: repr(getattr(rules, rule)) for rule in RULE_NAMES if rules is not None},
+        **given,
+    }
+    return [special[n] if n in special else getattr(keys, n) for n in c.keys], [values[n] for n in c.args]
 
 
 _scripts: dict[str, Script] = {}
 
 
-def _run(conn: Redis | Pipeline, name: str, ctx: Context, args: Sequence[Any] = (), rules: Rules | None = None) -> Any:
+def _run(conn: Redis | Pipeline, name: str, keys: k.Keys, given: dict[str, Any], args: Sequence[Any] = ()) -> Any:
     """Run a script by SHA (loading it once), on a connection or inside a pipeline.  Only the typed
-    wrappers below call it: each script's reply is unpacked in exactly one place.  A ``RULED``
-    script gets ``rules`` (and only such a script)."""
-    if (rules is not None) != (name in RULED):
-        raise TypeError(f"script {name!r} {'takes' if name in RULED else 'takes no'} Rules")
+    wrappers below call it: each script's reply is unpacked in exactly one place."""
     script = _scripts.get(name)
     if script is None:
         script = _scripts[name] = Script(conn, source(name))
-    ruled = rules.arg_list() if rules is not None else []
-    return script(keys=ctx.key_list(), args=[*ctx.arg_list(), *ruled, *args], client=conn)
+    key_list, named = layout(name, keys, **given)
+    return script(keys=key_list, args=[*named, *args], client=conn)
 
 
 def _text(value: Any) -> str:
@@ -175,18 +239,20 @@ class Pushed:
     deleted: bool  # nothing was written: the service queue no longer exists
 
 
-def push(conn: Redis, ctx: Context, chunks: Sequence[PushChunk]) -> list[Pushed]:
-    """PUSH each chunk atomically; several chunks share one pipelined round trip, one is a bare EVALSHA."""
+def push(conn: Redis, keys: k.Keys, finalize_lease: float, chunks: Sequence[PushChunk]) -> list[Pushed]:
+    """PUSH each chunk atomically; several chunks share one pipelined round trip, one is a bare EVALSHA.
+    A batch it opens has its begin work leased to the pusher for ``finalize_lease``."""
+    given = {"finalize_lease": finalize_lease}
 
     def args(chunk: PushChunk) -> list[Any]:
         return [chunk.new_batch_id, chunk.origin, *(x for task in chunk.tasks for x in task)]
 
     if len(chunks) == 1:
-        replies = [_run(conn, PUSH, ctx, args(chunks[0]))]
+        replies = [_run(conn, PUSH, keys, given, args(chunks[0]))]
     else:
         with conn.pipeline(transaction=False) as pipe:
             for chunk in chunks:
-                _run(pipe, PUSH, ctx, args(chunk))
+                _run(pipe, PUSH, keys, given, args(chunk))
             replies = pipe.execute()
     return [Pushed(_text(bid), int(opened) > 0, int(opened) < 0) for bid, opened, _now in replies]
 
@@ -203,9 +269,17 @@ class Claimed:
     in_flight: int  # leased tasks and batch work not yet done, anywhere
 
 
-def claim(conn: Redis, ctx: Context, rules: Rules, count: int, new_batch_id: str) -> Claimed:
-    """CLAIM up to ``count`` tasks (``new_batch_id`` opens a batch should a requeued task need one)."""
-    now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, ctx, [count, new_batch_id], rules)
+def claim(
+    conn: Redis,
+    keys: k.Keys,
+    ending: Ending,
+    lease: float,
+    count: int,
+    new_batch_id: str,
+) -> Claimed:
+    """CLAIM up to ``count`` tasks under ``lease`` (``new_batch_id`` opens a batch should a requeued task need one)."""
+    given = {**ending.given(), "lease": lease}
+    now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, keys, given, [count, new_batch_id])
     wake_text = _text(wake)
     return Claimed(
         now=float(now),
@@ -234,9 +308,14 @@ class SettleResult:
     ended_batches: list[str]
 
 
-def settle(conn: Redis, ctx: Context, rules: Rules, outcomes: Sequence[tuple[str, str, str, str]]) -> SettleResult:
+def settle(
+    conn: Redis,
+    keys: k.Keys,
+    ending: Ending,
+    outcomes: Sequence[tuple[str, str, str, str]],
+) -> SettleResult:
     """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each."""
-    now, rows, ended = _run(conn, SETTLE, ctx, [x for outcome in outcomes for x in outcome], rules)
+    now, rows, ended = _run(conn, SETTLE, keys, ending.given(), [x for outcome in outcomes for x in outcome])
     return SettleResult(float(now), [_settled(row) for row in rows], [_text(b) for b in ended])
 
 
@@ -250,9 +329,14 @@ class Released:
     ended_batches: list[str]  # batches whose last tasks, stopped, this failed
 
 
-def release(conn: Redis, ctx: Context, rules: Rules, claims: Sequence[tuple[str, str]]) -> Released:
+def release(
+    conn: Redis,
+    keys: k.Keys,
+    ending: Ending,
+    claims: Sequence[tuple[str, str]],
+) -> Released:
     """RELEASE claimed tasks that never started: (task id, claim token) each."""
-    return Released([_text(b) for b in _run(conn, RELEASE, ctx, [x for pair in claims for x in pair], rules)])
+    return Released([_text(b) for b in _run(conn, RELEASE, keys, ending.given(), [x for pair in claims for x in pair])])
 
 
 @dataclass(frozen=True)
@@ -262,7 +346,7 @@ class Left:
 
 def leave(conn: Redis, keys: k.Keys, worker_name: str) -> Left:
     """LEAVE RQ's registry of the pending queue's workers (a burst worker with nothing to do), unless work appeared."""
-    return Left(bool(_run(conn, LEAVE, _bare(keys, worker_name))))
+    return Left(bool(_run(conn, LEAVE, keys, {"worker_name": worker_name})))
 
 
 @dataclass(frozen=True)
@@ -274,8 +358,8 @@ def extend_leases(
     conn: Redis, keys: k.Keys, lease: float, task_ids: Sequence[str], batch_work: Sequence[str]
 ) -> Extended:
     """EXTEND_LEASES of running tasks and of batch work (finalize-zset members) a live process holds."""
-    ctx = _bare(keys, lease=lease)
-    return Extended(int(_run(conn, EXTEND_LEASES, ctx, [len(task_ids), *task_ids, *batch_work])))
+    given = {"lease": lease}
+    return Extended(int(_run(conn, EXTEND_LEASES, keys, given, [len(task_ids), *task_ids, *batch_work])))
 
 
 @dataclass(frozen=True)
@@ -286,7 +370,7 @@ class StatusChange:
 
 def set_status(conn: Redis, keys: k.Keys, paused: bool) -> StatusChange:
     """SET_STATUS: pause, or resume where work stopped."""
-    status, gen = _run(conn, SET_STATUS, _bare(keys), [Status.PAUSED if paused else "RESUME"])
+    status, gen = _run(conn, SET_STATUS, keys, {}, [Status.PAUSED if paused else "RESUME"])
     return StatusChange(_text(status), int(gen))
 
 
@@ -298,7 +382,7 @@ class Stopped:
 
 def stop(conn: Redis, keys: k.Keys) -> Stopped:
     """STOP the active batch (its tasks are failed by ``stop_slice``)."""
-    batch_id, gen = _run(conn, STOP, _bare(keys))
+    batch_id, gen = _run(conn, STOP, keys, {})
     return Stopped(_text(batch_id) or None, int(gen))
 
 
@@ -308,9 +392,16 @@ class StopSlice:
     ended: str | None  # the batch, when this slice ended it
 
 
-def stop_slice(conn: Redis, ctx: Context, rules: Rules, batch_id: str, cursor: str, size: int) -> StopSlice:
+def stop_slice(
+    conn: Redis,
+    keys: k.Keys,
+    ending: Ending,
+    batch_id: str,
+    cursor: str,
+    size: int,
+) -> StopSlice:
     """STOP_SLICE: fail up to ``size`` tasks of a stopped batch that are not running."""
-    nxt, ended = _run(conn, STOP_SLICE, ctx, [batch_id, cursor, size], rules)
+    nxt, ended = _run(conn, STOP_SLICE, keys, ending.given(), [batch_id, cursor, size])
     return StopSlice(_text(nxt), _text(ended) or None)
 
 
@@ -322,9 +413,16 @@ class AuditSlice:
     ended: str | None
 
 
-def reconcile(conn: Redis, ctx: Context, rules: Rules, batch_id: str, cursor: str, size: int) -> AuditSlice:
+def reconcile(
+    conn: Redis,
+    keys: k.Keys,
+    ending: Ending,
+    batch_id: str,
+    cursor: str,
+    size: int,
+) -> AuditSlice:
     """RECONCILE one slice of a batch's open tasks with what RQ's tools did to them."""
-    nxt, failed, back, ended = _run(conn, RECONCILE, ctx, [batch_id, cursor, size], rules)
+    nxt, failed, back, ended = _run(conn, RECONCILE, keys, ending.given(), [batch_id, cursor, size])
     return AuditSlice(_text(nxt), int(failed), int(back), _text(ended) or None)
 
 
@@ -335,7 +433,7 @@ class Finished:
 
 def finish(conn: Redis, keys: k.Keys, batch_id: str, status: str) -> Finished:
     """FINISH a batch's end work (``status`` FINISHED|STOPPED), or its begin work (``status`` 'BEGUN')."""
-    return Finished(bool(int(_run(conn, FINISH, _bare(keys), [batch_id, status]))))
+    return Finished(bool(int(_run(conn, FINISH, keys, {}, [batch_id, status]))))
 
 
 @dataclass(frozen=True)
@@ -345,4 +443,4 @@ class Reclaimed:
 
 def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> Reclaimed:
     """RECLAIM what worker ``worker_name``, known to be dead, held."""
-    return Reclaimed(int(_run(conn, RECLAIM, _bare(keys, worker_name), [k.RQ_WORKERS])))
+    return Reclaimed(int(_run(conn, RECLAIM, keys, {"worker_name": worker_name}, [k.RQ_WORKERS])))

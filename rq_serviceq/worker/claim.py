@@ -39,8 +39,8 @@ class Claim:
 def claim(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, count: int, lease: float) -> Claim:
     """Claim up to ``count`` tasks under ``lease`` (batch work too); ``settings`` are the caller's latest
     (its previous claim's): the tasks this claim fails or retries follow them."""
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
-    got = scripts.claim(conn, ctx, scripts.Rules.of(settings), count, uuid.uuid4().hex)
+    ending = scripts.Ending.of(worker_name, settings, lease)
+    got = scripts.claim(conn, keys, ending, lease, count, uuid.uuid4().hex)
     if got.status == Status.DELETED:
         raise ServiceQDeleted(f"service queue {keys.name!r} was deleted")
     fields = decode_hash(got.state)
@@ -58,7 +58,7 @@ def claim(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, count
 
 
 def _counter(raw: str | None) -> int:
-    """A counter of the state hash as the scripts read it (``bump`` in ``lua/_lib.lua``): a value damaged
+    """A counter of the state hash as the scripts read it (``lua/includes/bump.lua``): a value damaged
     by hand counts as 0, rather than stopping every worker's claims."""
     return int(raw) if raw is not None and raw.isascii() and raw.isdigit() and int(raw) < 2**53 else 0
 
@@ -84,11 +84,21 @@ def release(
     returns batches this ended (their end work leased to the caller for ``lease``)."""
     if not claims:
         return []
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
-    return scripts.release(conn, ctx, scripts.Rules.of(settings), claims).ended_batches
+    return scripts.release(conn, keys, scripts.Ending.of(worker_name, settings, lease), claims).ended_batches
 
 
 def extend_leases(conn: Redis, keys: k.Keys, task_ids: list[str], batch_work: list[str], lease: float) -> None:
     """Renew the leases of running tasks and of batch work (finalize-zset members) this worker holds."""
     if task_ids or batch_work:
         scripts.extend_leases(conn, keys, lease, task_ids, batch_work)
+
+
+def leave(conn: Redis, keys: k.Keys, worker_name: str) -> bool:
+    """Take a burst worker with nothing to do out of the pending queue's workers (LEAVE); False: work
+    appeared since its claim, and it stays registered."""
+    return scripts.leave(conn, keys, worker_name).left
+
+
+def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> int:
+    """Make what a worker known to be dead held claimable now (RECLAIM); returns how many tasks."""
+    return scripts.reclaim(conn, keys, worker_name).held

@@ -1,4 +1,4 @@
-"""Control: pause, resume and stop reach every worker, wherever it runs.
+"""Control: pause, resume and stop (SET_STATUS, STOP, STOP_SLICE) reach every worker, wherever it runs.
 
 Status changes are atomic in Redis, and claims check the status in the same
 script, so an idle worker can never take a task after ``pause()``.  The one
@@ -17,10 +17,14 @@ from typing import Any
 from redis import Redis
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
 
+from rq_serviceq.batch import ledger
+from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
+from rq_serviceq.store import scripts
 from rq_serviceq.store.state import text
 
 PAUSE_COMMAND = "serviceq-pause"
+STOP_SLICE_SIZE = 250  # tasks stop() fails per Lua call (about 12 ms of Redis time: bench/stop.py)
 
 
 def parse(message: dict[str, Any]) -> dict[str, Any]:
@@ -62,3 +66,47 @@ def quiesce(conn: Redis, keys: k.Keys, gen: int, timeout: float) -> set[str]:
         time.sleep(0.005)
         missing = holders - {text(n) for n in conn.smembers(keys.acks(gen))}
     return missing
+
+
+def pause(conn: Redis, keys: k.Keys, timeout: float) -> None:
+    """SET_STATUS paused, then wait for the workers holding claimed groups to acknowledge (``quiesce``)."""
+    change = scripts.set_status(conn, keys, paused=True)
+    quiesce(conn, keys, change.pause_gen, timeout)
+
+
+def resume(conn: Redis, keys: k.Keys) -> None:
+    scripts.set_status(conn, keys, paused=False)
+
+
+def stop(conn: Redis, keys: k.Keys, settings: Settings, timeout: float, finalize: bool) -> str | None:
+    """STOP the active batch and fail its tasks that are not running (``ServiceQ.stop``); returns its id.
+
+    ``finalize``: the caller does the batch's end work itself (a producer leaves it to the next worker's
+    claim, and waits only for the batch to end)."""
+    lease = ledger.finalize_lease(settings) if finalize else 0.0
+    stopped = scripts.stop(conn, keys)
+    deadline = time.monotonic() + timeout
+    quiesce(conn, keys, stopped.pause_gen, timeout)
+    batch_id = stopped.batch_id
+    if batch_id is None:
+        return None
+    while not _stopped_batch_ended(conn, keys, settings, batch_id, lease, finalize) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return batch_id
+
+
+def _stopped_batch_ended(
+    conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, lease: float, finalize: bool
+) -> bool:
+    """One pass of STOP_SLICE over the stopped batch; True once the batch has finished.
+
+    Passes repeat while running tasks finish, so that a task whose worker died
+    meanwhile is failed when its lease runs out instead of waiting for a worker.
+    """
+    ending, cursor = scripts.Ending.of("", settings, lease), "q"
+    while cursor != "done":
+        piece = scripts.stop_slice(conn, keys, ending, batch_id, cursor, STOP_SLICE_SIZE)
+        cursor = piece.cursor
+        if piece.ended and finalize:
+            ledger.finalize(conn, keys, settings, piece.ended)
+    return bool(conn.hexists(keys.batch(batch_id), "finalized" if finalize else "end_time"))

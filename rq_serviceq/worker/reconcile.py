@@ -38,11 +38,10 @@ def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, b
     """Audit one batch's open tasks in slices; returns what was found (nothing when another
     worker's pass is under way or one ran in the last 2 s).  A batch this ends is the caller's
     to finalize, its end work leased for ``lease``."""
-    ctx = scripts.Context(keys, worker_name, ttl=settings.report_ttl, lease=lease, finalize_lease=lease)
-    rules = scripts.Rules.of(settings)
+    ending = scripts.Ending.of(worker_name, settings, lease)
     cursor, failed, back, ended = "0", 0, 0, []
     while True:
-        audit = scripts.reconcile(conn, ctx, rules, batch_id, cursor, SLICE)
+        audit = scripts.reconcile(conn, keys, ending, batch_id, cursor, SLICE)
         failed, back = failed + audit.failed, back + audit.given_back
         if audit.ended:
             ended.append(audit.ended)

@@ -37,9 +37,10 @@ from redis import Redis
 
 from rq_serviceq.batch import report
 from rq_serviceq.store import keys as k
-from rq_serviceq.store import scripts, state
+from rq_serviceq.store import state
 from rq_serviceq.store.outage import Outage
 from rq_serviceq.worker import launcher
+from rq_serviceq.worker.claim import reclaim
 
 logger = logging.getLogger("rq_serviceq.worker.supervisor")
 
@@ -126,7 +127,7 @@ class Supervisor:
                     continue
                 del pool[name]
                 if code != 0:  # killed or crashed: its tasks need not wait for their leases
-                    held = scripts.reclaim(self.conn, self.keys, name).held
+                    held = reclaim(self.conn, self.keys, name)
                     logger.warning("worker %s exited with %s; %s of its tasks made claimable", name, code, held)
 
     def _spawn(self, burst: bool) -> None:

@@ -44,13 +44,13 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.log import worker_log
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
-from rq_serviceq.store import scripts, state
+from rq_serviceq.store import state
 from rq_serviceq.store.outage import Outage, OutageLimit, burst_limit, expected
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.imports import call_hook
 from rq_serviceq.task.remarks import Verdict
 from rq_serviceq.worker import control
-from rq_serviceq.worker.claim import Claim, release
+from rq_serviceq.worker.claim import Claim, leave, release
 from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, process
 from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
@@ -292,7 +292,7 @@ class ServiceQWorker(SimpleWorker):
     def _leave(self) -> bool:
         """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch
         just now either finds this worker gone, and starts another, or finds it here, and it stays."""
-        return self._with_redis("leave", lambda: scripts.leave(self.connection, self.sq_keys, self.name)).left
+        return self._with_redis("leave", lambda: leave(self.connection, self.sq_keys, self.name))
 
     def _audit(self, batch_id: str) -> bool:
         """Idle with a batch still pending: look for its tasks that RQ's tools removed (``reconcile.py``).

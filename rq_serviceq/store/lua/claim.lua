@@ -1,6 +1,14 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
--- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
--- resting_period, loop_backoff, as Python validated them)
+-- KEYS: state queue retry leases started finished failed finalize bell batches suspended workers worker events totals
+-- ARGV: job_prefix batch_prefix ttl stamp lease worker_name finalize_lease name results_prefix result_ttl retry_limit resting_period loop_backoff
+--- @include "bump"
+--- @include "events"
+--- @include "open_batch"
+--- @include "hold"
+--- @include "unlease"
+--- @include "batch_stopped"
+--- @include "queued_kind"
+--- @include "end_task"
+--- @include "take_over"
 -- Hand a worker up to ARGV[A] tasks: tasks whose worker vanished (lease expired)
 -- first, then due retries, then the pending queue.  Popping and registering are
 -- one step, so a task is never held by two workers nor dropped in between.  A

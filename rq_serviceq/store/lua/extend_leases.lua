@@ -1,4 +1,5 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: leases finalize
+-- ARGV: lease
 -- Keep a live worker's claims, and the batch work it is doing, from being taken
 -- as lost.  Only entries still leased (XX) are touched, so nothing already
 -- settled or finished is resurrected.

@@ -1,4 +1,7 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: state finalize bell events totals
+-- ARGV: batch_prefix
+--- @include "events"
+--- @include "ring"
 -- Mark a batch's end work (report, batch-end callback) done.  The service queue
 -- takes the batch's final status only if no newer batch has opened meanwhile.
 -- ARGV[A] batch id   ARGV[A+1] final status (FINISHED|STOPPED), or 'BEGUN' for the batch-begin work

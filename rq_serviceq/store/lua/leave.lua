@@ -1,4 +1,5 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: state leases finalize workers worker
+-- ARGV:
 -- A burst worker with nothing left to do takes itself (k.worker) out of RQ's registry of the pending
 -- queue's workers (k.workers) in the same step as seeing nothing to do.  So a push that opens a batch
 -- after this finds it gone, and start() starts a worker for the batch; a batch opened before it makes it

@@ -1,4 +1,9 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: state queue finalize bell batches rq_queues events totals
+-- ARGV: job_prefix batch_prefix stamp finalize_lease
+--- @include "groups_of"
+--- @include "events"
+--- @include "ring"
+--- @include "open_batch"
 -- Write a chunk of tasks as RQ job hashes, open or join the active batch and queue
 -- them, in one atomic step: a batch can never end between "joined" and "counted",
 -- and a crash can never leave a job hash without its place in the queue.

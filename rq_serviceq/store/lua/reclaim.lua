@@ -1,4 +1,6 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: leases bell workers worker
+-- ARGV: job_prefix worker_name
+--- @include "ring"
 -- A worker is known to be dead (its supervisor saw it exit): make the tasks it
 -- held claimable now instead of when their leases run out, and drop it from RQ's
 -- worker registry.   The context's worker is the dead one.   ARGV[A] RQ's set of all workers.

@@ -1,6 +1,8 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
--- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
--- resting_period, loop_backoff, as Python validated them)
+-- KEYS: state queue retry leases finished failed finalize bell worker events totals
+-- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl
+--- @include "events"
+--- @include "ring"
+--- @include "end_task"
 -- Find tasks of batch ARGV[A] that left the service queue behind rq-serviceq's back,
 -- a slice of its open tasks per call: a job deleted (`rq empty`, job.delete()) or
 -- canceled (job.cancel()), or whose id left the queue list while it waited
@@ -12,6 +14,7 @@
 -- ARGV[A+1] cursor ('0' starts a pass)   ARGV[A+2] slice size
 -- Returns {next cursor ('0' when the pass is over, or '' when another pass is under way
 --          or ran lately), failed, given back, ended batch id or ''}
+local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
 local bid, cursor, n = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
 local lock = k.batch_prefix .. bid .. ':audit'
 if cursor == '0' then

@@ -1,6 +1,11 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
--- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
--- resting_period, loop_backoff, as Python validated them)
+-- KEYS: state queue leases started finished failed finalize bell worker events totals
+-- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl
+--- @include "groups_of"
+--- @include "events"
+--- @include "ring"
+--- @include "unlease"
+--- @include "batch_stopped"
+--- @include "end_task"
 -- Give claimed tasks that were never started back to the front of the queue
 -- (a worker asked to stop or pause between tasks of a claimed group).  Tasks of
 -- a stopped batch are failed instead.

@@ -1,4 +1,8 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: state bell events totals
+-- ARGV: batch_prefix
+--- @include "bump"
+--- @include "events"
+--- @include "ring"
 -- Pause or resume: ARGV[A] 'PAUSED' or 'RESUME'.  Pausing bumps pause_gen, which
 -- workers compare with the generation their claim saw before starting a task.
 -- Returns {status, pause_gen}

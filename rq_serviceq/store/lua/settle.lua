@@ -1,6 +1,9 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
--- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
--- resting_period, loop_backoff, as Python validated them)
+-- KEYS: state retry leases started finished failed finalize bell worker events totals
+-- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl retry_limit resting_period loop_backoff
+--- @include "groups_of"
+--- @include "events"
+--- @include "ring"
+--- @include "settle_one"
 -- Record the outcome of attempts.  A passed or finally failed task moves to the
 -- finished/failed registry and its batch ledger in one step; a retryable failure
 -- is scheduled on the retry zset (unless its batch was stopped: then it fails).

@@ -1,4 +1,8 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
+-- KEYS: state bell events totals
+-- ARGV: batch_prefix
+--- @include "bump"
+--- @include "events"
+--- @include "ring"
 -- Stop the active batch: from now on no task of it starts and none is retried; the
 -- service queue has no active batch, so the next push opens a new one.  The tasks
 -- themselves are failed by STOP_SLICE, a bounded slice at a time, so that stopping

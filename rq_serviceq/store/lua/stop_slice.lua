@@ -1,6 +1,11 @@
--- KEYS, ARGV[1..A-1]: the service queue's context (scripts.py KEY_NAMES, ARG_NAMES), unpacked into k
--- (the last four, ARGV[A-4..A-1], are the settings it reads: scripts.RULE_NAMES, result_ttl, retry_limit,
--- resting_period, loop_backoff, as Python validated them)
+-- KEYS: state queue retry leases started finished failed finalize bell worker events totals
+-- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl
+--- @include "events"
+--- @include "unlease"
+--- @include "batch_stopped"
+--- @include "queued_kind"
+--- @include "end_batch"
+--- @include "end_task"
 -- Fail up to ARGV[A+2] tasks of stopped batch ARGV[A] that are not running: first
 -- from the queue's head (a stopped batch's tasks come before any newer batch's),
 -- then through the batch's open tasks (waiting retries, tasks whose worker was
