@@ -20,7 +20,7 @@ from redis.exceptions import DataError
 
 from rq_serviceq.batch import push
 from rq_serviceq.http import codec
-from rq_serviceq.http.service import OneBufferPacker
+from rq_serviceq.http._fast.packer import OneBufferPacker
 
 # What a parsed body can hold: JSON values (finite floats, any int, any str).
 json_values = st.recursive(

@@ -16,8 +16,8 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, create_app
+from rq_serviceq.http._fast.fastpath import ServiceApp, task_route_name
 from rq_serviceq.http.batcher import ANSWER_SLICE, AutoBatcher
-from rq_serviceq.http.fastpath import ServiceApp, task_route_name
 from rq_serviceq.testing import free_port
 from tests.test_http_edges import BAD_INPUTS
 

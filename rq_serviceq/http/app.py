@@ -25,12 +25,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from rq_serviceq import __version__
-from rq_serviceq.http import api, ui
+from rq_serviceq.http import ui
+from rq_serviceq.http._fast.fastpath import ServiceApp
 from rq_serviceq.http.auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
 from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.http.errors import problem
-from rq_serviceq.http.fastpath import ServiceApp
+from rq_serviceq.http.routes import control, push, read
+from rq_serviceq.http.routes.common import describe_errors
 from rq_serviceq.http.service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
 logger = logging.getLogger("rq_serviceq.http")
@@ -48,8 +50,8 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     app.state.service = Service(config)
     app.state.batcher = None
     check = app.state.token_check = TokenCheck(config.api_token)
-    app.include_router(api.open_router)
-    app.include_router(api.router)
+    for router in (read.open_router, push.router, read.router, control.router):  # the order of /docs
+        app.include_router(router)
     app.include_router(ui.router)
     _mount_dashboard(app, config)
     _mount_metrics(app, app.state.service)
@@ -193,11 +195,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": api.describe_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": describe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(ValidationError)
     async def invalid_setting(request: Request, exc: ValidationError) -> JSONResponse:
-        return JSONResponse({"detail": api.describe_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": describe_errors(exc.errors())}, status_code=422)
 
     async def answer(request: Request, exc: Exception) -> JSONResponse:
         status, body, headers = problem(exc, where)

@@ -8,10 +8,13 @@ task.  And that CPU is latency: the answers to a flush of 64 requests go out
 one after another on the event loop.
 
 ``ServiceApp`` is the FastAPI app with this one route taken first.  It runs the
-route's own steps with the same helpers (token, name, body checks and
-parsing, ``api.push_task``, ``errors.problem``), so it answers exactly what the
-route would; the FastAPI route stays for the OpenAPI schema and for a request
-this path leaves alone (an app mounted under a ``root_path``).
+route's own steps with the helpers both share, below both (the token check,
+``codec``'s name and body checks and parsing, ``Service.push_one``,
+``errors.problem``), so it answers exactly what the route
+(``routes/push.py``) would; ``tests/test_http_fastpath.py`` sends both the
+same requests and compares answers and stored tasks.  The FastAPI route stays
+for the OpenAPI schema and for a request this path leaves alone (an app
+mounted under a ``root_path``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
-from rq_serviceq.http import api, codec
+from rq_serviceq.http import codec
 from rq_serviceq.http.auth import Receive, Scope, Send, TokenCheck, cross_site, refuse_api, refuse_cross_site
 from rq_serviceq.http.errors import problem
 
@@ -67,15 +70,15 @@ class ServiceApp(FastAPI):
         await _respond(send, status, body, extra)
 
     async def _push(self, name: str, headers: Mapping[bytes, bytes], receive: Receive) -> bytes:
-        """What the route does (``api.create_task``), in its order: name, headers, body, push."""
-        name = api.checked(name)
+        """What the route does (``routes.push.create_task``), in its order: name, headers, body, push."""
+        name = codec.checked_name(name)
         svc = self.state.service
         limit = svc.config.max_body_bytes
         content_type = headers.get(b"content-type")
         length = headers.get(b"content-length", b"").decode("latin-1")
-        api.check_body_headers(content_type.decode("latin-1") if content_type is not None else None, length, limit)
-        task = api.parse_json(await _read_body(receive, limit))
-        pushed = await api.push_task(svc, self.state.batcher, name, task)
+        codec.check_body_headers(content_type.decode("latin-1") if content_type is not None else None, length, limit)
+        task = codec.parse_json(await _read_body(receive, limit))
+        pushed = await svc.push_one(name, task, self.state.batcher)
         return codec.dumps({"task_id": pushed.task_id, "batch_id": pushed.batch_id})
 
 
@@ -111,7 +114,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"body is over SERVICEQ_MAX_BODY_BYTES ({limit})")
+            raise codec.too_big(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
