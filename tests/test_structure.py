@@ -79,3 +79,40 @@ def test_the_top_level_holds_only_the_facade_and_what_users_import() -> None:
     assert packages == SUB_PACKAGES
     for name in SUB_PACKAGES:
         assert ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())), f"{name}/ says not why"
+
+
+# The HTTP layer sits on the library's facade (``ServiceQ`` and what ``serviceq.py`` exports), never on the data
+# path's internals: it builds no key and runs no script, so the store, batch and worker code can change under it.
+INTERNALS = ("rq_serviceq.store", "rq_serviceq.batch", "rq_serviceq.worker")
+# Outage is the one piece every long-running process shares (workers, supervisors, watch, the metrics exporter,
+# the web process): how a Redis outage is noted and logged, one line each way.  It builds no service queue's
+# keys, and the facade has no outage of its own to hand out (a ServiceQ is a handle, not a process).
+HTTP_MAY_IMPORT = {"rq_serviceq.store.outage"}
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_http_layer_imports_only_the_facade() -> None:
+    http = sorted((PACKAGE / "http").rglob("*.py"))
+    assert len(http) > 10, "no http modules found"
+    reached = {
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in http
+        for name in _imports(path)
+        if name.startswith(INTERNALS) and name not in HTTP_MAY_IMPORT and not _within(name, HTTP_MAY_IMPORT)
+    }
+    assert reached == set()
+
+
+def _within(name: str, modules: set[str]) -> bool:
+    """``from rq_serviceq.store.outage import Outage`` names ``rq_serviceq.store.outage.Outage``: inside it."""
+    return any(name.startswith(module + ".") for module in modules)
