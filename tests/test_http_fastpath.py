@@ -22,8 +22,9 @@ from redis.exceptions import DataError
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, create_app
-from rq_serviceq.http._fast.fastpath import ServiceApp, task_route_name
+from rq_serviceq.http._fast.fastpath import task_route_name
 from rq_serviceq.http._fast.packer import OneBufferPacker
+from rq_serviceq.http.app import ServiceApp
 from rq_serviceq.http.batcher import ANSWER_SLICE, AutoBatcher
 from rq_serviceq.store.keys import Keys, job_key
 from rq_serviceq.testing import free_port

@@ -26,8 +26,17 @@ from pydantic import ValidationError
 
 from rq_serviceq import __version__
 from rq_serviceq.http import ui
-from rq_serviceq.http._fast.fastpath import ServiceApp
-from rq_serviceq.http.auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
+from rq_serviceq.http._fast import fastpath
+from rq_serviceq.http.auth import (
+    Receive,
+    Scope,
+    Send,
+    TokenCheck,
+    TokenMiddleware,
+    add_bearer_to_openapi,
+    cross_site,
+    refuse_cross_site,
+)
 from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.http.errors import problem
@@ -39,6 +48,21 @@ logger = logging.getLogger("rq_serviceq.http")
 
 DESCRIPTION = """Service queues over HTTP: push tasks (auto-batched), read batch reports, control workers.
 See docs/http.md in the project. When SERVICEQ_API_TOKEN is set, send `Authorization: Bearer <token>`."""
+
+
+class ServiceApp(FastAPI):
+    """The service's app: FastAPI, with the single-task push answered by the fast path before FastAPI's routing.
+
+    Browsers' cross-site state-changing requests are refused here, ahead of
+    both, so the check covers every route (the mounted dashboard's too).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (why := cross_site(scope)) is not None:
+            await refuse_cross_site(send, why)
+            return
+        if not await fastpath.serve(self, scope, receive, send):
+            await super().__call__(scope, receive, send)
 
 
 def create_app(config: HttpConfig | None = None) -> FastAPI:

@@ -7,7 +7,8 @@ route matching over every route, dependency solving, ``Request`` and
 task.  And that CPU is latency: the answers to a flush of 64 requests go out
 one after another on the event loop.
 
-``ServiceApp`` is the FastAPI app with this one route taken first.  It runs the
+``serve`` takes this one route ahead of FastAPI (``app.ServiceApp`` asks it
+first), and leaves every other request to FastAPI.  It runs the
 route's own steps with the helpers both share, below both (the token check,
 ``codec``'s name and body checks and parsing, ``Service.push_one``,
 ``errors.problem``), so it answers exactly what the route
@@ -23,9 +24,10 @@ import logging
 from collections.abc import Mapping
 
 from fastapi import FastAPI
+from starlette.datastructures import State
 
 from rq_serviceq.http import codec
-from rq_serviceq.http.auth import Receive, Scope, Send, TokenCheck, cross_site, refuse_api, refuse_cross_site
+from rq_serviceq.http.auth import Receive, Scope, Send, TokenCheck, refuse_api
 from rq_serviceq.http.errors import problem
 
 logger = logging.getLogger("rq_serviceq.http")
@@ -34,52 +36,46 @@ PREFIX, SUFFIX = "/serviceqs/", "/tasks"
 _WANTED = (b"content-type", b"content-length", b"authorization")
 
 
-class ServiceApp(FastAPI):
-    """The service's app: FastAPI, with the single-task push served before FastAPI's routing.
+async def serve(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Answer the request here if it is the single-task push (True); anything else is left to FastAPI (False)."""
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return False
+    name = task_route_name(scope["path"])
+    if name is None:
+        return False
+    await create_task(app.state, name, scope, receive, send)
+    return True
 
-    Browsers' cross-site state-changing requests are refused here, ahead of
-    both, so the check covers every route (the mounted dashboard's too).
-    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (why := cross_site(scope)) is not None:
-            await refuse_cross_site(send, why)
-            return
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            name = task_route_name(scope["path"])
-            if name is not None:
-                await self.create_task(name, scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+async def create_task(state: State, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    headers = _headers(scope)
+    check: TokenCheck = state.token_check
+    if check.required and not check.allows(headers.get(b"authorization", b"").decode("latin-1") or None):
+        await refuse_api(send)
+        return
+    try:
+        status, body, extra = 201, await _push(state, name, headers, receive), None
+    except _ClientGone:
+        return
+    except Exception as exc:
+        status, payload, extra = problem(exc, state.service.where)
+        if status == 500:
+            logger.exception("unexpected error on POST %s", scope["path"])
+        body = codec.dumps(payload)
+    await _respond(send, status, body, extra)
 
-    async def create_task(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
-        check: TokenCheck = self.state.token_check
-        if check.required and not check.allows(headers.get(b"authorization", b"").decode("latin-1") or None):
-            await refuse_api(send)
-            return
-        try:
-            status, body, extra = 201, await self._push(name, headers, receive), None
-        except _ClientGone:
-            return
-        except Exception as exc:
-            status, payload, extra = problem(exc, self.state.service.where)
-            if status == 500:
-                logger.exception("unexpected error on POST %s", scope["path"])
-            body = codec.dumps(payload)
-        await _respond(send, status, body, extra)
 
-    async def _push(self, name: str, headers: Mapping[bytes, bytes], receive: Receive) -> bytes:
-        """What the route does (``routes.push.create_task``), in its order: name, headers, body, push."""
-        name = codec.checked_name(name)
-        svc = self.state.service
-        limit = svc.config.max_body_bytes
-        content_type = headers.get(b"content-type")
-        length = headers.get(b"content-length", b"").decode("latin-1")
-        codec.check_body_headers(content_type.decode("latin-1") if content_type is not None else None, length, limit)
-        task = codec.parse_json(await _read_body(receive, limit))
-        pushed = await svc.push_one(name, task, self.state.batcher)
-        return codec.dumps({"task_id": pushed.task_id, "batch_id": pushed.batch_id})
+async def _push(state: State, name: str, headers: Mapping[bytes, bytes], receive: Receive) -> bytes:
+    """What the route does (``routes.push.create_task``), in its order: name, headers, body, push."""
+    name = codec.checked_name(name)
+    svc = state.service
+    limit = svc.config.max_body_bytes
+    content_type = headers.get(b"content-type")
+    length = headers.get(b"content-length", b"").decode("latin-1")
+    codec.check_body_headers(content_type.decode("latin-1") if content_type is not None else None, length, limit)
+    task = codec.parse_json(await _read_body(receive, limit))
+    pushed = await svc.push_one(name, task, state.batcher)
+    return codec.dumps({"task_id": pushed.task_id, "batch_id": pushed.batch_id})
 
 
 def task_route_name(path: str) -> str | None:

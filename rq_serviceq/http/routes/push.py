@@ -1,6 +1,6 @@
 """Tasks in (tags ``tasks`` and ``seed``): one task, a batch of them, and the seed's two example routes.
 
-The single-task push is served by ``_fast.fastpath.ServiceApp`` ahead of
+The single-task push is served by ``_fast.fastpath.serve`` ahead of
 FastAPI, with the same checks (``codec``) and the same push
 (``Service.push_one``); the route here is its OpenAPI entry and serves it
 under a root_path.
