@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from redis import Redis
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.serviceq import encode_task
 from rq_serviceq.store.keys import Keys
 from tests import tasks
 from tests.conftest import drain, text
@@ -267,6 +268,27 @@ def test_open_refuses_an_unknown_name(conn: Redis) -> None:
     assert conn.dbsize() == 0
     ServiceQ("yes", connection=conn)
     assert ServiceQ.open("yes", connection=conn).name == "yes"
+
+
+def test_a_push_of_encoded_tasks_is_a_push(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    """``push_encoded`` (the HTTP service's push) writes what ``push_many`` writes, opens and counts a batch alike,
+    and the facade answers what the HTTP layer asks of it without reaching under it."""
+    plain, encoded = make_sq("plain", worker_count=0), make_sq("encoded", worker_count=0)
+    work = [{"a": 1}, [2, "three"], "caf\u00e9"]
+    plain.push_many(work)
+    results = encoded.push_encoded([encode_task(task) for task in work])
+    assert [len(r.task_ids) for r in results] == [3] and results[0].opened
+    stored = [
+        [conn.hget(f"rq:job:{text(task_id)}", "data") for task_id in conn.lrange(sq.keys.queue, 0, -1)]
+        for sq in (plain, encoded)
+    ]
+    assert stored[0] == stored[1] and len(stored[0]) == 3
+    assert plain.get_batch_summary()["total_submitted"] == encoded.get_batch_summary()["total_submitted"] == 3
+    assert (encoded.queue_name, encoded.live_workers(), ServiceQ.count(conn)) == ("encoded-pending", 0, 2)
+    assert str(conn.connection_pool.connection_kwargs["port"]) in ServiceQ.where(conn)
+    assert encoded.exists()
+    encoded.delete()
+    assert not encoded.exists() and ServiceQ.count(conn) == 1
 
 
 def test_supervisor_cli_refuses_an_unknown_name(redis_url: str, conn: Redis) -> None:

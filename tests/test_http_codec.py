@@ -2,7 +2,7 @@
 
 The orjson codec: what the library's push would write, accept and refuse is
 what the service writes, accepts and refuses; a float may only be spelled
-another way.  The one-buffer RESP packer: byte for byte redis-py's.
+another way.  (The one-buffer RESP packer: ``test_http_fastpath.py``.)
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis._parsers import Encoder
-from redis.connection import PythonRespSerializer
-from redis.exceptions import DataError
 
 from rq_serviceq.batch import push
 from rq_serviceq.http import codec
-from rq_serviceq.http.service import OneBufferPacker
 
 # What a parsed body can hold: JSON values (finite floats, any int, any str).
 json_values = st.recursive(
@@ -97,30 +93,3 @@ def test_task_ids_are_uuid4_hex() -> None:
     for task_id in ids:
         parsed = uuid.UUID(task_id)
         assert (parsed.hex, parsed.version, parsed.variant) == (task_id, 4, uuid.RFC_4122)
-
-
-PACKED = [
-    ("SET", "k", "v"),
-    ("SCRIPT LOAD", "return 1"),
-    (b"CLIENT SETNAME", "x"),
-    ("EVALSHA", "a" * 40, 3, "k1", b"k2", 1.5, 0.1, -7, 10**30, "caf\u00e9", b"x" * 7000, "y" * 9000),
-    ("SET", memoryview(b"mv"), bytearray(b"ba")),
-]
-
-
-@pytest.mark.parametrize("command", PACKED)
-def test_the_service_packs_commands_as_redis_py_does(command: tuple[Any, ...]) -> None:
-    encoder = Encoder("utf-8", "strict", False)
-    theirs = PythonRespSerializer(6000, encoder.encode).pack(*command)
-    ours = OneBufferPacker(encoder).pack(*command)
-    assert b"".join(ours) == b"".join(bytes(part) for part in theirs)
-
-
-@pytest.mark.parametrize("value", [True, None, [1], {"a": 1}])
-def test_the_service_refuses_what_redis_py_refuses(value: Any) -> None:
-    encoder = Encoder("utf-8", "strict", False)
-    with pytest.raises(DataError) as theirs:
-        PythonRespSerializer(6000, encoder.encode).pack("SET", "k", value)
-    with pytest.raises(DataError) as ours:
-        OneBufferPacker(encoder).pack("SET", "k", value)
-    assert str(ours.value) == str(theirs.value)

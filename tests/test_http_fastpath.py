@@ -1,10 +1,13 @@
-"""The single-task hot path: the fast path answers exactly as the FastAPI route it stands in front of, and the
-auto-batcher answers a flush a slice per turn of the event loop."""
+"""The speed tricks (``http/_fast``) against the plain path: the fast path answers and stores exactly as the FastAPI
+route it stands in front of, the one-buffer packer packs byte for byte as redis-py; and the auto-batcher answers a
+flush a slice per turn of the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,12 +16,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from redis import Redis
+from redis._parsers import Encoder
+from redis.connection import PythonRespSerializer
+from redis.exceptions import DataError
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, create_app
+from rq_serviceq.http._fast.fastpath import task_route_name
+from rq_serviceq.http._fast.packer import OneBufferPacker
+from rq_serviceq.http.app import ServiceApp
 from rq_serviceq.http.batcher import ANSWER_SLICE, AutoBatcher
-from rq_serviceq.http.fastpath import ServiceApp, task_route_name
+from rq_serviceq.store.keys import Keys, job_key
 from rq_serviceq.testing import free_port
+from tests.conftest import as_bytes, present, text
 from tests.test_http_edges import BAD_INPUTS
 
 Pair = Callable[..., tuple[TestClient, TestClient]]
@@ -39,9 +49,11 @@ def pair(redis_url: str) -> Iterator[Pair]:
     """Two apps with the same settings: one as served (fast path), one through FastAPI's route."""
     clients: list[TestClient] = []
 
-    def make(**settings: Any) -> tuple[TestClient, TestClient]:
+    def make(apart: bool = False, **settings: Any) -> tuple[TestClient, TestClient]:
+        """``apart``: the route's app on database 1 of the same Redis, so that what each stored can be compared."""
         config = HttpConfig(**({"redis_url": redis_url} | settings))
-        made = (TestClient(create_app(config)), TestClient(route_only(create_app(config))))
+        route_config = config.model_copy(update={"redis_url": redis_url[: -len("/0")] + "/1"}) if apart else config
+        made = (TestClient(create_app(config)), TestClient(route_only(create_app(route_config))))
         for client in made:
             client.__enter__()
             clients.append(client)
@@ -82,6 +94,48 @@ def test_the_same_answers_to_good_and_bad_requests(pair: Pair, conn: Redis, batc
         assert answers[0].status_code == status, (path, answers[0].text)
         assert words in answers[0].text
     assert conn.llen("rq:queue:drag-pending") == 6  # the three good requests, once through each
+
+
+# Tasks whose encoding the fast codec hands to the standard library (integers past 64 bits, non-ASCII) and some it
+# does not: each must be stored alike through either path.
+STORED = [{"a": 1}, [1, "two", None], "caf\u00e9 \U0001f600", 2**70, -(2**63) - 1, 1e-05, {"n": {"x": [True]}}, 7]
+
+
+def stored(conn: Redis, name: str) -> list[dict[bytes, bytes]]:
+    """The service queue's pending tasks as stored, in queue order, without what differs by run (ids, times)."""
+    jobs: list[dict[bytes, bytes]] = []
+    for task_id in conn.lrange(Keys(name).queue, 0, -1):
+        job = {as_bytes(key): as_bytes(value) for key, value in conn.hgetall(job_key(text(task_id))).items()}
+        for varies in (b"created_at", b"enqueued_at", b"sq_batch", b"sq_created"):
+            assert job.pop(varies)
+        data = job[b"data"]
+        job[b"data"] = data if data.startswith(b"[") else zlib.decompress(data)
+        jobs.append(job)
+    return jobs
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_either_path_stores_the_same_tasks(pair: Pair, redis_url: str, batching: bool) -> None:
+    fast, route = pair(apart=True, batch_auto_enabled=batching, batch_max_delay_ms=1)
+    conns = [Redis.from_url(redis_url), Redis.from_url(redis_url[: -len("/0")] + "/1")]
+    for conn in conns:
+        conn.flushdb()
+    try:
+        for task in STORED:
+            body = json.dumps(task).encode()
+            headers = {"content-type": "application/json"}
+            answers = [client.post("/serviceqs/drag/tasks", content=body, headers=headers) for client in (fast, route)]
+            same_answer(*answers)
+            assert answers[0].status_code == 201, answers[0].text
+        fast_jobs, route_jobs = (stored(conn, "drag") for conn in conns)
+        assert fast_jobs == route_jobs
+        assert [json.loads(job[b"data"])[2][0] for job in fast_jobs] == STORED
+        batches = [present(ServiceQ.open("drag", connection=conn).get_batch_summary()) for conn in conns]
+        assert batches[0]["total_submitted"] == batches[1]["total_submitted"] == len(STORED)
+    finally:
+        for conn in conns:
+            conn.flushdb()
+            conn.close()
 
 
 def test_the_same_answers_about_the_token(pair: Pair) -> None:
@@ -141,3 +195,30 @@ def test_a_flush_is_answered_a_slice_per_turn_of_the_loop() -> None:
 
     seen = asyncio.run(scenario())
     assert ANSWER_SLICE in seen and 2 * ANSWER_SLICE in seen  # other work ran with a slice answered, and two
+
+
+PACKED = [
+    ("SET", "k", "v"),
+    ("SCRIPT LOAD", "return 1"),
+    (b"CLIENT SETNAME", "x"),
+    ("EVALSHA", "a" * 40, 3, "k1", b"k2", 1.5, 0.1, -7, 10**30, "caf\u00e9", b"x" * 7000, "y" * 9000),
+    ("SET", memoryview(b"mv"), bytearray(b"ba")),
+]
+
+
+@pytest.mark.parametrize("command", PACKED)
+def test_the_service_packs_commands_as_redis_py_does(command: tuple[Any, ...]) -> None:
+    encoder = Encoder("utf-8", "strict", False)
+    theirs = PythonRespSerializer(6000, encoder.encode).pack(*command)
+    ours = OneBufferPacker(encoder).pack(*command)
+    assert b"".join(ours) == b"".join(bytes(part) for part in theirs)
+
+
+@pytest.mark.parametrize("value", [True, None, [1], {"a": 1}])
+def test_the_service_refuses_what_redis_py_refuses(value: Any) -> None:
+    encoder = Encoder("utf-8", "strict", False)
+    with pytest.raises(DataError) as theirs:
+        PythonRespSerializer(6000, encoder.encode).pack("SET", "k", value)
+    with pytest.raises(DataError) as ours:
+        OneBufferPacker(encoder).pack("SET", "k", value)
+    assert str(ours.value) == str(theirs.value)

@@ -28,7 +28,7 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, codec, create_app
-from rq_serviceq.http.api import MAX_OFFSET
+from rq_serviceq.http.routes.common import MAX_OFFSET
 from rq_serviceq.http.service import Service
 from rq_serviceq.job import ServiceQJob
 from rq_serviceq.store.keys import Keys

@@ -97,20 +97,22 @@ DOMAIN = {"batch/push.py", "batch/ledger.py", "worker/claim.py", "worker/control
 SOURCE_PRINTERS = {"cli/run.py"}
 
 
-def _imports_scripts(path: Path) -> bool:
-    modules = set()
+def _imports(path: Path) -> set[str]:
+    """Every module (and ``module.name``) a file imports, wherever in the file."""
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            modules |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-        elif isinstance(node, ast.Import):
-            modules |= {alias.name for alias in node.names}
-    return "rq_serviceq.store.scripts" in modules
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
 
 
 def test_only_the_domain_layer_imports_the_scripts() -> None:
     importers = {
         str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if path.name != "scripts.py"
-        if _imports_scripts(path)
+        if "rq_serviceq.store.scripts" in _imports(path)
     }  # fmt: skip
     assert importers - SOURCE_PRINTERS == DOMAIN
 
@@ -147,3 +149,29 @@ def test_a_call_given_more_or_less_than_its_script_reads_is_refused() -> None:
         scripts.layout("push", keys, finalize_lease=0, ttl=3600)  # PUSH reads no ttl
     with pytest.raises(TypeError, match="takes"):
         scripts.layout("claim", keys, worker_name="w", lease=15, finalize_lease=15, rules=None)  # no ttl
+
+
+# The HTTP layer sits on the library's facade (``ServiceQ`` and what ``serviceq.py`` exports), never on the data
+# path's internals: it builds no key and runs no script, so the store, batch and worker code can change under it.
+INTERNALS = ("rq_serviceq.store", "rq_serviceq.batch", "rq_serviceq.worker")
+# Outage is the one piece every long-running process shares (workers, supervisors, watch, the metrics exporter,
+# the web process): how a Redis outage is noted and logged, one line each way.  It builds no service queue's
+# keys, and the facade has no outage of its own to hand out (a ServiceQ is a handle, not a process).
+HTTP_MAY_IMPORT = {"rq_serviceq.store.outage"}
+
+
+def test_the_http_layer_imports_only_the_facade() -> None:
+    http = sorted((PACKAGE / "http").rglob("*.py"))
+    assert len(http) > 10, "no http modules found"
+    reached = {
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in http
+        for name in _imports(path)
+        if name.startswith(INTERNALS) and name not in HTTP_MAY_IMPORT and not _within(name, HTTP_MAY_IMPORT)
+    }
+    assert reached == set()
+
+
+def _within(name: str, modules: set[str]) -> bool:
+    """``from rq_serviceq.store.outage import Outage`` names ``rq_serviceq.store.outage.Outage``: inside it."""
+    return any(name.startswith(module + ".") for module in modules)

@@ -25,18 +25,44 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from rq_serviceq import __version__
-from rq_serviceq.http import api, ui
-from rq_serviceq.http.auth import TokenCheck, TokenMiddleware, add_bearer_to_openapi
+from rq_serviceq.http import ui
+from rq_serviceq.http._fast import fastpath
+from rq_serviceq.http.auth import (
+    Receive,
+    Scope,
+    Send,
+    TokenCheck,
+    TokenMiddleware,
+    add_bearer_to_openapi,
+    cross_site,
+    refuse_cross_site,
+)
 from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.http.errors import problem
-from rq_serviceq.http.fastpath import ServiceApp
+from rq_serviceq.http.routes import control, push, read
+from rq_serviceq.http.routes.common import describe_errors
 from rq_serviceq.http.service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
 logger = logging.getLogger("rq_serviceq.http")
 
 DESCRIPTION = """Service queues over HTTP: push tasks (auto-batched), read batch reports, control workers.
 See docs/http.md in the project. When SERVICEQ_API_TOKEN is set, send `Authorization: Bearer <token>`."""
+
+
+class ServiceApp(FastAPI):
+    """The service's app: FastAPI, with the single-task push answered by the fast path before FastAPI's routing.
+
+    Browsers' cross-site state-changing requests are refused here, ahead of
+    both, so the check covers every route (the mounted dashboard's too).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (why := cross_site(scope)) is not None:
+            await refuse_cross_site(send, why)
+            return
+        if not await fastpath.serve(self, scope, receive, send):
+            await super().__call__(scope, receive, send)
 
 
 def create_app(config: HttpConfig | None = None) -> FastAPI:
@@ -48,8 +74,8 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     app.state.service = Service(config)
     app.state.batcher = None
     check = app.state.token_check = TokenCheck(config.api_token)
-    app.include_router(api.open_router)
-    app.include_router(api.router)
+    for router in (read.open_router, push.router, read.router, control.router):  # the order of /docs
+        app.include_router(router)
     app.include_router(ui.router)
     _mount_dashboard(app, config)
     _mount_metrics(app, app.state.service)
@@ -193,11 +219,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": api.describe_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": describe_errors(exc.errors())}, status_code=422)
 
     @app.exception_handler(ValidationError)
     async def invalid_setting(request: Request, exc: ValidationError) -> JSONResponse:
-        return JSONResponse({"detail": api.describe_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": describe_errors(exc.errors())}, status_code=422)
 
     async def answer(request: Request, exc: Exception) -> JSONResponse:
         status, body, headers = problem(exc, where)

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from rq_serviceq.batch.push import CHUNK_SIZE
 from rq_serviceq.models import validate_name
+from rq_serviceq.serviceq import CHUNK_SIZE
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 

@@ -13,9 +13,8 @@ from typing import Any
 import redis
 from fastapi import HTTPException
 
-from rq_serviceq.batch import push
 from rq_serviceq.http.service import PartialBatch, TaskRejected, TooManyServiceQs
-from rq_serviceq.serviceq import RedisUnavailable
+from rq_serviceq.serviceq import RedisFull, RedisUnavailable, written
 
 INTERNAL = "internal error; the server log has the details"
 
@@ -27,11 +26,11 @@ def problem(exc: Exception, where: str) -> tuple[int, dict[str, Any], Mapping[st
     if isinstance(exc, TaskRejected):
         return exc.status, {"detail": str(exc)}, None
     if isinstance(exc, PartialBatch):
-        ids = push.written(exc.written)[0]
-        written = f"the first {len(ids)} tasks were written (whole chunks of 1,000), the rest not"
+        ids = written(exc.written)[0]
+        what = f"the first {len(ids)} tasks were written (whole chunks of 1,000), the rest not"
         return (
             503,
-            {"detail": f"{redis_problem(exc.cause, where)}; {written}", "task_ids": ids, "total_enqueued": len(ids)},
+            {"detail": f"{redis_problem(exc.cause, where)}; {what}", "task_ids": ids, "total_enqueued": len(ids)},
             None,
         )
     if isinstance(exc, TooManyServiceQs):
@@ -44,8 +43,8 @@ def problem(exc: Exception, where: str) -> tuple[int, dict[str, Any], Mapping[st
 
 
 def redis_problem(exc: BaseException, where: str) -> str:
-    if isinstance(exc, RedisUnavailable):
-        return str(exc)  # already names the Redis, password hidden
+    if isinstance(exc, RedisUnavailable | RedisFull):
+        return str(exc)  # the facade's: already names the Redis, password hidden
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return f"cannot reach Redis at {where}: {exc}"
     return f"Redis at {where} refused the request: {exc}"

@@ -1,9 +1,9 @@
 """The web process's side of Redis: producer-role ServiceQ handles, a connection pool, the threads that use it.
 
-Every Redis call goes through the library's facade (``ServiceQ``) and its one
-PUSH script, run on a bounded thread pool so the event loop never blocks.
-Pushes hand the script tasks encoded once, here (``codec``, the library's
-rules), through ``push.push_encoded``.  The client never retries a command by
+Every Redis call goes through the library's facade (``ServiceQ``: no key is
+built here), run on a bounded thread pool so the event loop never blocks.
+Pushes hand it tasks encoded once, here (``codec``, the library's rules),
+through ``ServiceQ.push_encoded``.  The client never retries a command by
 itself: a PUSH whose reply was lost and was sent again would write its tasks
 twice, so a failure is reported (503) instead.
 """
@@ -22,20 +22,19 @@ from functools import partial
 from typing import Any, TypeVar
 
 from redis import BlockingConnectionPool, Redis
-from redis._parsers import Encoder
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rq_serviceq.batch import push
-from rq_serviceq.batch.push import CHUNK_SIZE, PushResult
 from rq_serviceq.http import codec
+from rq_serviceq.http._fast import packer
+from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.models import Settings
-from rq_serviceq.serviceq import SETTINGS_MAX_AGE, ServiceQ
-from rq_serviceq.store import keys as k
-from rq_serviceq.store import state
+from rq_serviceq.serviceq import CHUNK_SIZE, SETTINGS_MAX_AGE, PushResult, ServiceQ
+
+# The one piece of the store every long-running process shares (workers, supervisors, watch, metrics):
+# how an outage is noted and logged.  It builds no service queue's keys.
 from rq_serviceq.store.outage import Outage
-from rq_serviceq.worker import launcher
 
 T = TypeVar("T")
 
@@ -65,40 +64,6 @@ class PartialBatch(RuntimeError):
         self.cause = cause
 
 
-class OneBufferPacker:
-    """redis-py's RESP packing of a command, in one buffer, with bytes and str arguments handled inline.
-
-    A 1,000-task PUSH call has some 3,000 arguments, and redis-py's own packer
-    spent 3 us on each (a method call per argument, a growing buffer): more
-    than encoding the tasks.  Anything but exact ``bytes`` and ``str`` goes
-    through redis-py's ``Encoder``, so every other value is written, or
-    refused (``bool``, ``None``, ...), as redis-py would.  Given to the pool's
-    connections as their ``command_packer``, which they call to pack every
-    command (pipelines too).
-    """
-
-    def __init__(self, encoder: Encoder) -> None:
-        self.encoding: str = encoder.encoding
-        self.errors: str = encoder.encoding_errors
-        self.encode: Callable[[Any], Any] = encoder.encode
-
-    def pack(self, *args: Any) -> list[bytes]:
-        first = args[0]
-        if isinstance(first, str):  # a command name of several words, such as "SCRIPT LOAD"
-            args = (*first.encode().split(), *args[1:])
-        elif b" " in first:
-            args = (*first.split(), *args[1:])
-        parts = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            kind = type(arg)
-            if kind is str:
-                arg = arg.encode(self.encoding, self.errors)
-            elif kind is not bytes:
-                arg = self.encode(arg)
-            parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
-        return [b"".join(parts)]
-
-
 @dataclass(frozen=True)
 class Pushed:
     task_id: str
@@ -118,9 +83,9 @@ class Service:
             socket_timeout=60,
             retry=Retry(NoBackoff(), 0),
         )
-        pool.connection_kwargs["command_packer"] = OneBufferPacker(pool.get_encoder())  # the URL's encoding
+        packer.install(pool)
         self.conn = Redis(connection_pool=pool)
-        self.where = launcher.connection_url(self.conn, hide_password=True)
+        self.where = ServiceQ.where(self.conn)
         self.outage = Outage(self.conn, "HTTP service", logging.getLogger("rq_serviceq.http"))
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
         self._queues: dict[str, ServiceQ] = {}
@@ -159,11 +124,11 @@ class Service:
 
         Called only once the push's tasks are checked, so a refused push creates nothing.
         """
-        sq = self._queues.get(name)
-        if sq is not None:
-            return sq
-        if not self.config.auto_create or self.conn.exists(k.Keys(name).state):
+        try:
             return self.existing(name)
+        except UnknownServiceQ:
+            if not self.config.auto_create:
+                raise
         self.check_room(name)
         return self._keep(ServiceQ(name, connection=self.conn, role="producer"))
 
@@ -176,7 +141,7 @@ class Service:
         across processes may pass the cap by as many as race.
         """
         limit = self.config.auto_create_max
-        if self.conn.scard(k.NAMES) >= limit:
+        if ServiceQ.count(self.conn) >= limit:
             raise TooManyServiceQs(
                 f"no service queue named {name!r}, and {limit} exist (SERVICEQ_AUTO_CREATE_MAX): "
                 "create it explicitly (ServiceQ(name) in Python) or raise the cap"
@@ -192,6 +157,18 @@ class Service:
             return self._queues.setdefault(sq.name, sq)
 
     # --- pushing ------------------------------------------------------------------------------
+    async def push_one(self, name: str, task: Any, auto: AutoBatcher | None) -> Pushed:
+        """One task into Redis: with the concurrent requests' tasks when auto-batching (``auto``), else alone.
+
+        The single-task push of both paths, the FastAPI route and the fast path.
+        """
+        encoded = await self.encode_one(name, task)
+        if auto is not None:
+            pushed: Pushed = await auto.submit(name, encoded)
+            return pushed
+        (pushed,) = await self.run(self.push_each, name, [encoded])
+        return pushed
+
     async def encode_one(self, name: str, task: Any) -> bytes:
         """A single-task request's JSON, checked against the service queue's limits as it arrives.
 
@@ -247,13 +224,11 @@ class Service:
     def push_encoded(self, name: str, encoded: Sequence[bytes]) -> list[PushResult]:
         """One PUSH call for at most a chunk of encoded tasks; a queue deleted elsewhere is recreated (or 404) and
         pushed to once more (a deleted queue's PUSH writes nothing)."""
-        sq = self.for_push(name)
         try:
-            return push.push_encoded(self.conn, sq.keys, encoded, self.settings(name), begin_lease=0.0)
+            return self.for_push(name).push_encoded(encoded, self.settings(name))
         except LookupError:  # deleted by another process since this one cached it
             self.forget(name)
-            sq = self.for_push(name)
-            return push.push_encoded(self.conn, sq.keys, encoded, self.settings(name), begin_lease=0.0)
+            return self.for_push(name).push_encoded(encoded, self.settings(name))
 
     def settings(self, name: str) -> Settings:
         """``cached_settings``, or read now (a blocking call: from the Redis threads)."""
@@ -284,7 +259,7 @@ class Service:
         (or refused, 404 or over the cap), and made by its first push (``for_push``), once its tasks pass."""
         read_at = time.monotonic()
         try:
-            current = state.load(self.conn, name)
+            current = self.existing(name).settings
         except LookupError:
             self.forget(name)  # deleted by another process since this one cached it
             if not self.config.auto_create:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from rq_serviceq.http import api
+from rq_serviceq.http.routes import common, read
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -130,10 +130,10 @@ async def queues_page() -> HTMLResponse:
 
 
 @router.get("/serviceqs/{name}")
-async def queue_page(name: api.Name, request: Request) -> HTMLResponse:
-    svc = api.service(request)
-    detail = await api.get_serviceq(name, request)
-    batches = await svc.run(api.with_queue, svc, name, lambda sq: sq.batches(0, 50))
+async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
+    svc = common.service(request)
+    detail = await read.get_serviceq(name, request)
+    batches = await svc.run(common.with_queue, svc, name, lambda sq: sq.batches(0, 50))
     info = detail.status_info
     rows = "".join(
         f"<tr><td><a href='{html.escape(name)}/batches/{html.escape(b['batch_id'])}'>{html.escape(b['batch_id'])}</a>"
@@ -162,9 +162,9 @@ def _num(value: Any) -> str:
 
 @router.get("/serviceqs/{name}/batches/{batch_id}")
 async def batch_page(
-    name: api.Name, batch_id: api.BatchId, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    name: common.Name, batch_id: common.BatchId, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> HTMLResponse:
-    await api.get_progress(name, batch_id, request)  # 404 now rather than an empty page
+    await read.get_progress(name, batch_id, request)  # 404 now rather than an empty page
     counters = "".join(
         f"<tr><th>{label}</th><td id='{key}' class='num'></td></tr>"
         for key, label in (
@@ -198,8 +198,8 @@ async def batch_page(
 
 # --- the JSON the pages poll: the API's own handlers, under the pages' login ---------------------------
 for path, endpoint in (
-    ("/api/serviceqs", api.list_serviceqs),
-    ("/api/serviceqs/{name}/batches/{batch_id}/progress", api.get_progress),
-    ("/api/serviceqs/{name}/batches/{batch_id}", api.get_batch),
+    ("/api/serviceqs", read.list_serviceqs),
+    ("/api/serviceqs/{name}/batches/{batch_id}/progress", read.get_progress),
+    ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
 ):
     router.add_api_route(path, endpoint, methods=["GET"])
