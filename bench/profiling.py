@@ -65,8 +65,8 @@ STEPS: dict[str, list[tuple[str, list[str]]]] = {
         ("RQ loop: heartbeat, suspension check, maintenance, other", [""]),
     ],
     "sqfork-worker": [
-        ("fork: os.fork()", ["_in_child (rq_serviceq/worker/perform.py:266)"]),  # os.fork() at 7d1551b
-        ("fork: waiting for the work horse (its task, its exit)", [";_in_child (rq_serviceq/worker/perform.py"]),
+        ("fork: os.fork()", ["_in_child (rq_serviceq/worker/run/fork.py)"]),  # os.fork() at 7d1551b
+        ("fork: waiting for the work horse (its task, its exit)", [";_in_child (rq_serviceq/worker/run/fork.py"]),
         ("CLAIM", [_CLAIM]),
         ("SETTLE", [_SETTLE]),
         ("other", [""]),

@@ -7,7 +7,7 @@ from rq_serviceq.serviceq import RedisFull, RedisUnavailable, ServiceQ
 from rq_serviceq.store.connection import connect
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.remarks import NoRetry
-from rq_serviceq.worker.perform import current_qtask
+from rq_serviceq.worker.run import current_qtask
 from rq_serviceq.worker.worker import ForkingServiceQWorker, ServiceQWorker
 
 __all__ = [

@@ -30,7 +30,7 @@ from rq_serviceq.task.remarks import Outcome
 from rq_serviceq.worker.claim import Claim, claim, release
 from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
-from rq_serviceq.worker.perform import Gate, Runner, always
+from rq_serviceq.worker.run import Gate, Runner, always
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,8 @@ from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, process
 from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
 from rq_serviceq.worker.leases import TASK_LEASE
-from rq_serviceq.worker.perform import ForkRunner, Gate, Runner
 from rq_serviceq.worker.reconcile import reconcile
+from rq_serviceq.worker.run import ForkRunner, Gate, Runner
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
 T = TypeVar("T")

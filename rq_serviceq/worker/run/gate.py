@@ -1,0 +1,66 @@
+"""Where a runner asks whether a task may start, and says that it started and how it ended (``Gate``).
+
+One lock across "may it start" and "it started" is what makes ``pause()`` exact.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.task.remarks import Outcome
+from rq_serviceq.worker.journal import Journal
+
+T = TypeVar("T")
+
+
+def never() -> bool:
+    return False
+
+
+def started() -> bool:
+    return True
+
+
+@dataclass
+class Gate:
+    """Where a runner asks whether a task may start, and says that it started and how it ended.
+
+    ``lock`` (the worker's) is held across the decision to start a task and marking it
+    started, and the worker acknowledges a pause under the same lock: a pause falls
+    either before the decision (the task is given back) or after the task was committed
+    to start, never in between.  So when ``pause()`` returns no task starts.
+    """
+
+    should_stop: Callable[[], bool] = never  # a stop or a pause since the claim: give the rest back
+    deadline: float = float("inf")  # perf_counter() time past which unstarted tasks are given back
+    lock: AbstractContextManager[Any] = field(default_factory=threading.Lock)
+    journal: Journal | None = None
+    exiting: Callable[[], bool] = never  # the worker's own cold shutdown is under way
+    over: bool = False  # the group was recorded: a straggler thread's outcome is no longer journaled
+
+    def admit(self, job: ServiceQJob, launch: Callable[[], T]) -> T | None:
+        """Under the lock: None if ``job`` must not start; else mark it started and ``launch`` it."""
+        with self.lock:
+            if self.should_stop() or time.perf_counter() > self.deadline:
+                return None
+            if self.journal is not None:
+                self.journal.started(job)
+            return launch()
+
+    def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
+        if self.journal is not None and not self.over:
+            self.journal.ended(job, outcome, send)
+
+
+@dataclass
+class GroupResult:
+    done: list[tuple[ServiceQJob, Outcome]] = field(default_factory=list)
+    unstarted: list[ServiceQJob] = field(default_factory=list)  # given back when a stop was asked for
+    seconds: float = 0.0
+    unavailable: str | None = None  # why the task function cannot be had here (all tasks given back)

@@ -1,0 +1,194 @@
+"""``Runner``: a claimed group of tasks one after another, on threads (``concurrency`` > 1) or on one
+event loop (``async def`` task functions).
+
+Threads come from ``_DaemonPool`` rather than ThreadPoolExecutor, so a thread stuck in a hung task can be
+abandoned and never keeps the worker from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
+from typing import Any
+
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.models import Settings
+from rq_serviceq.task.remarks import Outcome, Verdict
+from rq_serviceq.worker.run.call import (
+    TaskFunctionUnavailable,
+    call,
+    call_async,
+    task_function,
+    unavailable_outcome,
+    unreadable_outcome,
+)
+from rq_serviceq.worker.run.gate import Gate, GroupResult, started
+
+
+class Runner:
+    """Runs a claimed group of tasks with up to ``concurrency`` at once."""
+
+    isolated = False  # True: every task one after another through ``_launch`` (see ForkRunner)
+    # A task function that cannot be had here: True gives the group back (``unstarted``), for a worker
+    # that can import it; False makes it the tasks' outcome, for a caller nobody else can stand in for.
+    gives_back = True
+
+    def __init__(self, concurrency: int = 1) -> None:
+        self.concurrency = max(1, concurrency)
+        self._pool: _DaemonPool | None = None
+
+    def run(self, settings: Settings, jobs: list[ServiceQJob], gate: Gate | None = None) -> GroupResult:
+        """Run the group; tasks the gate does not admit (a stop or pause was asked for, or the group's
+        time budget is spent) come back as ``unstarted``, so a slow group does not hold its outcomes back."""
+        gate = gate or Gate()
+        started = time.perf_counter()
+        try:
+            result = self._run(settings, jobs, gate)
+        finally:
+            gate.over = True
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _run(self, settings: Settings, jobs: list[ServiceQJob], gate: Gate) -> GroupResult:
+        try:
+            func = task_function(settings)
+        except TaskFunctionUnavailable as exc:
+            if self.gives_back:
+                return GroupResult(unstarted=list(jobs), unavailable=str(exc))
+            func = unavailable_outcome(settings, exc)
+        # A task whose data cannot be read fails alone; the rest of its group runs.
+        unreadable = [(job, unreadable_outcome(job)) for job in jobs if job.unreadable]
+        jobs = [job for job in jobs if not job.unreadable]
+        if isinstance(func, Outcome):
+            result = GroupResult(done=[(job, func) for job in jobs])
+        elif inspect.iscoroutinefunction(func) and not self.isolated:
+            result = self._run_async(func, settings, jobs, gate)
+        elif self.isolated or self.concurrency == 1 or len(jobs) == 1:
+            result = self._run_serial(func, settings, jobs, gate)
+        else:
+            result = self._run_threads(func, settings, jobs, gate)
+        result.done[:0] = unreadable
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def _run_serial(
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
+    ) -> GroupResult:
+        result = GroupResult()
+        for i, job in enumerate(jobs):
+            finish = gate.admit(job, partial(self._launch, func, settings, job, gate.exiting))
+            if finish is None:
+                result.unstarted = jobs[i:]
+                break
+            outcome = finish()
+            gate.ended(job, outcome, send=False)  # goes out with the next task's start: one write
+            result.done.append((job, outcome))
+        return result
+
+    def _launch(
+        self, func: Callable[..., Any], settings: Settings, job: ServiceQJob, exiting: Callable[[], bool]
+    ) -> Callable[[], Outcome]:
+        """Start ``job`` (under the gate's lock) and return what waits for its outcome."""
+        return partial(call, func, settings, job, exiting)
+
+    def _run_threads(
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
+    ) -> GroupResult:
+        if self._pool is None:
+            self._pool = _DaemonPool(self.concurrency)
+
+        def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
+            if not gate.admit(job, started):
+                return None
+            outcome = call(func, settings, job, gate.exiting)
+            gate.ended(job, outcome)
+            return outcome
+
+        futures = [self._pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
+        # A thread stuck in C code ignores its time limit: past a grace period it is abandoned, with its pool.
+        patience = settings.task_timeout + 2 if settings.task_timeout else None
+        outcomes: list[Outcome | None] = []
+        for job, fut in zip(jobs, futures, strict=True):
+            try:
+                outcomes.append(fut.result(timeout=patience))
+            except CancelledError:  # queued behind an abandoned task: it never started
+                outcomes.append(None)
+            except FutureTimeout:
+                abandoned = Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: abandoned after {patience:g} s")
+                gate.ended(job, abandoned)
+                outcomes.append(abandoned)
+                self._pool.abandon()
+                self._pool = _DaemonPool(self.concurrency)
+        return _collect(jobs, outcomes)
+
+    def _run_async(
+        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
+    ) -> GroupResult:
+        async def run_all() -> list[Outcome | None]:
+            slots = asyncio.Semaphore(self.concurrency)
+            return await asyncio.gather(*(call_async(func, settings, job, slots, gate) for job in jobs))
+
+        return _collect(jobs, asyncio.run(run_all()))
+
+
+class _DaemonPool:
+    """A fixed set of daemon threads.  Unlike ThreadPoolExecutor, whose threads are joined at
+    interpreter exit, an abandoned thread stuck in a hung task cannot keep the worker from exiting."""
+
+    def __init__(self, size: int) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._size = size
+        for n in range(size):
+            threading.Thread(target=self._serve, name=f"serviceq-task-{n}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._work.put((fut, fn, args))
+        return fut
+
+    def close(self) -> None:
+        for _ in range(self._size):
+            self._work.put(None)
+
+    def abandon(self) -> None:
+        """Stop feeding this pool; threads still running a task finish (or hang) on their own."""
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        self.close()
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            fut, fn, args = item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+
+def _collect(jobs: list[ServiceQJob], outcomes: list[Outcome | None]) -> GroupResult:
+    result = GroupResult()
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if outcome is None:
+            result.unstarted.append(job)
+        else:
+            result.done.append((job, outcome))
+    return result
