@@ -34,7 +34,7 @@ from rq_serviceq.batch.push import written as written
 from rq_serviceq.models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import state
-from rq_serviceq.store.connection import connect
+from rq_serviceq.store.connection import connect, connection_url
 from rq_serviceq.task.imports import import_path_of
 from rq_serviceq.worker import control, launcher
 from rq_serviceq.worker import cycle as group
@@ -85,7 +85,7 @@ class ServiceQ:
         validate_name(name)
         conn = connection if connection is not None else connect()
         if not conn.exists(k.Keys(name).state):
-            where = launcher.connection_url(conn, hide_password=True)
+            where = connection_url(conn, hide_password=True)
             raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")
         return cls(name, connection=conn, role=role)
 
@@ -107,7 +107,7 @@ class ServiceQ:
     @staticmethod
     def where(connection: Redis) -> str:
         """The Redis ``connection`` reaches, as a URL with its password hidden: for messages and logs."""
-        return launcher.connection_url(connection, hide_password=True)
+        return connection_url(connection, hide_password=True)
 
     def __repr__(self) -> str:
         return f"ServiceQ({self.name!r}, id={self.id!r})"
@@ -295,7 +295,7 @@ class ServiceQ:
             running = launcher.workers_taking_work(self.connection, self.name, self._processes)
             count = max(0, wanted - running)
             if count:
-                url = launcher.connection_url(self.connection)
+                url = connection_url(self.connection)
                 self._processes += launcher.spawn_workers(self.name, url, count)
             return count
 
@@ -348,7 +348,7 @@ class ServiceQ:
             for proc in alive[worker_count:]:
                 proc.send_signal(signal.SIGTERM)
             if len(alive) < worker_count and self.get_status() in (Status.PENDING, Status.RUNNING):
-                url = launcher.connection_url(self.connection)
+                url = connection_url(self.connection)
                 self._processes += launcher.spawn_workers(self.name, url, worker_count - len(alive))
 
     def requeue_failed(self, batch_id: str | None = None) -> int:

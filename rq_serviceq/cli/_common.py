@@ -23,9 +23,8 @@ from redis import Redis
 
 from rq_serviceq.models import validate_name
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store.connection import DEFAULT_URL, connect, redis_url
+from rq_serviceq.store.connection import DEFAULT_URL, connect, connection_url, redis_url
 from rq_serviceq.task.imports import RefusedPath, UnresolvablePath
-from rq_serviceq.worker import launcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 USAGE, FAILURE = 2, 1
@@ -111,7 +110,7 @@ def connection(url: str | None) -> Redis:
 
 
 def where(conn: Redis) -> str:
-    return launcher.connection_url(conn, hide_password=True)
+    return connection_url(conn, hide_password=True)
 
 
 def open_queue(name: str, url: str | None, create: bool = False) -> ServiceQ:

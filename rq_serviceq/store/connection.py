@@ -9,8 +9,10 @@ localhost.  So everything here reads ``RQ_REDIS_URL`` first, then ``REDIS_URL``.
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 from redis import Redis
+from redis.connection import SSLConnection
 
 DEFAULT_URL = "redis://localhost:6379/0"
 ENV_VARS = ("RQ_REDIS_URL", "REDIS_URL")
@@ -29,3 +31,18 @@ def redis_url(url: str | None = None) -> str:
 def connect(url: str | None = None) -> Redis:
     """A connection to the Redis :func:`redis_url` names."""
     return Redis.from_url(redis_url(url))
+
+
+def connection_url(conn: Redis, hide_password: bool = False) -> str:
+    """A redis:// URL that reaches the same server and database as ``conn``."""
+    kw = conn.connection_pool.connection_kwargs
+    db = kw.get("db", 0)
+    user = kw.get("username") or ""
+    password = kw.get("password") or ""
+    auth = ""
+    if password:
+        auth = f"{quote(user, safe='')}:{'***' if hide_password else quote(password, safe='')}@"
+    if kw.get("path"):
+        return f"unix://{auth}{kw['path']}?db={db}"
+    scheme = "rediss" if issubclass(conn.connection_pool.connection_class, SSLConnection) else "redis"
+    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"

@@ -29,8 +29,8 @@ from typing import Protocol, TypeVar
 import redis
 from redis import Redis
 
+from rq_serviceq.store.connection import connection_url
 from rq_serviceq.store.keys import PREFIX
-from rq_serviceq.worker.launcher import connection_url
 
 T = TypeVar("T")
 

@@ -14,10 +14,8 @@ import subprocess
 import sys
 import threading
 import uuid
-from urllib.parse import quote
 
 from redis import Redis
-from redis.connection import SSLConnection
 
 from rq_serviceq.store import keys as k
 
@@ -25,21 +23,6 @@ WORKER_CLASS = "rq_serviceq.ServiceQWorker"
 # Another ServiceQWorker subclass for the workers start() and supervisors launch, e.g.
 # rq_serviceq.contrib.django.DjangoServiceQWorker (django.setup() in every worker process).
 WORKER_CLASS_ENV = "RQ_SERVICEQ_WORKER_CLASS"
-
-
-def connection_url(conn: Redis, hide_password: bool = False) -> str:
-    """A redis:// URL that reaches the same server and database as ``conn``."""
-    kw = conn.connection_pool.connection_kwargs
-    db = kw.get("db", 0)
-    user = kw.get("username") or ""
-    password = kw.get("password") or ""
-    auth = ""
-    if password:
-        auth = f"{quote(user, safe='')}:{'***' if hide_password else quote(password, safe='')}@"
-    if kw.get("path"):
-        return f"unix://{auth}{kw['path']}?db={db}"
-    scheme = "rediss" if issubclass(conn.connection_pool.connection_class, SSLConnection) else "redis"
-    return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
 
 
 def worker_command(name: str, burst: bool = True, worker_name: str | None = None) -> list[str]:
