@@ -29,6 +29,8 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from itertools import accumulate
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -89,8 +91,13 @@ def _totals(fields: dict[str, str]) -> Samples:
     return lambda row: [(label, row.totals.get(f, 0.0)) for label, f in fields.items() if f not in row.skipped]
 
 
+def _counter(field: str) -> Samples:
+    """A counter of one totals field (left out when it is not a number)."""
+    return lambda row: () if field in row.skipped else (("", row.totals.get(field, 0.0)),)
+
+
 def _gauge(name: str) -> Samples:
-    return lambda row: [("", getattr(row, name))]
+    return lambda row: (("", getattr(row, name)),)
 
 
 def _status(row: QueueFigures) -> list[tuple[str, float]]:
@@ -173,50 +180,61 @@ def render(rows: list[QueueFigures] | None) -> str:
 
 
 def _family_lines(out: list[str], family: Family, rows: list[QueueFigures], labels: list[str]) -> None:
-    name = family.name + ("_total" if family.kind == "counter" else "")
+    """One family's lines; comprehensions over precomputed label text, since a scrape at 1,000 queues
+    writes 41,000 lines (docs/metrics.md: the writer's budget)."""
+    name, samples, number = family.name + ("_total" if family.kind == "counter" else ""), family.samples, _NUMBER
     out.append(f"# HELP {name} {_escape_help(family.help)}\n# TYPE {name} {family.kind}\n")
     extra = family.label
-    for row, base in zip(rows, labels, strict=True):
-        for label, value in family.samples(row):
-            if extra is None:
-                out.append(f"{name}{{{base}}} {_number(value)}\n")
-            elif extra < "queue":  # labels in name order: "callback" before queue, "state"/"status" after
-                out.append(f'{name}{{{extra}="{_escape(label)}",{base}}} {_number(value)}\n')
-            else:
-                out.append(f'{name}{{{base},{extra}="{_escape(label)}"}} {_number(value)}\n')
+    if extra is None:
+        out += [
+            f"{name}{{{base}}} {number[v]}\n" for row, base in zip(rows, labels, strict=True) for _, v in samples(row)
+        ]
+    elif extra < "queue":  # labels in name order, as prometheus-client sorts them: "callback" before queue
+        out += [
+            f"{name}{{{_pair(extra, label)},{base}}} {number[v]}\n"
+            for row, base in zip(rows, labels, strict=True)
+            for label, v in samples(row)
+        ]
+    else:  # "state", "status": after rq_queue
+        out += [
+            f"{name}{{{base},{_pair(extra, label)}}} {number[v]}\n"
+            for row, base in zip(rows, labels, strict=True)
+            for label, v in samples(row)
+        ]
 
 
 def _histogram_lines(out: list[str], rows: list[QueueFigures], labels: list[str]) -> None:
     name, help_text = HISTOGRAM
     out.append(f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} histogram\n")
+    heads, number = [f'{name}_bucket{{le="{le}",' for le in _LES], _NUMBER
     for row, base in zip(rows, labels, strict=True):
         found = _buckets(row)
         if found is None:
             continue
         buckets, sum_value = found
-        for le, count in buckets:
-            out.append(f'{name}_bucket{{le="{le}",{base}}} {_number(count)}\n')
-        out.append(f"{name}_count{{{base}}} {_number(buckets[-1][1])}\n{name}_sum{{{base}}} {_number(sum_value)}\n")
+        out += [f"{head}{base}}} {number[count]}\n" for head, count in zip(heads, buckets, strict=True)]
+        out.append(f"{name}_count{{{base}}} {number[buckets[-1]]}\n{name}_sum{{{base}}} {number[sum_value]}\n")
 
 
-def _buckets(row: QueueFigures) -> tuple[list[tuple[str, float]], float] | None:
-    """The cumulative buckets and the sum of a queue's durations; None when a field is not a number
-    (a histogram with a hole in it would be wrong, not partial)."""
-    if any(field == "duration_sum" or field.startswith(totals.BUCKET_PREFIX) for field in row.skipped):
+def _buckets(row: QueueFigures) -> tuple[list[float], float] | None:
+    """The cumulative bucket counts (``_LES``' order) and the sum of a queue's durations; None when a field
+    is not a number (a histogram with a hole in it would be wrong, not partial)."""
+    if row.skipped and any(f == "duration_sum" or f.startswith(totals.BUCKET_PREFIX) for f in row.skipped):
         return None
-    counts, cumulative, buckets = row.totals, 0.0, []
-    for bound, le in _BOUNDS:
-        cumulative += counts.get(f"{totals.BUCKET_PREFIX}{bound!r}", 0.0)
-        buckets.append((le, cumulative))
-    buckets.append(("+Inf", cumulative + counts.get(f"{totals.BUCKET_PREFIX}inf", 0.0)))
-    return buckets, counts.get("duration_sum", 0.0)
+    counts = row.totals
+    return list(accumulate(counts.get(field, 0.0) for field in _BUCKET_FIELDS)), counts.get("duration_sum", 0.0)
 
 
 def _le(bound: float) -> str:
     return str(int(bound)) if bound == int(bound) else repr(bound)
 
 
-_BOUNDS = [(bound, _le(bound)) for bound in totals.DURATION_BUCKETS]
+# Bucket bounds as the ``le`` label writes them, and the totals fields (non-cumulative) they add up.
+_LES = [*(_le(bound) for bound in totals.DURATION_BUCKETS), "+Inf"]
+_BUCKET_FIELDS = [
+    *(f"{totals.BUCKET_PREFIX}{bound!r}" for bound in totals.DURATION_BUCKETS),
+    f"{totals.BUCKET_PREFIX}inf",
+]
 
 
 def _escape(value: str) -> str:
@@ -226,18 +244,17 @@ def _escape(value: str) -> str:
     return value
 
 
+@cache
+def _pair(label: str, value: str) -> str:
+    return f'{label}="{_escape(value)}"'
+
+
 def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-_SMALL = {float(n): f"{float(n)!r}" for n in range(1000)}  # most values are small counts: written once
-
-
-def _number(value: float) -> str:
+def _go_number(value: float) -> str:
     """A sample value as Go (and prometheus-client) writes it: ``3.0``, ``+Inf``, ``1.234567e+06``."""
-    found = _SMALL.get(value)
-    if found is not None:
-        return found
     number = float(value)
     if math.isinf(number):
         return "+Inf" if number > 0 else "-Inf"
@@ -249,6 +266,20 @@ def _number(value: float) -> str:
         mantissa = f"{written[0]}.{written[1:dot]}{written[dot + 1 :]}".rstrip("0.")
         return f"{mantissa}e+{dot - 1:02d}"
     return written
+
+
+class _Numbers(dict[float, str]):
+    """Sample values as written, remembered (up to a bound): a scrape writes the same few counts
+    tens of thousands of times, and a dict lookup is what is left of that."""
+
+    def __missing__(self, value: float) -> str:
+        written = _go_number(value)
+        if len(self) < 100_000:
+            self[value] = written
+        return written
+
+
+_NUMBER = _Numbers()
 
 
 # --- prometheus-client's families, for make_registry --------------------------------------------
@@ -269,7 +300,8 @@ def _families(rows: list[QueueFigures]) -> Iterator[Metric]:
     for row in rows:
         found = _buckets(row)
         if found is not None:
-            durations.add_metric([row.name, f"{row.name}-pending"], found[0], sum_value=found[1])
+            buckets = list(zip(_LES, found[0], strict=True))
+            durations.add_metric([row.name, f"{row.name}-pending"], buckets, sum_value=found[1])
     yield durations
     yield from (family_of(spec) for spec in GAUGES)
 
