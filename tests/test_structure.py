@@ -79,3 +79,41 @@ def test_the_top_level_holds_only_the_facade_and_what_users_import() -> None:
     assert packages == SUB_PACKAGES
     for name in SUB_PACKAGES:
         assert ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text())), f"{name}/ says not why"
+
+
+# The outer layers read through the facade (docs/architecture.md): keys are built in store/keys.py and read in
+# the inner layers, so a key or field renamed there cannot leave a surface reading the old one.
+OUTER = sorted([*(PACKAGE / "cli").glob("*.py"), PACKAGE / "metrics.py"])
+
+
+def _key_reaching(path: Path) -> list[str]:
+    """Where ``path`` imports store.keys or store.state, or touches ``.keys`` (``x.keys()`` is a dict's)."""
+    tree = ast.parse(path.read_text())
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {f"{module}.{alias.name}" for alias in node.names} | {module}
+        elif isinstance(node, ast.Import):
+            names = {alias.name for alias in node.names}
+        elif isinstance(node, ast.Attribute) and node.attr == "keys" and id(node) not in called:
+            found.append(f"{path.name}:{node.lineno} .keys")
+            continue
+        else:
+            continue
+        if names & {"rq_serviceq.store.keys", "rq_serviceq.store.state"}:
+            found.append(f"{path.name}:{node.lineno} imports {sorted(names)}")
+    return found
+
+
+def test_the_cli_and_metrics_never_build_keys() -> None:
+    assert OUTER and [where for path in OUTER for where in _key_reaching(path)] == []
+
+
+def test_the_key_rule_catches_what_it_forbids(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from rq_serviceq.store import keys as k\nimport rq_serviceq.store.state\nx = sq.keys.retry\n{}.keys()\n"
+    )
+    assert len(_key_reaching(sample)) == 3
