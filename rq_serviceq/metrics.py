@@ -27,10 +27,11 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import accumulate
+from operator import attrgetter
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -71,7 +72,9 @@ _GAUGES = {
 }
 _UP_HELP = "1 when this scrape reached Redis, else 0"
 _STATUSES = tuple(s.value for s in Status if s not in (Status.ENDING, Status.SUSPENDED, Status.DELETED))
-Samples = Callable[[QueueFigures], Iterable[tuple[str, float]]]  # a queue's (extra label value, value) pairs
+# Every queue's samples of one family, a list per queue of (extra label value, value) pairs: computed a family
+# at a time over all queues (a comprehension, not a call per queue), since a scrape is 41,000 lines at 1,000.
+Samples = Callable[[list[QueueFigures]], list[list[tuple[str, float]]]]
 
 
 @dataclass(frozen=True)
@@ -88,20 +91,21 @@ class Family:
 
 def _totals(fields: dict[str, str]) -> Samples:
     """Counters from the running totals; a field that is not a number is left out, not reported as 0."""
-    return lambda row: [(label, row.totals.get(f, 0.0)) for label, f in fields.items() if f not in row.skipped]
-
-
-def _counter(field: str) -> Samples:
-    """A counter of one totals field (left out when it is not a number)."""
-    return lambda row: () if field in row.skipped else (("", row.totals.get(field, 0.0)),)
+    pairs = list(fields.items())
+    return lambda rows: [[(label, r.totals.get(f, 0.0)) for label, f in pairs if f not in r.skipped] for r in rows]
 
 
 def _gauge(name: str) -> Samples:
-    return lambda row: (("", getattr(row, name)),)
+    read = attrgetter(name)
+    return lambda rows: [[("", read(r))] for r in rows]
 
 
-def _status(row: QueueFigures) -> list[tuple[str, float]]:
-    return [(choice, 1.0 if row.status == choice else 0.0) for choice in _STATUSES]
+def _status(rows: list[QueueFigures]) -> list[list[tuple[str, float]]]:
+    return [[(choice, 1.0 if r.status == choice else 0.0) for choice in _STATUSES] for r in rows]
+
+
+def _ledger(rows: list[QueueFigures]) -> list[list[tuple[str, float]]]:
+    return [list(r.batch.items()) for r in rows]
 
 
 _BATCHES = {"finished": "batches_finished", "stopped": "batches_stopped"}
@@ -121,10 +125,8 @@ HISTOGRAM = (
 )
 GAUGES = (
     *(Family(f"rq_serviceq_{name}", "gauge", text, None, _gauge(name)) for name, text in _GAUGES.items()),
-    Family(
-        "rq_serviceq_batch_tasks", "gauge", "The current (or last) batch's ledger", "state", lambda r: r.batch.items()
-    ),
-    Family("rq_serviceq_status", "gauge", "1 for the service queue's status", "status", _status),
+    Family("rq_serviceq_batch_tasks", "gauge", "The current (or last) batch's ledger", "state", _ledger),
+    STATUS := Family("rq_serviceq_status", "gauge", "1 for the service queue's status", "status", _status),
 )
 
 
@@ -175,31 +177,24 @@ def render(rows: list[QueueFigures] | None) -> str:
             _family_lines(out, family, rows, labels)
         _histogram_lines(out, rows, labels)
         for family in GAUGES:
-            _family_lines(out, family, rows, labels)
+            (_status_lines if family is STATUS else _family_lines)(out, family, rows, labels)
     return "".join(out)
 
 
 def _family_lines(out: list[str], family: Family, rows: list[QueueFigures], labels: list[str]) -> None:
-    """One family's lines; comprehensions over precomputed label text, since a scrape at 1,000 queues
-    writes 41,000 lines (docs/metrics.md: the writer's budget)."""
-    name, samples, number = family.name + ("_total" if family.kind == "counter" else ""), family.samples, _NUMBER
+    """One family's lines, over precomputed label text and remembered numbers."""
+    name, number, extra = family.name + ("_total" if family.kind == "counter" else ""), _NUMBER, family.label
     out.append(f"# HELP {name} {_escape_help(family.help)}\n# TYPE {name} {family.kind}\n")
-    extra = family.label
+    samples = zip(labels, family.samples(rows), strict=True)
     if extra is None:
-        out += [
-            f"{name}{{{base}}} {number[v]}\n" for row, base in zip(rows, labels, strict=True) for _, v in samples(row)
-        ]
+        out += [f"{name}{{{base}}} {number[v]}\n" for base, pairs in samples for _, v in pairs]
     elif extra < "queue":  # labels in name order, as prometheus-client sorts them: "callback" before queue
         out += [
-            f"{name}{{{_pair(extra, label)},{base}}} {number[v]}\n"
-            for row, base in zip(rows, labels, strict=True)
-            for label, v in samples(row)
+            f"{name}{{{_pair(extra, label)},{base}}} {number[v]}\n" for base, pairs in samples for label, v in pairs
         ]
     else:  # "state", "status": after rq_queue
         out += [
-            f"{name}{{{base},{_pair(extra, label)}}} {number[v]}\n"
-            for row, base in zip(rows, labels, strict=True)
-            for label, v in samples(row)
+            f"{name}{{{base},{_pair(extra, label)}}} {number[v]}\n" for base, pairs in samples for label, v in pairs
         ]
 
 
@@ -207,13 +202,30 @@ def _histogram_lines(out: list[str], rows: list[QueueFigures], labels: list[str]
     name, help_text = HISTOGRAM
     out.append(f"# HELP {name} {_escape_help(help_text)}\n# TYPE {name} histogram\n")
     heads, number = [f'{name}_bucket{{le="{le}",' for le in _LES], _NUMBER
+    mark = "\x00"  # no label text holds it (escaped names): where a queue's labels go in the empty histogram
+    empty = (
+        "".join(f"{head}{mark}}} 0.0\n" for head in heads) + f"{name}_count{{{mark}}} 0.0\n{name}_sum{{{mark}}} 0.0\n"
+    )
     for row, base in zip(rows, labels, strict=True):
+        if _HISTOGRAM_FIELDS.isdisjoint(row.totals) and not row.skipped:  # most queues: one C call, 17 lines
+            out.append(empty.replace(_MARK, base))
+            continue
         found = _buckets(row)
         if found is None:
             continue
         buckets, sum_value = found
         out += [f"{head}{base}}} {number[count]}\n" for head, count in zip(heads, buckets, strict=True)]
         out.append(f"{name}_count{{{base}}} {number[buckets[-1]]}\n{name}_sum{{{base}}} {number[sum_value]}\n")
+
+
+def _status_lines(out: list[str], family: Family, rows: list[QueueFigures], labels: list[str]) -> None:
+    """The status one-hot: six lines a queue that depend on its status alone, written by one C call a queue."""
+    out.append(f"# HELP {family.name} {_escape_help(family.help)}\n# TYPE {family.name} gauge\n")
+    blocks = {
+        status: "".join(f'{family.name}{{{_MARK},status="{c}"}} {"1.0" if c == status else "0.0"}\n' for c in _STATUSES)
+        for status in (*_STATUSES, None)
+    }
+    out += [blocks.get(row.status, blocks[None]).replace(_MARK, base) for row, base in zip(rows, labels, strict=True)]
 
 
 def _buckets(row: QueueFigures) -> tuple[list[float], float] | None:
@@ -231,10 +243,12 @@ def _le(bound: float) -> str:
 
 # Bucket bounds as the ``le`` label writes them, and the totals fields (non-cumulative) they add up.
 _LES = [*(_le(bound) for bound in totals.DURATION_BUCKETS), "+Inf"]
+_MARK = "\x00"  # where a queue's labels go in a block of lines written at once: no label text holds it (escaped)
 _BUCKET_FIELDS = [
     *(f"{totals.BUCKET_PREFIX}{bound!r}" for bound in totals.DURATION_BUCKETS),
     f"{totals.BUCKET_PREFIX}inf",
 ]
+_HISTOGRAM_FIELDS = frozenset([*_BUCKET_FIELDS, "duration_sum"])
 
 
 def _escape(value: str) -> str:
@@ -290,8 +304,8 @@ def _families(rows: list[QueueFigures]) -> Iterator[Metric]:
         labels = [*LABELS, spec.label] if spec.label else list(LABELS)
         kind = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
         family = kind(spec.name, spec.help, labels=labels)
-        for row in rows:
-            for label, value in spec.samples(row):
+        for row, pairs in zip(rows, spec.samples(rows), strict=True):
+            for label, value in pairs:
                 family.add_metric([row.name, f"{row.name}-pending", *([label] if spec.label else [])], value)
         return family
 

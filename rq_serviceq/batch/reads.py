@@ -99,7 +99,7 @@ def figures(conn: Redis) -> list[QueueFigures]:
 def _figures(read: scripts.QueueRead) -> QueueFigures:
     counts, skipped = _numbers(read.name, read.totals)
     ledger = read.ledger or [None] * len(Ledger.COUNTS)
-    return QueueFigures.model_construct(  # typed as read: a scrape builds 1,000 of these, validation would double it
+    return QueueFigures(
         name=read.name,
         status=read.status or Status.CREATED,
         batch_id=read.batch_id,

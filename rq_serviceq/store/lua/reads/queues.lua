@@ -6,27 +6,32 @@
 -- Returns one JSON array (cjson): per name [name, totals as a flat list, [status, worker_count,
 -- active_batch, last_batch], queued, waiting retries, in flight, live supervisors, live workers,
 -- the ledger's [submitted, passed, failed, pending]].  A missing field is false; an empty list may be {}.
-local t = redis.call('TIME')
+local call = redis.call
+local t = call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local SHAPES = 8
+local shape = {}
+for i = 1, SHAPES do shape[i] = {ARGV[2 * i - 1], ARGV[2 * i]} end
+local state_, totals_, queue_, retry_, leases_, supervisors_, workers_, batch_ = unpack(shape)
 local worker_prefix = ARGV[2 * SHAPES + 1]
-local function key(i, name) return ARGV[2 * i - 1] .. name .. ARGV[2 * i] end
+local prefix_length = #worker_prefix
 local out = {}
 for n = 2 * SHAPES + 2, #ARGV do
   local name = ARGV[n]
-  local st = redis.call('HMGET', key(1, name), 'status', 'worker_count', 'active_batch', 'last_batch')
+  local st = call('HMGET', state_[1] .. name .. state_[2], 'status', 'worker_count', 'active_batch', 'last_batch')
   local live = 0
-  for _, w in ipairs(redis.call('SMEMBERS', key(7, name))) do
-    if string.sub(w, 1, #worker_prefix) ~= worker_prefix then w = worker_prefix .. w end
-    live = live + redis.call('EXISTS', w)
+  for _, w in ipairs(call('SMEMBERS', workers_[1] .. name .. workers_[2])) do
+    if string.sub(w, 1, prefix_length) ~= worker_prefix then w = worker_prefix .. w end
+    live = live + call('EXISTS', w)
   end
   local batch = st[3] or st[4]
   local ledger = {}
   if batch then
-    ledger = redis.call('HMGET', key(8, name) .. batch, 'submitted', 'passed', 'failed', 'pending')
+    ledger = call('HMGET', batch_[1] .. name .. batch_[2] .. batch, 'submitted', 'passed', 'failed', 'pending')
   end
-  out[#out + 1] = {name, redis.call('HGETALL', key(2, name)), st, redis.call('LLEN', key(3, name)),
-    redis.call('ZCARD', key(4, name)), redis.call('ZCARD', key(5, name)),
-    redis.call('ZCOUNT', key(6, name), now, '+inf'), live, ledger}
+  out[#out + 1] = {name, call('HGETALL', totals_[1] .. name .. totals_[2]), st,
+    call('LLEN', queue_[1] .. name .. queue_[2]), call('ZCARD', retry_[1] .. name .. retry_[2]),
+    call('ZCARD', leases_[1] .. name .. leases_[2]),
+    call('ZCOUNT', supervisors_[1] .. name .. supervisors_[2], now, '+inf'), live, ledger}
 end
 return cjson.encode(out)
