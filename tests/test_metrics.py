@@ -251,3 +251,20 @@ def test_a_scrape_of_1000_queues_reads_every_queue_once(conn: Redis) -> None:
         pushed = int(name[1:]) + 1 if name in ("q0000", "q0199", "q0200", "q0999") else 0
         assert value(samples, "rq_serviceq_queue_depth", **lab) == pushed, name
         assert value(samples, "rq_serviceq_batch_tasks", state="submitted", **lab) == pushed, name
+
+
+def test_a_full_redis_is_still_scraped() -> None:
+    """The read script writes nothing, so Redis at maxmemory (noeviction) runs it, loading it first if it must."""
+    from rq_serviceq.testing import RedisServer
+
+    with RedisServer("--maxmemory-policy", "noeviction") as server:
+        full = Redis.from_url(server.url)
+        ServiceQ("drag", connection=full).push_many([{"x": 1}])
+        full.script_flush()  # the scrape must load its script on the full Redis
+        full.config_set("maxmemory", 1)
+        try:
+            samples = scrape(metrics.generate_latest(full))
+        finally:
+            full.config_set("maxmemory", 0)
+    assert value(samples, "rq_serviceq_redis_up") == 1
+    assert value(samples, "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 1
