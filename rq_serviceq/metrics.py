@@ -8,11 +8,12 @@ retries, live workers and supervisors.  Every series carries ``queue`` (the serv
 queue) and ``rq_queue`` (``NAME-pending``, rq-exporter's ``queue`` label) so the two
 can be joined.
 
-A scrape costs three pipelined round trips, however many service queues there
-are and whatever their size or history: the counters are running totals the Lua
-scripts keep in Redis (``totals.py`` says why there rather than counted at scrape time), so every
-exporter (the HTTP service's ``/metrics``, ``rq-serviceq metrics`` on each worker
-machine) reads the same monotonic numbers, restarts included.
+A scrape costs two round trips and a read-only script call per 200 service queues,
+whatever their size or history, and is written straight in the text format (docs/metrics.md,
+"What a scrape costs"): the counters are running totals the Lua scripts keep in Redis
+(``totals.py`` says why there rather than counted at scrape time), so every exporter (the HTTP
+service's ``/metrics``, ``rq-serviceq metrics`` on each worker machine) reads the same
+monotonic numbers, restarts included.
 
 Use it::
 
