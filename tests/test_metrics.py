@@ -268,3 +268,11 @@ def test_a_full_redis_is_still_scraped() -> None:
             full.config_set("maxmemory", 0)
     assert value(samples, "rq_serviceq_redis_up") == 1
     assert value(samples, "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 1
+
+
+def test_the_metrics_benchmark_runs() -> None:
+    """bench/metrics.py measures the 1,000-queue figure of docs/metrics.md; here it only has to run (20 queues)."""
+    cmd = [sys.executable, "-m", "bench.metrics", "--queues", "20", "--runs", "1"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("| 20 queues | read_ms ") and "ratio" in done.stdout
