@@ -230,3 +230,41 @@ class BatchEvent(BaseModel):
     failed: int | None = None
     pending: int | None = None
     retried: int | None = None
+
+
+class QueueLengths(BaseModel):
+    """Where a service queue's tasks are now, counted in one round trip."""
+
+    queued: int = 0  # on NAME-pending, for a worker
+    waiting_retries: int = 0  # waiting for a retry's due time
+    in_flight: int = 0  # claimed by a worker (leased)
+    passed: int = 0  # RQ's finished registry of the pending queue, across batches while kept
+    failed: int = 0  # RQ's failed registry
+    workers: int = 0  # registered on the pending queue (RQ's registry: not checked for a heartbeat)
+
+
+class Progress(BatchSummary):
+    """A batch's ledger and where its tasks are, read together: what ``watch`` and a batch page poll."""
+
+    finalized: bool = False  # its report is built and its batch-end callback has run: nothing more changes
+    queue_status: str = Status.CREATED  # the service queue's (PAUSED shows here while the batch is RUNNING)
+    queued: int = 0
+    waiting_retries: int = 0
+
+
+class QueueFigures(BaseModel):
+    """One service queue's figures, read with every other queue's in a few round trips: what
+    ``rq-serviceq list`` shows and the metrics export."""
+
+    name: str
+    status: str = Status.CREATED
+    batch_id: str | None = None  # the active batch, else the last one
+    batch: dict[str, int] = {}  # that batch's ledger: submitted, passed, failed, pending (0 without a batch)
+    totals: dict[str, float] = {}  # the running totals that are numbers (batch/totals.py)
+    skipped: set[str] = set()  # totals fields that are not numbers: left out (with a warning), not reported as 0
+    queue_depth: int = 0
+    waiting_retries: int = 0
+    tasks_in_flight: int = 0
+    live_workers: int = 0  # registered on the pending queue, with a live RQ heartbeat
+    supervisors: int = 0
+    worker_count: int = 0

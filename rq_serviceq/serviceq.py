@@ -20,7 +20,7 @@ from typing import Any, Literal
 import redis
 from redis import Redis
 
-from rq_serviceq.batch import events, ledger, push, report
+from rq_serviceq.batch import events, ledger, push, reads, report
 
 # What a caller that encodes tasks itself (the HTTP service) needs around ``push_encoded``, re-exported so that
 # it never reaches into batch/: a PUSH call's size (one atomic step), the rules a task's JSON must pass, and
@@ -31,7 +31,22 @@ from rq_serviceq.batch.push import PushError
 from rq_serviceq.batch.push import PushResult as PushResult
 from rq_serviceq.batch.push import encode_task as encode_task
 from rq_serviceq.batch.push import written as written
-from rq_serviceq.models import BatchEvent, QTask, RetryConfig, Settings, Status, WorkerConfig, validate_name
+from rq_serviceq.models import (
+    BatchEvent,
+    BatchReport,
+    BatchSummary,
+    Progress,
+    QTask,
+    QueueFigures,
+    QueueLengths,
+    RetryConfig,
+    Settings,
+    Status,
+    StatusInfo,
+    WorkerConfig,
+    WorkerReport,
+    validate_name,
+)
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import state
 from rq_serviceq.store.connection import connect, connection_url
@@ -84,25 +99,36 @@ class ServiceQ:
         """Attach to a service queue that must exist already (``ServiceQ(name)`` creates one)."""
         validate_name(name)
         conn = connection if connection is not None else connect()
-        if not conn.exists(k.Keys(name).state):
+        if not reads.exists(conn, name):
             where = connection_url(conn, hide_password=True)
             raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")
         return cls(name, connection=conn, role=role)
 
     @staticmethod
     def statuses(connection: Redis) -> dict[str, str]:
-        """Every service queue on this Redis and its status, by name (one round trip)."""
-        names = sorted(state.text(n) for n in connection.smembers(k.NAMES))
-        with connection.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(k.Keys(name).state, "status")
-            found = pipe.execute()
-        return {name: state.text(status) for name, status in zip(names, found, strict=True) if status is not None}
+        """Every service queue on this Redis and its status, by name."""
+        return reads.statuses(connection)
+
+    @staticmethod
+    def names(connection: Redis) -> list[str]:
+        """Every service queue on this Redis, sorted."""
+        return reads.names(connection)
+
+    @staticmethod
+    def known(name: str, connection: Redis) -> bool:
+        """Whether a service queue named ``name`` exists on this Redis (without attaching to it)."""
+        return reads.exists(connection, validate_name(name))
+
+    @staticmethod
+    def figures(connection: Redis) -> list[QueueFigures]:
+        """Every service queue's figures (status, current batch, queue lengths, workers, running totals),
+        in a few round trips however many queues there are: what ``rq-serviceq list`` and the metrics show."""
+        return reads.figures(connection)
 
     @staticmethod
     def count(connection: Redis) -> int:
         """How many service queues this Redis holds (one round trip): what a cap on creating them counts."""
-        return int(connection.scard(k.NAMES))
+        return reads.count(connection)
 
     @staticmethod
     def where(connection: Redis) -> str:
@@ -418,7 +444,7 @@ class ServiceQ:
 
     def exists(self) -> bool:
         """Whether the service queue is still in Redis (another process may have deleted it since)."""
-        return bool(self.connection.exists(self.keys.state))
+        return reads.exists(self.connection, self.name)
 
     @property
     def queue_name(self) -> str:
@@ -431,34 +457,62 @@ class ServiceQ:
 
     def current_batch_id(self) -> str | None:
         """The active batch, or the last one when none is active."""
-        active, last = self.connection.hmget(self.keys.state, "active_batch", "last_batch")
-        chosen = active or last
-        return state.text(chosen) if chosen else None
+        return reads.current_batch_id(self.connection, self.keys)
 
+    def _batch_id(self, batch_id: str | None) -> str:
+        found = batch_id or self.current_batch_id()
+        if found is None:
+            raise LookupError(f"service queue {self.name!r} has had no batch yet")
+        return found
+
+    # The seed's maps (get_*) are the models below as dicts: built at this edge only.
     def get_status_info(self) -> dict[str, Any]:
         """The seed's progress map: the current batch's counters, queue lengths, worker reports
-        (``models.StatusInfo``, as a dict)."""
-        info = report.status_info(self.connection, self.keys, self.settings, self.get_status(), self.current_batch_id())
-        return info.model_dump()
+        (``status_info()`` as a dict)."""
+        return self.status_info().model_dump()
 
     def get_batch_report(self, batch_id: str | None = None) -> dict[str, Any]:
-        """The seed's batch report; None means the current batch, or the last one."""
-        batch_id = batch_id or self.current_batch_id()
-        if batch_id is None:
-            raise LookupError(f"service queue {self.name!r} has had no batch yet")
-        return report.build(self.connection, self.keys, self.settings, batch_id)
+        """The seed's batch report (``batch_report()`` as a dict); None means the current batch, or the last one."""
+        return self.batch_report(batch_id).model_dump()
 
     def get_batch_summary(self, batch_id: str | None = None) -> dict[str, Any]:
         """The batch report without its task lists: what a progress view polls."""
-        batch_id = batch_id or self.current_batch_id()
-        if batch_id is None:
-            raise LookupError(f"service queue {self.name!r} has had no batch yet")
-        return report.summary(self.connection, self.keys, self.settings, batch_id).model_dump()
+        return self.batch_summary(batch_id).model_dump()
 
     def batches(self, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
-        """The batch history, newest first: each batch's summary (``models.BatchSummary``); batches
-        whose report has expired are left out."""
-        return [b.model_dump() for b in report.history(self.connection, self.keys, self.settings, offset, limit)]
+        """The batch history, newest first: each batch's summary (``batch_history()``, as dicts)."""
+        return [b.model_dump() for b in self.batch_history(offset, limit)]
+
+    def status_info(self) -> StatusInfo:
+        """The current (or last) batch's counters, the queue lengths and the live workers' reports."""
+        return report.status_info(self.connection, self.keys, self.settings, self.get_status(), self.current_batch_id())
+
+    def batch_report(self, batch_id: str | None = None) -> BatchReport:
+        """The batch report, task lists inline up to ``report_inline_limit``; None: the current (or last) batch."""
+        return report.build(self.connection, self.keys, self.settings, self._batch_id(batch_id))
+
+    def batch_summary(self, batch_id: str | None = None) -> BatchSummary:
+        return report.summary(self.connection, self.keys, self.settings, self._batch_id(batch_id))
+
+    def batch_history(self, offset: int = 0, limit: int = 50) -> list[BatchSummary]:
+        """Batches newest first, from the ``offset``-th; those whose report has expired are left out."""
+        return report.history(self.connection, self.keys, self.settings, offset, limit)
+
+    def batch_progress(self, batch_id: str | None = None) -> Progress:
+        """A batch's counters, whether it is finalized, the queue's status and where its tasks wait: one round trip."""
+        return reads.progress(self.connection, self.keys, self.settings, self._batch_id(batch_id))
+
+    def queue_lengths(self) -> QueueLengths:
+        """Tasks queued, waiting to retry, in flight, passed and failed (RQ's registries), workers registered."""
+        return reads.lengths(self.connection, self.keys)
+
+    def worker_reports(self) -> dict[str, WorkerReport]:
+        """The live workers' reports (PAUSED while the service queue is paused)."""
+        return report.worker_reports(self.connection, self.keys, paused=self.get_status() == Status.PAUSED)
+
+    def newest_event_id(self) -> str:
+        """The id of the feed's newest event ('0-0' when it has none): follow ``events(since=...)`` from here."""
+        return events.newest_id(self.connection, self.keys)
 
     def iter_tasks(
         self, batch_id: str, which: str = "passed", page_size: int = report.PAGE_SIZE, start: int = 0
@@ -473,7 +527,7 @@ class ServiceQ:
         if batch_id is None:
             raise LookupError(f"service queue {self.name!r} has no batch to wait for")
         deadline = time.monotonic() + timeout
-        while not self.connection.hexists(self.keys.batch(batch_id), "finalized"):
+        while not reads.batch_done(self.connection, self.keys, batch_id):
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"batch {batch_id} of service queue {self.name!r} did not end within {timeout} s")
             time.sleep(0.02)

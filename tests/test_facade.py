@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rq_serviceq import ServiceQ
 from tests import tasks
@@ -41,3 +42,31 @@ def test_finished_workers_leave_no_zombies(make_sq: Callable[..., ServiceQ]) -> 
     # Nobody here calls wait() or poll(): the processes are reaped all the same.
     wait_until(lambda: all(p.returncode is not None for p in procs), timeout=30)
     assert not [p.pid for p in procs if Path(f"/proc/{p.pid}").exists()]
+
+
+def test_the_typed_reads_are_the_seed_maps_as_models(make_sq: Callable[..., ServiceQ]) -> None:
+    """The surfaces read models through the facade; the seed's dicts are those models, dumped at the edge."""
+    sq = make_sq("drag", worker_count=0, auto_start=False)
+    sq.set_task_function(tasks.returns)
+    sq.push_many([{"value": True}] * 3)
+    sq.pause()
+    progress = sq.batch_progress()
+    assert (progress.queue_status, progress.status, progress.queued, progress.finalized) == (
+        "PAUSED",
+        "PENDING",
+        3,
+        False,
+    )
+    assert sq.queue_lengths().queued == 3 and sq.queue_lengths().in_flight == 0
+    ticking = {"batch_duration", "eta_seconds"}  # a running batch's clock moves between two reads
+
+    def steady(found: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in found.items() if key not in ticking}
+
+    assert steady(sq.batch_report().model_dump()) == steady(sq.get_batch_report())
+    assert steady(sq.status_info().model_dump()) == steady(sq.get_status_info())
+    assert [steady(b.model_dump()) for b in sq.batch_history()] == [steady(b) for b in sq.batches()]
+    (figures,) = ServiceQ.figures(sq.connection)
+    assert (figures.name, figures.status, figures.queue_depth, figures.batch["submitted"]) == ("drag", "PAUSED", 3, 3)
+    assert ServiceQ.names(sq.connection) == ["drag"] and ServiceQ.known("drag", sq.connection)
+    assert not ServiceQ.known("other", sq.connection)

@@ -17,6 +17,7 @@ from redis import Redis
 from werkzeug.test import Client
 
 from rq_serviceq import ServiceQ, metrics
+from rq_serviceq.models import QueueFigures
 from rq_serviceq.testing import free_port
 from rq_serviceq.worker.claim import claim
 from tests import tasks
@@ -181,3 +182,97 @@ def test_worker_log_as_json_lines() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30).stdout
     line = json.loads(out)
     assert (line["worker_id"], line["message"], line["level"]) == ("w3", "hello", "INFO") and line["time"] > 1e9
+
+
+def _prometheus_client_text(rows: list[QueueFigures] | None, conn: Redis) -> bytes:
+    """The same figures through prometheus-client's families and writer: how every scrape was written before."""
+    import prometheus_client
+    from prometheus_client.registry import CollectorRegistry
+
+    class Fixed(metrics.ServiceQCollector):
+        def read(self) -> list[QueueFigures] | None:
+            return rows
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed(conn))
+    return prometheus_client.generate_latest(registry)
+
+
+def test_the_scrape_is_line_for_line_what_prometheus_client_writes(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    done = make_sq("done", worker_count=0, auto_start=False)
+    done.set_task_function(tasks.returns)
+    done.push_many([{"value": True}, {"value": [False, "NO_RETRY | x"]}])
+    drain(done)  # a batch ended: durations, batches_finished, passed and failed counted
+    paused = make_sq("paused", worker_count=3, auto_start=False)
+    paused.push_many([{"x": 1}] * 3)
+    paused.pause()
+    make_sq("bare", auto_start=False)
+    conn.hset("rq:serviceq:paused:totals", mapping={"failed": "not a number", "passed": 1234567})
+    body = metrics.generate_latest(conn)
+    assert body == _prometheus_client_text(ServiceQ.figures(conn), conn)
+    samples = scrape(body)
+    lab = {"queue": "done", "rq_queue": "done-pending"}
+    assert value(samples, "rq_serviceq_tasks_passed_total", **lab) == 1
+    assert value(samples, "rq_serviceq_batch_duration_seconds_count", **lab) == 1
+    assert value(samples, "rq_serviceq_status", queue="paused", rq_queue="paused-pending", status="PAUSED") == 1
+    assert value(samples, "rq_serviceq_tasks_passed_total", queue="paused", rq_queue="paused-pending") == 1234567
+    assert ("rq_serviceq_tasks_failed_total", (("queue", "paused"), ("rq_queue", "paused-pending"))) not in samples
+    assert value(samples, "rq_serviceq_worker_count", queue="paused", rq_queue="paused-pending") == 3
+    assert value(samples, "rq_serviceq_batch_tasks", queue="paused", rq_queue="paused-pending", state="pending") == 3
+    down = metrics.render(None).encode()
+    assert down == _prometheus_client_text(None, conn) and scrape(down) == {("rq_serviceq_redis_up", ()): 0.0}
+
+
+def test_label_values_are_escaped_as_prometheus_client_escapes_them(conn: Redis) -> None:
+    odd = QueueFigures(name='a"b\\c\nd', status="RUNNING", totals={"pushed": 2.5e9, "duration_sum": 0.1})
+    assert metrics.render([odd]).encode() == _prometheus_client_text([odd], conn)
+    assert value(scrape(metrics.render([odd])), "rq_serviceq_tasks_pushed_total", queue='a"b\\c\nd',
+                 rq_queue='a"b\\c\nd-pending') == 2.5e9  # fmt: skip
+
+
+def test_a_scrape_of_1000_queues_reads_every_queue_once(conn: Redis) -> None:
+    names = [f"q{i:04d}" for i in range(1000)]
+    for name in names:
+        ServiceQ(name, connection=conn)
+    for name in ("q0000", "q0199", "q0200", "q0999"):  # either side of a read script call's slice
+        sq = ServiceQ(name, connection=conn)
+        sq.set_worker_config(worker_count=0, auto_start=False)
+        sq.push_many([{"n": n} for n in range(int(name[1:]) + 1)])
+    samples = scrape(metrics.generate_latest(conn))
+    ones: dict[str, float] = {}
+    for (metric, labels), v in samples.items():
+        if metric == "rq_serviceq_status":
+            ones[dict(labels)["queue"]] = ones.get(dict(labels)["queue"], 0.0) + v
+    assert ones == dict.fromkeys(names, 1.0)  # every queue once, one status each
+    for name in names:
+        lab = {"queue": name, "rq_queue": f"{name}-pending"}
+        pushed = int(name[1:]) + 1 if name in ("q0000", "q0199", "q0200", "q0999") else 0
+        assert value(samples, "rq_serviceq_queue_depth", **lab) == pushed, name
+        assert value(samples, "rq_serviceq_batch_tasks", state="submitted", **lab) == pushed, name
+
+
+def test_a_full_redis_is_still_scraped() -> None:
+    """The read script writes nothing, so Redis at maxmemory (noeviction) runs it, loading it first if it must."""
+    from rq_serviceq.testing import RedisServer
+
+    with RedisServer("--maxmemory-policy", "noeviction") as server:
+        full = Redis.from_url(server.url)
+        ServiceQ("drag", connection=full).push_many([{"x": 1}])
+        full.script_flush()  # the scrape must load its script on the full Redis
+        full.config_set("maxmemory", 1)
+        try:
+            samples = scrape(metrics.generate_latest(full))
+        finally:
+            full.config_set("maxmemory", 0)
+    assert value(samples, "rq_serviceq_redis_up") == 1
+    assert value(samples, "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 1
+
+
+def test_the_metrics_benchmark_runs() -> None:
+    """bench/metrics.py measures the 1,000-queue figure of docs/metrics.md; here it only has to run (20 queues)."""
+    cmd = [sys.executable, "-m", "bench.metrics", "--queues", "20", "--runs", "1"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("| 20 queues | read_ms ") and "ratio" in done.stdout

@@ -92,7 +92,14 @@ def test_only_the_wrappers_run_scripts() -> None:
 
 # The domain layer: the one entrance to the transitions (as Dramatiq's ``brokers/redis.py:_dispatch``).  Every
 # other module calls these modules' functions, never ``scripts.*``.
-DOMAIN = {"batch/push.py", "batch/ledger.py", "worker/claim.py", "worker/control.py", "worker/reconcile.py"}
+DOMAIN = {
+    "batch/push.py",
+    "batch/ledger.py",
+    "batch/reads.py",
+    "worker/claim.py",
+    "worker/control.py",
+    "worker/reconcile.py",
+}
 # ``rq-serviceq script`` prints a script's source for producers in other languages; it runs none.
 SOURCE_PRINTERS = {"cli/run.py"}
 
@@ -175,3 +182,41 @@ def test_the_http_layer_imports_only_the_facade() -> None:
 def _within(name: str, modules: set[str]) -> bool:
     """``from rq_serviceq.store.outage import Outage`` names ``rq_serviceq.store.outage.Outage``: inside it."""
     return any(name.startswith(module + ".") for module in modules)
+
+
+# The outer layers read through the facade (docs/architecture.md): keys are built in store/keys.py and read in
+# the inner layers, so a key or field renamed there cannot leave a surface reading the old one.
+OUTER = sorted([*(PACKAGE / "cli").glob("*.py"), *(PACKAGE / "contrib").rglob("*.py"), PACKAGE / "metrics.py"])
+
+
+def _key_reaching(path: Path) -> list[str]:
+    """Where ``path`` imports store.keys or store.state, or touches ``.keys`` (``x.keys()`` is a dict's)."""
+    tree = ast.parse(path.read_text())
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {f"{module}.{alias.name}" for alias in node.names} | {module}
+        elif isinstance(node, ast.Import):
+            names = {alias.name for alias in node.names}
+        elif isinstance(node, ast.Attribute) and node.attr == "keys" and id(node) not in called:
+            found.append(f"{path.name}:{node.lineno} .keys")
+            continue
+        else:
+            continue
+        if names & {"rq_serviceq.store.keys", "rq_serviceq.store.state"}:
+            found.append(f"{path.name}:{node.lineno} imports {sorted(names)}")
+    return found
+
+
+def test_the_cli_contrib_and_metrics_never_build_keys() -> None:
+    assert OUTER and [where for path in OUTER for where in _key_reaching(path)] == []
+
+
+def test_the_key_rule_catches_what_it_forbids(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from rq_serviceq.store import keys as k\nimport rq_serviceq.store.state\nx = sq.keys.retry\n{}.keys()\n"
+    )
+    assert len(_key_reaching(sample)) == 3

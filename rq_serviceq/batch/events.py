@@ -20,7 +20,7 @@ from rq_serviceq.models import BatchEvent
 from rq_serviceq.store import keys as k
 from rq_serviceq.store.state import text
 
-_COUNTERS = ("submitted", "passed", "failed", "pending", "retried")
+_COUNTERS = (*k.Ledger.COUNTS, "retried")  # a progress event carries the ledger after its step
 logger = logging.getLogger("rq_serviceq")
 _warned: dict[str, None] = {}  # malformed entries already warned of (a follower may read one again), oldest first
 
@@ -36,6 +36,12 @@ def read(conn: Redis, keys: k.Keys, since: str = "$", block: float | None = None
         if events or not entries:
             return events
         since = text(entries[-1][0])  # only malformed entries: read on past them, or a follower would stop there
+
+
+def newest_id(conn: Redis, keys: k.Keys) -> str:
+    """The feed's newest entry id ('0-0' for an empty or missing feed): where a follower starts."""
+    newest: Any = conn.xrevrange(keys.events, count=1)
+    return text(newest[0][0]) if newest else "0-0"
 
 
 def _parsed(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent | None:

@@ -75,7 +75,7 @@ def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retrying
 
     def record() -> None:
         if settings.batch_begin_callback:
-            conn.hset(keys.batch(batch_id), "begin_callback", "ok" if error is None else f"failed: {error}")
+            conn.hset(keys.batch(batch_id), k.Ledger.BEGIN_CALLBACK, "ok" if error is None else f"failed: {error}")
         begun = scripts.finish(conn, keys, batch_id, "BEGUN").done
         if begun and error is not None:  # counted by the one caller that did the begin work
             totals.callback_failed(conn, keys, "begin")
@@ -91,7 +91,7 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retry
     follows the callback is retried in place (``retrying``), so that Redis going
     away (or full) after the callback ran does not run it again.
     """
-    done_at, final_status = conn.hmget(keys.batch(batch_id), "finalized", "final_status")
+    done_at, final_status = conn.hmget(keys.batch(batch_id), k.Ledger.FINALIZED, k.Ledger.FINAL_STATUS)
     if done_at:
         conn.zrem(keys.finalize, batch_id)
         return False
@@ -99,7 +99,7 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retry
     batch_report = report.build(conn, keys, settings, batch_id, status=status)
     error = call_hook(
         settings.batch_end_callback,
-        batch_report,
+        batch_report.model_dump(),  # the seed's map: what a callback gets
         what="batch-end callback",
         attempts=END_CALLBACK_ATTEMPTS,
         timeout=settings.callback_timeout,
@@ -109,7 +109,7 @@ def finalize(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retry
 
 def _record_end(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str, error: str | None) -> bool:
     if settings.batch_end_callback:  # recorded where get_batch_report and the dashboard's operator look
-        conn.hset(keys.batch(batch_id), "end_callback", "ok" if error is None else f"failed: {error}")
+        conn.hset(keys.batch(batch_id), k.Ledger.END_CALLBACK, "ok" if error is None else f"failed: {error}")
     done = scripts.finish(conn, keys, batch_id, status).done
     if done:  # counted once, by the caller whose FINISH ended the batch
         totals.batch_ended(conn, keys, batch_id, status)

@@ -18,6 +18,7 @@ from rq.utils import utcparse
 
 from rq_serviceq.models import BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
 from rq_serviceq.store import keys as k
+from rq_serviceq.store.keys import Ledger
 from rq_serviceq.store.state import decode_hash, text
 
 PAGE_SIZE = 1000
@@ -34,37 +35,47 @@ logger = logging.getLogger("rq_serviceq")
 def summary(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> BatchSummary:
     """The batch report without its task lists."""
     fields = decode_hash(conn.hgetall(keys.batch(batch_id)))
+    now = redis_now(conn) if fields and not fields.get(Ledger.END_TIME) else None
+    return summary_of(fields, now, settings, batch_id, status)
+
+
+def summary_of(
+    fields: dict[str, str], now: float | None, settings: Settings, batch_id: str, status: str | None = None
+) -> BatchSummary:
+    """The summary of a ledger read with other things in one round trip; ``now`` (Redis' clock) times a
+    batch that has not ended."""
     if not fields:
         raise LookupError(f"service queue {settings.name!r} has no batch {batch_id!r} (never existed, or expired)")
-    start = _float(fields.get("start_time"))
-    end = _float(fields.get("end_time"))
-    now = redis_now(conn) if end is None else end
+    start = _float(fields.get(Ledger.START_TIME))
+    end = _float(fields.get(Ledger.END_TIME))
+    until = end if end is not None else now
     return BatchSummary(
         batch_id=batch_id,
         serviceq_id=settings.id,
         serviceq_name=settings.name,
         start_time=start,
         end_time=end,
-        batch_duration=None if start is None else now - start,
-        total_submitted=int(fields.get("submitted", 0)),
-        total_success=int(fields.get("passed", 0)),
-        total_failed=int(fields.get("failed", 0)),
-        total_pending=int(fields.get("pending", 0)),
-        status=status or fields.get("status", Status.PENDING),
-        begin_callback=fields.get("begin_callback"),
-        end_callback=fields.get("end_callback"),
+        batch_duration=None if start is None or until is None else until - start,
+        total_submitted=int(fields.get(Ledger.SUBMITTED, 0)),
+        total_success=int(fields.get(Ledger.PASSED, 0)),
+        total_failed=int(fields.get(Ledger.FAILED, 0)),
+        total_pending=int(fields.get(Ledger.PENDING, 0)),
+        status=status or fields.get(Ledger.STATUS, Status.PENDING),
+        begin_callback=fields.get(Ledger.BEGIN_CALLBACK),
+        end_callback=fields.get(Ledger.END_CALLBACK),
     )
 
 
-def build(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> dict[str, Any]:
-    """The seed's batch report as a dict, with task lists up to ``report_inline_limit``."""
+def build(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, status: str | None = None) -> BatchReport:
+    """The seed's batch report, with task lists up to ``report_inline_limit`` (the facade's
+    ``get_batch_report`` turns it into the seed's map)."""
     rep = BatchReport(**summary(conn, keys, settings, batch_id, status).model_dump())
     if rep.total_success + rep.total_failed <= settings.report_inline_limit:
         rep.passed_tasks = list(iter_tasks(conn, keys, settings.id, batch_id, "passed"))
         rep.failed_tasks = list(iter_tasks(conn, keys, settings.id, batch_id, "failed"))
     else:
         rep.tasks_inline = False
-    return rep.model_dump()
+    return rep
 
 
 def iter_tasks(

@@ -36,7 +36,7 @@ def bucket_field(seconds: float) -> str:
 
 def batch_ended(conn: Redis, keys: k.Keys, batch_id: str, status: str) -> None:
     """Count a batch that just finished (called once: by the caller whose FINISH ended it)."""
-    start, end = conn.hmget(keys.batch(batch_id), "start_time", "end_time")
+    start, end = conn.hmget(keys.batch(batch_id), k.Ledger.START_TIME, k.Ledger.END_TIME)
     with conn.pipeline(transaction=True) as pipe:
         pipe.hincrby(keys.totals, f"batches_{status.lower()}", 1)
         if start and end:

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from rq_serviceq import configure
-from rq_serviceq.batch import report
 from rq_serviceq.cli._common import (
     CliError,
     connection,
@@ -23,10 +22,8 @@ from rq_serviceq.cli._common import (
     url_option,
     when,
 )
-from rq_serviceq.models import BatchSummary
+from rq_serviceq.models import BatchSummary, QueueFigures
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store import keys as k
-from rq_serviceq.store import state
 
 
 @click.command("list")
@@ -34,8 +31,7 @@ from rq_serviceq.store import state
 @json_option
 def list_queues(url: str | None, as_json: bool) -> None:
     """Every service queue on the Redis, with its status and current batch."""
-    conn = connection(url)
-    rows = [_queue_row(conn, state.text(name)) for name in sorted(conn.smembers(k.NAMES))]
+    rows = [_queue_row(figures) for figures in ServiceQ.figures(connection(url))]
     if as_json:
         emit_json(rows)
         return
@@ -47,26 +43,15 @@ def list_queues(url: str | None, as_json: bool) -> None:
     table(headers, [[row[key] for key in keys] for row in rows])
 
 
-def _queue_row(conn: Any, name: str) -> dict[str, Any]:
-    keys = k.Keys(name)
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.hmget(keys.state, "status", "active_batch", "last_batch")
-        pipe.llen(keys.queue)
-        pipe.zcard(keys.retry)
-        pipe.scard(keys.workers)
-        (status, active, last), queued, waiting, workers = pipe.execute()
-    batch_id = state.text(active or last) if (active or last) else None
-    ledger = state.decode_hash(conn.hgetall(keys.batch(batch_id))) if batch_id else {}
+def _queue_row(f: QueueFigures) -> dict[str, Any]:
     return {
-        "name": name,
-        "status": state.text(status or b"CREATED"),
-        "batch_id": batch_id,
-        "passed": int(ledger.get("passed", 0)),
-        "failed": int(ledger.get("failed", 0)),
-        "pending": int(ledger.get("pending", 0)),
-        "queued": queued,
-        "waiting_retries": waiting,
-        "workers": workers,
+        "name": f.name,
+        "status": f.status,
+        "batch_id": f.batch_id,
+        **{field: f.batch.get(field, 0) for field in ("passed", "failed", "pending")},
+        "queued": f.queue_depth,
+        "waiting_retries": f.waiting_retries,
+        "workers": f.live_workers,
     }
 
 
@@ -77,9 +62,7 @@ def _queue_row(conn: Any, name: str) -> dict[str, Any]:
 def status(name: str, url: str | None, as_json: bool) -> None:
     """The current batch's progress, the queues' lengths and the workers."""
     sq = open_queue(name, url)
-    info = sq.get_status_info()
-    info["waiting_retries"] = int(sq.connection.zcard(sq.keys.retry))
-    info["worker_count"] = sq.settings.worker_count
+    info = sq.get_status_info() | {"worker_count": sq.settings.worker_count}
     if as_json:
         emit_json(info)
         return
@@ -113,12 +96,7 @@ def status(name: str, url: str | None, as_json: bool) -> None:
 def batches(name: str, limit: int, url: str | None, as_json: bool) -> None:
     """The batch history, newest first (reports are kept for the queue's report_ttl)."""
     sq = open_queue(name, url)
-    summaries = []
-    for raw in sq.connection.zrevrange(sq.keys.batches, 0, limit - 1):
-        try:
-            summaries.append(report.summary(sq.connection, sq.keys, sq.settings, state.text(raw)))
-        except LookupError:
-            continue  # expired, not yet dropped from the history
+    summaries = sq.batch_history(0, limit)  # expired batches, not yet dropped from the history, are left out
     if as_json:
         emit_json([s.model_dump(exclude={"passed_tasks", "failed_tasks", "pending_tasks"}) for s in summaries])
         return
@@ -149,7 +127,7 @@ def report_command(
     batch_id = batch_id or sq.current_batch_id()
     if batch_id is None:
         raise CliError(f"service queue {name!r} has had no batch yet")
-    summary = report.summary(sq.connection, sq.keys, sq.settings, batch_id)
+    summary = sq.batch_summary(batch_id)
     kinds = ("failed",) if failed_only else ("passed", "failed")
     if as_json:
         _stream_json_report(sq, summary, kinds)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from importlib import resources
@@ -80,12 +79,7 @@ def serve(host: str, port: int, workers: int, access_log: bool, url: str | None)
 )
 @url_option
 def metrics(port: int, host: str, url: str | None) -> None:
-    """Serve Prometheus metrics of every service queue on the Redis (needs the metrics extra)."""
-    try:
-        importlib.import_module("prometheus_client")
-    except ImportError as exc:
-        hint = "pip install 'rq-serviceq[metrics]'"
-        raise CliError(f"metrics needs prometheus-client: {hint} ({exc})", FAILURE) from None
+    """Serve Prometheus metrics of every service queue on the Redis."""
     from rq_serviceq import metrics as exporter
 
     click.echo(f"rq-serviceq metrics on http://{host}:{port}/metrics")

@@ -23,10 +23,9 @@ from typing import Any
 
 import click
 
-from rq_serviceq.batch import report
 from rq_serviceq.cli._common import CliError, duration, name_argument, open_queue, stdout_is_terminal, url_option
+from rq_serviceq.models import Status
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store import state
 from rq_serviceq.store.outage import Outage
 
 RATE_WINDOW = 10.0  # seconds of history the rate is measured over
@@ -68,34 +67,25 @@ class RateMeter:
 
 
 def snapshot(sq: ServiceQ, batch_id: str, meter: RateMeter) -> Snapshot:
-    conn, keys = sq.connection, sq.keys
-    summary = report.summary(conn, keys, sq.settings, batch_id)
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.hexists(keys.batch(batch_id), "finalized")
-        pipe.llen(keys.queue)
-        pipe.zcard(keys.retry)
-        pipe.hget(keys.state, "status")
-        finalized, queued, waiting, queue_status = pipe.execute()
-    done = summary.total_success + summary.total_failed
-    rate = None if finalized else meter.rate(done, summary.batch_duration)
-    status = summary.status
-    if not finalized and queue_status == b"PAUSED":
-        status = "PAUSED"
+    p = sq.batch_progress(batch_id)
+    done = p.total_success + p.total_failed
+    rate = None if p.finalized else meter.rate(done, p.batch_duration)
+    paused = not p.finalized and p.queue_status == Status.PAUSED
     return Snapshot(
         queue=sq.name,
         batch_id=batch_id,
-        status=status,
-        submitted=summary.total_submitted,
-        passed=summary.total_success,
-        failed=summary.total_failed,
-        pending=summary.total_pending,
-        queued=queued,
-        waiting_retries=waiting,
+        status=Status.PAUSED if paused else p.status,
+        submitted=p.total_submitted,
+        passed=p.total_success,
+        failed=p.total_failed,
+        pending=p.total_pending,
+        queued=p.queued,
+        waiting_retries=p.waiting_retries,
         rate=None if rate is None else round(rate, 2),
-        eta_seconds=round(summary.total_pending / rate, 1) if rate and summary.total_pending else None,
-        elapsed=summary.batch_duration,
-        ended=bool(finalized),
-        workers=[w.model_dump() for w in report.worker_reports(conn, keys).values()],
+        eta_seconds=round(p.total_pending / rate, 1) if rate and p.total_pending else None,
+        elapsed=p.batch_duration,
+        ended=p.finalized,
+        workers=[w.model_dump() for w in sq.worker_reports().values()],
     )
 
 
@@ -148,12 +138,6 @@ class View:
             self.drawn = len(lines)
 
 
-def last_event_id(sq: ServiceQ) -> str:
-    """Where to read the feed from: after its newest entry ('0-0' for an empty or missing feed)."""
-    newest: Any = sq.connection.xrevrange(sq.keys.events, count=1)
-    return state.text(newest[0][0]) if newest else "0-0"
-
-
 @click.command()
 @name_argument
 @click.option("--batch", "batch_id", metavar="BATCH_ID", help="watch this batch (default: the current or last one)")
@@ -166,7 +150,7 @@ def last_event_id(sq: ServiceQ) -> str:
 def watch(name: str, batch_id: str | None, interval: float, poll: float, url: str | None, as_json: bool) -> None:
     """Follow the current batch until it ends: counts, rate, ETA and workers."""
     sq = open_queue(name, url)
-    since = last_event_id(sq)
+    since = sq.newest_event_id()
     batch_id = batch_id or sq.current_batch_id()
     if batch_id is None:
         raise CliError(f"service queue {name!r} has had no batch yet")

@@ -29,7 +29,6 @@ from rq_serviceq import serviceq as facade
 from rq_serviceq.cli import queues as cli_queues
 from rq_serviceq.cli._common import pass_errors
 from rq_serviceq.cli.run import run_supervisor
-from rq_serviceq.store import keys as k
 from rq_serviceq.store.connection import redis_url
 from rq_serviceq.task.imports import ALLOWED_ENV
 from rq_serviceq.worker.worker import ServiceQWorker
@@ -78,7 +77,7 @@ class ServiceQ:
     def get(self, name: str, app: Flask | None = None) -> facade.ServiceQ:
         """The service queue ``name``; ``SERVICEQ_QUEUES`` defaults apply when this creates it."""
         state = self._state(app)
-        existed = bool(state.connection.exists(k.Keys(name).state))
+        existed = facade.ServiceQ.known(name, state.connection)
         sq = facade.ServiceQ(name, connection=state.connection)
         defaults = state.queues.get(name)
         if defaults and not existed:

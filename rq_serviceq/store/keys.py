@@ -8,6 +8,7 @@ schedule, leases).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 PREFIX = "rq:serviceq:"
@@ -18,6 +19,34 @@ SUSPENDED = "rq:suspended"  # RQ's global `rq suspend` flag, honoured by the cla
 RQ_QUEUES = "rq:queues"  # RQ's set of known queue keys (what rq-dashboard lists)
 RQ_WORKER_PREFIX = "rq:worker:"  # RQ's worker hash prefix
 RQ_WORKERS = "rq:workers"  # RQ's set of every registered worker's key
+
+
+class Ledger:
+    """The fields of a batch's ledger hash (``Keys.batch``), named once for every Python reader.
+
+    The Lua scripts write them (``lua/_lib.lua``, ``push.lua``, ``finish.lua``) under the same names.
+    """
+
+    SUBMITTED = "submitted"
+    PASSED = "passed"
+    FAILED = "failed"
+    PENDING = "pending"
+    COUNTS = (SUBMITTED, PASSED, FAILED, PENDING)  # the counters, in the order reports and metrics show them
+    STATUS = "status"
+    START_TIME = "start_time"
+    END_TIME = "end_time"  # set once, by the step that took pending to 0 (HSETNX): the batch has ended
+    FINAL_STATUS = "final_status"  # FINISHED or STOPPED, for the batch-end work
+    FINALIZED = "finalized"  # the report is built and the batch-end callback has run
+    BEGIN_CALLBACK = "begin_callback"  # "ok", or "failed: <error>"
+    END_CALLBACK = "end_callback"
+
+
+class State:
+    """The fields of a service queue's state hash (``Keys.state``) besides its settings."""
+
+    STATUS = "status"
+    ACTIVE_BATCH = "active_batch"
+    LAST_BATCH = "last_batch"
 
 
 def pending_queue_name(name: str) -> str:
@@ -167,3 +196,13 @@ class Keys:
             self.task_function_errors,
             self.totals,
         ]
+
+
+_NAME_MARK = "\x00"  # no service queue name holds it (models.NAME_PATTERN)
+
+
+def shape(key_of: Callable[[Keys], str]) -> tuple[str, str]:
+    """A service queue's key as the text before and after the queue's name: how a script that reads many
+    queues (``lua/reads/``) builds their keys without spelling them out a second time."""
+    before, _, after = key_of(Keys(_NAME_MARK)).partition(_NAME_MARK)
+    return before, after

@@ -23,12 +23,14 @@ because Redis truncates Lua numbers to integers.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
+from operator import attrgetter
 from typing import Any
 
 from redis import Redis
@@ -444,3 +446,67 @@ class Reclaimed:
 def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> Reclaimed:
     """RECLAIM what worker ``worker_name``, known to be dead, held."""
     return Reclaimed(int(_run(conn, RECLAIM, keys, {"worker_name": worker_name}, [k.RQ_WORKERS])))
+
+
+# --- read-only scripts (lua/reads/) -----------------------------------------------------------
+# They write nothing, so they take no context: only the key shapes keys.py gives and what they read.
+READ_SLICE = 200  # service queues one READ_QUEUES call reads (a few ms of Redis time: bench/metrics.py)
+_READ_SHAPES: tuple[Callable[[k.Keys], str], ...] = tuple(
+    attrgetter(name)
+    for name in ("state", "totals", "queue", "retry", "leases", "supervisors", "workers", "batch_prefix")
+)
+
+
+@dataclass(frozen=True)
+class QueueRead:
+    """One service queue's figures as stored: numbers Redis counted, and the text of the fields read."""
+
+    name: str
+    totals: dict[str, str]
+    status: str | None
+    worker_count: str | None
+    batch_id: str | None  # the active batch, else the last one
+    ledger: list[str | None]  # submitted, passed, failed, pending of that batch (empty without one)
+    queued: int
+    waiting_retries: int
+    in_flight: int
+    supervisors: int
+    live_workers: int
+
+
+def read_queues(conn: Redis, names: Sequence[str], per_call: int = READ_SLICE) -> list[QueueRead]:
+    """READ_QUEUES: many service queues' figures, ``per_call`` queues a call, every call in one round trip."""
+    script = _scripts.get("reads/queues")
+    if script is None:
+        lua = resources.files(__package__) / "lua" / "reads" / "queues.lua"
+        script = _scripts["reads/queues"] = Script(conn, lua.read_text())
+    shapes = [part for key_of in _READ_SHAPES for part in k.shape(key_of)]
+    with conn.pipeline(transaction=False) as pipe:
+        for i in range(0, len(names), per_call):
+            script(args=[*shapes, k.RQ_WORKER_PREFIX, *names[i : i + per_call]], client=pipe)
+        replies = pipe.execute()
+    return [_queue_read(row) for reply in replies for row in json.loads(_text_lossy(reply))]
+
+
+def _text_lossy(value: Any) -> str:
+    """A hand-written field that is not UTF-8 reads as replacement characters (then as a bad number), not an error."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _queue_read(row: list[Any]) -> QueueRead:
+    name, totals, state, queued, waiting, in_flight, supervisors, live, ledger = row
+    flat = totals or []  # cjson writes an empty list as {}
+    status, worker_count, active, last = (value or None for value in state)
+    return QueueRead(
+        name=name,
+        totals=dict(zip(flat[::2], flat[1::2], strict=True)),
+        status=status,
+        worker_count=worker_count,
+        batch_id=active or last,
+        ledger=[value or None for value in ledger or []],
+        queued=queued,
+        waiting_retries=waiting,
+        in_flight=in_flight,
+        supervisors=supervisors,
+        live_workers=live,
+    )

@@ -26,7 +26,6 @@ from redis import Redis
 
 from rq_serviceq import configure
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store import keys as k
 from rq_serviceq.store.connection import redis_url
 from rq_serviceq.task.imports import ALLOWED_ENV
 from rq_serviceq.worker.launcher import WORKER_CLASS_ENV
@@ -86,7 +85,7 @@ def get_serviceq(name: str) -> ServiceQ:
     """
     conn = connection()
     defaults = (serviceq_settings().get("QUEUES") or {}).get(name)
-    existed = bool(conn.exists(k.Keys(name).state))
+    existed = ServiceQ.known(name, conn)
     sq = ServiceQ(name, connection=conn)
     if defaults and not existed:
         configure.apply(sq, defaults)

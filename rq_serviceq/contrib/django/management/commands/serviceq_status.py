@@ -9,8 +9,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from rq_serviceq.contrib.django import connection
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store import keys as k
-from rq_serviceq.store import state
 
 
 class Command(BaseCommand):
@@ -22,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, names: list[str], **options: Any) -> None:
         conn = connection()
-        names = names or sorted(state.text(n) for n in conn.smembers(k.NAMES))
+        names = names or ServiceQ.names(conn)
         try:
             infos = {name: ServiceQ.open(name, connection=conn).get_status_info() for name in names}
         except (LookupError, ValueError) as exc:
