@@ -198,19 +198,15 @@ def _mount_dashboard(app: FastAPI, config: HttpConfig) -> None:
 
 
 def _mount_metrics(app: FastAPI, service: Service) -> None:
-    """``/metrics`` (behind the token like every route): the exporter of ``rq_serviceq.metrics`` on this Redis."""
-    try:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    """``/metrics`` (behind the token like every route): the exporter of ``rq_serviceq.metrics`` on this Redis,
+    written straight to Prometheus' text format (prometheus-client is not needed for it)."""
+    from rq_serviceq.metrics import CONTENT_TYPE_LATEST, ServiceQCollector
 
-        from rq_serviceq.metrics import make_registry
-    except ImportError as exc:  # optional, as the dashboard
-        logger.warning("/metrics not mounted (%s): pip install 'rq-serviceq[metrics]'", exc)
-        return
-    registry = make_registry(service.conn)
+    collector = ServiceQCollector(service.conn)
 
     @app.get("/metrics", include_in_schema=False)
     async def scrape() -> Response:
-        body = await service.run(generate_latest, registry)
+        body = await service.run(collector.exposition)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

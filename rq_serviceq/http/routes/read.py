@@ -21,7 +21,7 @@ from rq_serviceq.http.schemas import (
     ServiceQList,
     ServiceQSummary,
 )
-from rq_serviceq.models import BatchReport, StatusInfo
+from rq_serviceq.models import BatchReport
 from rq_serviceq.serviceq import ServiceQ
 
 ACTIVE = ("PENDING", "RUNNING", "PAUSED")
@@ -52,8 +52,7 @@ async def get_serviceq(name: Name, request: Request) -> ServiceQDetail:
     svc = service(request)
 
     def read(sq: ServiceQ) -> ServiceQDetail:
-        info = StatusInfo.model_validate(sq.get_status_info())
-        return ServiceQDetail(name=name, settings=sq.describe(), status_info=info)
+        return ServiceQDetail(name=name, settings=sq.describe(), status_info=sq.status_info())
 
     detail: ServiceQDetail = await svc.run(with_queue, svc, name, read)
     return detail
@@ -125,7 +124,7 @@ async def get_progress(name: Name, batch_id: BatchId, request: Request) -> Batch
 def progress(sq: ServiceQ, batch_id: str) -> BatchProgress:
     summary = sq.get_batch_summary(batch_id)
     active = summary["end_time"] is None and summary["status"] in ACTIVE
-    waiting = sq.get_status_info().get("waiting_retries", 0) if active else 0
+    waiting = sq.queue_lengths().waiting_retries if active else 0  # not the whole status info, workers and all
     done = summary["total_success"] + summary["total_failed"]
     duration = summary["batch_duration"] or 0.0
     rate = done / duration if duration > 0 and done else None
