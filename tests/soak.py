@@ -1,6 +1,6 @@
 """A soak: pushes, pauses, scales, stops and SIGKILLs at random, then every batch must add up.
 
-Run by tests/test_soak.py for a bounded time; run it longer by hand:
+Run by tests/guarantees/test_soak.py for a bounded time; run it longer by hand:
 
     python -m tests.soak --seconds 1800            # starts its own redis-server
 """

@@ -175,7 +175,7 @@ class ShortLeaseWorker(ServiceQWorker):
     lease_seconds = 2.0
 
 
-# --- poison tasks (tests/test_poison.py) ---------------------------------------------------
+# --- poison tasks (tests/guarantees/test_poison.py) ---------------------------------------------------
 def _exit_as_asked(task: dict[str, Any]) -> None:
     if task.get("raise") == "SystemExit":
         raise SystemExit(3)

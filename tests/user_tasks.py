@@ -1,4 +1,4 @@
-"""A user's task module, as ``myapp.tasks`` would be, and the allow-list's prefix in tests/test_import_paths.py.
+"""A user's task module, as ``myapp.tasks`` would be; the allow-list's prefix in guarantees/test_import_paths.py.
 
 Beside its own functions it holds every way a path that starts with its name could reach code it does not
 define: modules, imports, aliases, partials, builtins, instances, inherited and borrowed methods.

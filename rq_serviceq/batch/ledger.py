@@ -33,7 +33,7 @@ def finalize_lease(settings: Settings) -> float:
 
 
 # What SETTLE answers, as the worker reads it: defined with the script's wrapper, read here, since only the
-# domain layer imports store/scripts.py (tests/test_structure.py).
+# domain layer imports store/scripts.py (tests/unit/test_structure.py).
 Settled = scripts.Settled
 SettleResult = scripts.SettleResult
 

@@ -7,7 +7,7 @@ counts the tasks in its ledger and queues them: one atomic step, where a
 MULTI pipeline of HSETs would have needed the ledger step to run blind.
 Several chunks share a round trip through a redis pipeline.  Building the
 hash directly, rather than through ``rq.Job`` objects, keeps Python's share
-of a push small; ``tests/test_worker_cli.py`` checks that RQ's own
+of a push small; ``tests/surfaces/test_worker_cli.py`` checks that RQ's own
 ``Job.fetch`` reads what we write.
 """
 

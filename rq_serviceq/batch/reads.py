@@ -2,7 +2,7 @@
 
 Each read is a typed function returning a model of ``models.py``, in as few round trips as
 it can; the facade (``ServiceQ``) exposes them, and the surfaces never build a key or name a
-hash field themselves (``tests/test_structure.py``).  The batch reports themselves are
+hash field themselves (``tests/unit/test_structure.py``).  The batch reports themselves are
 ``report.py``'s; this module reads what goes around them: where the tasks are, every queue
 at once, the figures the metrics export.
 """

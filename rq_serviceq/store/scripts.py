@@ -9,7 +9,7 @@ Each script is a file in ``lua/`` that opens with its contract, machine-readable
 From that header ``source`` builds the script as Redis runs it: a generated prologue that unpacks only
 the declared KEYS and ARGV into the table ``k`` (with ``k.now``, Redis' own clock, and ``S``, the
 statuses), then the included helpers, transitively and each once, dependencies first, then the script.
-Its own arguments follow the named ones, from ``ARGV[A]``.  ``tests/test_structure.py`` checks that a
+Its own arguments follow the named ones, from ``ARGV[A]``.  ``tests/unit/test_structure.py`` checks that a
 script and its includes read exactly what the header declares, and that each typed wrapper below takes
 exactly the values its script reads, as required parameters: a caller that forgets one (a task failed
 168 h ahead in RQ's registry because ``ttl`` was left out) is a type error.  The settings of the scripts

@@ -1,6 +1,6 @@
 """Django's test runner against a real Redis (started here) and SQLite in a file.
 
-`python manage.py test notes` from examples/django (tests/test_django.py runs it).
+`python manage.py test notes` from examples/django (tests/surfaces/test_django.py runs it).
 The supervisor and its workers are real processes: the task function writes
 through the ORM in a worker process, and this process reads the rows back.
 """

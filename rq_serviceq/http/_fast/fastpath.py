@@ -12,7 +12,7 @@ first), and leaves every other request to FastAPI.  It runs the
 route's own steps with the helpers both share, below both (the token check,
 ``codec``'s name and body checks and parsing, ``Service.push_one``,
 ``errors.problem``), so it answers exactly what the route
-(``routes/push.py``) would; ``tests/test_http_fastpath.py`` sends both the
+(``routes/push.py``) would; ``tests/surfaces/test_http_fastpath.py`` sends both the
 same requests and compares answers and stored tasks.  The FastAPI route stays
 for the OpenAPI schema and for a request this path leaves alone (an app
 mounted under a ``root_path``).

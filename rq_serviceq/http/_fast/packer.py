@@ -3,7 +3,7 @@
 The one place the service leans on a redis-py detail outside its public API:
 the ``command_packer`` a connection takes, and the ``Encoder`` (from
 ``redis._parsers``) it falls back on for values other than ``bytes`` and ``str``.
-``tests/test_http_fastpath.py`` compares it byte for byte with redis-py's own
+``tests/surfaces/test_http_fastpath.py`` compares it byte for byte with redis-py's own
 packer, so a redis-py release that changes either shows there.
 """
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 from rq_serviceq import ServiceQ
 from tests import tasks
 
 BATCHES = 50
 
 
+@pytest.mark.slow
 def test_every_batch_pushed_back_to_back_under_auto_start_gets_workers(make_sq: Callable[..., ServiceQ]) -> None:
     sq = make_sq("drag", worker_count=4, auto_start=True, waiting_period=0, resting_period=0)
     sq.set_task_function(tasks.returns)

@@ -246,8 +246,8 @@ def test_script_prints_the_lua_a_producer_loads() -> None:
 
 
 def test_serve_passes_its_options_to_the_http_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`rq-serviceq serve` runs rq_serviceq.http.serve with what it was given (tests/test_deploy.py and
-    tests/test_http_server.py run the server for real)."""
+    """`rq-serviceq serve` runs rq_serviceq.http.serve with what it was given (tests/surfaces/test_deploy.py and
+    tests/surfaces/test_http_server.py run the server for real)."""
     from rq_serviceq.http import serve as serve_module
 
     calls: list[dict[str, object]] = []
@@ -266,7 +266,7 @@ def test_start_runs_burst_workers_here(sq: ServiceQ) -> None:
 
 
 def test_demo_command_runs_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo itself runs end to end in tests/test_import_paths.py (`python -m rq_serviceq.demo`);
+    """The demo itself runs end to end in tests/guarantees/test_import_paths.py (`python -m rq_serviceq.demo`);
     here, that `rq-serviceq demo` runs it, on the Redis given, and passes its exit code on."""
     from rq_serviceq import demo
 

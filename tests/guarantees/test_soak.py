@@ -8,6 +8,7 @@ from redis import Redis
 from tests.soak import soak
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_bounded_soak(conn: Redis, redis_url: str) -> None:
     done = soak(redis_url, seconds=15, seed=11)

@@ -18,7 +18,7 @@ from rq_serviceq import ServiceQ
 from tests import tasks
 from tests.conftest import drain, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REMOVED = "NO_RETRY | removed from the queue outside rq-serviceq"
 
 

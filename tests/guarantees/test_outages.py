@@ -25,7 +25,7 @@ from tests.conftest import drain, wait_until
 from tests.http_helpers import running_server
 from tests.netproxy import CuttableProxy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-pw"
 WORKER = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.ShortLeaseWorker", "-q"]
 
@@ -118,6 +118,7 @@ def _stop_redis_for_a_while(server: RedisServer) -> None:
     server.start()
 
 
+@pytest.mark.slow
 def test_a_supervisor_and_its_workers_ride_out_redis_gone_for_ten_seconds(
     aof_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -143,6 +144,7 @@ def test_a_supervisor_and_its_workers_ride_out_redis_gone_for_ten_seconds(
     _assert_one_episode(log.read_text(), aof_redis, "supervisor")
 
 
+@pytest.mark.slow
 def test_the_http_service_rides_out_redis_gone_for_ten_seconds(aof_redis: RedisServer, tmp_path: Path) -> None:
     _queue(aof_redis)
     with running_server(aof_redis.url, tmp_path / "serve.log") as server, httpx.Client(base_url=server.base) as http:
@@ -160,6 +162,7 @@ def test_the_http_service_rides_out_redis_gone_for_ten_seconds(aof_redis: RedisS
     _assert_one_episode(log, aof_redis, "HTTP service")
 
 
+@pytest.mark.slow
 def test_watch_skips_a_malformed_feed_entry_and_rides_out_redis_gone_for_ten_seconds(
     aof_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,7 @@
 The dashboard is the one the HTTP service mounts at ``/rq`` (``rq-serviceq serve``), behind the operator's
 token: the README's HTTP section sends users there, it is the only dashboard of the Kubernetes manifests, and
 the 403 the issue saw on Requeue came from it.  ``deploy/dashboard.py`` runs the same set-up
-(``rq_serviceq.contrib.dashboard``); ``tests/test_dashboard.py`` drives it through Flask's test client.
+(``rq_serviceq.contrib.dashboard``); ``tests/rq_compat/test_dashboard.py`` drives it through Flask's test client.
 
 What each page shows, and where, is read off rq-dashboard 0.9's own templates: a job page fills ``#job-data``
 from ``/0/data/job/ID.json`` (Description, Status, Result as ``JSON.stringify`` in a ``pre``, Metadata, and
@@ -36,9 +36,9 @@ from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain, text
 from tests.http_helpers import ServerProcess, running_server
-from tests.test_http_browser import headless_chromium
+from tests.surfaces.test_http_browser import headless_chromium
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "truth-s3cret"
 QUEUE = "drag-pending"
 WAIT = 15.0  # seconds any page or state gets to show up: generous on a loaded 2-CPU machine

@@ -20,8 +20,8 @@ from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.testing import free_port
 from tests import tasks
 from tests.conftest import drain
+from tests.guarantees.test_seed import SEED_TASKS
 from tests.http_helpers import ROOT
-from tests.test_seed import SEED_TASKS
 
 MakeClient = Callable[..., TestClient]
 

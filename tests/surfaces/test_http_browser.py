@@ -19,8 +19,8 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain
+from tests.guarantees.test_seed import SEED_TASKS
 from tests.http_helpers import running_server, wait_for
-from tests.test_seed import SEED_TASKS
 
 TOKEN = "browser-s3cret"
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)

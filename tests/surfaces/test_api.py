@@ -186,7 +186,7 @@ def test_outcomes_of_exceptions_noretry_and_bad_returns(make_sq: Callable[..., S
 
 
 def test_missing_or_unimportable_task_function(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
-    """A worker with no task function to run gives the tasks back, their retries untouched (tests/test_poison.py)."""
+    """A worker with no task function gives the tasks back, retries untouched (tests/guarantees/test_poison.py)."""
     sq = make_sq("drag", worker_count=0)
     sq.push({"value": True})
     drain(sq)

@@ -19,8 +19,8 @@ from rq_serviceq.store.keys import Keys
 from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain, text
+from tests.guarantees.test_seed import EXPECTED, SEED_TASKS
 from tests.http_helpers import ServerProcess, running_server, wait_for
-from tests.test_seed import EXPECTED, SEED_TASKS
 
 JSON = {"Content-Type": "application/json"}
 

@@ -34,8 +34,8 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.store.keys import Keys
 from rq_serviceq.testing import RedisServer, free_port
 from tests.http_helpers import ROOT, ServerProcess, running_server, wait_for
-from tests.test_http_browser import headless_chromium
-from tests.test_http_edges import snapshot
+from tests.surfaces.test_http_browser import headless_chromium
+from tests.surfaces.test_http_edges import snapshot
 
 CONTROL_ROUTES = ("pause", "resume", "stop", "requeue-failed", "start")
 

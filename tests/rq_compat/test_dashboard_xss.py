@@ -20,8 +20,8 @@ from rq.serializers import JSONSerializer
 
 from rq_serviceq.testing import RedisServer
 from tests.http_helpers import ServerProcess, running_server
-from tests.test_dashboard_truth import JOB_PAGE_JS
-from tests.test_http_browser import headless_chromium
+from tests.rq_compat.test_dashboard_truth import JOB_PAGE_JS
+from tests.surfaces.test_http_browser import headless_chromium
 
 TOKEN = "xss-s3cret"
 WAIT = 15.0

@@ -22,7 +22,7 @@ from tests import tasks
 from tests.conftest import drain, text, wait_until
 from tests.netproxy import CuttableProxy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _started(conn: Redis) -> set[int]:
@@ -151,7 +151,7 @@ def test_network_cut_between_workers_and_redis(
     try:
         # Both running before the cut: RQ's CLI checks `rq suspend` before it builds a worker, and a process
         # still importing when the cut begins exits there (exit 1, "Connection closed by server"), outside
-        # ServiceQWorker; from its __init__ on, a worker rides a cut out (tests/test_outages.py).
+        # ServiceQWorker; from its __init__ on, a worker rides a cut out (tests/guarantees/test_outages.py).
         wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
         ids = sq.push_many([{"b": 0, "i": i} for i in range(1500)])
         wait_until(lambda: sq.get_status_info()["total_success"] > 100)

@@ -28,7 +28,7 @@ from rq_serviceq.testing import free_port
 from rq_serviceq.worker.supervisor import Supervisor
 from tests import tasks
 from tests.conftest import ROOT, as_bytes, drain, text, wait_until
-from tests.test_dashboard import load_dashboard
+from tests.rq_compat.test_dashboard import load_dashboard
 
 
 def _queued(sq: ServiceQ) -> list[str]:

@@ -29,7 +29,7 @@ from rq_serviceq.http.batcher import ANSWER_SLICE, AutoBatcher
 from rq_serviceq.store.keys import Keys, job_key
 from rq_serviceq.testing import free_port
 from tests.conftest import as_bytes, present, text
-from tests.test_http_edges import BAD_INPUTS
+from tests.surfaces.test_http_edges import BAD_INPUTS
 
 Pair = Callable[..., tuple[TestClient, TestClient]]
 ASGI = Callable[[Any, Any, Any], Any]

@@ -16,7 +16,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.testing import RedisServer
 from tests import tasks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULE = "user rq-serviceq on >s3cret ~rq:* &rq:* +@all -@dangerous +client|list"  # as in docs/security.md
 
 

@@ -24,7 +24,7 @@ from rq_serviceq import ServiceQ, ServiceQWorker
 from tests import elsewhere, tasks
 from tests.conftest import drain
 
-DASHBOARD_PY = Path(__file__).resolve().parent.parent / "deploy" / "dashboard.py"
+DASHBOARD_PY = Path(__file__).resolve().parents[2] / "deploy" / "dashboard.py"
 QUEUE = "drag-pending"
 
 

@@ -28,7 +28,7 @@ from tests import user_tasks
 from tests.conftest import drain
 from tests.elsewhere import EXECUTED
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALLOW = "tests.user_tasks"  # the allow-list the tests set, as an operator would set "myapp.tasks"
 
 # Refused with the allow-list and without: each reaches something tests.user_tasks does not define.

@@ -17,7 +17,7 @@ from rq_serviceq.store import scripts
 from rq_serviceq.worker.claim import claim
 from tests import tasks
 from tests.conftest import as_bytes, present, wait_until
-from tests.test_rq_tools import _rq
+from tests.rq_compat.test_rq_tools import _rq
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
 REMOVED = "NO_RETRY | removed from the queue outside rq-serviceq"
