@@ -57,6 +57,7 @@ def _assert_quiet_outage_log(out: str, server: RedisServer) -> None:
     assert f"redis://:***@127.0.0.1:{server.port}/0" in out, out
 
 
+@pytest.mark.slow
 def test_a_burst_worker_gives_up_on_a_redis_gone_for_good_and_its_tasks_are_taken_over(
     aof_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,6 +255,7 @@ def test_a_worker_starting_during_a_network_cut_rides_it_out(
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_a_full_redis_is_ridden_out_like_an_outage_and_the_batch_ends_once(tmp_path: Path) -> None:
     """At maxmemory (noeviction) the supervisor and its workers back off with one line each way, every refused
     settle is tried again and lands once memory is back, and a push is refused with an error naming the Redis."""

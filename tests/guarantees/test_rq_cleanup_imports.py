@@ -75,25 +75,26 @@ def _run_worker(spawn: Callable[..., subprocess.Popen[bytes]], sq: ServiceQ) -> 
     return text
 
 
-@pytest.mark.parametrize("registry", REGISTRIES)
-@pytest.mark.parametrize("field", CALLBACK_FIELDS)
 def test_rq_cleanup_imports_no_callback_the_policy_refuses(
     make_sq: Callable[..., ServiceQ],
     conn: Redis,
     monkeypatch: pytest.MonkeyPatch,
     spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
-    field: str,
-    registry: str,
 ) -> None:
+    """Every callback field in every place RQ's cleanup looks, each a job of its own (with a dependent that
+    RQ enqueues when it fails), met by one real worker's maintenance."""
     monkeypatch.setenv(ALLOWED_ENV, ALLOW)
     sq = make_sq("drag", worker_count=0)
-    _plant(conn, "evil", field, HOSTILE)
-    _plant(conn, "evil-dependent", field, HOSTILE, origin="elsewhere", parent="evil")  # enqueued when evil fails
-    _file(conn, "evil", registry)
+    for field in CALLBACK_FIELDS:
+        for registry in REGISTRIES:
+            job_id = f"evil-{field}-{registry}"
+            _plant(conn, job_id, field, HOSTILE)
+            _plant(conn, f"{job_id}-dependent", field, HOSTILE, origin="elsewhere", parent=job_id)
+            _file(conn, job_id, registry)
     _run_worker(spawn_cli_worker, sq)
     assert conn.lrange(EXECUTED, 0, -1) == []
-    if registry == "wip":  # RQ's cleanup did run: the abandoned job was failed, as RQ does
-        assert conn.zscore(f"rq:failed:{QUEUE}", "evil") is not None
+    for field in CALLBACK_FIELDS:  # RQ's cleanup did run: the abandoned jobs were failed, as RQ does
+        assert conn.zscore(f"rq:failed:{QUEUE}", f"evil-{field}-wip") is not None
 
 
 def test_rq_cleanup_imports_nothing_from_the_standard_library_without_an_allow_list(
