@@ -13,14 +13,13 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import redis
 from redis import Redis
 
-from rq_serviceq.batch import events, ledger, push, reads, report
+from rq_serviceq.batch import events, ledger, push, reads, report, requeue
 
 # What a caller that encodes tasks itself (the HTTP service) needs around ``push_encoded``, re-exported so that
 # it never reaches into batch/: a PUSH call's size (one atomic step), the rules a task's JSON must pass, and
@@ -388,31 +387,7 @@ class ServiceQ:
         batch_id = batch_id or self.current_batch_id()
         if batch_id is None:
             return 0
-        count = 0
-        for ids in report.iter_id_pages(self.connection, self.keys, batch_id, "failed"):
-            count += self._requeue(report.tasks_to_requeue(self.connection, ids))
-        return count
-
-    def _requeue(self, tasks: list[tuple[str, Any]]) -> int:
-        """Claim each old task (HSETNX) before pushing it, so that of two callers racing only one pushes it.
-
-        A caller that dies between the claim and the push leaves its tasks claimed and not
-        requeued: the price of never requeueing one twice.
-        """
-        won = report.claim_for_requeue(self.connection, tasks, marker=f"requeueing:{uuid.uuid4().hex}")
-        if not won:
-            return 0
-        try:
-            new_ids = self.push_many([task for _, task in won])
-        except Exception:
-            report.release_requeue(self.connection, [old_id for old_id, _ in won])
-            raise
-        with self.connection.pipeline(transaction=True) as pipe:
-            for (old_id, _), new_id in zip(won, new_ids, strict=True):
-                pipe.hset(k.job_key(old_id), report.REQUEUED_AS, new_id)
-                pipe.zrem(self.keys.failed, old_id)
-            pipe.execute()
-        return len(won)
+        return requeue.requeue_failed(self.connection, self.keys, batch_id, self.push_many)
 
     def work_once(self) -> dict[str, Any] | None:
         """Process one task in this process (for when no workers run); returns its reported Qtask.

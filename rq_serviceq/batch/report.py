@@ -26,7 +26,6 @@ HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each b
 # What reading a damaged ``data`` field raises: bad JSON or UTF-8 (ValueError), the wrong shape
 # (IndexError, KeyError, TypeError), nesting too deep for the JSON reader (RecursionError).
 UNREADABLE = (ValueError, LookupError, TypeError, RecursionError)
-REQUEUED_AS = "sq_requeued_as"  # job hash field: the task's id when pushed again (a claim marker until then)
 _TASK_FIELDS = ["data", "sq_batch", "sq_created", "sq_retries", "sq_last", "sq_remark"]
 
 logger = logging.getLogger("rq_serviceq")
@@ -103,44 +102,6 @@ def iter_id_pages(
         start += page_size
 
 
-def tasks_to_requeue(conn: Redis, ids: list[str]) -> list[tuple[str, Any]]:
-    """(task id, task) of the failed tasks among ``ids`` that were not requeued already.
-
-    A task whose data cannot be read is left out, with a log line: requeueing the rest
-    is worth more than stopping at one.
-    """
-    with conn.pipeline(transaction=False) as pipe:
-        for task_id in ids:
-            pipe.hmget(k.job_key(task_id), ["data", "sq_final", REQUEUED_AS])
-        rows = pipe.execute()
-    found = []
-    for task_id, (data, final, requeued) in zip(ids, rows, strict=True):
-        if data is None or final != b"failed" or requeued:
-            continue
-        try:
-            found.append((task_id, _task_of(data)))
-        except UNREADABLE as exc:
-            logger.warning("not requeueing task %s: its data cannot be read (%s)", task_id, _why(exc))
-    return found
-
-
-def claim_for_requeue(conn: Redis, tasks: list[tuple[str, Any]], marker: str) -> list[tuple[str, Any]]:
-    """The tasks this caller won: HSETNX sets the requeue field only where no one set it first."""
-    with conn.pipeline(transaction=False) as pipe:
-        for task_id, _ in tasks:
-            pipe.hsetnx(k.job_key(task_id), REQUEUED_AS, marker)
-        won = pipe.execute()
-    return [task for task, set_here in zip(tasks, won, strict=True) if set_here]
-
-
-def release_requeue(conn: Redis, task_ids: list[str]) -> None:
-    """Give back claims whose push failed (no one else writes the field once it is set)."""
-    with conn.pipeline(transaction=False) as pipe:
-        for task_id in task_ids:
-            pipe.hdel(k.job_key(task_id), REQUEUED_AS)
-        pipe.execute()
-
-
 # The batch's fields status info repeats (its ``status`` is the service queue's, not the batch's).
 _BATCH_IN_STATUS = (set(StatusInfo.model_fields) & set(BatchSummary.model_fields)) - {"status"}
 
@@ -194,7 +155,7 @@ def eta_seconds(batch: BatchSummary, now: float) -> float | None:
     return round(batch.total_pending * elapsed / done, 3)
 
 
-def _task_of(data: bytes | None) -> Any:
+def task_of(data: bytes | None) -> Any:
     if not data:
         return None
     try:
@@ -204,7 +165,7 @@ def _task_of(data: bytes | None) -> Any:
     return json.loads(raw)[2][0]
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
@@ -214,10 +175,10 @@ def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> Q
     data, batch_id, created, retries, last, remark = row
     remark_text = text(remark or b"")
     try:
-        task = _task_of(data)
+        task = task_of(data)
     except UNREADABLE as exc:
         task = None
-        note = f"UNREADABLE | the task's data could not be read ({_why(exc)})"
+        note = f"UNREADABLE | the task's data could not be read ({why(exc)})"
         remark_text = f"{note}; remark: {remark_text}" if remark_text else note
     return QTask(
         task_id=task_id,

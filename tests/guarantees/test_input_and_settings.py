@@ -22,6 +22,7 @@ from redis.typing import EncodableT, FieldT
 
 from rq_serviceq import PushError, ServiceQ
 from rq_serviceq.batch import report
+from rq_serviceq.batch import requeue as requeueing
 from rq_serviceq.batch.push import MAX_TASK_DEPTH, json_depth
 from rq_serviceq.store import connection, state
 from rq_serviceq.testing import free_port
@@ -276,14 +277,14 @@ def test_two_requeues_at_once_requeue_each_task_once(
     batch_id = sq.current_batch_id()
     # Both callers read the failed list before either pushes: the race, every time.
     both_read = threading.Barrier(2, timeout=20)
-    read = report.tasks_to_requeue
+    read = requeueing.tasks_to_requeue
 
     def read_then_wait(conn: Redis, ids: list[str]) -> list[tuple[str, Any]]:
         found = read(conn, ids)
         both_read.wait()
         return found
 
-    monkeypatch.setattr(report, "tasks_to_requeue", read_then_wait)
+    monkeypatch.setattr(requeueing, "tasks_to_requeue", read_then_wait)
     counts: list[int] = []
 
     def requeue() -> None:
@@ -297,7 +298,7 @@ def test_two_requeues_at_once_requeue_each_task_once(
     assert len(counts) == 2 and sum(counts) == 50  # how the two split them is up to the race
     assert len(_queued(sq)) == 50
     assert sorted(
-        t["i"] for t in (report._task_of(as_bytes(conn.hget(f"rq:job:{i}", "data"))) for i in _queued(sq))
+        t["i"] for t in (report.task_of(as_bytes(conn.hget(f"rq:job:{i}", "data"))) for i in _queued(sq))
     ) == list(range(50))
 
 
