@@ -20,7 +20,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from rq_serviceq.batch.push import PLACEHOLDER_FUNC
-from rq_serviceq.store.state import decode_hash
+from rq_serviceq.store.replies import decode_hash
 from rq_serviceq.task.imports import call_hook, resolve
 
 

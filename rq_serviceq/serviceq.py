@@ -47,7 +47,7 @@ from rq_serviceq.models import (
     validate_name,
 )
 from rq_serviceq.store import keys as k
-from rq_serviceq.store import state
+from rq_serviceq.store import replies, state
 from rq_serviceq.store.connection import connect, connection_url
 from rq_serviceq.task.imports import import_path_of
 from rq_serviceq.worker import control, launcher
@@ -517,16 +517,16 @@ class ServiceQ:
     def delete(self) -> None:
         """Remove everything of this service queue from Redis: tasks, batches, reports, config."""
         conn = self.connection
-        batch_ids = [state.text(b) for b in conn.zrange(self.keys.batches, 0, -1)]
+        batch_ids = [replies.text(b) for b in conn.zrange(self.keys.batches, 0, -1)]
         task_sources = [self.keys.queue, self.keys.retry, self.keys.leases, self.keys.finished, self.keys.failed]
         task_ids: set[str] = set()
         for key in task_sources:
             members = conn.lrange(key, 0, -1) if key == self.keys.queue else conn.zrange(key, 0, -1)
-            task_ids.update(state.text(m) for m in members)
+            task_ids.update(replies.text(m) for m in members)
         for batch_id in batch_ids:
             for key in (self.keys.batch_passed(batch_id), self.keys.batch_failed(batch_id)):
-                task_ids.update(state.text(m) for m in conn.lrange(key, 0, -1))
-            task_ids.update(state.text(m) for m in conn.smembers(self.keys.batch_open(batch_id)))
+                task_ids.update(replies.text(m) for m in conn.lrange(key, 0, -1))
+            task_ids.update(replies.text(m) for m in conn.smembers(self.keys.batch_open(batch_id)))
         with conn.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.delete(k.job_key(task_id), k.results_key(task_id))

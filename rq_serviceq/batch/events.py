@@ -18,7 +18,7 @@ from redis import Redis
 
 from rq_serviceq.models import BatchEvent
 from rq_serviceq.store import keys as k
-from rq_serviceq.store.state import text
+from rq_serviceq.store.replies import text
 
 _COUNTERS = (*k.Ledger.COUNTS, "retried")  # a progress event carries the ledger after its step
 logger = logging.getLogger("rq_serviceq")

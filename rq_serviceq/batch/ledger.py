@@ -18,7 +18,7 @@ from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
 from rq_serviceq.store.outage import Retrying, once
-from rq_serviceq.store.state import text
+from rq_serviceq.store.replies import text
 from rq_serviceq.task.imports import call_hook
 from rq_serviceq.task.remarks import Outcome
 from rq_serviceq.worker import leases

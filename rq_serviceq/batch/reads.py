@@ -19,7 +19,7 @@ from rq_serviceq.models import Progress, QueueFigures, QueueLengths, Settings, S
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
 from rq_serviceq.store.keys import Ledger, State
-from rq_serviceq.store.state import decode_hash, text
+from rq_serviceq.store.replies import decode_hash, text
 
 logger = logging.getLogger("rq_serviceq.metrics")
 

@@ -19,7 +19,7 @@ from rq.utils import utcparse
 from rq_serviceq.models import BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
 from rq_serviceq.store import keys as k
 from rq_serviceq.store.keys import Ledger
-from rq_serviceq.store.state import decode_hash, text
+from rq_serviceq.store.replies import decode_hash, text
 
 PAGE_SIZE = 1000
 HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each batch end

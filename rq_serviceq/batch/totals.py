@@ -20,7 +20,7 @@ import math
 from redis import Redis
 
 from rq_serviceq.store import keys as k
-from rq_serviceq.store.state import decode_hash
+from rq_serviceq.store.replies import decode_hash
 
 # Upper bounds (seconds) of the batch duration histogram's buckets; +Inf is implied.
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)

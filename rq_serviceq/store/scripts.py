@@ -40,6 +40,7 @@ from rq.utils import utcformat
 
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
+from rq_serviceq.store.replies import text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
@@ -111,10 +112,10 @@ def script_text(name: str) -> str:
 @cache
 def contract(name: str) -> Contract:
     """The contract a script's header declares (a ValueError names a malformed one)."""
-    text = script_text(name)
-    keys = _declared(text, "KEYS", KEY_NAMES, f"{name}.lua")
-    args = _declared(text, "ARGV", ARG_NAMES + RULE_NAMES, f"{name}.lua")
-    return Contract(keys, args, tuple(_includes(text, [])))
+    lua = script_text(name)
+    keys = _declared(lua, "KEYS", KEY_NAMES, f"{name}.lua")
+    args = _declared(lua, "ARGV", ARG_NAMES + RULE_NAMES, f"{name}.lua")
+    return Contract(keys, args, tuple(_includes(lua, [])))
 
 
 def names() -> list[str]:
@@ -218,10 +219,6 @@ def _run(conn: Redis | Pipeline, name: str, keys: k.Keys, given: dict[str, Any],
     return script(keys=key_list, args=[*named, *args], client=conn)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 # --- one typed wrapper per script --------------------------------------------------------------
 
 
@@ -256,7 +253,7 @@ def push(conn: Redis, keys: k.Keys, finalize_lease: float, chunks: Sequence[Push
             for chunk in chunks:
                 _run(pipe, PUSH, keys, given, args(chunk))
             replies = pipe.execute()
-    return [Pushed(_text(bid), int(opened) > 0, int(opened) < 0) for bid, opened, _now in replies]
+    return [Pushed(text(bid), int(opened) > 0, int(opened) < 0) for bid, opened, _now in replies]
 
 
 @dataclass(frozen=True)
@@ -282,15 +279,15 @@ def claim(
     """CLAIM up to ``count`` tasks under ``lease`` (``new_batch_id`` opens a batch should a requeued task need one)."""
     given = {**ending.given(), "lease": lease}
     now, status, active, wake, finalize, state, tasks, in_flight = _run(conn, CLAIM, keys, given, [count, new_batch_id])
-    wake_text = _text(wake)
+    wake_text = text(wake)
     return Claimed(
         now=float(now),
-        status=_text(status),
-        active_batch=_text(active),
+        status=text(status),
+        active_batch=text(active),
         wake_at=float(wake_text) if wake_text else None,
-        finalize=_text(finalize),
+        finalize=text(finalize),
         state=state,
-        tasks=[(_text(task_id), _text(token), flat) for task_id, token, flat in tasks],
+        tasks=[(text(task_id), text(token), flat) for task_id, token, flat in tasks],
         in_flight=int(in_flight),
     )
 
@@ -318,11 +315,11 @@ def settle(
 ) -> SettleResult:
     """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each."""
     now, rows, ended = _run(conn, SETTLE, keys, ending.given(), [x for outcome in outcomes for x in outcome])
-    return SettleResult(float(now), [_settled(row) for row in rows], [_text(b) for b in ended])
+    return SettleResult(float(now), [_settled(row) for row in rows], [text(b) for b in ended])
 
 
 def _settled(row: list[Any]) -> Settled:
-    task_id, result, due, retries = (_text(x) for x in row)
+    task_id, result, due, retries = (text(x) for x in row)
     return Settled(task_id, result, float(due) if due else None, int(retries) if retries else 0)
 
 
@@ -338,7 +335,7 @@ def release(
     claims: Sequence[tuple[str, str]],
 ) -> Released:
     """RELEASE claimed tasks that never started: (task id, claim token) each."""
-    return Released([_text(b) for b in _run(conn, RELEASE, keys, ending.given(), [x for pair in claims for x in pair])])
+    return Released([text(b) for b in _run(conn, RELEASE, keys, ending.given(), [x for pair in claims for x in pair])])
 
 
 @dataclass(frozen=True)
@@ -373,7 +370,7 @@ class StatusChange:
 def set_status(conn: Redis, keys: k.Keys, paused: bool) -> StatusChange:
     """SET_STATUS: pause, or resume where work stopped."""
     status, gen = _run(conn, SET_STATUS, keys, {}, [Status.PAUSED if paused else "RESUME"])
-    return StatusChange(_text(status), int(gen))
+    return StatusChange(text(status), int(gen))
 
 
 @dataclass(frozen=True)
@@ -385,7 +382,7 @@ class Stopped:
 def stop(conn: Redis, keys: k.Keys) -> Stopped:
     """STOP the active batch (its tasks are failed by ``stop_slice``)."""
     batch_id, gen = _run(conn, STOP, keys, {})
-    return Stopped(_text(batch_id) or None, int(gen))
+    return Stopped(text(batch_id) or None, int(gen))
 
 
 @dataclass(frozen=True)
@@ -404,7 +401,7 @@ def stop_slice(
 ) -> StopSlice:
     """STOP_SLICE: fail up to ``size`` tasks of a stopped batch that are not running."""
     nxt, ended = _run(conn, STOP_SLICE, keys, ending.given(), [batch_id, cursor, size])
-    return StopSlice(_text(nxt), _text(ended) or None)
+    return StopSlice(text(nxt), text(ended) or None)
 
 
 @dataclass(frozen=True)
@@ -425,7 +422,7 @@ def reconcile(
 ) -> AuditSlice:
     """RECONCILE one slice of a batch's open tasks with what RQ's tools did to them."""
     nxt, failed, back, ended = _run(conn, RECONCILE, keys, ending.given(), [batch_id, cursor, size])
-    return AuditSlice(_text(nxt), int(failed), int(back), _text(ended) or None)
+    return AuditSlice(text(nxt), int(failed), int(back), text(ended) or None)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from redis import Redis
 
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
+from rq_serviceq.store.replies import decode_hash as decode_hash
+from rq_serviceq.store.replies import text as text
 
 
 def _plain_type(annotation: Any) -> type:
@@ -43,18 +45,6 @@ logger = logging.getLogger("rq_serviceq")
 
 class ServiceQDeleted(LookupError):
     """The service queue was deleted while this process was working it."""
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def decode_hash(raw: Any) -> dict[str, str]:
-    """A hash from HGETALL (a dict, or a flat list when it comes out of Lua) as text."""
-    if isinstance(raw, dict):
-        return {text(key): text(val) for key, val in raw.items()}
-    items = [text(x) for x in raw]
-    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 def settings_from_hash(fields: dict[str, str]) -> Settings:

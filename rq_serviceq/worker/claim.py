@@ -17,7 +17,8 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
-from rq_serviceq.store.state import ServiceQDeleted, decode_hash, settings_from_hash
+from rq_serviceq.store.replies import decode_hash
+from rq_serviceq.store.state import ServiceQDeleted, settings_from_hash
 
 
 @dataclass

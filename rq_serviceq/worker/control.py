@@ -21,7 +21,7 @@ from rq_serviceq.batch import ledger
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
-from rq_serviceq.store.state import text
+from rq_serviceq.store.replies import text
 
 PAUSE_COMMAND = "serviceq-pause"
 STOP_SLICE_SIZE = 250  # tasks stop() fails per Lua call (about 12 ms of Redis time: bench/stop.py)

@@ -37,7 +37,7 @@ from redis import Redis
 
 from rq_serviceq.batch import report
 from rq_serviceq.store import keys as k
-from rq_serviceq.store import state
+from rq_serviceq.store import replies, state
 from rq_serviceq.store.outage import Outage
 from rq_serviceq.worker import launcher
 from rq_serviceq.worker.claim import reclaim
@@ -115,7 +115,7 @@ class Supervisor:
             pipe.zadd(self.keys.supervisors, {self.id: now + max(5.0, 6 * self.interval)})
             pipe.zremrangebyscore(self.keys.supervisors, "-inf", now)
             pipe.zrange(self.keys.supervisors, 0, -1)
-            members = sorted(state.text(m) for m in pipe.execute()[-1])
+            members = sorted(replies.text(m) for m in pipe.execute()[-1])
         index = members.index(self.id) if self.id in members else 0
         return total // len(members) + (1 if index < total % len(members) else 0)
 

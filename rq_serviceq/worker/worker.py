@@ -44,7 +44,7 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.log import worker_log
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
-from rq_serviceq.store import state
+from rq_serviceq.store import replies, state
 from rq_serviceq.store.outage import Outage, OutageLimit, burst_limit, expected
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.imports import call_hook
@@ -366,15 +366,15 @@ class ServiceQWorker(SimpleWorker):
         """
         conn, leases = self.connection, self.sq_keys.leases
         try:
-            ids = [state.text(x) for x in conn.zrange(leases, 0, -1)]
+            ids = [replies.text(x) for x in conn.zrange(leases, 0, -1)]
             with conn.pipeline(transaction=False) as pipe:
                 for task_id in ids:
                     pipe.hmget(k.job_key(task_id), "worker_name", "sq_claim", "sq_started")
                 rows = pipe.execute()
             mine = [
-                (task_id, state.text(token))
+                (task_id, replies.text(token))
                 for task_id, (owner, token, started) in zip(ids, rows, strict=True)
-                if owner is not None and state.text(owner) == self.name and token and token != started
+                if owner is not None and replies.text(owner) == self.name and token and token != started
             ]
             release(conn, self.sq_keys, self.name, self._settings(), mine, self.lease_seconds)
         except redis.exceptions.RedisError:
@@ -426,7 +426,7 @@ class ServiceQWorker(SimpleWorker):
             current = self._with_redis(
                 "task function check", lambda: self.connection.hget(self.sq_keys.state, "task_function")
             )
-            if state.text(current or b"") != path:
+            if replies.text(current or b"") != path:
                 break
 
     # --- claiming and waiting ------------------------------------------------------------
