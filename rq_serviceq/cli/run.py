@@ -107,8 +107,8 @@ def _script_names() -> list[str]:
 @click.command()
 @click.argument("script_name", metavar="SCRIPT", default="push", type=click.Choice(_script_names()))
 def script(script_name: str) -> None:
-    """Print a Lua script as Redis runs it (header and library included): for SCRIPT LOAD by a
-    producer in another language; docs/producers.md says which KEYS and ARGV it takes."""
+    """Print a Lua script as Redis runs it (its prologue and the helpers it includes): for SCRIPT LOAD by a
+    producer in another language; its `-- KEYS:`/`-- ARGV:` header and docs/producers.md say what it takes."""
     click.echo(scripts.source(script_name), nl=False)
 
 
