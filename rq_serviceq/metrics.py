@@ -135,9 +135,11 @@ class ServiceQCollector:
     """Reads every service queue on the Redis at each scrape; holds no state of its own but the outage's
     (one log line when Redis goes, one when it is back)."""
 
-    def __init__(self, connection: Redis | None = None, url: str | None = None) -> None:
+    def __init__(self, connection: Redis | None = None, url: str | None = None, outage: Outage | None = None) -> None:
+        """``outage``: the process's own bookkeeping, where it has one (the HTTP service), so that an outage
+        is still one line each way in its log, not one more for the scrapes."""
         self.conn = connection if connection is not None else connect(url)
-        self.outage = Outage(self.conn, "metrics exporter", logging.getLogger("rq_serviceq.metrics"))
+        self.outage = outage or Outage(self.conn, "metrics exporter", logging.getLogger("rq_serviceq.metrics"))
 
     def read(self) -> list[QueueFigures] | None:
         """Every queue's figures; None when Redis cannot be reached (or refused the read)."""

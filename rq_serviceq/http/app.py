@@ -202,7 +202,7 @@ def _mount_metrics(app: FastAPI, service: Service) -> None:
     written straight to Prometheus' text format (prometheus-client is not needed for it)."""
     from rq_serviceq.metrics import CONTENT_TYPE_LATEST, ServiceQCollector
 
-    collector = ServiceQCollector(service.conn)
+    collector = ServiceQCollector(service.conn, outage=service.outage)
 
     @app.get("/metrics", include_in_schema=False)
     async def scrape() -> Response:
