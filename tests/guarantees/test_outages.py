@@ -113,6 +113,21 @@ def _assert_one_episode(log: str, server: RedisServer, who: str) -> None:
         assert len(said) == 2 and "is unreachable" in said[0] and "is back after" in said[1], (name, said)
 
 
+def _supervisor_with_two_workers(sq: ServiceQ, server: RedisServer, log: Path) -> subprocess.Popen[bytes]:
+    """``rq-serviceq worker drag`` in a session of its own, its output in ``log``, once both its workers run."""
+    cmd = [sys.executable, "-m", "rq_serviceq", "worker", "drag", "--interval", "0.2"]
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(cmd, env=_env(server), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)  # fmt: skip
+    try:
+        wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
+    except BaseException:
+        os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.wait(30)
+        raise
+    return supervisor
+
+
 def _stop_redis_for_a_while(server: RedisServer) -> None:
     server.kill()
     time.sleep(OUTAGE)  # the outage under test lasts this long: not a wait for a condition
@@ -126,12 +141,8 @@ def test_a_supervisor_and_its_workers_ride_out_redis_gone_for_ten_seconds(
     sq = _queue(aof_redis)
     sq.set_worker_config(worker_count=2, auto_start=False)
     log = tmp_path / "supervisor.log"
-    cmd = [sys.executable, "-m", "rq_serviceq", "worker", "drag", "--interval", "0.2"]
-    with log.open("wb") as out:
-        supervisor = subprocess.Popen(cmd, env=_env(aof_redis), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)  # fmt: skip
+    supervisor = _supervisor_with_two_workers(sq, aof_redis, log)
     try:
-        wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
         ids = sq.push_many([{"i": i, "seconds": 0.003} for i in range(3000)])
         wait_until(lambda: sq.get_status_info()["total_success"] > 100)
         _stop_redis_for_a_while(aof_redis)
@@ -263,12 +274,8 @@ def test_a_full_redis_is_ridden_out_like_an_outage_and_the_batch_ends_once(tmp_p
         sq = _queue(server)
         sq.set_worker_config(worker_count=2, auto_start=False)
         log = tmp_path / "supervisor.log"
-        cmd = [sys.executable, "-m", "rq_serviceq", "worker", "drag", "--interval", "0.2"]
-        with log.open("wb") as out:
-            supervisor = subprocess.Popen(cmd, env=_env(server), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True)  # fmt: skip
+        supervisor = _supervisor_with_two_workers(sq, server, log)
         try:
-            wait_until(lambda: len(sq.get_status_info()["worker_reports"]) == 2, timeout=15)
             ids = sq.push_many([{"i": i, "seconds": 0.002} for i in range(3000)])
             wait_until(lambda: sq.get_status_info()["total_success"] > 200)
             conn = sq.connection
