@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from redis import Redis
+from rq.exceptions import StopRequested
 
 from rq_serviceq.job import ServiceQJob
 from rq_serviceq.models import Settings, Status
@@ -71,6 +72,8 @@ def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJo
     try:
         job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
         job.args  # noqa: B018 -- RQ decodes lazily; decode here, where a failure concerns this task only
+    except StopRequested:  # RQ's warm shutdown, raised by its signal handler: not this task's fault
+        raise
     except Exception as exc:
         cause = exc.__cause__ or exc  # RQ's DeserializationError has no message of its own
         job.unreadable = f"{type(cause).__name__}: {cause}"

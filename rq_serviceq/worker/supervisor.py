@@ -79,6 +79,13 @@ class Supervisor:
             self.shutdown()
 
     def _request_stop(self, signum: int, frame: object) -> None:
+        """The first signal is a warm shutdown (running tasks finish); another while the workers finish
+        is passed on to them, which RQ takes for a cold one, as ``rq worker`` does with a second Ctrl+C."""
+        if self._stopping and self.leaving:
+            logger.warning("supervisor %s: second stop signal; workers stop without finishing", self.id)
+            for proc in self.leaving.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
         self._stopping = True
 
     def tick(self) -> None:
@@ -102,10 +109,16 @@ class Supervisor:
             self._spawn(burst=False)
 
     def shutdown(self) -> None:
+        started = time.monotonic()
         for name in list(self.children):
             self._ask_to_leave(name)
-        for proc in self.leaving.values():
-            proc.wait()
+        said = False
+        while any(proc.poll() is None for proc in list(self.leaving.values())):
+            if not said and time.monotonic() - started > 10:
+                logger.info("supervisor %s waits for %d workers to finish their tasks (signal again to stop "
+                            "them at once)", self.id, len(self.leaving))  # fmt: skip
+                said = True
+            time.sleep(0.05)
         with contextlib.suppress(redis.exceptions.RedisError):
             self.conn.zrem(self.keys.supervisors, self.id)
         logger.info("supervisor %s left", self.id)

@@ -148,7 +148,7 @@ class ServiceQWorker(SimpleWorker):
                 return None
             self._back_off()
         self._rest_before_pop()
-        while True:
+        while not self._stop_requested:
             try:
                 got = self._claim()
             except ServiceQDeleted as exc:
@@ -170,6 +170,7 @@ class ServiceQWorker(SimpleWorker):
             if idle_until is not None and time.monotonic() >= idle_until:
                 return None
             self._wait(got)
+        return None  # a stop was requested: RQ's loop ends on None
 
     def execute_job(self, job: ServiceQJob, queue: Queue) -> None:  # type: ignore[override]
         """Run the claimed group ``job`` stands for (it and the tasks claimed with it), record every
@@ -330,6 +331,14 @@ class ServiceQWorker(SimpleWorker):
         """Asked (under the start lock) before each task of a claimed group: a stop or a pause since the
         claim gives the rest back."""
         return self._stop_requested or self._pause_gen_seen > self._claim_gen
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's warm shutdown, which raises StopRequested wherever an idle worker is: the flag is set too, so
+        that a stop swallowed on its way up (inside a callback's ``except Exception``, say) still ends the
+        loop.  It matters because RQ ignores a second signal within a second, and a supervisor stopped with
+        its process group sends one just after the group's."""
+        self._stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """RQ's cold shutdown raises SystemExit from the signal handler, maybe inside a task function: flag it,
@@ -505,6 +514,8 @@ class ServiceQWorker(SimpleWorker):
         """
         if not member.startswith(ledger.BEGIN_PREFIX):
             self._log(f"batch {member} drained: building its report and running the batch-end callback")
+        before = self.get_state()
+        self.set_state(WorkerStatus.BUSY)  # a stop now is a warm one: the callback finishes, then the worker leaves
         try:
             self._claimant.batch_work(self._settings(), member)
         except StopRequested:  # RQ's warm shutdown, raised by its signal handler while idle
@@ -512,6 +523,8 @@ class ServiceQWorker(SimpleWorker):
         except Exception:  # not this worker's end: the work stays leased, and is tried again when the lease runs out
             self.log.exception("Worker %s: batch work %s failed; it is tried again in %g s", self.name, member,
                                self.lease_seconds)  # fmt: skip
+        if before != WorkerStatus.BUSY:
+            self.set_state(before)
 
     def worker_update(self) -> dict[str, Any]:
         """The seed's worker update: this worker's counters as the push-update callback sees them."""

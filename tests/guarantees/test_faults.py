@@ -307,3 +307,21 @@ def test_batch_end_work_of_a_killed_worker_is_taken_over(make_sq: Callable[..., 
         for w in workers:
             w.kill()
             w.wait(10)
+
+
+def test_sigterm_during_the_batch_end_callback_lets_it_finish_once_and_the_worker_leave(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """A warm shutdown while the callback runs: RQ must not raise its stop inside it (the callback's
+    ``except Exception`` would take it for a failure and run it again, and the worker, its stop
+    swallowed, would not leave)."""
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.slow)
+    sq.set_batch_end_callback(tasks.slow_end_callback)
+    conn.set("test:callback_seconds", 1.5)
+    batch = sq.push_chunks([{"seconds": 0}])[0].batch_id
+    worker = spawn_cli_worker("drag-pending")
+    wait_until(lambda: conn.llen(f"test:end_started:{batch}") == 1)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert conn.get(f"test:batch_end_count:{batch}") == b"1" and conn.llen(f"test:end_started:{batch}") == 1
