@@ -2,7 +2,7 @@
 
 A value of None means "no equivalent" (printed n/a).  Sizes are the brief's,
 times ``Bench.scale``; timings of processing come from the jobs' own
-``started_at``/``ended_at`` so that process start-up is left out.
+``ended_at`` (from the first end to the last) so that process start-up is left out.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _process(
         left = b.rq_queue().count
         if left:
             b.warn(f"RQ queue still holds {left} jobs after burst workers exited")
-    return throughput(b.conn, ids, b), wall
+    return throughput(b.conn, ids, b, wall), wall
 
 
 # --- 1. push one at a time ----------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -26,7 +27,9 @@ HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each b
 # What reading a damaged ``data`` field raises: bad JSON or UTF-8 (ValueError), the wrong shape
 # (IndexError, KeyError, TypeError), nesting too deep for the JSON reader (RecursionError).
 UNREADABLE = (ValueError, LookupError, TypeError, RecursionError)
-_TASK_FIELDS = ["data", "sq_batch", "sq_created", "sq_retries", "sq_last", "sq_remark"]
+# RQ's own ``created_at`` and ``ended_at`` are on Redis' clock (the scripts write them), so a passed task keeps
+# no second copy of either; ``sq_last`` (a retry's time, or a failed task's end) comes first where it is kept.
+_TASK_FIELDS = ["data", "sq_batch", "created_at", "sq_retries", "sq_last", "sq_remark", "ended_at"]
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -172,7 +175,7 @@ def why(exc: BaseException) -> str:
 def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> QTask:
     """The reported Qtask; one whose data cannot be read comes with ``task: None`` and a remark
     saying so, so that one damaged hash cannot take a whole report (or its callback) down."""
-    data, batch_id, created, retries, last, remark = row
+    data, batch_id, created, retries, last, remark, ended = row
     remark_text = text(remark or b"")
     try:
         task = task_of(data)
@@ -186,8 +189,8 @@ def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> Q
         serviceq_id=serviceq_id,
         task=task,
         total_retry_attempts=int(retries or 0),
-        last_retry_timestamp=_float(last),
-        created_at=_float(created),
+        last_retry_timestamp=_float(last) if last else rq_seconds(ended),
+        created_at=rq_seconds(created),
         remark=remark_text,
     )
 
@@ -264,6 +267,16 @@ def _rq_date(value: str | None) -> float | None:
 def redis_now(conn: Redis) -> float:
     secs, micros = conn.time()
     return secs + micros / 1_000_000
+
+
+def rq_seconds(value: bytes | str | None) -> float | None:
+    """An RQ date field (``2026-01-31T12:00:00.000000Z``) as seconds since the epoch; None for none or garbage."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(text(value)).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def _float(value: Any) -> float | None:

@@ -47,6 +47,7 @@ only POST with ``X-Requested-With: XMLHttpRequest``: rq-dashboard's own buttons 
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -68,6 +69,9 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
+
+from rq_serviceq.job import ServiceQJob, description_of
+from rq_serviceq.serviceq import ServiceQ
 
 BLUEPRINT = "rq_dashboard"
 EXTENSION = "rq_serviceq.dashboard"  # app.extensions key: installed on this app
@@ -119,6 +123,8 @@ def install(app: Flask) -> None:
     views[f"{BLUEPRINT}.requeue_job_view"] = requeue_job_view
     views[f"{BLUEPRINT}.requeue_all"] = requeue_all
     views[f"{BLUEPRINT}.list_workers"] = list_workers
+    views[f"{BLUEPRINT}.list_jobs"] = _described(views[f"{BLUEPRINT}.list_jobs"])
+    views[f"{BLUEPRINT}.job_info"] = _described(views[f"{BLUEPRINT}.job_info"])
     for endpoint, escaped_by_page in RENDERED_JSON.items():
         views[endpoint] = _escaped(views[endpoint], escaped_by_page)
     app.before_request(_refuse_cross_site_writes)
@@ -143,7 +149,7 @@ def _conn() -> Redis:
 
 
 def _fetch(job_id: str) -> Job:
-    return Job.fetch(job_id, connection=_conn(), serializer=JSONSerializer)
+    return ServiceQJob.fetch(job_id, connection=_conn())
 
 
 def job_view(instance_number: int, job_id: str) -> Any:
@@ -276,18 +282,60 @@ def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
         job = _fetch(job_id)
     except (NoSuchJobError, ValueError):  # ValueError: not an id RQ fetches (letters, digits, _ and - only)
         return {"job_id": job_id, "description": "", "created_at": None, "call_string": job_id}
-    description = job.description
-    if not description:
-        try:
-            description = job.get_call_string()
-        except DeserializationError:
-            description = job_id
+    try:
+        description = description_of(job, _label(job.origin, {}))
+    except DeserializationError:
+        description = job_id
     return {
         "job_id": job.id,
         "description": description,  # the page escapes this one (the row's title), _escaped the others
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "call_string": description or "",
     }
+
+
+def _described(view: View) -> View:
+    """rq-dashboard's job list or job data, with what a task keeps no copy of answered from its hash: a
+    description (``myapp.tasks.send({...})``, from the service queue's task function now), and for a passed
+    task its remark as the result and its ServiceQ meta (``ServiceQJob``, ``docs/rq.md``)."""
+
+    @wraps(view)
+    def described(**kwargs: Any) -> Any:
+        response = current_app.make_response(view(**kwargs))
+        data = response.get_json(silent=True)
+        if response.status_code != 200 or not isinstance(data, dict):
+            return response
+        rows = data.get("jobs") if "jobs" in data else [data]
+        if isinstance(rows, list):
+            _fill(rows)
+        return jsonify(data), 200, NO_STORE
+
+    return described
+
+
+def _fill(rows: list[Any]) -> None:
+    wanted = [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+    jobs = ServiceQJob.fetch_many([row["id"] for row in wanted], connection=_conn())
+    labels: dict[str, str] = {}
+    for row, job in zip(wanted, jobs, strict=True):
+        if job is None:
+            continue
+        if not row.get("description"):
+            row["description"] = description_of(job, _label(job.origin, labels))
+        if "result" in row and row["result"] is None:
+            row["result"] = job.return_value()
+        if row.get("metadata") == "{}" and job.meta:
+            row["metadata"] = json.dumps(job.meta)
+
+
+def _label(origin: str, labels: dict[str, str]) -> str:
+    """The task function of the service queue ``origin`` (``NAME-pending``) belongs to, read once per answer."""
+    if origin not in labels:
+        try:
+            labels[origin] = ServiceQ.open(origin.removesuffix("-pending"), _conn()).settings.task_function or ""
+        except (LookupError, ValueError):
+            labels[origin] = ""
+    return labels[origin] or "(no task function set)"
 
 
 def _escaped(view: View, escaped_by_page: frozenset[str]) -> View:

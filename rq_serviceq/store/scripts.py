@@ -27,7 +27,6 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from operator import attrgetter
@@ -36,7 +35,6 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
-from rq.utils import utcformat
 
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
@@ -131,13 +129,34 @@ def prologue(c: Contract) -> str:
         for i, name in enumerate(c.args, 1)
     ]
     fields.append("now = tonumber(t[1]) + tonumber(t[2]) / 1000000")
+    if "stamp" in c.args:  # RQ's own date fields, on Redis' clock too (the ARGV slot stays, for producers)
+        fields[len(c.keys) + c.args.index("stamp")] = "stamp = _iso(tonumber(t[1]), tonumber(t[2]))"
     statuses = ", ".join(f"{s.name} = '{s.value}'" for s in Status)
     return (
         "local t = redis.call('TIME')\n"
+        + (_ISO if "stamp" in c.args else "")
         + "local k = {" + ",\n  ".join(fields) + "}\n"
         + f"local A = {len(c.args) + 1}\n"
         + f"local S = {{{statuses}}}\n"
     )  # fmt: skip
+
+
+# Seconds and microseconds since the epoch as RQ writes dates (``rq.utils.utcformat``), with days turned into
+# a civil date by Howard Hinnant's days-from-civil algorithm, inverted: Redis' Lua has no os.date.
+_ISO = """local function _iso(s, us)
+  local days, rem = math.floor(s / 86400), s % 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d, m = doy - math.floor((153 * mp + 2) / 5) + 1, mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d, math.floor(rem / 3600),
+    math.floor(rem % 3600 / 60), rem % 60, us)
+end
+"""
 
 
 @cache
@@ -197,7 +216,7 @@ def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]
     values = {
         "job_prefix": k.JOB_PREFIX,
         "batch_prefix": keys.batch_prefix,
-        "stamp": utcformat(datetime.now(UTC)),  # RQ's date format, for RQ's own fields
+        "stamp": "",  # unread: the prologue takes Redis' clock (the slot is kept, for producers' layout)
         "name": keys.name,
         "results_prefix": k.RESULTS_PREFIX,
         **{rule: repr(getattr(rules, rule)) for rule in RULE_NAMES if rules is not None},

@@ -14,11 +14,11 @@ it takes over a lost task, settles it with a journaled outcome of the same
 claim, counts a loss only against a task that had started, and hands out a
 task that never started without counting; SETTLE clears both fields.
 
-The same write tells RQ's tools what the worker is busy with: ``HSET
-rq:worker:<name> current_job <task id>`` (the last task started, when several
-run at once), as RQ's own worker sets it, so that ``rq info`` and rq-dashboard
-show it; ``sync`` clears it (``HDEL``) once the group has run, with the
-group's other journal writes.
+The first such write of a group tells RQ's tools what the worker is busy with:
+``HSET rq:worker:<name> current_job <task id>`` (the group's first task; naming
+each task as it starts would cost a command a task), as RQ's own worker sets
+it, so that ``rq info`` and rq-dashboard show it; ``sync`` clears it (``HDEL``)
+once the group has run, with the group's other journal writes.
 
 The journal must not cost a round trip per task: its writes go out on a
 connection of its own without waiting for replies (in serial mode the
@@ -92,12 +92,13 @@ class Journal:
         self._lock = threading.Lock()
 
     def started(self, job: ServiceQJob) -> None:
-        """Mark ``job`` started, now: a worker may die in the very next instruction."""
-        if self._set_current is None:
-            self._note(_hset(job.id, _STARTED, job.claim), send=True)
+        """Mark ``job`` started, now: a worker may die in the very next instruction.  The first task of a
+        group also becomes RQ's ``current_job``: naming every task as it starts cost a command a task."""
+        start = _hset(job.id, _STARTED, job.claim)
+        if self._set_current is None or self._busy:
+            self._note(start, send=True)
         else:
-            current = self._set_current + _bulk(job.id.encode())
-            self._note(_hset(job.id, _STARTED, job.claim) + current, send=True, replies=2, busy=True)
+            self._note(start + self._set_current + _bulk(job.id.encode()), send=True, replies=2, busy=True)
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
         """Record ``job``'s outcome; with ``send=False`` it waits for the next start (or ``sync``) to go out with."""

@@ -102,7 +102,7 @@ def test_a_setting_stored_by_hand_loads_as_its_default_in_the_scripts_too(
     assert (failed["task_id"], failed["total_retry_attempts"]) == (retried, 0 if field == "retry_limit" else 2)
     assert _alive(worker)
     if field == "result_ttl":  # the default, 500 s, as Python reads it
-        assert 0 < conn.ttl(f"rq:results:{passed}") <= 500
+        assert 0 < conn.ttl(f"rq:results:{retried}") <= 500
 
 
 def test_a_task_claim_fails_is_kept_in_rqs_failed_registry_for_report_ttl(

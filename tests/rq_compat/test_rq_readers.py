@@ -10,6 +10,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.job import ServiceQJob
 from tests import tasks
 from tests.conftest import drain
 
@@ -22,7 +23,13 @@ def test_results_and_meta_tell_the_outcome(make_sq: Callable[..., ServiceQ], con
     drain(sq)
     batch_id = sq.wait_for_batch(timeout=10)["batch_id"]
 
-    job = Job.fetch(passed, connection=conn, serializer=JSONSerializer)
+    # A passed task keeps no result stream and no meta (docs/rq.md): its status says it, and ServiceQJob,
+    # rq-dashboard's job page included, answers RQ's reads from its hash.
+    plain = Job.fetch(passed, connection=conn, serializer=JSONSerializer)
+    assert (
+        plain.get_status() == "finished" and plain.latest_result() is None and not conn.exists(f"rq:results:{passed}")
+    )
+    job = ServiceQJob.fetch(passed, connection=conn)
     latest = job.latest_result()
     assert latest is not None and latest.type == Result.Type.SUCCESSFUL
     assert job.return_value() == "SUCCESS | sent"
@@ -46,13 +53,13 @@ def test_results_and_meta_tell_the_outcome(make_sq: Callable[..., ServiceQ], con
 def test_result_entries_live_for_result_ttl_or_not_at_all(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
-    (kept,) = sq.push_many([{"value": True}])
+    (kept,) = sq.push_many([{"value": [False, "NO_RETRY | no"]}])
     drain(sq)
     sq.wait_for_batch(timeout=10)
     assert 0 < conn.ttl(f"rq:results:{kept}") <= 500  # RQ's own default result_ttl
     sq.set_report_config(result_ttl=0)
-    (bare,) = sq.push_many([{"value": True}])
+    (bare,) = sq.push_many([{"value": [False, "NO_RETRY | no"]}])
     drain(sq)
     sq.wait_for_batch(timeout=10)
     assert not conn.exists(f"rq:results:{bare}")
-    assert Job.fetch(bare, connection=conn, serializer=JSONSerializer).get_meta()["remark"] == "SUCCESS"
+    assert Job.fetch(bare, connection=conn, serializer=JSONSerializer).get_meta()["remark"] == "NO_RETRY | no"

@@ -106,7 +106,7 @@ def stored(conn: Redis, name: str) -> list[dict[bytes, bytes]]:
     jobs: list[dict[bytes, bytes]] = []
     for task_id in conn.lrange(Keys(name).queue, 0, -1):
         job = {as_bytes(key): as_bytes(value) for key, value in conn.hgetall(job_key(text(task_id))).items()}
-        for varies in (b"created_at", b"enqueued_at", b"sq_batch", b"sq_created"):
+        for varies in (b"created_at", b"sq_batch"):
             assert job.pop(varies)
         data = job[b"data"]
         job[b"data"] = data if data.startswith(b"[") else zlib.decompress(data)

@@ -136,7 +136,7 @@ def test_200_concurrent_clients_get_distinct_ids_and_each_task_lands_once(server
     assert sq.get_status_info()["total_submitted"] == 200
     for response in responses[:5]:  # and each id is the task that client sent
         task_id = response.json()["task_id"]
-        job = text(conn.hget(f"rq:job:{task_id}", "description"))
+        job = text(conn.hget(f"rq:job:{task_id}", "data"))
         assert f'"client":{responses.index(response)}' in job
 
 

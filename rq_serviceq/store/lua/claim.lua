@@ -24,6 +24,12 @@ local state = redis.call('HGETALL', k.state)
 local status = redis.call('HGET', k.state, 'status') or S.CREATED
 local active = redis.call('HGET', k.state, 'active_batch') or ''
 
+local function hash_of(flat)
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h
+end
+
 local function first_score(key, best)
   local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if r[2] and (best == nil or tonumber(r[2]) < best) then return tonumber(r[2]) end
@@ -48,9 +54,9 @@ local function adopt_requeued(id)
   local bid, opened = open_or_join(ARGV[A + 1], k.now)
   if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
   hold(bid)
-  redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', f[1],
-    'origin', f[3] or '', 'description', f[2] or '', 'status', 'queued', 'worker_name', '', 'sq_batch', bid,
-    'sq_created', tostring(k.now))
+  redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'data', f[1], 'origin', f[3] or '',
+    'status', 'queued', 'sq_batch', bid)
+  if f[2] then redis.call('HSET', k.job_prefix .. nid, 'description', f[2]) end
   count_in(bid, {nid})
   -- RQ's requeue saved the old job with its own serializer (a pickle without -S): its meta is written
   -- again as JSON, saying where the task went, so RQ's readers and rq-dashboard still read it.
@@ -93,43 +99,67 @@ if want > 1 then
   want = math.max(1, math.min(want, math.ceil(backlog / workers)))
 end
 local cfg = retry_config()
-local ids = {}
+flush()  -- the stopped batches' lost tasks above were unleased: not to be read again below
+local picked = {}  -- {id, its job hash (flat) when already read}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, want)) do
   local again, bid = take_over(id, cfg)
-  if again then ids[#ids + 1] = id end
+  if again then picked[#picked + 1] = {id} end
   if bid then ended = bid end
 end
-if #ids < want then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.retry, '-inf', k.now, 'LIMIT', 0, want - #ids)) do
-    redis.call('ZREM', k.retry, id)
-    ids[#ids + 1] = id
+flush()  -- a takeover may have scheduled a retry
+if #picked < want then
+  local due = redis.call('ZRANGEBYSCORE', k.retry, '-inf', k.now, 'LIMIT', 0, want - #picked)
+  if #due > 0 then redis.call('ZREM', k.retry, unpack(due)) end
+  for _, id in ipairs(due) do picked[#picked + 1] = {id} end
+end
+while #picked < want do
+  local popped = redis.call('LPOP', k.queue, want - #picked)
+  if not popped then break end
+  for _, id in ipairs(popped) do
+    local flat = redis.call('HGETALL', k.job_prefix .. id)
+    local h = hash_of(flat)
+    local kind = kind_of(h.sq_batch, h.sq_final, h.status, h.data)
+    if kind == 'foreign' then refuse_foreign(id) end
+    if kind == 'task' then picked[#picked + 1] = {id, flat} end
+    if kind == 'requeued' then
+      local nid = adopt_requeued(id)
+      if nid then picked[#picked + 1] = {nid} end
+    end
   end
 end
-while #ids < want do
-  local id = redis.call('LPOP', k.queue)
-  if not id then break end
-  local kind = queued_kind(id)
-  if kind == 'foreign' then refuse_foreign(id) end
-  if kind == 'requeued' then id = adopt_requeued(id) end
-  if kind == 'task' or (kind == 'requeued' and id) then ids[#ids + 1] = id end
+
+-- The claimed task's hash as the worker is to see it: what this claim wrote follows what was read
+-- (the worker takes the last value of a field), so the hash is read once per task, not twice.
+local function claimed(flat, claim)
+  local n = #flat
+  for _, v in ipairs({'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim}) do
+    n = n + 1
+    flat[n] = v
+  end
+  return flat
 end
 
 local tasks = {}
-for _, id in ipairs(ids) do
+for _, entry in ipairs(picked) do
+  local id = entry[1]
   local jk = k.job_prefix .. id
-  if redis.call('EXISTS', jk) == 0 then
-    redis.call('ZREM', k.leases, id)  -- deleted by RQ's tools: RECONCILE counts it through its batch
-  elseif batch_stopped(id) then
-    unlease(id, redis.call('HGET', jk, 'sq_claim'))
-    ended = end_task(id, false, STOPPED .. 'could run') or ended
+  local flat = entry[2] or redis.call('HGETALL', jk)
+  local h = hash_of(flat)
+  if #flat == 0 then
+    defer('zrem', k.leases, id)  -- deleted by RQ's tools: RECONCILE counts it through its batch
+  elseif batch_is_stopped(h.sq_batch) then
+    unlease(id, h.sq_claim)
+    ended = end_task(id, false, STOPPED .. 'could run', {h.sq_batch, h.sq_final, h.sq_retries}) or ended
   else
-    unlease(id, redis.call('HGET', jk, 'sq_claim'))
-    local claim = tostring(bump(jk, 'sq_claims'))
-    redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim)
-    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
-    redis.call('ZADD', k.leases, k.now + k.lease, id)
-    redis.call('ZADD', k.started, '+inf', id .. ':' .. claim)
-    tasks[#tasks + 1] = {id, claim, redis.call('HGETALL', jk)}
+    -- The lease is scored anew below (a ZADD of a member that is there moves it): no ZREM first.
+    if h.sq_claim and h.sq_claim ~= '' then defer('zrem', k.started, id .. ':' .. h.sq_claim) end
+    local claim = tostring(counter(h.sq_claims) + 1)
+    redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp,
+      'sq_claim', claim, 'sq_claims', claim)
+    if h.sq_started or h.sq_outcome then redis.call('HDEL', jk, 'sq_started', 'sq_outcome') end
+    defer('zadd', k.leases, k.now + k.lease, id)
+    defer('zadd', k.started, '+inf', id .. ':' .. claim)
+    tasks[#tasks + 1] = {id, claim, claimed(flat, claim)}
   end
 end
 if #tasks > 0 and status == S.PENDING then

@@ -6,7 +6,16 @@
 -- ARGV[A] how many task ids follow   ARGV[A+1..] task ids, then finalize-zset members
 -- Returns how many entries it was given
 local n = tonumber(ARGV[A])
-for i = A + 1, #ARGV do
-  redis.call('ZADD', i <= A + n and k.leases or k.finalize, 'XX', k.now + k.lease, ARGV[i])
+local function extend(key, from, to)  -- one ZADD per 1,000 entries (Lua's unpack has a stack limit)
+  for i = from, to, 1000 do
+    local args = {}
+    for j = i, math.min(i + 999, to) do
+      args[#args + 1] = k.now + k.lease
+      args[#args + 1] = ARGV[j]
+    end
+    redis.call('ZADD', key, 'XX', unpack(args))
+  end
 end
+extend(k.leases, A + 1, A + n)
+extend(k.finalize, A + n + 1, #ARGV)
 return #ARGV - A

@@ -8,7 +8,8 @@
 -- them, in one atomic step: a batch can never end between "joined" and "counted",
 -- and a crash can never leave a job hash without its place in the queue.
 -- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
--- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description
+-- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description ('' for none: RQ's readers
+-- then show the call itself)
 -- Returns {batch_id, opened (0|1), now}, or {'', -1, now} when the service queue was deleted,
 -- or an error, with nothing written, when what follows ARGV[A+1] is not triples
 -- (a handle cached by a long-lived process must not recreate half of it).
@@ -20,9 +21,11 @@ local bid, opened = open_or_join(ARGV[A], k.now + k.finalize_lease)
 local created = tostring(k.now)
 local ids = {}
 for i = A + 2, #ARGV, 3 do
-  redis.call('HSET', k.job_prefix .. ARGV[i], 'created_at', k.stamp, 'enqueued_at', k.stamp, 'data', ARGV[i + 1],
-    'origin', ARGV[A + 1], 'description', ARGV[i + 2], 'status', 'queued', 'worker_name', '',
-    'sq_batch', bid, 'sq_created', created)
+  local jk = k.job_prefix .. ARGV[i]
+  -- As few fields as RQ's readers need (docs/rq.md): every field of a hash costs some 60 bytes.
+  redis.call('HSET', jk, 'created_at', k.stamp, 'data', ARGV[i + 1], 'origin', ARGV[A + 1], 'status', 'queued',
+    'sq_batch', bid)
+  if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'description', ARGV[i + 2]) end
   ids[#ids + 1] = ARGV[i]
 end
 for i = 1, #ids, 1000 do redis.call('RPUSH', k.queue, unpack(ids, i, math.min(i + 999, #ids))) end

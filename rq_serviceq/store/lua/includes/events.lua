@@ -1,3 +1,5 @@
+--- @include "later"
+
 -- The progress feed: a capped stream of batch events (ServiceQ.events) that a CLI or a
 -- web page follows instead of polling.  Counts are gathered while a script runs and
 -- written as one `progress` event per batch it touched, by progress() before it returns.
@@ -19,6 +21,7 @@ local function tally(field, n)
 end
 
 local function progress()
+  flush()  -- the deferred writes first: the events below read the ledgers they change
   for bid, retried in pairs(touched) do
     local c = redis.call('HMGET', k.batch_prefix .. bid, 'submitted', 'passed', 'failed', 'pending')
     event('progress', bid, 'submitted', c[1] or 0, 'passed', c[2] or 0, 'failed', c[3] or 0, 'pending', c[4] or 0,

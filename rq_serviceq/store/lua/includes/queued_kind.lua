@@ -4,12 +4,16 @@
 -- enqueued on its queue by RQ's own API), or nil for a leftover to drop: the id of a job hash
 -- deleted by hand (the audit counts its task) or of a task that has ended.  Nothing about a
 -- leftover is written, so no step can fail half-way on it.
+local function kind_of(batch, final, status, data)
+  if not batch then return status and 'foreign' or nil end
+  if not final then return 'task' end
+  if status == 'queued' and data then return 'requeued' end
+  return nil
+end
+
 local function queued_kind(id)
   local f = redis.call('HMGET', k.job_prefix .. id, 'sq_batch', 'sq_final', 'status', 'data')
-  if not f[1] then return f[3] and 'foreign' or nil end
-  if not f[2] then return 'task' end
-  if f[3] == 'queued' and f[4] then return 'requeued' end
-  return nil
+  return kind_of(f[1], f[2], f[3], f[4])
 end
 
 -- A foreign job is filed under RQ's failed registry with the reason, where RQ's tools show it.

@@ -14,22 +14,24 @@ end
 -- this ended (or nil).
 local function settle_one(id, claim, verdict, remark, cfg)
   local jk = k.job_prefix .. id
-  if redis.call('HGET', jk, 'sq_claim') ~= claim then return {id, 'stale', '', ''}, nil end
+  local f = redis.call('HMGET', jk, 'sq_claim', 'sq_batch', 'sq_final', 'sq_retries')
+  if f[1] ~= claim then return {id, 'stale', '', ''}, nil end
   unlease(id, claim)
-  local retries = retries_of(jk)
-  local stopped = batch_stopped(id)
+  local retries = retries_of(f[4])
+  local stopped = batch_is_stopped(f[2])
   if verdict == 'retry' and retries < cfg.limit and not stopped then
     retries = retries + 1
     local due = k.now + cfg.resting + (retries - 1) * cfg.backoff
     redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
       'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
     redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
-    redis.call('ZADD', k.retry, due, id)
-    record_result(id, 'retry', remark, retries)
-    touch(redis.call('HGET', jk, 'sq_batch'), 1)
+    defer('zadd', k.retry, due, id)
+    record_result(id, 'retry', remark, retries, f[2])
+    touch(f[2], 1)
     tally('retried', 1)
     return {id, 'retry', tostring(due), retries}, nil
   end
   if verdict == 'retry' and retries < cfg.limit then remark = STOPPED .. 'could be retried: ' .. remark end
-  return {id, verdict == 'pass' and 'passed' or 'failed', '', retries}, end_task(id, verdict == 'pass', remark)
+  local passed = verdict == 'pass'
+  return {id, passed and 'passed' or 'failed', '', retries}, end_task(id, passed, remark, {f[2], f[3], f[4]})
 end

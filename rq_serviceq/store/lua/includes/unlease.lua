@@ -1,5 +1,7 @@
--- A claim let go: its lease (lost-task detection) and its entry in RQ's started registry.
+--- @include "later"
+
+-- A claim let go: its lease (lost-task detection) and its entry in RQ's started registry (sent at flush()).
 local function unlease(id, claim)
-  redis.call('ZREM', k.leases, id)
-  if claim and claim ~= '' then redis.call('ZREM', k.started, id .. ':' .. claim) end
+  defer('zrem', k.leases, id)
+  if claim and claim ~= '' then defer('zrem', k.started, id .. ':' .. claim) end
 end
