@@ -153,7 +153,7 @@ def run(what: str, n: int) -> None:
             f"redis-server CPU {redis_cpu:.2f} s ({redis_cpu / wall:.0%})"
         )
         stats = sorted(conn.info("commandstats").items(), key=lambda kv: -kv[1]["usec"])
-        for name, v in stats[:6]:
+        for name, v in stats[:14]:
             print(f"  {name.removeprefix('cmdstat_')}: {v['calls'] / n:.3f}/task, {v['usec_per_call']:.0f} us/call")
 
 

@@ -81,6 +81,7 @@ class ServiceQWorker(SimpleWorker):
     job_class = ServiceQJob
     lease_seconds: float = TASK_LEASE  # renewed by the lease keeper every third of it (``leases.py``)
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
+    beat_every: float = 1.0  # RQ's heartbeat and suspension check, at most this often (seconds)
     max_group: int = 64  # most tasks one claim takes
     group_seconds: float = 0.05  # how long a claimed group should take to run
     max_reconnect_wait: float = 5.0  # longest pause between attempts to reach Redis again
@@ -112,6 +113,7 @@ class ServiceQWorker(SimpleWorker):
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
         self._journal = Journal(self.connection, worker_key=self.key, outage=self._outage)  # sets RQ's current_job
+        self._beat_at = self._suspension_checked_at = float("-inf")
         self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
         self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
         self._backoff = 0.0
@@ -205,19 +207,34 @@ class ServiceQWorker(SimpleWorker):
             self.last_cleaned_at = now()  # type: ignore[assignment]  # else RQ runs it again at every turn of its loop
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat, which RQ's loop sends after every group: at most one a second (RQ's worker_ttl is
+        420 s) unless RQ asks for a particular timeout; a group of no-op tasks takes milliseconds."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
-        else:
-            self._with_redis("heartbeat", lambda: super(ServiceQWorker, self).heartbeat(timeout))
+            return
+        if timeout is None and time.monotonic() - self._beat_at < self.beat_every:
+            return
+        self._with_redis("heartbeat", lambda: super(ServiceQWorker, self).heartbeat(timeout))
+        self._beat_at = time.monotonic()
 
     def check_for_suspension(self, burst: bool) -> None:
+        """RQ's `rq suspend` check, at most once a second: CLAIM sees a suspension at once anyway."""
+        if time.monotonic() - self._suspension_checked_at < self.beat_every:
+            return
         self._with_redis("suspension check", lambda: super(ServiceQWorker, self).check_for_suspension(burst))
+        self._suspension_checked_at = time.monotonic()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
-        if pipeline is not None:
-            super().set_state(state, pipeline)
-        else:
-            self._with_redis("state update", lambda: super(ServiceQWorker, self).set_state(state))
+        """RQ's worker state: kept here at once (RQ's warm shutdown reads it), told to Redis on the journal's
+        connection without waiting (only tools read it); RQ's own writes in a pipeline go as RQ sends them."""
+        if pipeline is not None or not hasattr(self, "_journal"):
+            if pipeline is not None:
+                super().set_state(state, pipeline)
+            else:
+                self._with_redis("state update", lambda: super(ServiceQWorker, self).set_state(state))
+            return
+        self._state = state
+        self._journal.state(state)
 
     def _with_redis(self, what: str, call: Callable[[], T]) -> T:
         """Retry through a Redis restart, network cut or full Redis (``Outage.through``); a stop request ends
