@@ -68,7 +68,7 @@ def _counter(raw: str | None) -> int:
 def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJob:
     """The claimed task as a job, its data decoded now: one that cannot be read is marked so and fails
     alone (``NO_RETRY``), instead of breaking the group it was claimed with."""
-    job = ServiceQJob(task_id, connection=conn)
+    job = ServiceQJob.blank(task_id, conn)
     try:
         job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
         job.args  # noqa: B018 -- RQ decodes lazily; decode here, where a failure concerns this task only

@@ -82,7 +82,7 @@ class ServiceQWorker(SimpleWorker):
     lease_seconds: float = TASK_LEASE  # renewed by the lease keeper every third of it (``leases.py``)
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
     beat_every: float = 1.0  # RQ's heartbeat and suspension check, at most this often (seconds)
-    max_group: int = 64  # most tasks one claim takes
+    max_group: int = 64  # most tasks one claim takes (a claim of 256 no-op tasks holds Redis some 5 ms)
     group_seconds: float = 0.05  # how long a claimed group should take to run
     max_reconnect_wait: float = 5.0  # longest pause between attempts to reach Redis again
     runner_class: type[Runner] = Runner  # how a group runs: in this process (threads, asyncio) or forked
