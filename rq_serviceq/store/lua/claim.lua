@@ -132,10 +132,8 @@ end
 -- (the worker takes the last value of a field), so the hash is read once per task, not twice.
 local function claimed(flat, claim)
   local n = #flat
-  for _, v in ipairs({'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp, 'sq_claim', claim}) do
-    n = n + 1
-    flat[n] = v
-  end
+  flat[n + 1], flat[n + 2], flat[n + 3], flat[n + 4] = 'status', 'started', 'worker_name', k.worker_name
+  flat[n + 5], flat[n + 6], flat[n + 7], flat[n + 8] = 'started_at', k.stamp, 'sq_claim', claim
   return flat
 end
 

@@ -9,16 +9,17 @@ local later_keys = {}  -- kind .. key, in the order first met, so that flushing 
 local OPPOSITE = {zadd = 'zrem', zrem = 'zadd'}
 local flush
 
-local function defer(kind, key, ...)
+local function defer(kind, key, a, b)  -- b: a ZADD's member (a is its score); else a is the value
   local other = OPPOSITE[kind]
   if other and later[other][key] then flush() end  -- a member added then removed (or back) keeps its order
-  local per = later[kind]
-  if not per[key] then
-    per[key] = {}
+  local list = later[kind][key]
+  if not list then
+    list = {}
+    later[kind][key] = list
     later_keys[#later_keys + 1] = {kind, key}
   end
-  local list = per[key]
-  for _, v in ipairs({...}) do list[#list + 1] = v end
+  list[#list + 1] = a
+  if b ~= nil then list[#list + 1] = b end
 end
 
 local function later_hincr(key, field, n)
