@@ -17,6 +17,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 from rq.worker import SimpleWorker
 
 from rq_serviceq import ServiceQWorker
@@ -265,8 +266,8 @@ def row_batch_end(b: Bench) -> Result:
                 continue
             with b.conn.pipeline(transaction=False) as pipe:
                 for task_id in ids:
-                    pipe.hget(f"rq:job:{task_id}", "sq_last")
-                lasts = [float(x) for x in pipe.execute() if x]
+                    pipe.hget(f"rq:job:{task_id}", "ended_at")  # on Redis' clock, as the callback's record is
+                lasts = [utcparse(x.decode()).timestamp() for x in pipe.execute() if x]
             latencies.append(float(started) - max(lasts))
     finally:
         b.stop(procs)
