@@ -91,6 +91,7 @@ class Journal:
         self._replies = 0  # replies the unsent commands will owe
         self._owed = 0  # replies to commands sent and not yet read
         self._lock = threading.Lock()
+        self._closed = False
 
     def started(self, job: ServiceQJob) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction.  The first task of a
@@ -104,7 +105,7 @@ class Journal:
     def state(self, state: str) -> None:
         """RQ's worker state (``busy``/``idle``), which only tools read: sent without waiting, like the rest.
         Waiting for it cost two round trips a group, a fifth of a no-op worker's time."""
-        if self._state_prefix is not None:
+        if self._state_prefix is not None and not self._closed:  # closed: RQ deletes the worker's hash next
             self._note(self._state_prefix + _bulk(state.encode()), send=True)
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
@@ -129,6 +130,7 @@ class Journal:
                 self._drop(exc)
 
     def close(self) -> None:
+        self._closed = True
         self.sync()
         with self._lock:
             if self._conn is not None:

@@ -49,6 +49,7 @@ if scan[1] ~= '0' then
   progress()
   return {scan[1], ended}
 end
+flush()  -- the ledger's pending count as this call left it
 if tonumber(redis.call('HGET', bk, 'pending') or '0') <= 0 then  -- nothing was left to fail and nothing runs
   ended = end_batch(bid) or ended  -- end it here (a hold on it does not outlast a stop)
 end
