@@ -16,6 +16,8 @@ from typing import Any
 from redis import Redis
 
 from rq_serviceq import NoRetry, ServiceQWorker, current_qtask
+from rq_serviceq.store.keys import Keys
+from rq_serviceq.store.replies import text
 
 
 def _conn() -> Redis:
@@ -212,14 +214,26 @@ def blocks(task: dict[str, Any]) -> bool:
     return True
 
 
+def journal_of(conn: Redis, task_id: str) -> list[str]:
+    """The entries of the journal of the worker that holds ``task_id`` (rq_serviceq/worker/journal.py)."""
+    owner, origin = (text(x) if x else "" for x in conn.hmget(f"rq:job:{task_id}", "worker_name", "origin"))
+    if not owner or not origin:
+        return []
+    key = Keys(origin.removesuffix("-pending")).journal(owner)
+    return [text(entry) for entry in conn.lrange(key, 0, -1)]
+
+
+def _journaled(conn: Redis, task_id: str) -> bool:
+    """Whether the outcome of ``task_id`` is in its worker's journal."""
+    return any(entry.startswith(f"o{task_id}\x1f") for entry in journal_of(conn, task_id))
+
+
 def dies(task: dict[str, Any]) -> tuple[bool, str]:
     """Kills its worker (os._exit) when task['die'], once the outcomes of task['after'] are journaled."""
     if task.get("die"):
         conn = _conn()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not all(
-            conn.hexists(f"rq:job:{task_id}", "sq_outcome") for task_id in task.get("after", [])
-        ):
+        while time.monotonic() < deadline and not all(_journaled(conn, t) for t in task.get("after", [])):
             time.sleep(0.01)
         os._exit(1)
     if task.get("fail"):
@@ -259,8 +273,7 @@ def dies_counted(task: dict[str, Any]) -> tuple[bool, str]:
     if task.get("die"):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not all(
-            conn.hexists(f"rq:job:{t}", "sq_outcome") or conn.hexists(f"rq:job:{t}", "sq_final")
-            for t in task.get("after", [])
+            _journaled(conn, t) or conn.hexists(f"rq:job:{t}", "sq_final") for t in task.get("after", [])
         ):
             time.sleep(0.01)
         os._exit(1)

@@ -119,6 +119,13 @@ class Keys:
         return self.base + "leases"
 
     @property
+    def journal_prefix(self) -> str:  # + worker name: that worker's task journal (``journal``)
+        return self.base + "journal:"
+
+    def journal(self, worker_name: str) -> str:  # LIST a worker's journal of its claimed group (worker/journal.py)
+        return self.journal_prefix + worker_name
+
+    @property
     def bell(self) -> str:  # LIST of wake-up tokens idle workers block on
         return self.base + "bell"
 

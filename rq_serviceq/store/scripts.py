@@ -42,9 +42,9 @@ from rq_serviceq.store.replies import text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
-             "rq_queues", "suspended", "workers", "worker", "events", "totals")  # fmt: skip
+             "rq_queues", "suspended", "workers", "worker", "journal", "events", "totals")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
-             "results_prefix")  # fmt: skip
+             "results_prefix", "journal_prefix")  # fmt: skip
 # The settings the scripts that end or retry tasks read (``Rules``).
 RULE_NAMES = ("result_ttl", "retry_limit", "resting_period", "loop_backoff")
 # What a caller gives (the wrapper's parameters of these names); every other named value follows from the Keys.
@@ -70,7 +70,7 @@ class Contract:
     def given(self) -> set[str]:
         """The wrapper's parameters this contract asks for (the key of ``worker`` is the worker's name)."""
         wanted = {name for name in GIVEN if name in self.args}
-        if "worker" in self.keys:
+        if "worker" in self.keys or "journal" in self.keys:
             wanted.add("worker_name")
         if any(name in RULE_NAMES for name in self.args):
             wanted.add("rules")
@@ -211,6 +211,7 @@ def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]
         "rq_queues": k.RQ_QUEUES,
         "suspended": k.SUSPENDED,
         "worker": k.worker_key(worker_name) if worker_name else keys.base + "no-worker",
+        "journal": keys.journal(worker_name) if worker_name else keys.base + "no-journal",
     }
     rules = given.get("rules")
     values = {
@@ -219,6 +220,7 @@ def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]
         "stamp": "",  # unread: the prologue takes Redis' clock (the slot is kept, for producers' layout)
         "name": keys.name,
         "results_prefix": k.RESULTS_PREFIX,
+        "journal_prefix": keys.journal_prefix,
         **{rule: repr(getattr(rules, rule)) for rule in RULE_NAMES if rules is not None},
         **given,
     }

@@ -120,7 +120,7 @@ def work_once(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings) -
     Its lease is a worker's, renewed while it runs; a SystemExit raised in it is the caller's own.
     """
     claimant = Claimant(conn, keys, worker_name, LeaseKeeper(conn, keys))
-    journal = Journal(conn)
+    journal = Journal(conn, key=keys.journal(worker_name))
     try:
         got = claimant.claim(settings, 1)
         if got.finalize_batch:

@@ -49,7 +49,7 @@ from rq_serviceq.store.outage import Outage, OutageLimit, burst_limit, expected
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.imports import call_hook
 from rq_serviceq.task.remarks import Verdict
-from rq_serviceq.worker import control
+from rq_serviceq.worker import control, journal
 from rq_serviceq.worker.claim import Claim, leave, release
 from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, process
 from rq_serviceq.worker.journal import Journal
@@ -112,7 +112,9 @@ class ServiceQWorker(SimpleWorker):
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
-        self._journal = Journal(self.connection, worker_key=self.key, outage=self._outage)  # sets RQ's current_job
+        self._journal = Journal(
+            self.connection, worker_key=self.key, outage=self._outage, key=self.sq_keys.journal(self.name)
+        )  # also names RQ's current_job and state
         self._beat_at = self._suspension_checked_at = float("-inf")
         self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
         self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
@@ -391,17 +393,21 @@ class ServiceQWorker(SimpleWorker):
         back on the queue at once instead.  A task that started was finished (warm shutdown).
         """
         conn, leases = self.connection, self.sq_keys.leases
+        self._journal.sync()  # its starts, sent on its own connection, in Redis before it is read here
         try:
             ids = [replies.text(x) for x in conn.zrange(leases, 0, -1)]
             with conn.pipeline(transaction=False) as pipe:
                 for task_id in ids:
-                    pipe.hmget(k.job_key(task_id), "worker_name", "sq_claim", "sq_started")
-                rows = pipe.execute()
+                    pipe.hmget(k.job_key(task_id), "worker_name", "sq_claim")
+                pipe.lrange(self.sq_keys.journal(self.name), 0, -1)
+                *rows, entries = pipe.execute()
+            started = journal.starts(entries)
             mine = [
                 (task_id, replies.text(token))
-                for task_id, (owner, token, started) in zip(ids, rows, strict=True)
-                if owner is not None and replies.text(owner) == self.name and token and token != started
-            ]
+                for task_id, (owner, token) in zip(ids, rows, strict=True)
+                if owner is not None and replies.text(owner) == self.name and token
+                and started.get(task_id) != replies.text(token)
+            ]  # fmt: skip
             release(conn, self.sq_keys, self.name, self._settings(), mine, self.lease_seconds)
         except redis.exceptions.RedisError:
             self.log.warning("could not give back this worker's unstarted tasks; their leases will run out")

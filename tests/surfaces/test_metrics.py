@@ -50,7 +50,7 @@ def test_counters_gauges_and_histogram(make_sq: Callable[..., ServiceQ], conn: R
     # A worker that claims a task, starts it and dies: its lease runs out and the next claim counts it lost.
     got = claim(conn, sq.keys, "ghost", sq.settings, 1, 0.05)
     (job,) = got.jobs
-    conn.hset(f"rq:job:{job.id}", "sq_started", job.claim)
+    conn.rpush(sq.keys.journal("ghost"), f"s{job.id}\x1f{job.claim}")  # as its journal says (worker/journal.py)
     wait_until(lambda: present(conn.zscore(sq.keys.leases, job.id)) < conn.time()[0] + conn.time()[1] / 1e6)
     before = scrape(metrics.generate_latest(conn))
     assert value(before, "rq_serviceq_tasks_pushed_total", queue="drag", rq_queue="drag-pending") == 4

@@ -131,7 +131,7 @@ def test_work_once_holds_a_short_lease_and_renews_it(
     assert qtask is not None and qtask["task_id"] == task_id and qtask["remark"].startswith("SUCCESS")
     report = sq.get_batch_report()
     assert (report["total_success"], report["status"]) == (1, "FINISHED")
-    assert not conn.hexists(f"rq:job:{task_id}", "sq_started")  # journaled, then cleared by the settle
+    assert not [key for key in conn.keys(sq.keys.journal_prefix + "*")]  # journaled, then deleted by the settle
 
 
 # --- the lease policy -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 -- KEYS: state queue retry leases started finished failed finalize bell batches suspended workers worker events totals
--- ARGV: job_prefix batch_prefix ttl stamp lease worker_name finalize_lease name results_prefix result_ttl retry_limit resting_period loop_backoff
+-- ARGV: job_prefix batch_prefix ttl stamp lease worker_name finalize_lease name results_prefix journal_prefix result_ttl retry_limit resting_period loop_backoff
 --- @include "bump"
 --- @include "events"
 --- @include "open_batch"
@@ -154,7 +154,9 @@ for _, entry in ipairs(picked) do
     local claim = tostring(counter(h.sq_claims) + 1)
     redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp,
       'sq_claim', claim, 'sq_claims', claim)
-    if h.sq_started or h.sq_outcome then redis.call('HDEL', jk, 'sq_started', 'sq_outcome') end
+    if h.sq_started or h.sq_outcome then  -- journaled in the hash by an older version
+      redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
+    end
     defer('zadd', k.leases, k.now + k.lease, id)
     defer('zadd', k.started, '+inf', id .. ':' .. claim)
     tasks[#tasks + 1] = {id, claim, claimed(flat, claim)}

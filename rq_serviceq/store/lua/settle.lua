@@ -1,4 +1,4 @@
--- KEYS: state retry leases started finished failed finalize bell worker events totals
+-- KEYS: state retry leases started finished failed finalize bell worker journal events totals
 -- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl retry_limit resting_period loop_backoff
 --- @include "groups_of"
 --- @include "events"
@@ -22,5 +22,6 @@ for i = A, #ARGV, 4 do
   if bid then ended[#ended + 1] = bid end
   if row[2] == 'retry' and not rang then ring(1) rang = true end
 end
+redis.call('DEL', k.journal)  -- the group is settled: its journal (worker/journal.py) has served
 progress()
 return {tostring(k.now), results, ended}

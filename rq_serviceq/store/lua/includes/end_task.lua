@@ -27,7 +27,6 @@ local function end_task(id, passed, remark, f)
     redis.call('HSET', jk, 'status', 'failed', 'ended_at', k.stamp, 'sq_remark', remark, 'sq_final', which,
       'sq_claim', '', 'exc_info', remark, 'sq_last', tostring(k.now))  -- exc_info: what rq-dashboard shows;
       -- sq_last: its time in the report even after RQ's requeue, which clears ended_at
-    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
   end
   defer('zadd', passed and k.finished or k.failed, k.now + k.ttl, id)
   if not bid then return nil end  -- no batch to count it in (a hash damaged by hand)

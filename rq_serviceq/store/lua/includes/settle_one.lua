@@ -24,7 +24,6 @@ local function settle_one(id, claim, verdict, remark, cfg)
     local due = k.now + cfg.resting + (retries - 1) * cfg.backoff
     redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
       'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
-    redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     defer('zadd', k.retry, due, id)
     record_result(id, 'retry', remark, retries, f[2])
     touch(f[2], 1)
