@@ -19,8 +19,9 @@ import re
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from redis import Redis
@@ -137,8 +138,7 @@ def iter_push(
         chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)
     else:
         chunks = (_encode_all(chunk, limit, n * CHUNK_SIZE) for n, chunk in enumerate(_chunks(tasks, CHUNK_SIZE)))
-    for group in _chunks(chunks, CHUNKS_PER_ROUND_TRIP):
-        yield from _push_chunks(conn, keys, lease, group)
+    yield from _streamed(conn, keys, lease, _chunks(chunks, CHUNKS_PER_ROUND_TRIP))
 
 
 def push_encoded(
@@ -151,10 +151,7 @@ def push_encoded(
     once to push it, was a fifth of a push's CPU.  Nothing here checks the bytes.
     """
     lease = _begin_lease(settings, begin_lease)
-    results: list[PushResult] = []
-    for group in _chunks(_chunks(encoded, CHUNK_SIZE), CHUNKS_PER_ROUND_TRIP):
-        results += _push_chunks(conn, keys, lease, group)
-    return results
+    return list(_streamed(conn, keys, lease, _chunks(_chunks(encoded, CHUNK_SIZE), CHUNKS_PER_ROUND_TRIP)))
 
 
 def _encode_all(tasks: Sequence[Any], limit: int, offset: int = 0) -> list[bytes]:
@@ -182,15 +179,50 @@ def _begin_lease(settings: Settings, begin_lease: float | None) -> float:
     return leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
 
 
-def _push_chunks(conn: Redis, keys: k.Keys, lease: float, chunks: list[list[bytes]]) -> list[PushResult]:
-    calls = [_chunk(encoded, keys.queue_name) for encoded in chunks]
-    replies = scripts.push(conn, keys, lease, calls)
-    if any(reply.deleted for reply in replies):
+def _streamed(conn: Redis, keys: k.Keys, lease: float, groups: Iterator[list[list[bytes]]]) -> Iterator[PushResult]:
+    """The groups of chunks pushed one after another; from the second on, each is sent while Redis runs
+    the one before it (``scripts.push_streamed``).  One group is a plain round trip."""
+    first = next(groups, None)
+    if first is None:
+        return
+    error: BaseException | None = None
+    try:
+        second = next(groups, None)
+    except Exception as exc:  # a bad task in the second group: the first is written, as it would have been
+        second, error = None, exc
+    if second is None:
+        calls = _calls(first, keys)
+        yield from _results(keys, calls, scripts.push(conn, keys, lease, calls))
+        if error is not None:
+            raise error
+        return
+    sent: list[list[scripts.PushChunk]] = []
+
+    def calls_of(group_list: Iterable[list[list[bytes]]]) -> Iterator[list[scripts.PushChunk]]:
+        for group in group_list:
+            sent.append(_calls(group, keys))
+            yield sent[-1]
+
+    everything = calls_of(chain((first, second), groups))
+    with closing(scripts.push_streamed(conn, keys, lease, everything)) as streamed:  # closed: no reply left unread
+        for n, replies in enumerate(streamed):
+            yield from _results(keys, sent[n], replies)
+            sent[n] = []  # its results are given: let the chunks go
+
+
+def _calls(chunks: list[list[bytes]], keys: k.Keys) -> list[scripts.PushChunk]:
+    return [_chunk(encoded, keys.queue_name) for encoded in chunks]
+
+
+def _results(
+    keys: k.Keys, calls: list[scripts.PushChunk], replies: Sequence[scripts.Pushed | None]
+) -> Iterator[PushResult]:
+    """What the chunks wrote; a chunk Redis refused (None: its error follows) wrote nothing."""
+    if any(reply is not None and reply.deleted for reply in replies):
         raise ServiceQDeleted(f"service queue {keys.name!r} was deleted; nothing of this chunk was written")
-    return [
-        PushResult([task_id for task_id, _, _ in call.tasks], reply.batch_id, reply.opened)
-        for call, reply in zip(calls, replies, strict=True)
-    ]
+    for call, reply in zip(calls, replies, strict=True):
+        if reply is not None:
+            yield PushResult([task_id for task_id, _, _ in call.tasks], reply.batch_id, reply.opened)
 
 
 def _chunk(encoded: list[bytes], origin: str) -> scripts.PushChunk:

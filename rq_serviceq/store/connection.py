@@ -9,6 +9,7 @@ localhost.  So everything here reads ``RQ_REDIS_URL`` first, then ``REDIS_URL``.
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import quote
 
 from redis import Redis
@@ -46,3 +47,12 @@ def connection_url(conn: Redis, hide_password: bool = False) -> str:
         return f"unix://{auth}{kw['path']}?db={db}"
     scheme = "rediss" if issubclass(conn.connection_pool.connection_class, SSLConnection) else "redis"
     return f"{scheme}://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
+
+
+def own_connection(pool: Any) -> Any:
+    """A connection of ``pool`` held apart from its commands (the journal's, a streamed push): the caller
+    writes packed commands on it without waiting and reads the replies later, then gives it back."""
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        return pool.get_connection("EVALSHA")

@@ -25,19 +25,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from operator import attrgetter
 from typing import Any
 
+import redis
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
+from rq_serviceq.store.connection import own_connection
 from rq_serviceq.store.replies import text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
@@ -274,7 +276,88 @@ def push(conn: Redis, keys: k.Keys, finalize_lease: float, chunks: Sequence[Push
             for chunk in chunks:
                 _run(pipe, PUSH, keys, given, args(chunk))
             replies = pipe.execute()
-    return [Pushed(text(bid), int(opened) > 0, int(opened) < 0) for bid, opened, _now in replies]
+    return [_pushed(reply) for reply in replies]
+
+
+def _pushed(reply: list[Any]) -> Pushed:
+    bid, opened, _now = reply
+    return Pushed(text(bid), int(opened) > 0, int(opened) < 0)
+
+
+def push_streamed(
+    conn: Redis, keys: k.Keys, finalize_lease: float, groups: Iterable[Sequence[PushChunk]]
+) -> Generator[list[Pushed | None], None, None]:
+    """PUSH group after group of chunks on a connection of its own, each group sent before the replies of
+    the one before it are read: Redis runs one group while Python packs the next, where with a pipeline
+    per group they took turns (each was about half of a million-task push).  Every reply is read and
+    yielded in order, so the caller learns exactly what was written; an error reply or a lost connection
+    is raised once the groups before it are yielded (the group after it may have been sent, and its
+    chunks are atomic: written whole, or not at all)."""
+    script = _scripts.get(PUSH)
+    if script is None:
+        script = _scripts[PUSH] = Script(conn, source(PUSH))
+    key_list, named = layout(PUSH, keys, finalize_lease=finalize_lease)
+    head = [b"EVALSHA", script.sha.encode(), b"%d" % len(key_list), *(_as_bytes(x) for x in (*key_list, *named))]
+    if not conn.script_exists(script.sha)[0]:
+        conn.script_load(script.script)
+    pool = conn.connection_pool
+    connection = own_connection(pool)
+    waiting: list[Sequence[PushChunk]] = []  # the group sent whose replies are not read yet
+    pending = iter(groups)
+    error: BaseException | None = None
+    try:
+        while error is None:
+            try:
+                group = next(pending)
+            except StopIteration:
+                break
+            except BaseException as exc:  # a bad task, or the caller's generator failing: what was sent is told
+                error = exc
+                break
+            packed = b"".join(_packed(head, chunk) for chunk in group)
+            connection.send_packed_command([packed], check_health=not waiting)
+            if waiting:
+                replies, error = _replies(connection, len(waiting.pop()))
+                yield replies
+            waiting.append(group)
+        if waiting:
+            replies, failed = _replies(connection, len(waiting.pop()))
+            error = error or failed
+            yield replies
+    except BaseException:
+        connection.disconnect()  # replies may be left unread on it
+        raise
+    finally:
+        pool.release(connection)
+    if error is not None:
+        raise error
+
+
+def _replies(connection: Any, count: int) -> tuple[list[Pushed | None], redis.exceptions.ResponseError | None]:
+    """``count`` PUSH replies, None for a chunk Redis refused (full, say: a chunk is written whole or not at
+    all), and the first refusal, raised by the caller once the chunks written are told."""
+    replies: list[Pushed | None] = []
+    error = None
+    for _ in range(count):
+        try:
+            replies.append(_pushed(connection.read_response()))
+        except redis.exceptions.ResponseError as exc:
+            replies.append(None)
+            error = error or exc
+    return replies, error
+
+
+def _packed(head: list[bytes], chunk: PushChunk) -> bytes:
+    """One EVALSHA of PUSH in RESP: redis-py's packer spent some 3 us an argument, a chunk has 3,000."""
+    parts = [chunk.new_batch_id.encode(), chunk.origin.encode()]
+    for task_id, data, description in chunk.tasks:
+        parts += (task_id.encode(), data, description.encode())
+    args = [*head, *parts]
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 @dataclass(frozen=True)

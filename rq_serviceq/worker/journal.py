@@ -45,6 +45,7 @@ from typing import Any
 from redis import Redis
 
 from rq_serviceq.job import ServiceQJob
+from rq_serviceq.store.connection import own_connection
 from rq_serviceq.store.outage import Outage, expected
 from rq_serviceq.task.remarks import Outcome
 
@@ -169,7 +170,7 @@ class Journal:
         if not self._unsent:
             return
         if self._conn is None:
-            self._conn = _own_connection(self._pool)
+            self._conn = own_connection(self._pool)
         commands, self._unsent = self._unsent, []
         self._conn.send_packed_command([b"".join(commands)], check_health=False)
         self._owed, self._replies = self._owed + self._replies, 0
@@ -194,13 +195,6 @@ class Journal:
                 conn.disconnect()
             finally:
                 self._pool.release(conn)
-
-
-def _own_connection(pool: Any) -> Any:
-    try:
-        return pool.get_connection()
-    except TypeError:  # redis-py < 5.3 wants a command name
-        return pool.get_connection("HSET")
 
 
 def starts(entries: list[bytes]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from rq_serviceq import RedisFull, ServiceQ, ServiceQWorker
 from rq_serviceq.store.outage import Outage, OutageLimit
 from rq_serviceq.testing import RedisServer, free_port
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import drain, text, wait_until
 from tests.http_helpers import running_server
 from tests.netproxy import CuttableProxy
 
@@ -384,3 +384,25 @@ def test_through_gives_up_at_its_limit_and_a_bad_limit_setting_is_refused(
     monkeypatch.setenv("RQ_SERVICEQ_BURST_OUTAGE_LIMIT", "soon")
     with pytest.raises(SystemExit, match="RQ_SERVICEQ_BURST_OUTAGE_LIMIT must be a number of seconds above 0"):
         ServiceQWorker("drag-pending", connection=conn).work(burst=True)
+
+
+def test_a_push_that_fills_redis_half_way_tells_exactly_the_chunks_it_wrote() -> None:
+    """push_many sends a group of chunks while Redis runs the one before (scripts.push_streamed): when Redis
+    fills up half-way, every chunk written was told to the caller before the error, and nothing else is queued."""
+    from rq_serviceq.batch import push
+
+    with RedisServer("--maxmemory-policy", "noeviction") as server:
+        conn = Redis.from_url(server.url)
+        sq = ServiceQ("drag", connection=conn)
+        sq.set_worker_config(worker_count=0, auto_start=False)
+        conn.config_set("maxmemory", int(conn.info("memory")["used_memory"]) + 12 * 2**20)
+        told: list[str] = []
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for result in push.iter_push(
+                conn, sq.keys, [{"i": i, "pad": "x" * 200} for i in range(60_000)], sq.settings
+            ):
+                told += result.task_ids
+        assert 0 < len(told) < 60_000 and len(told) % 1000 == 0
+        assert [text(x) for x in conn.lrange(sq.keys.queue, 0, -1)] == told
+        conn.config_set("maxmemory", 0)
+        assert sq.push({"after": True})  # the connection pool is sound: no reply was left unread on it
