@@ -406,6 +406,7 @@ class ServiceQWorker(SimpleWorker):
                 (task_id, replies.text(token))
                 for task_id, (owner, token) in zip(ids, rows, strict=True)
                 if owner is not None and replies.text(owner) == self.name and token
+                and not replies.text(token).startswith("-")  # let go already
                 and started.get(task_id) != replies.text(token)
             ]  # fmt: skip
             release(conn, self.sq_keys, self.name, self._settings(), mine, self.lease_seconds)

@@ -158,7 +158,7 @@ def test_a_journal_that_cannot_reach_redis_fails_no_task(
 ) -> None:
     from rq_serviceq.worker import journal
 
-    monkeypatch.setattr(journal, "_own_connection", lambda pool: Connection(port=free_port()))  # nobody there
+    monkeypatch.setattr(journal, "own_connection", lambda pool: Connection(port=free_port()))  # nobody there
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     sq.push_many([{"value": True} for _ in range(5)])

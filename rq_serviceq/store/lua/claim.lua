@@ -150,10 +150,14 @@ for _, entry in ipairs(picked) do
     ended = end_task(id, false, STOPPED .. 'could run', {h.sq_batch, h.sq_final, h.sq_retries}) or ended
   else
     -- The lease is scored anew below (a ZADD of a member that is there moves it): no ZREM first.
-    if h.sq_claim and h.sq_claim ~= '' then defer('zrem', k.started, id .. ':' .. h.sq_claim) end
-    local claim = tostring(counter(h.sq_claims) + 1)
+    local last = tonumber(h.sq_claim or '') or 0  -- the last claim's token; negative once it was let go
+    if last > 0 then defer('zrem', k.started, id .. ':' .. h.sq_claim) end
+    -- One field is the token and the count of claims (an older version kept the count in sq_claims): a
+    -- hash of up to eight fields keeps Redis' smallest table, some 64 bytes a task.
+    local claim = tostring(math.max(counter(h.sq_claims), counter(tostring(math.abs(last)))) + 1)
     redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp,
-      'sq_claim', claim, 'sq_claims', claim)
+      'sq_claim', claim)
+    if h.sq_claims then redis.call('HDEL', jk, 'sq_claims') end
     if h.sq_started or h.sq_outcome then  -- journaled in the hash by an older version
       redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     end

@@ -33,7 +33,8 @@ local function fail(id, why)
 end
 local intermediate = k.queue .. ':intermediate'  -- RQ's: a plain `rq worker` moves an id here as it takes it
 local function give_back(id)
-  redis.call('HSET', k.job_prefix .. id, 'status', 'queued', 'sq_claim', '')
+  local last = tonumber(redis.call('HGET', k.job_prefix .. id, 'sq_claim') or '') or 0
+  redis.call('HSET', k.job_prefix .. id, 'status', 'queued', 'sq_claim', '-' .. math.abs(last))  -- let go, count kept
   redis.call('LPUSH', k.queue, id)
   back = back + 1
 end

@@ -22,7 +22,7 @@ for i = #ARGV - 1, A, -2 do
       local bid = end_task(id, false, STOPPED .. 'could run')
       if bid then ended[#ended + 1] = bid end
     else
-      redis.call('HSET', jk, 'sq_claim', '', 'status', 'queued')
+      redis.call('HSET', jk, 'sq_claim', '-' .. claim, 'status', 'queued')  -- let go: '-' and the count of claims
       redis.call('LPUSH', k.queue, id)
     end
   end

@@ -20,8 +20,8 @@ local function end_task(id, passed, remark, f)
   if f[2] then return nil end  -- ended already: settled twice, or put back by RQ's tools after it ended
   local bid, which = f[1], passed and 'passed' or 'failed'
   if passed then
+    redis.call('HDEL', jk, unpack(PASSED_DROPS))  -- first: the hash never holds more than eight fields
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', k.stamp, 'sq_remark', remark, 'sq_final', which)
-    redis.call('HDEL', jk, unpack(PASSED_DROPS))
   else
     record_result(id, which, remark, retries_of(f[3]), bid)
     redis.call('HSET', jk, 'status', 'failed', 'ended_at', k.stamp, 'sq_remark', remark, 'sq_final', which,

@@ -23,7 +23,7 @@ local function settle_one(id, claim, verdict, remark, cfg)
     retries = retries + 1
     local due = k.now + cfg.resting + (retries - 1) * cfg.backoff
     redis.call('HSET', jk, 'status', 'scheduled', 'sq_retries', retries, 'sq_due', tostring(due),
-      'sq_claim', '', 'sq_last', tostring(k.now), 'sq_remark', remark)
+      'sq_claim', '-' .. claim, 'sq_last', tostring(k.now), 'sq_remark', remark)  -- let go: '-' and its count
     defer('zadd', k.retry, due, id)
     record_result(id, 'retry', remark, retries, f[2])
     touch(f[2], 1)
