@@ -88,9 +88,8 @@ def run_one(system: str, workload: str, config: str, n: int) -> dict[str, Any]:
         server.start()
         cmd = [python_for(system), "-m", MODULES[system], "--url", server.url, "--workload", workload]
         cmd += ["--n", str(n), "--config", config]
-        env = dict(os.environ) | {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        }
+        paths = [str(ROOT), str(venvs.EXTRAS_DIR) if system in IN_MAIN_VENV else "", os.environ.get("PYTHONPATH")]
+        env = dict(os.environ) | {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )

@@ -1,8 +1,9 @@
 """Bench-only environments under ``.bench/`` in the repo: never dependencies of rq-serviceq.
 
 ``python -m bench.peers.venvs`` makes one venv per Python peer (the peer, redis-py and
-hiredis, pip-installed from the index) and ``npm install``s BullMQ 5 or newer into
-``.bench/node``.  The driver calls ``ensure()`` and skips a system whose environment
+hiredis, pip-installed from the index), puts hiredis in ``.bench/extras`` for rq-serviceq
+and RQ (which run in the project's venv) and ``npm install``s BullMQ 5 or newer and
+ioredis into ``.bench/node``.  The driver calls ``ensure()`` and skips a system whose environment
 could not be made, with one line saying so.  Standard library only.
 """
 
@@ -18,6 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 BENCH_DIR = ROOT / ".bench"
 NODE_DIR = BENCH_DIR / "node"
+# hiredis for the systems that run in the project's venv (rq-serviceq, RQ): pip-installed here with
+# --target and put on their PYTHONPATH, so that every Python system parses replies alike and the
+# project's venv is left as it is.
+EXTRAS_DIR = BENCH_DIR / "extras"
 PACKAGES = {
     "celery": ["celery[redis]", "redis", "hiredis", "packaging"],  # kombu's redis transport imports packaging
     "dramatiq": ["dramatiq[redis]", "redis", "hiredis"],
@@ -77,7 +82,22 @@ def ensure_node(log: bool = True) -> str:
     return ""
 
 
+def ensure_extras(log: bool = True) -> str:
+    if (EXTRAS_DIR / "hiredis").is_dir():
+        return ""
+    if log:
+        print(f"[peers] pip install --target {EXTRAS_DIR} hiredis", file=sys.stderr, flush=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(EXTRAS_DIR)]
+    done = subprocess.run([*pip, "hiredis"], capture_output=True, text=True)
+    if done.returncode:
+        shutil.rmtree(EXTRAS_DIR, ignore_errors=True)
+        return f"pip install --target {EXTRAS_DIR} hiredis failed: {done.stderr.strip()[-300:]}"
+    return ""
+
+
 def ensure(system: str) -> str:
+    if system in ("rq-serviceq", "rq"):
+        return ensure_extras()
     if system in PACKAGES:
         return ensure_python(system)
     if system == "bullmq":
@@ -87,7 +107,7 @@ def ensure(system: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.peers.venvs", description=__doc__.splitlines()[0])
-    parser.add_argument("systems", nargs="*", default=[*PACKAGES, "bullmq"])
+    parser.add_argument("systems", nargs="*", default=["rq-serviceq", *PACKAGES, "bullmq"])
     args = parser.parse_args(argv)
     failed = 0
     for system in args.systems:
