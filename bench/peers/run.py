@@ -50,6 +50,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="L",
         help="before the first round, wait (up to 10 min) for the 1-minute load average to fall below L",
     )
+    parser.add_argument(
+        "--first-round",
+        type=int,
+        default=1,
+        metavar="K",
+        help="number the rounds from K (an even K starts with the reversed order: to extend an earlier JSONL)",
+    )
+    parser.add_argument(
+        "--table", metavar="JSONL", nargs="+", help="run nothing: print the table of the runs in these files"
+    )
     args = parser.parse_args(argv)
     args.workloads = _choose(parser, "--only", args.only, WORKLOADS)
     args.system_list = _choose(parser, "--systems", args.systems, SYSTEMS)
@@ -236,8 +246,28 @@ def wait_for_load(limit: float) -> None:
         time.sleep(15)
 
 
+def print_table(args: argparse.Namespace) -> int:
+    """The table of earlier runs (JSONL files, concatenated): sizes are taken from the runs themselves."""
+    records = [json.loads(line) for path in args.table for line in Path(path).read_text().splitlines() if line]
+    records = [r for r in records if r["system"] in args.system_list and r["workload"] in args.workloads]
+    scales = {r["n"] / SIZES[r["workload"]] for r in records}
+    scale = scales.pop() if len(scales) == 1 else args.scale
+    print(table(records, args.system_list, args.workloads, scale, {}), flush=True)
+    loads = [r["load_before"] for r in records] + [r["load_after"] for r in records]
+    per_config: dict[tuple[str, str, str], int] = {}
+    for r in records:
+        key = (r["system"], r["workload"], r["config"])
+        per_config[key] = per_config.get(key, 0) + 1
+    rounds = max(per_config.values(), default=0)
+    note = f"1-minute load average {min(loads):.2f}-{max(loads):.2f}" if loads else "no runs"
+    print(f"\n{len(records)} runs (up to {rounds} per configuration) from {', '.join(args.table)}; {note}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        return print_table(args)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # ends like Ctrl-C: the finally blocks run
     skipped: dict[str, str] = {}
     for system in args.system_list:
@@ -255,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
-        for round_no in range(args.runs):
+        for round_no in range(args.first_round - 1, args.first_round - 1 + args.runs):
             order = runnable if round_no % 2 == 0 else runnable[::-1]
             for system in order:
                 for workload in args.workloads:
