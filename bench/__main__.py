@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="worker class for rq-serviceq worker processes (default rq_serviceq.ServiceQWorker)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs directory")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead: rq-serviceq beside RQ, Celery, Dramatiq, arq, SAQ and BullMQ (python -m bench --peers --help)",
+    )
     args = parser.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = sorted(set(only) - set(names))
@@ -196,6 +201,11 @@ def machine(bench: Bench) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--peers" in argv:  # its own options (--systems, --only of workloads): its own parser
+        from .peers import run as peers
+
+        return peers.main([a for a in argv if a != "--peers"])
     args = parse_args(argv)
     if args.concurrency is not None:
         os.environ["RQ_SERVICEQ_CONCURRENCY"] = args.concurrency
