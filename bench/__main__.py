@@ -27,7 +27,7 @@ import rq
 
 from rq_serviceq.testing import RedisServer
 
-from .harness import SQ_ROOT, Bench, log, median
+from .harness import SQ_ROOT, Bench, fmt, log, median
 from .rows import ROWS, Row
 
 NO_RATIO = {"far_rtt"}
@@ -80,23 +80,6 @@ def label_for(template: str, bench: Bench) -> str:
         return f"{bench.n(float(base), int(minimum or 2)):,}"
 
     return re.sub(r"<([0-9.]+(?::[0-9]+)?)>", size, text)
-
-
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and math.isnan(value):
-        return "error"
-    v = abs(value)
-    if v >= 1000:
-        return f"{value:,.0f}"
-    if v >= 100:
-        return f"{value:.0f}"
-    if v >= 10:
-        return f"{value:.1f}"
-    if v >= 1 or v == 0:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
 
 
 def ratio(key: str, rq_value: float | None, sq_value: float | None) -> str:

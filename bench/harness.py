@@ -7,6 +7,7 @@ group: RQ's scheduler is a forked child) when the bench ends, however it ends.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -319,3 +320,20 @@ def command_calls(conn: Redis) -> dict[str, int]:
     """INFO commandstats as {command: calls} (commands run inside Lua scripts included)."""
     stats = conn.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isnan(value):
+        return "error"
+    v = abs(value)
+    if v >= 1000:
+        return f"{value:,.0f}"
+    if v >= 100:
+        return f"{value:.0f}"
+    if v >= 10:
+        return f"{value:.1f}"
+    if v >= 1 or v == 0:
+        return f"{value:.2f}"
+    return f"{value:.3f}"

@@ -25,6 +25,7 @@ from typing import Any
 
 from rq_serviceq.testing import RedisServer
 
+from ..harness import fmt
 from . import venvs
 from .plan import CONFIGS, LIMITS, MODULES, SIZES, SYSTEMS, WORKLOADS
 
@@ -170,17 +171,6 @@ ROWS = (
 )
 
 
-def fmt(value: float) -> str:
-    v = abs(value)
-    if v >= 1000:
-        return f"{value:,.0f}"
-    if v >= 100:
-        return f"{value:.0f}"
-    if v >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
 def best(
     records: list[dict[str, Any]], system: str, workload: str, field: str, higher: bool
 ) -> tuple[float, str, int, int] | None:
@@ -252,7 +242,9 @@ def print_table(args: argparse.Namespace) -> int:
     records = [r for r in records if r["system"] in args.system_list and r["workload"] in args.workloads]
     scales = {r["n"] / SIZES[r["workload"]] for r in records}
     scale = scales.pop() if len(scales) == 1 else args.scale
-    print(table(records, args.system_list, args.workloads, scale, {}), flush=True)
+    ran = {r["system"] for r in records}
+    systems = [s for s in args.system_list if s in ran]  # the systems the files hold, not an "error" per absent one
+    print(table(records, systems, args.workloads, scale, {}), flush=True)
     loads = [r["load_before"] for r in records] + [r["load_after"] for r in records]
     per_config: dict[tuple[str, str, str], int] = {}
     for r in records:

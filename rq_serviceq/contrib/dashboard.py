@@ -299,18 +299,13 @@ def _described(view: View) -> View:
     description (``myapp.tasks.send({...})``, from the service queue's task function now), and for a passed
     task its remark as the result and its ServiceQ meta (``ServiceQJob``, ``docs/rq.md``)."""
 
-    @wraps(view)
-    def described(**kwargs: Any) -> Any:
-        response = current_app.make_response(view(**kwargs))
-        data = response.get_json(silent=True)
-        if response.status_code != 200 or not isinstance(data, dict):
-            return response
+    def described(data: dict[str, Any]) -> dict[str, Any]:
         rows = data.get("jobs") if "jobs" in data else [data]
         if isinstance(rows, list):
             _fill(rows)
-        return jsonify(data), 200, NO_STORE
+        return data
 
-    return described
+    return _rewritten(view, described)
 
 
 def _fill(rows: list[Any]) -> None:
@@ -340,16 +335,21 @@ def _label(origin: str, labels: dict[str, str]) -> str:
 
 def _escaped(view: View, escaped_by_page: frozenset[str]) -> View:
     """rq-dashboard's JSON view, every string in its answer HTML-escaped but those under ``escaped_by_page``."""
+    return _rewritten(view, lambda data: _escape(data, escaped_by_page))
+
+
+def _rewritten(view: View, rewrite: Callable[[dict[str, Any]], Any]) -> View:
+    """rq-dashboard's JSON view with its answer (an object, status 200) passed through ``rewrite``."""
 
     @wraps(view)
-    def escaped(**kwargs: Any) -> Any:
+    def rewritten(**kwargs: Any) -> Any:
         response = current_app.make_response(view(**kwargs))
         data = response.get_json(silent=True)
         if response.status_code != 200 or not isinstance(data, dict):
             return response
-        return jsonify(_escape(data, escaped_by_page)), 200, NO_STORE
+        return jsonify(rewrite(data)), 200, NO_STORE
 
-    return escaped
+    return rewritten
 
 
 def _escape(value: Any, keep: frozenset[str]) -> Any:
