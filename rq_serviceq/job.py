@@ -16,7 +16,6 @@ import copy
 import json
 import weakref
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -25,18 +24,11 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from rq_serviceq.batch.push import PLACEHOLDER_FUNC
-from rq_serviceq.store.replies import decode_hash
+from rq_serviceq.store.replies import decode_hash, rq_date
 from rq_serviceq.task.imports import call_hook, resolve
 
 _PROTOTYPES: weakref.WeakKeyDictionary[Any, ServiceQJob] = weakref.WeakKeyDictionary()
 _DATES = (b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat")
-
-
-def _date(raw: bytes | str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def perform_outside_serviceq_worker(task: Any) -> None:
@@ -76,7 +68,7 @@ class ServiceQJob(Job):
         for field, raw in dates.items():
             if raw is not None:
                 raw_data[field] = raw
-                setattr(self, field.decode(), _date(raw))
+                setattr(self, field.decode(), rq_date(raw))
         self.enqueued_at = self.enqueued_at or self.created_at
         if not self.meta and self.sq.get("sq_final"):
             self.meta = self._ended_meta()

@@ -191,23 +191,15 @@ def _streamed(conn: Redis, keys: k.Keys, lease: float, groups: Iterator[list[lis
     except Exception as exc:  # a bad task in the second group: the first is written, as it would have been
         second, error = None, exc
     if second is None:
-        calls = _calls(first, keys)
-        yield from _results(keys, calls, scripts.push(conn, keys, lease, calls))
+        only = _calls(first, keys)
+        yield from _results(keys, only, scripts.push(conn, keys, lease, only))
         if error is not None:
             raise error
         return
-    sent: list[list[scripts.PushChunk]] = []
-
-    def calls_of(group_list: Iterable[list[list[bytes]]]) -> Iterator[list[scripts.PushChunk]]:
-        for group in group_list:
-            sent.append(_calls(group, keys))
-            yield sent[-1]
-
-    everything = calls_of(chain((first, second), groups))
-    with closing(scripts.push_streamed(conn, keys, lease, everything)) as streamed:  # closed: no reply left unread
-        for n, replies in enumerate(streamed):
-            yield from _results(keys, sent[n], replies)
-            sent[n] = []  # its results are given: let the chunks go
+    calls = (_calls(group, keys) for group in chain((first, second), groups))
+    with closing(scripts.push_streamed(conn, keys, lease, calls)) as streamed:  # closed: no reply left unread
+        for sent, replies in streamed:
+            yield from _results(keys, sent, replies)
 
 
 def _calls(chunks: list[list[bytes]], keys: k.Keys) -> list[scripts.PushChunk]:
@@ -215,7 +207,7 @@ def _calls(chunks: list[list[bytes]], keys: k.Keys) -> list[scripts.PushChunk]:
 
 
 def _results(
-    keys: k.Keys, calls: list[scripts.PushChunk], replies: Sequence[scripts.Pushed | None]
+    keys: k.Keys, calls: Sequence[scripts.PushChunk], replies: Sequence[scripts.Pushed | None]
 ) -> Iterator[PushResult]:
     """What the chunks wrote; a chunk Redis refused (None: its error follows) wrote nothing."""
     if any(reply is not None and reply.deleted for reply in replies):

@@ -11,16 +11,14 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq.utils import utcparse
 
 from rq_serviceq.models import BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
 from rq_serviceq.store import keys as k
 from rq_serviceq.store.keys import Ledger
-from rq_serviceq.store.replies import decode_hash, text
+from rq_serviceq.store.replies import decode_hash, rq_date, text
 
 PAGE_SIZE = 1000
 HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each batch end
@@ -243,7 +241,7 @@ def worker_reports(conn: Redis, keys: k.Keys, paused: bool = False) -> dict[str,
             continue
         fields = decode_hash(raw)
         wid = key.removeprefix(k.RQ_WORKER_PREFIX)
-        born = _rq_date(fields.get("birth"))
+        born = rq_seconds(fields.get("birth"))
         reports[wid] = WorkerReport(
             id=wid,
             created_at=born,
@@ -258,25 +256,15 @@ def worker_reports(conn: Redis, keys: k.Keys, paused: bool = False) -> dict[str,
 _WORKER_STATUS = {"suspended": Status.PAUSED}  # RQ's worker states; the rest (busy, idle, started) read RUNNING
 
 
-def _rq_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    return utcparse(value).timestamp()
-
-
 def redis_now(conn: Redis) -> float:
     secs, micros = conn.time()
     return secs + micros / 1_000_000
 
 
 def rq_seconds(value: bytes | str | None) -> float | None:
-    """An RQ date field (``2026-01-31T12:00:00.000000Z``) as seconds since the epoch; None for none or garbage."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(text(value)).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
+    """An RQ date field as seconds since the epoch; None for none or garbage."""
+    date = rq_date(value)
+    return date.timestamp() if date else None
 
 
 def _float(value: Any) -> float | None:

@@ -253,13 +253,14 @@ def requeue_all(queue_name: str) -> Any:
 
 def list_workers(instance_number: int) -> Any:
     """rq-dashboard's worker list (the same fields), reading the current jobs as JSON."""
+    labels: dict[str, str] = {}  # each service queue's task function, read once for the list
     workers = [
         {
             "name": worker.name,
             "pid": worker.pid,
             "queues": [queue.name for queue in worker.queues],
             "state": str(worker.get_state()),
-            "current_job": _current_job(worker),
+            "current_job": _current_job(worker, labels),
             "last_heartbeat": worker.last_heartbeat,
             "birth_date": worker.birth_date,
             "successful_job_count": worker.successful_job_count,
@@ -274,7 +275,7 @@ def list_workers(instance_number: int) -> Any:
     return jsonify(workers=workers), 200, NO_STORE
 
 
-def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
+def _current_job(worker: BaseWorker, labels: dict[str, str]) -> dict[str, Any] | str:
     job_id = worker.get_current_job_id()
     if job_id is None:
         return "idle"
@@ -283,7 +284,7 @@ def _current_job(worker: BaseWorker) -> dict[str, Any] | str:
     except (NoSuchJobError, ValueError):  # ValueError: not an id RQ fetches (letters, digits, _ and - only)
         return {"job_id": job_id, "description": "", "created_at": None, "call_string": job_id}
     try:
-        description = description_of(job, _label(job.origin, {}))
+        description = description_of(job, _label(job.origin, labels))
     except DeserializationError:
         description = job_id
     return {

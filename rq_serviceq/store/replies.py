@@ -3,6 +3,7 @@ them into ``str`` the same way, here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -16,3 +17,14 @@ def decode_hash(raw: Any) -> dict[str, str]:
         return {text(key): text(val) for key, val in raw.items()}
     items = [text(x) for x in raw]
     return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def rq_date(value: bytes | str | None) -> datetime | None:
+    """An RQ date field (``2026-01-31T12:00:00.000000Z``, ``utcformat``'s) as an aware datetime; None for none
+    or garbage.  ``fromisoformat``: RQ's own ``strptime`` was a tenth of a claimed task's cost."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(text(value)).replace(tzinfo=UTC)
+    except ValueError:
+        return None

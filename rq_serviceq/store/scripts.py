@@ -235,11 +235,16 @@ _scripts: dict[str, Script] = {}
 def _run(conn: Redis | Pipeline, name: str, keys: k.Keys, given: dict[str, Any], args: Sequence[Any] = ()) -> Any:
     """Run a script by SHA (loading it once), on a connection or inside a pipeline.  Only the typed
     wrappers below call it: each script's reply is unpacked in exactly one place."""
+    key_list, named = layout(name, keys, **given)
+    return _script(conn, name)(keys=key_list, args=[*named, *args], client=conn)
+
+
+def _script(conn: Redis | Pipeline, name: str) -> Script:
+    """Script ``name``, made once per process (its SHA is the same on every Redis)."""
     script = _scripts.get(name)
     if script is None:
         script = _scripts[name] = Script(conn, source(name))
-    key_list, named = layout(name, keys, **given)
-    return script(keys=key_list, args=[*named, *args], client=conn)
+    return script
 
 
 # --- one typed wrapper per script --------------------------------------------------------------
@@ -286,16 +291,14 @@ def _pushed(reply: list[Any]) -> Pushed:
 
 def push_streamed(
     conn: Redis, keys: k.Keys, finalize_lease: float, groups: Iterable[Sequence[PushChunk]]
-) -> Generator[list[Pushed | None], None, None]:
+) -> Generator[tuple[Sequence[PushChunk], list[Pushed | None]], None, None]:
     """PUSH group after group of chunks on a connection of its own, each group sent before the replies of
     the one before it are read: Redis runs one group while Python packs the next, where with a pipeline
     per group they took turns (each was about half of a million-task push).  Every reply is read and
-    yielded in order, so the caller learns exactly what was written; an error reply or a lost connection
-    is raised once the groups before it are yielded (the group after it may have been sent, and its
-    chunks are atomic: written whole, or not at all)."""
-    script = _scripts.get(PUSH)
-    if script is None:
-        script = _scripts[PUSH] = Script(conn, source(PUSH))
+    yielded in order with its group, so the caller learns exactly what was written; an error reply or a
+    lost connection is raised once the groups before it are yielded (the group after it may have been
+    sent, and its chunks are atomic: written whole, or not at all)."""
+    script = _script(conn, PUSH)
     key_list, named = layout(PUSH, keys, finalize_lease=finalize_lease)
     head = [b"EVALSHA", script.sha.encode(), b"%d" % len(key_list), *(_as_bytes(x) for x in (*key_list, *named))]
     if not conn.script_exists(script.sha)[0]:
@@ -317,13 +320,15 @@ def push_streamed(
             packed = b"".join(_packed(head, chunk) for chunk in group)
             connection.send_packed_command([packed], check_health=not waiting)
             if waiting:
-                replies, error = _replies(connection, len(waiting.pop()))
-                yield replies
+                sent = waiting.pop()
+                replies, error = _replies(connection, len(sent))
+                yield sent, replies
             waiting.append(group)
         if waiting:
-            replies, failed = _replies(connection, len(waiting.pop()))
+            sent = waiting.pop()
+            replies, failed = _replies(connection, len(sent))
             error = error or failed
-            yield replies
+            yield sent, replies
     except BaseException:
         connection.disconnect()  # replies may be left unread on it
         raise

@@ -101,11 +101,9 @@ class Journal:
             if not self._busy:
                 self._busy = True
                 if self._worker_key is not None:
-                    self._unsent.append(_command(b"HSET", self._worker_key, _CURRENT_JOB, job.id.encode()))
-                    self._replies += 1
+                    self._queue(b"HSET", self._worker_key, _CURRENT_JOB, job.id.encode())
                 if self._key is not None:
-                    self._unsent.append(_command(b"EXPIRE", self._key, b"%d" % TTL))
-                    self._replies += 1
+                    self._queue(b"EXPIRE", self._key, b"%d" % TTL)
             self._entry(f"s{job.id}{SEP}{job.claim}", send=True)
 
     def state(self, state: str) -> None:
@@ -114,8 +112,7 @@ class Journal:
         if self._worker_key is None or self._closed:  # closed: RQ deletes the worker's hash next
             return
         with self._lock:
-            self._unsent.append(_command(b"HSET", self._worker_key, b"state", state.encode()))
-            self._replies += 1
+            self._queue(b"HSET", self._worker_key, b"state", state.encode())
             self._send_now()
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
@@ -135,8 +132,7 @@ class Journal:
         with self._lock:
             try:
                 if self._busy and self._worker_key is not None:
-                    self._unsent.append(_command(b"HDEL", self._worker_key, _CURRENT_JOB))
-                    self._replies += 1
+                    self._queue(b"HDEL", self._worker_key, _CURRENT_JOB)
                 self._busy = False
                 self._send()
                 while self._owed:
@@ -154,6 +150,11 @@ class Journal:
                 self._pool.release(self._conn)
                 self._conn = None
 
+    def _queue(self, *parts: bytes) -> None:
+        """A command to go out with the next send, owing one reply (the caller holds the lock)."""
+        self._unsent.append(_command(*parts))
+        self._replies += 1
+
     def _send_now(self) -> None:
         try:
             self._send()
@@ -164,9 +165,8 @@ class Journal:
         """Send what waits, the entries as one RPUSH (the caller holds the lock)."""
         if self._entries:
             assert self._key is not None
-            self._unsent.append(_command(b"RPUSH", self._key, *self._entries))
+            self._queue(b"RPUSH", self._key, *self._entries)
             self._entries = []
-            self._replies += 1
         if not self._unsent:
             return
         if self._conn is None:

@@ -229,14 +229,13 @@ class ServiceQWorker(SimpleWorker):
     def set_state(self, state: str, pipeline: Any = None) -> None:
         """RQ's worker state: kept here at once (RQ's warm shutdown reads it), told to Redis on the journal's
         connection without waiting (only tools read it); RQ's own writes in a pipeline go as RQ sends them."""
-        if pipeline is not None or not hasattr(self, "_journal"):
-            if pipeline is not None:
-                super().set_state(state, pipeline)
-            else:
-                self._with_redis("state update", lambda: super(ServiceQWorker, self).set_state(state))
-            return
-        self._state = state
-        self._journal.state(state)
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+        elif not hasattr(self, "_journal"):  # RQ's __init__, before this class's has made the journal
+            self._with_redis("state update", lambda: super(ServiceQWorker, self).set_state(state))
+        else:
+            self._state = state
+            self._journal.state(state)
 
     def _with_redis(self, what: str, call: Callable[[], T]) -> T:
         """Retry through a Redis restart, network cut or full Redis (``Outage.through``); a stop request ends
@@ -402,13 +401,12 @@ class ServiceQWorker(SimpleWorker):
                 pipe.lrange(self.sq_keys.journal(self.name), 0, -1)
                 *rows, entries = pipe.execute()
             started = journal.starts(entries)
-            mine = [
-                (task_id, replies.text(token))
-                for task_id, (owner, token) in zip(ids, rows, strict=True)
-                if owner is not None and replies.text(owner) == self.name and token
-                and not replies.text(token).startswith("-")  # let go already
-                and started.get(task_id) != replies.text(token)
-            ]  # fmt: skip
+            mine: list[tuple[str, str]] = []
+            for task_id, (owner, token) in zip(ids, rows, strict=True):
+                claim = replies.text(token or b"")
+                ours = owner is not None and replies.text(owner) == self.name
+                if ours and claim and not claim.startswith("-") and started.get(task_id) != claim:  # "-": let go
+                    mine.append((task_id, claim))
             release(conn, self.sq_keys, self.name, self._settings(), mine, self.lease_seconds)
         except redis.exceptions.RedisError:
             self.log.warning("could not give back this worker's unstarted tasks; their leases will run out")

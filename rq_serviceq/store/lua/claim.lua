@@ -100,7 +100,7 @@ if want > 1 then
 end
 local cfg = retry_config()
 flush()  -- the stopped batches' lost tasks above were unleased: not to be read again below
-local picked = {}  -- {id, its job hash (flat) when already read}
+local picked = {}  -- {id, its job hash (flat) and that as a table, when already read}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.leases, '-inf', k.now, 'LIMIT', 0, want)) do
   local again, bid = take_over(id, cfg)
   if again then picked[#picked + 1] = {id} end
@@ -120,7 +120,7 @@ while #picked < want do
     local h = hash_of(flat)
     local kind = kind_of(h.sq_batch, h.sq_final, h.status, h.data)
     if kind == 'foreign' then refuse_foreign(id) end
-    if kind == 'task' then picked[#picked + 1] = {id, flat} end
+    if kind == 'task' then picked[#picked + 1] = {id, flat, h} end
     if kind == 'requeued' then
       local nid = adopt_requeued(id)
       if nid then picked[#picked + 1] = {nid} end
@@ -142,7 +142,7 @@ for _, entry in ipairs(picked) do
   local id = entry[1]
   local jk = k.job_prefix .. id
   local flat = entry[2] or redis.call('HGETALL', jk)
-  local h = hash_of(flat)
+  local h = entry[3] or hash_of(flat)
   if #flat == 0 then
     defer('zrem', k.leases, id)  -- deleted by RQ's tools: RECONCILE counts it through its batch
   elseif batch_is_stopped(h.sq_batch) then

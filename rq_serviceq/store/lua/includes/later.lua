@@ -4,7 +4,7 @@
 -- own reads does not matter are deferred: a member added or removed here is not read back by the same
 -- script before flush() (the scripts that read a deferred key mid-way call flush() first).
 local later = {zadd = {}, zrem = {}, srem = {}, rpush = {}, hincr = {}}
-local later_keys = {}  -- kind .. key, in the order first met, so that flushing is deterministic
+local later_keys = {}  -- {kind, key}, in the order first met, so that flushing is deterministic
 
 local OPPOSITE = {zadd = 'zrem', zrem = 'zadd'}
 local flush
@@ -32,9 +32,9 @@ local function later_hincr(key, field, n)
 end
 
 local CHUNK = 1000  -- members per command: Lua's unpack has a stack limit
+local COMMAND = {zadd = 'ZADD', zrem = 'ZREM', srem = 'SREM', rpush = 'RPUSH'}
 
 flush = function()
-  local COMMAND = {zadd = 'ZADD', zrem = 'ZREM', srem = 'SREM', rpush = 'RPUSH'}
   for _, kk in ipairs(later_keys) do
     local kind, key = kk[1], kk[2]
     local values = later[kind][key]
