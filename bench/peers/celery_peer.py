@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import celery
 from celery import Celery, chord, group
 
-from . import harness
-from .timing import PAYLOAD, begin, end, mark_callback
+from . import harness, timing
+from .timing import PAYLOAD, mark_callback
 
 QUEUE = "celery"
 CHUNK = 1000
@@ -32,23 +31,12 @@ app.conf.update(
 )
 
 
-def _noop(payload: Any) -> None:
-    begin()
-    end()
-
-
-def _sleep10(payload: Any) -> None:
-    begin()
-    time.sleep(0.01)
-    end()
-
-
 def _on_done(results: Any) -> None:
     mark_callback()
 
 
-noop = app.task(name="bench.noop")(_noop)
-sleep10 = app.task(name="bench.sleep10")(_sleep10)
+noop = app.task(name="bench.noop")(timing.noop)
+sleep10 = app.task(name="bench.sleep10")(timing.sleep10)
 on_done = app.task(name="bench.on_done")(_on_done)
 
 

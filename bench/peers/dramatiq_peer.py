@@ -8,8 +8,6 @@ Redis).  "All done": the queue's list and its message hash empty.
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any
 
 import dramatiq
 from dramatiq import group
@@ -17,8 +15,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import GroupCallbacks
 from dramatiq.rate_limits.backends import RedisBackend
 
-from . import harness
-from .timing import PAYLOAD, begin, end, mark_callback
+from . import harness, timing
+from .timing import PAYLOAD, mark_callback
 
 URL = harness.redis_url()
 QUEUE = "dramatiq:default"
@@ -29,23 +27,12 @@ broker.add_middleware(GroupCallbacks(RedisBackend(url=URL)))
 dramatiq.set_broker(broker)
 
 
-def _noop(payload: Any) -> None:
-    begin()
-    end()
-
-
-def _sleep10(payload: Any) -> None:
-    begin()
-    time.sleep(0.01)
-    end()
-
-
 def _on_done() -> None:
     mark_callback()
 
 
-noop = dramatiq.actor(actor_name="noop")(_noop)
-sleep10 = dramatiq.actor(actor_name="sleep10")(_sleep10)
+noop = dramatiq.actor(actor_name="noop")(timing.noop)
+sleep10 = dramatiq.actor(actor_name="sleep10")(timing.sleep10)
 on_done = dramatiq.actor(actor_name="on_done")(_on_done)
 
 

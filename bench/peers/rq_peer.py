@@ -9,7 +9,6 @@ the finished registry holding every job.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,12 @@ from rq.job import Dependency
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
 from . import harness
-from .timing import PAYLOAD, begin, end, mark_callback
+from .timing import PAYLOAD, mark_callback
 
 QUEUE = "benchrq"
 HERE = "bench.peers.rq_peer"  # by name: this module runs as __main__ in the adapter
+TIMING = "bench.peers.timing"  # the task functions every system shares
 CHUNK = 1000
-
-
-def noop(task: Any) -> None:
-    begin()
-    end()
-
-
-def sleep10(task: Any) -> None:
-    begin()
-    time.sleep(0.01)
-    end()
 
 
 def callback() -> None:
@@ -54,7 +43,7 @@ class RQAdapter(harness.Adapter):
         return [Queue.prepare_data(func, args=(PAYLOAD,)) for _ in range(count)]
 
     def enqueue(self, n: int, kind: str) -> float | None:
-        func = f"{HERE}.sleep10" if kind == "sleep" else f"{HERE}.noop"
+        func = f"{TIMING}.sleep10" if kind == "sleep" else f"{TIMING}.noop"
         for start in range(0, n, CHUNK):
             with self.redis.pipeline() as pipe:
                 self.queue.enqueue_many(self._datas(func, min(CHUNK, n - start)), pipeline=pipe)
@@ -84,7 +73,7 @@ class RQAdapter(harness.Adapter):
         group = Group.create(connection=self.redis)
         jobs: list[Any] = []
         for start in range(0, n, CHUNK):
-            jobs += group.enqueue_many(self.queue, self._datas(f"{HERE}.noop", min(CHUNK, n - start)))
+            jobs += group.enqueue_many(self.queue, self._datas(f"{TIMING}.noop", min(CHUNK, n - start)))
         self.queue.enqueue(f"{HERE}.callback", depends_on=Dependency(jobs=jobs))
         self.expected_extra = 4 if tag == "main" else 0  # its callback, and the warm-up's 2 tasks and callback
         return None

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from typing import Any
 
 PAYLOAD = {"user_id": 12345, "action": "resize", "size": [640, 480], "tag": "bench"}
 
@@ -48,6 +49,19 @@ def end() -> None:
     path = os.environ.get("BENCH_TIMING")
     if reached and path and _first is not None:
         _write(path, {"first": _first, "last": now, "count": _target, "pid": os.getpid()})
+
+
+def noop(*_: Any) -> None:
+    """The no-op task (W1-W4), however its system calls it."""
+    begin()
+    end()
+
+
+def sleep10(*_: Any) -> None:
+    """The 10 ms I/O-bound task (W5)."""
+    begin()
+    time.sleep(0.01)
+    end()
 
 
 def mark_callback() -> None:
