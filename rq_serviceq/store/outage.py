@@ -72,8 +72,13 @@ def expected(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "OOM"))
 
 
+def refused_for_memory(exc: BaseException) -> bool:
+    """Redis is full (OOM): it refused a write, and reads still work."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM")
+
+
 def _state(exc: BaseException) -> str:
-    if isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM"):
+    if refused_for_memory(exc):
         return "full (maxmemory reached; writes refused)"
     if str(exc).startswith("BUSY"):
         return "busy running a script"
@@ -121,7 +126,7 @@ class Outage:
         """A Redis call failed for an expected reason: the first line of an outage, or a reminder a minute."""
         with self._lock:
             now = self.clock()
-            full = _state(exc).startswith("full")
+            full = refused_for_memory(exc)
             self._full = full or (self._full and self.since is not None)
             if self.since is None:
                 self.since = self._reminded = now

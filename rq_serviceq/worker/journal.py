@@ -46,7 +46,7 @@ from redis import Redis
 
 from rq_serviceq.job import ServiceQJob
 from rq_serviceq.store.connection import own_connection
-from rq_serviceq.store.outage import Outage, expected
+from rq_serviceq.store.outage import Outage, expected, refused_for_memory
 from rq_serviceq.task.remarks import Outcome
 
 SEP = "\x1f"  # ASCII unit separator: cannot clash with a task id, a claim token or a verdict
@@ -180,9 +180,12 @@ class Journal:
 
         Redis unreachable is the worker's outage, said once however many writes fail (the journal may be
         the first to meet it), and not again just after it (a connection held across the outage fails
-        once more); anything else is worth a warning, once until a sync works again."""
+        once more).  A full Redis is left to the worker's own writes, which wait until one lands: begun
+        by a journal write, whose loss is nobody's wait, the outage was ended by the worker's next read
+        and a probe write that fitted, and begun again at its next write, a line each way each time.
+        Anything else is worth a warning, once until a sync works again."""
         if self._outage is not None and expected(exc):
-            if not self._outage.lately_away():
+            if not refused_for_memory(exc) and not self._outage.lately_away():
                 self._outage.failed(exc, "task journal write")
         elif not self._failing:
             logger.warning("task journal write failed (%s: %s); the settle records these outcomes",
