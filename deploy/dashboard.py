@@ -66,8 +66,8 @@ import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, request
 
-from rq_serviceq.store.connection import redis_url as serviceq_redis_url
 from rq_serviceq.contrib.dashboard import REQUEUE_ENDPOINTS, install
+from rq_serviceq.store.connection import redis_url as serviceq_redis_url
 
 URL_PREFIX = "/rq"
 

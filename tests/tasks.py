@@ -90,6 +90,14 @@ def slow(task: dict[str, Any]) -> bool:
     return True
 
 
+def spin(task: dict[str, Any]) -> bool:
+    """Busy in Python (never in C) for task['seconds']: a time limit stops it in any thread."""
+    until = time.monotonic() + task.get("seconds", 0)
+    while time.monotonic() < until:
+        pass
+    return True
+
+
 def store_report(report: dict[str, Any]) -> None:
     conn = _conn()
     conn.rpush("test:batch_end", json.dumps(report))

@@ -43,10 +43,12 @@ class Claimant:
     keeper: LeaseKeeper
     retrying: Retrying = once
 
-    def claim(self, settings: Settings, count: int) -> Claim:
-        """Claim up to ``count`` tasks (and maybe batch work) and keep their leases from now on."""
+    def claim(self, settings: Settings, count: int, retrying: Retrying | None = None) -> Claim:
+        """Claim up to ``count`` tasks (and maybe batch work) and keep their leases from now on; ``retrying``
+        (the claimant's own by default) is how Redis is reached."""
         lease = self.keeper.lease
-        got = self.retrying("claim", lambda: claim(self.conn, self.keys, self.name, settings, count, lease))
+        reach = retrying or self.retrying
+        got = reach("claim", lambda: claim(self.conn, self.keys, self.name, settings, count, lease))
         self.keeper.hold([job.id for job in got.jobs])
         return got
 
@@ -154,7 +156,9 @@ class GroupSizer:
         if settings.resting_period > 0:
             return 1
         per_slot = self.seconds / max(self.task_seconds, 1e-4)
-        return max(1, min(self.most, int(per_slot * concurrency)))
+        size = max(1, min(self.most, int(per_slot * concurrency)))
+        # Whole rounds of the slots: 33 tasks on 8 slots take five task lengths, 32 four.
+        return size - size % concurrency if size > concurrency else size
 
     def deadline(self) -> float:
         """The ``perf_counter()`` time past which a group starting now gives its unstarted tasks back:

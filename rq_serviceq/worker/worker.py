@@ -50,6 +50,7 @@ from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.imports import call_hook
 from rq_serviceq.task.remarks import Verdict
 from rq_serviceq.worker import control, journal
+from rq_serviceq.worker.ahead import ClaimAhead
 from rq_serviceq.worker.claim import Claim, leave, release
 from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, process
 from rq_serviceq.worker.journal import Journal
@@ -87,6 +88,7 @@ class ServiceQWorker(SimpleWorker):
     max_reconnect_wait: float = 5.0  # longest pause between attempts to reach Redis again
     runner_class: type[Runner] = Runner  # how a group runs: in this process (threads, asyncio) or forked
     max_backoff: float = 30.0  # longest wait before trying a task function that did not import again
+    claim_ahead: bool = True  # claim the next group while this one runs, when tasks are short (``ahead.py``)
 
     def __init__(self, queues: str | Queue | Sequence[str | Queue], *args: Any, **kwargs: Any) -> None:
         name = _service_name(queues)
@@ -110,6 +112,7 @@ class ServiceQWorker(SimpleWorker):
         self._runner: Runner | None = None
         self._keeper = LeaseKeeper(self.connection, self.sq_keys, self.lease_seconds, self.log, self._outage)
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
+        self._ahead = ClaimAhead(self._claimant)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
         self._journal = Journal(
@@ -186,6 +189,7 @@ class ServiceQWorker(SimpleWorker):
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
         runner = self._runner_for(settings)
+        self._ahead.send(settings, self._ahead_count(settings, len(group), runner))
         gate = Gate(self._must_not_start, self._sizer.deadline(), self._start_lock, self._journal, self._exiting)
         processed = process(self._claimant, settings, group, runner, gate, self._report)
         self._sizer.learn(processed.seconds, len(processed.done), runner.concurrency)
@@ -371,6 +375,7 @@ class ServiceQWorker(SimpleWorker):
         return self._cold_stop
 
     def teardown(self) -> None:
+        self._ahead.close()  # what a claim still in flight leases is given back below with the rest
         self._keeper.close()
         if not self._gave_up:  # else Redis is away: what this worker holds comes back as its leases run out
             self._give_back_leftovers()
@@ -465,12 +470,30 @@ class ServiceQWorker(SimpleWorker):
         return self.sq_settings
 
     def _claim(self) -> Claim:
-        """Claim a group (its leases kept from now on by the keeper), no bigger than ``--max-jobs`` leaves."""
+        """Claim a group (its leases kept from now on by the keeper), no bigger than ``--max-jobs`` leaves:
+        the one claimed while the last group ran, if it brought work; else a claim made now, which also
+        brings the news an early one could not (nothing left, a batch to wait for)."""
+        early = self._ahead.take()
+        if early is not None and (early.jobs or early.finalize_batch):
+            self.sq_settings = early.settings
+            return early
         settings = self._settings()
         count = self._sizer.size(settings, self._concurrency(settings))
         got = self._claimant.claim(settings, count if self._tasks_left is None else min(count, self._tasks_left))
         self.sq_settings = got.settings
         return got
+
+    def _ahead_count(self, settings: Settings, group: int, runner: Runner) -> int:
+        """How many tasks to claim while a group of ``group`` runs: none unless tasks here have been taking
+        at most twice ``group_seconds`` a slot (tasks claimed early then wait no longer than that for one),
+        none with a resting period (the seed's pause between pops) or a work horse per task."""
+        learned = self._sizer.task_seconds
+        if not self.claim_ahead or runner.isolated or settings.resting_period or self._stop_requested:
+            return 0
+        if not learned or learned > 2 * self.group_seconds:
+            return 0
+        count = self._sizer.size(settings, runner.concurrency)
+        return count if self._tasks_left is None else min(count, self._tasks_left - group)
 
     def _concurrency(self, settings: Settings) -> int:
         return int(os.environ.get(CONCURRENCY_ENV) or settings.concurrency)

@@ -11,7 +11,7 @@ from redis import Redis
 
 from rq_serviceq import ForkingServiceQWorker, ServiceQ
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import drain, text, wait_until
 
 
 def test_threads_run_tasks_at_once(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
@@ -63,6 +63,23 @@ def test_forking_worker_runs_each_task_in_its_own_process(make_sq: Callable[...,
     ForkingServiceQWorker("forky-pending", connection=sq.connection).work(burst=True, logging_level="WARNING")
     pids = {q["remark"].split("|")[1].strip() for q in sq.get_batch_report()["passed_tasks"]}
     assert len(pids) == 3 and str(os.getpid()) not in pids
+
+
+def test_tasks_claimed_while_a_slow_task_runs_keep_their_lease_and_run_once(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    """A worker of quick tasks claims its next group as a group starts (``worker/ahead.py``).  When a task
+    in the running group outlasts the lease, the early group's leases are renewed meanwhile: were they let
+    lapse, a claim would hand those tasks out again while this worker still means to run them."""
+    sq = make_sq("ahead", worker_count=0, concurrency=1)
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0} for i in range(150)] + [{"i": 150, "seconds": 3.0}]
+                 + [{"i": i, "seconds": 0} for i in range(151, 300)])  # fmt: skip
+    tasks.ShortLeaseWorker("ahead-pending", connection=conn).work(burst=True, logging_level="WARNING")
+    starts = [text(x).split(":")[1] for x in conn.lrange("test:starts", 0, -1)]
+    assert sorted(starts, key=int) == [str(i) for i in range(300)]  # each started once
+    report = sq.get_batch_report()
+    assert (report["total_success"], report["total_failed"]) == (300, 0)
 
 
 def test_warm_shutdown_gives_unstarted_tasks_back(

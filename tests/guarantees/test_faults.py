@@ -187,6 +187,23 @@ def test_a_hanging_task_times_out(make_sq: Callable[..., ServiceQ], concurrency:
         assert remark == "RETRY | TaskTimeout: abandoned after 2.5 s"
 
 
+def test_a_task_thread_past_its_time_limit_is_stopped_and_its_neighbours_are_not(
+    make_sq: Callable[..., ServiceQ],
+) -> None:
+    """One watchdog thread keeps every task thread's time limit: the task over it ends with TaskTimeout at
+    its limit, the hundreds of quick tasks around it (each armed and disarmed) are left alone."""
+    sq = make_sq("drag", worker_count=0, concurrency=4)
+    sq.set_limits(task_timeout=0.3)
+    sq.set_task_function(tasks.spin)
+    sq.push_many([{"seconds": 0.001} for _ in range(300)] + [{"seconds": 30}] + [{"seconds": 0} for _ in range(300)])
+    started = time.monotonic()
+    drain(sq)
+    assert time.monotonic() - started < 10
+    report = sq.get_batch_report()
+    assert report["total_success"] == 600
+    assert [q["remark"] for q in report["failed_tasks"]] == ["RETRY | TaskTimeout: timed out after 0.3 s"]
+
+
 def test_batch_end_callback_that_raises_is_retried_and_recorded(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)

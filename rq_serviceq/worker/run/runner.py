@@ -1,7 +1,7 @@
 """``Runner``: a claimed group of tasks one after another, on threads (``concurrency`` > 1) or on one
 event loop (``async def`` task functions).
 
-Threads come from ``_DaemonPool`` rather than ThreadPoolExecutor, so a thread stuck in a hung task can be
+Threads come from ``DaemonPool`` rather than ThreadPoolExecutor, so a thread stuck in a hung task can be
 abandoned and never keeps the worker from exiting.
 """
 
@@ -43,7 +43,7 @@ class Runner:
 
     def __init__(self, concurrency: int = 1) -> None:
         self.concurrency = max(1, concurrency)
-        self._pool: _DaemonPool | None = None
+        self._pool: DaemonPool | None = None
 
     def run(self, settings: Settings, jobs: list[ServiceQJob], gate: Gate | None = None) -> GroupResult:
         """Run the group; tasks the gate does not admit (a stop or pause was asked for, or the group's
@@ -106,7 +106,7 @@ class Runner:
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
     ) -> GroupResult:
         if self._pool is None:
-            self._pool = _DaemonPool(self.concurrency)
+            self._pool = DaemonPool(self.concurrency)
 
         def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
             if not gate.admit(job, started):
@@ -129,7 +129,7 @@ class Runner:
                 gate.ended(job, abandoned)
                 outcomes.append(abandoned)
                 self._pool.abandon()
-                self._pool = _DaemonPool(self.concurrency)
+                self._pool = DaemonPool(self.concurrency)
         return _collect(jobs, outcomes)
 
     def _run_async(
@@ -142,17 +142,17 @@ class Runner:
         return _collect(jobs, asyncio.run(run_all()))
 
 
-class _DaemonPool:
+class DaemonPool:
     """A fixed set of daemon threads.  Unlike ThreadPoolExecutor, whose threads are joined at
     interpreter exit, an abandoned thread stuck in a hung task cannot keep the worker from exiting."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, name: str = "serviceq-task") -> None:
         self._work: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
         self._size = size
         for n in range(size):
-            threading.Thread(target=self._serve, name=f"serviceq-task-{n}", daemon=True).start()
+            threading.Thread(target=self._serve, name=f"{name}-{n}", daemon=True).start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         fut: Future[Any] = Future()
