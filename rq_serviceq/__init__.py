@@ -6,7 +6,7 @@ from rq_serviceq.models import BatchEvent, BatchReport, BatchSummary, QTask, Set
 from rq_serviceq.serviceq import RedisFull, RedisUnavailable, ServiceQ
 from rq_serviceq.store.connection import connect
 from rq_serviceq.store.state import ServiceQDeleted
-from rq_serviceq.task.remarks import NoRetry
+from rq_serviceq.task.remarks import NoRetry, Retry, Throttle
 from rq_serviceq.worker.run import current_qtask
 from rq_serviceq.worker.worker import ForkingServiceQWorker, ServiceQWorker
 
@@ -20,6 +20,7 @@ __all__ = [
     "QTask",
     "RedisFull",
     "RedisUnavailable",
+    "Retry",
     "ServiceQ",
     "ServiceQDeleted",
     "ServiceQJob",
@@ -27,6 +28,7 @@ __all__ = [
     "Settings",
     "Status",
     "StatusInfo",
+    "Throttle",
     "WorkerReport",
     "connect",
     "current_qtask",

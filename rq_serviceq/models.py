@@ -33,6 +33,11 @@ Concurrency = Annotated[StrictInt, Field(ge=1, le=1024)]  # tasks one worker pro
 RetryLimit = Annotated[StrictInt, Field(ge=0, le=MAX_RETRY_LIMIT)]
 Timeout = Annotated[float, Strict(), Field(gt=0, le=DAY, allow_inf_nan=False)]
 
+# At most this many task starts a second (a start every 1e-6 s: past that a limit limits nothing).
+MAX_RATE_LIMIT = 1_000_000
+RateLimit = Annotated[float, Strict(), Field(gt=0, le=MAX_RATE_LIMIT, allow_inf_nan=False)]
+RateBurst = Annotated[StrictInt, Field(ge=1, le=MAX_RATE_LIMIT)]
+
 DEFAULT_REPORT_TTL = 7 * DAY
 DEFAULT_MAX_TASK_BYTES = 512 * 1024
 
@@ -79,6 +84,10 @@ class WorkerConfig(_Strict):
     resting_period: Seconds = 0.0
     auto_start: StrictBool = True
     concurrency: Concurrency = 1
+    # Task starts a second across every worker (None: no limit), and how many may start at once after an
+    # idle spell (None: one second's worth).  Enforced inside the claim, on Redis' clock (lua/includes/rate.lua).
+    rate_limit: RateLimit | None = None
+    rate_burst: RateBurst | None = None
 
 
 class RetryConfig(_Strict):
@@ -208,14 +217,22 @@ class StatusInfo(BaseModel):
     failed_q_length: int = 0  # RQ's failed registry
     worker_reports: dict[str, WorkerReport] = {}
     task_function_errors: dict[str, str] = {}  # live workers that cannot import the task function, and why
+    # The start budget (set_worker_config(rate_limit=...), a task's Throttle): lua/includes/rate.lua.
+    rate_limit: float | None = None  # task starts a second allowed, across every worker (None: no limit)
+    rate_burst: int | None = None  # starts allowed at once after an idle spell (None: one second's worth)
+    start_rate: float | None = None  # tasks claimed a second over the last 5-10 s (with a limit or a throttle)
+    held_back: bool = False  # a claim in the last 2 s took fewer tasks than it could, for the limit or a throttle
+    throttled_until: float | None = None  # no task starts before this (Redis' clock), after a task's Throttle
+    throttle_remark: str | None = None  # that task's remark
 
 
 class BatchEvent(BaseModel):
     """One entry of a service queue's progress feed (``ServiceQ.events``).
 
-    ``type`` is opened, progress, paused, resumed, stopped, ended (the batch's last
-    task was counted) or finished (its report and batch-end callback are done;
-    ``status`` says FINISHED or STOPPED).  A progress event carries the batch's
+    ``type`` is opened, progress, paused, resumed, stopped, throttled (a task raised
+    ``Throttle``: no start until ``until``), ended (the batch's last task was counted)
+    or finished (its report and batch-end callback are done; ``status`` says FINISHED
+    or STOPPED).  A progress event carries the batch's
     ledger after the step (``submitted``, ``passed``, ``failed``, ``pending``) and
     how many tasks that step scheduled to retry (``retried``).
     """
@@ -230,6 +247,8 @@ class BatchEvent(BaseModel):
     failed: int | None = None
     pending: int | None = None
     retried: int | None = None
+    until: float | None = None  # throttled: no task starts before this (Redis' clock)
+    remark: str | None = None  # throttled: the remark of the task that raised Throttle
 
 
 class QueueLengths(BaseModel):

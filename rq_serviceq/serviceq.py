@@ -161,11 +161,17 @@ class ServiceQ:
         resting_period: float = _UNSET,
         auto_start: bool = _UNSET,
         concurrency: int = _UNSET,
+        rate_limit: float | None = _UNSET,
+        rate_burst: int | None = _UNSET,
     ) -> None:
         """Change the worker settings given; the others keep their value.
 
         ``concurrency`` is how many tasks one worker process runs at once (threads, or one
         event loop for ``async def`` task functions); 1 runs them one after another.
+        ``rate_limit`` is the most task starts a second for this service queue across every worker on
+        every machine (``None``: no limit; 0.5 is a start every 2 s), ``rate_burst`` how many may start
+        at once after an idle spell (``None``: one second's worth).  Claims never take more than the
+        budget, so no worker holds tasks it may not start (docs/configuration.md: sizing one).
         """
         self._update(
             WorkerConfig,
@@ -174,6 +180,8 @@ class ServiceQ:
             resting_period=resting_period,
             auto_start=auto_start,
             concurrency=concurrency,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
         )
 
     def set_retry_config(self, *, retry_limit: int = _UNSET, loop_backoff: float = _UNSET) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis import Redis
 
-from rq_serviceq import NoRetry, ServiceQWorker, current_qtask
+from rq_serviceq import NoRetry, Retry, ServiceQWorker, Throttle, current_qtask
 from rq_serviceq.store.keys import Keys
 from rq_serviceq.store.replies import text
 
@@ -96,6 +96,20 @@ def spin(task: dict[str, Any]) -> bool:
     while time.monotonic() < until:
         pass
     return True
+
+
+def pushes_back(task: dict[str, Any]) -> tuple[bool, str]:
+    """Records (Redis time, task number) as it starts; the first attempt of a task with task['retry_after']
+    raises Retry(after=...), with task['throttle'] Throttle(after=...); then it passes."""
+    conn = _conn()
+    secs, micros = conn.time()
+    conn.rpush("test:starts", f"{secs + micros / 1e6:.6f}:{task.get('i')}")
+    if not (current_qtask() or {}).get("total_retry_attempts"):
+        if "retry_after" in task:
+            raise Retry(after=task["retry_after"], message="provider busy")
+        if "throttle" in task:
+            raise Throttle(after=task["throttle"], message="429 from the provider")
+    return True, "SUCCESS | sent"
 
 
 def store_report(report: dict[str, Any]) -> None:

@@ -69,5 +69,7 @@ def parse(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent:
         batch_id=values.get("batch", ""),
         time=int(eid.split("-")[0]) / 1000,
         status=values.get("status"),
+        until=float(values["until"]) if "until" in values else None,
+        remark=values.get("remark"),
         **counters,
     )

@@ -59,7 +59,7 @@ def settle(
         conn,
         keys,
         scripts.Ending.of(worker_name, settings, lease),
-        [(job.id, job.claim, outcome.verdict.value, outcome.remark) for job, outcome in outcomes],
+        [(job.id, job.claim, outcome.sent, outcome.remark) for job, outcome in outcomes],
     )
 
 

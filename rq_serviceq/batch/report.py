@@ -117,12 +117,16 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         pipe.zcard(keys.finished)
         pipe.zcard(keys.failed)
         pipe.hgetall(keys.task_function_errors)
+        pipe.hgetall(keys.rate)
         pipe.time()
-        queued, waiting, passed, failed, errors, (secs, micros) = pipe.execute()
+        queued, waiting, passed, failed, errors, raw_rate, (secs, micros) = pipe.execute()
     workers = worker_reports(conn, keys, paused=status == Status.PAUSED)
+    now = secs + micros / 1e6
+    budget = start_budget(settings, decode_hash(raw_rate), now)
     return StatusInfo(
         **(batch.model_dump(include=_BATCH_IN_STATUS) if batch else {}),
-        eta_seconds=eta_seconds(batch, secs + micros / 1e6) if batch else None,
+        **budget,
+        eta_seconds=eta_seconds(batch, now, settings.rate_limit, budget["throttled_until"]) if batch else None,
         status=status,
         pending_q_length=queued + waiting,
         waiting_retries=waiting,
@@ -145,15 +149,58 @@ def history(conn: Redis, keys: k.Keys, settings: Settings, offset: int = 0, limi
     return found
 
 
-def eta_seconds(batch: BatchSummary, now: float) -> float | None:
-    """Time left in the batch at the throughput so far; None until a task has ended."""
+def eta_seconds(
+    batch: BatchSummary, now: float, rate_limit: float | None = None, throttled_until: float | None = None
+) -> float | None:
+    """Time left in the batch at the throughput so far, no faster than the rate limit, after any throttle;
+    None until a task has ended."""
     done = batch.total_success + batch.total_failed
     if batch.total_pending == 0:
         return 0.0 if done else None
     if not done or batch.start_time is None or batch.end_time is not None:
         return None
     elapsed = max(now - batch.start_time, 1e-6)
-    return round(batch.total_pending * elapsed / done, 3)
+    left = batch.total_pending * elapsed / done
+    if rate_limit:
+        left = max(left, batch.total_pending / rate_limit)
+    if throttled_until and throttled_until > now:
+        left += throttled_until - now
+    return round(left, 3)
+
+
+RATE_WINDOW = 5.0  # lua/includes/rate.lua's RATE_WINDOW
+HELD_BACK_SECONDS = 2.0
+
+
+def start_budget(settings: Settings, rate: dict[str, str], now: float) -> dict[str, Any]:
+    """Status info's start-budget fields, from the settings and the hash ``lua/includes/rate.lua`` keeps."""
+
+    def number(field: str) -> float:
+        try:
+            return float(rate.get(field) or 0)
+        except ValueError:  # written by hand: read as absent
+            return 0.0
+
+    until = number("until")
+    throttled = until > now
+    recent = None
+    if settings.rate_limit is not None or throttled or rate:
+        age = now - number("w")
+        current, before = number("wn"), number("pn")
+        if age >= 2 * RATE_WINDOW:
+            current = before = 0.0
+        elif age >= RATE_WINDOW:  # the current window is over: it is the one before a window not begun
+            current, before, age = 0.0, current, age - RATE_WINDOW
+        span = min(RATE_WINDOW, max(1.0, now - number("s")))  # claims began less than a window ago
+        recent = round((before * (1 - age / RATE_WINDOW) + current) / span, 3)
+    return {
+        "rate_limit": settings.rate_limit,
+        "rate_burst": settings.rate_burst,
+        "start_rate": recent,
+        "held_back": now - number("held") < HELD_BACK_SECONDS,
+        "throttled_until": until if throttled else None,
+        "throttle_remark": rate.get("why") if throttled else None,
+    }
 
 
 def task_of(data: bytes | None) -> Any:

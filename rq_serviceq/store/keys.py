@@ -146,6 +146,12 @@ class Keys:
         return self.base + "totals"
 
     @property
+    def rate(
+        self,
+    ) -> str:  # HASH the start budget: rate limit (GCRA), Throttle's hold, recent rate (lua/includes/rate.lua)
+        return self.base + "rate"
+
+    @property
     def supervisors(self) -> str:  # ZSET supervisor id -> heartbeat expiry, for dividing worker_count
         return self.base + "supervisors"
 
@@ -202,6 +208,7 @@ class Keys:
             self.events,
             self.task_function_errors,
             self.totals,
+            self.rate,
         ]
 
 

@@ -44,7 +44,7 @@ from rq_serviceq.store.replies import text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
-             "rq_queues", "suspended", "workers", "worker", "journal", "events", "totals")  # fmt: skip
+             "rq_queues", "suspended", "workers", "worker", "journal", "events", "totals", "rate")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
              "results_prefix", "journal_prefix")  # fmt: skip
 # The settings the scripts that end or retry tasks read (``Rules``).

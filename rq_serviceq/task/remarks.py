@@ -37,10 +37,40 @@ class NoRetry(Exception):
     """
 
 
+class Retry(Exception):
+    """Raise from a task function to retry this task no sooner than ``after`` seconds from now, for a
+    provider that answered ``Retry-After``: ``raise Retry(after=30, message="provider busy")``.
+
+    It is a retry like any other (counted against ``retry_limit``, remark ``"RETRY | provider busy"``);
+    its next attempt waits for the later of ``after`` and the usual backoff.
+    """
+
+    def __init__(self, after: float = 0.0, message: str = "") -> None:
+        if isinstance(after, bool) or not isinstance(after, int | float) or not 0 <= after <= 86_400:
+            raise ValueError(f"Retry(after=...) takes 0 to 86400 seconds, not {after!r}")
+        super().__init__(message)
+        self.after = float(after)
+        self.message = message
+
+
+class Throttle(Retry):
+    """Raise from a task function when the provider pushes back on the whole account (a 429): this task
+    is retried as with ``Retry``, and no task of the service queue starts anywhere for ``after`` seconds."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     verdict: Verdict
     remark: str
+    after: float = 0.0  # Retry/Throttle: the next attempt no sooner than this many seconds
+    throttle: bool = False  # Throttle: and no start of the service queue until then
+
+    @property
+    def sent(self) -> str:
+        """The verdict as SETTLE and the journal take it (``lua/includes/settle_one.lua``: ``verdict_of``)."""
+        if self.throttle:
+            return f"throttle:{self.after!r}"
+        return f"retry:{self.after!r}" if self.after else self.verdict.value
 
 
 def parse_directive(remark: str) -> Directive | None:
@@ -78,6 +108,9 @@ def outcome_of_exception(exc: BaseException) -> Outcome:
     """An exception is a failed attempt; ``NoRetry`` fails the task at once."""
     if isinstance(exc, NoRetry):
         return Outcome(Verdict.FAIL, f"NO_RETRY | {exc}")
+    if isinstance(exc, Retry):
+        message = exc.message or ("throttled" if isinstance(exc, Throttle) else "retry")
+        return Outcome(Verdict.RETRY, f"RETRY | {message}", exc.after, isinstance(exc, Throttle))
     return Outcome(Verdict.RETRY, f"RETRY | {type(exc).__name__}: {exc}")
 
 

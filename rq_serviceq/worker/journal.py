@@ -56,7 +56,7 @@ logger = logging.getLogger("rq_serviceq")
 
 
 def encode_outcome(claim: str, outcome: Outcome) -> str:
-    return f"{claim}{SEP}{outcome.verdict.value}{SEP}{outcome.remark}"
+    return f"{claim}{SEP}{outcome.sent}{SEP}{outcome.remark}"
 
 
 def _bulk(data: bytes) -> bytes:

@@ -1,4 +1,4 @@
--- KEYS: state queue retry leases started finished failed finalize bell batches suspended workers worker events totals
+-- KEYS: state queue retry leases started finished failed finalize bell batches suspended workers worker events totals rate
 -- ARGV: job_prefix batch_prefix ttl stamp lease worker_name finalize_lease name results_prefix journal_prefix result_ttl retry_limit resting_period loop_backoff
 --- @include "bump"
 --- @include "events"
@@ -9,6 +9,7 @@
 --- @include "queued_kind"
 --- @include "end_task"
 --- @include "take_over"
+--- @include "rate"
 -- Hand a worker up to ARGV[A] tasks: tasks whose worker vanished (lease expired)
 -- first, then due retries, then the pending queue.  Popping and registering are
 -- one step, so a task is never held by two workers nor dropped in between.  A
@@ -36,9 +37,9 @@ local function first_score(key, best)
   return best
 end
 
-local function reply(tasks, finalize)
+local function reply(tasks, finalize, wake_at)  -- wake_at: when the start budget (rate.lua) allows a start
   progress()
-  local wake = first_score(k.finalize, first_score(k.leases, first_score(k.retry, nil)))
+  local wake = first_score(k.finalize, first_score(k.leases, first_score(k.retry, wake_at)))
   local in_flight = redis.call('ZCARD', k.leases) + redis.call('ZCARD', k.finalize)
   return {tostring(k.now), status, active, wake and tostring(wake) or '', finalize, state, tasks, in_flight}
 end
@@ -93,10 +94,15 @@ if ended ~= '' then return reply({}, ended) end
 if status == S.PAUSED or status == S.STOPPED then return reply({}, '') end
 
 local want = tonumber(ARGV[A])
+local backlog = redis.call('LLEN', k.queue) + redis.call('ZCOUNT', k.retry, '-inf', k.now)
 if want > 1 then
   local workers = math.max(1, redis.call('SCARD', k.workers))
-  local backlog = redis.call('LLEN', k.queue) + redis.call('ZCOUNT', k.retry, '-inf', k.now)
   want = math.max(1, math.min(want, math.ceil(backlog / workers)))
+end
+if backlog > 0 or redis.call('ZCOUNT', k.leases, '-inf', k.now) > 0 then  -- something to start: is it allowed?
+  local allowed, next_start = budget(want)
+  if allowed == 0 then return reply({}, ended, next_start) end
+  want = allowed
 end
 local cfg = retry_config()
 flush()  -- the stopped batches' lost tasks above were unleased: not to be read again below
@@ -166,6 +172,7 @@ for _, entry in ipairs(picked) do
     tasks[#tasks + 1] = {id, claim, claimed(flat, claim)}
   end
 end
+spend(#tasks)
 if #tasks > 0 and status == S.PENDING then
   status = S.RUNNING
   redis.call('HSET', k.state, 'status', status)

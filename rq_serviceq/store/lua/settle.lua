@@ -1,4 +1,4 @@
--- KEYS: state retry leases started finished failed finalize bell worker journal events totals
+-- KEYS: state retry leases started finished failed finalize bell worker journal events totals rate
 -- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl retry_limit resting_period loop_backoff
 --- @include "groups_of"
 --- @include "events"
@@ -9,7 +9,7 @@
 -- is scheduled on the retry zset (unless its batch was stopped: then it fails).
 -- The claim token fences out a worker that lost its lease: its late outcome is
 -- ignored, so no task is counted twice.
--- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail), remark
+-- ARGV[A..] groups of 4: task id, claim token, verdict (pass|retry|fail, or retry:<s>|throttle:<s>), remark
 -- Returns {now, {{id, result, due, retries}, ...}, {ended batch ids}}
 local refused = groups_of(4, A)
 if refused then return refused end

@@ -77,7 +77,7 @@ def _work_horse(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         outcome = call(func, settings, job, never)
         with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(json.dumps([outcome.verdict.value, outcome.remark]).encode())
+            pipe.write(json.dumps([outcome.verdict.value, outcome.remark, outcome.after, outcome.throttle]).encode())
         code = 0
     except BaseException:
         with contextlib.suppress(BaseException):
@@ -104,8 +104,8 @@ def _wait_for_horse(pid: int, read_end: int, settings: Settings) -> Outcome:
     else:
         _, status = os.waitpid(pid, 0)
     if payload:
-        verdict, remark = json.loads(payload)
-        return Outcome(Verdict(verdict), remark)
+        verdict, remark, after, throttle = json.loads(payload)
+        return Outcome(Verdict(verdict), remark, after, throttle)
     if not ready:
         return Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: work horse killed after {limit:g} s")
     code = os.waitstatus_to_exitcode(status)

@@ -54,6 +54,8 @@ class Gate:
             return launch()
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
+        if outcome.throttle:  # the provider pushed back on the account: the rest of the group goes back
+            self.deadline = float("-inf")
         if self.journal is not None and not self.over:
             self.journal.ended(job, outcome, send)
 

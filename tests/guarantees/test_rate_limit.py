@@ -1,0 +1,158 @@
+"""The start budget (issue 18): a rate limit per service queue across every worker, enforced inside the
+claim on Redis' clock, and a provider's pushback (``Retry(after=...)``, ``Throttle(after=...)``)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from pydantic import ValidationError
+from redis import Redis
+
+from rq_serviceq import Retry, ServiceQ
+from tests import tasks
+from tests.conftest import drain, text, wait_until
+
+
+def _starts(conn: Redis) -> list[tuple[float, str]]:
+    """(Redis time, task number) of every attempt's start, in time order."""
+    rows = [text(x).split(":") for x in conn.lrange("test:starts", 0, -1)]
+    return sorted((float(t), i) for t, i in rows)
+
+
+def _busiest_second(times: list[float]) -> int:
+    """The most starts any one-second window holds (windows beginning at each start)."""
+    j, most = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        most = max(most, i - j + 1)
+    return most
+
+
+def test_a_rate_limit_spaces_the_starts_of_several_workers(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    sq = make_sq("paced", worker_count=0)
+    sq.set_worker_config(rate_limit=20.0, rate_burst=5)
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0} for i in range(60)])
+    workers = [spawn_cli_worker("paced-pending", "--burst") for _ in range(2)]
+    assert all(w.wait(60) == 0 for w in workers)
+    times = [t for t, _ in _starts(conn)]
+    assert len(times) == 60
+    assert _busiest_second(times) <= 20 + 5
+    # after the burst of 5, one start every 1/20 s: 55 more take 2.75 s
+    assert 2.75 * 0.95 <= times[-1] - times[0] <= 2.75 * 1.25
+    assert sq.get_batch_report()["total_success"] == 60
+
+
+def test_status_info_shows_the_limit_and_that_it_holds_the_queue_back(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    sq = make_sq("paced", worker_count=0)
+    sq.set_worker_config(rate_limit=4.0, rate_burst=1)
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0} for i in range(40)])
+    spawn_cli_worker("paced-pending")
+    wait_until(lambda: sq.get_status_info()["total_success"] >= 8, timeout=20)
+    info = sq.get_status_info()
+    assert (info["rate_limit"], info["rate_burst"], info["held_back"]) == (4.0, 1, True)
+    assert 2.0 <= info["start_rate"] <= 6.0
+    assert info["eta_seconds"] >= info["total_pending"] / 4.0 * 0.99  # no sooner than the limit allows
+
+
+def test_a_change_of_the_limit_applies_to_the_next_claim(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    sq = make_sq("paced", worker_count=0)
+    sq.set_worker_config(rate_limit=0.5)  # a start every 2 s
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0} for i in range(30)])
+    spawn_cli_worker("paced-pending", "--burst")
+    wait_until(lambda: conn.llen("test:starts") >= 1, timeout=20)
+    sq.set_worker_config(rate_limit=None)
+    wait_until(lambda: sq.get_status_info()["total_success"] == 30, timeout=10)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, "10", float("inf"), float("nan"), 10**7])
+def test_a_bad_rate_limit_is_refused_and_changes_nothing(make_sq: Callable[..., ServiceQ], bad: object) -> None:
+    sq = make_sq("paced", worker_count=0)
+    sq.set_worker_config(rate_limit=5.0)
+    with pytest.raises(ValidationError, match="rate_limit"):
+        sq.set_worker_config(rate_limit=bad, concurrency=3)  # type: ignore[arg-type]
+    assert (sq.settings.rate_limit, sq.settings.concurrency) == (5.0, 1)
+    with pytest.raises(ValidationError, match="rate_burst"):
+        sq.set_worker_config(rate_burst=0)
+
+
+def test_a_limit_written_by_hand_that_is_no_number_limits_nothing(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    sq = make_sq("paced", worker_count=0)
+    sq.set_task_function(tasks.timed)
+    conn.hset(sq.keys.state, mapping={"rate_limit": "fast", "rate_burst": "-3"})
+    sq.push_many([{"i": i, "seconds": 0} for i in range(50)])
+    drain(sq)
+    assert sq.get_batch_report()["total_success"] == 50
+    assert sq.settings.rate_limit is None
+
+
+def test_retry_after_holds_that_task_back_only(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("pushback", worker_count=0)
+    sq.set_retry_config(retry_limit=2)
+    sq.set_task_function(tasks.pushes_back)
+    sq.push_many([{"i": 0, "retry_after": 1.0}] + [{"i": i} for i in range(1, 20)])
+    drain(sq)
+    starts = _starts(conn)
+    first, again = [t for t, i in starts if i == "0"]
+    assert again - first >= 1.0
+    assert all(t < first + 1.0 for t, i in starts if i != "0")  # the others did not wait for it
+    passed = {q["task"]["i"]: q for q in sq.get_batch_report()["passed_tasks"]}
+    assert passed[0]["total_retry_attempts"] == 1 and len(passed) == 20
+
+
+def test_retry_after_counts_against_the_retry_limit(make_sq: Callable[..., ServiceQ]) -> None:
+    sq = make_sq("pushback", worker_count=0)
+    sq.set_task_function(tasks.pushes_back)  # retry_limit 0: the first Retry is the last attempt
+    sq.push({"i": 0, "retry_after": 30})
+    drain(sq)
+    failed = sq.get_batch_report()["failed_tasks"]
+    assert [(q["remark"], q["total_retry_attempts"]) for q in failed] == [("RETRY | provider busy", 0)]
+
+
+def test_throttle_holds_every_start_of_the_service_queue(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("pushback", worker_count=0)
+    sq.set_retry_config(retry_limit=1)
+    sq.set_task_function(tasks.pushes_back)
+    sq.push_many([{"i": 0, "throttle": 1.0}] + [{"i": i} for i in range(1, 10)])
+    drain(sq)
+    starts = _starts(conn)
+    throttled_at = starts[0][0]
+    assert starts[0][1] == "0"
+    assert all(t >= throttled_at + 1.0 for t, _ in starts[1:])  # nothing started while held
+    assert sq.get_batch_report()["total_success"] == 10
+    kinds = [e.type for e in sq.events(since="0")]
+    assert "throttled" in kinds
+
+
+def test_status_info_says_until_when_the_queue_is_throttled(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    sq = make_sq("pushback", worker_count=0)
+    sq.set_retry_config(retry_limit=1)
+    sq.set_task_function(tasks.pushes_back)
+    sq.push_many([{"i": 0, "throttle": 30.0}] + [{"i": i} for i in range(1, 5)])
+    spawn_cli_worker("pushback-pending")
+    wait_until(lambda: sq.get_status_info()["throttled_until"] is not None, timeout=20)
+    info = sq.get_status_info()
+    assert info["throttle_remark"] == "RETRY | 429 from the provider"
+    assert info["held_back"] and info["total_success"] == 0
+    assert info["eta_seconds"] is None or info["eta_seconds"] >= 25
+
+
+@pytest.mark.parametrize("after", [-1, float("nan"), True, "5", 10**6])
+def test_retry_refuses_a_wait_that_is_no_number_of_seconds(after: object) -> None:
+    with pytest.raises(ValueError, match="Retry"):
+        Retry(after=after)  # type: ignore[arg-type]
