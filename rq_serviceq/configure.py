@@ -14,7 +14,7 @@ from rq_serviceq.models import Settings
 from rq_serviceq.serviceq import ServiceQ
 from rq_serviceq.task.imports import import_path_of
 
-WORKER = ("worker_count", "waiting_period", "resting_period", "auto_start", "concurrency")
+WORKER = ("worker_count", "waiting_period", "resting_period", "auto_start", "concurrency", "rate_limit", "rate_burst")
 RETRY = ("retry_limit", "loop_backoff")
 REPORT = ("report_ttl", "report_inline_limit", "result_ttl")
 LIMITS = ("task_timeout", "callback_timeout", "max_task_bytes")

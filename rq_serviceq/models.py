@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from typing import Annotated, Any
 
 from croniter import croniter
@@ -224,6 +225,22 @@ class StatusInfo(BaseModel):
     held_back: bool = False  # a claim in the last 2 s took fewer tasks than it could, for the limit or a throttle
     throttled_until: float | None = None  # no task starts before this (Redis' clock), after a task's Throttle
     throttle_remark: str | None = None  # that task's remark
+
+    def start_budget(self) -> str:
+        """The rate limit and a throttle in one line, as ``rq-serviceq status`` and the queue page show them
+        ('' when neither applies)."""
+        parts = []
+        if self.rate_limit is not None:
+            burst = "a second's worth" if self.rate_burst is None else str(self.rate_burst)
+            parts.append(f"rate limit {self.rate_limit:g}/s (burst {burst})")
+        if self.start_rate is not None:
+            parts.append(f"claiming {self.start_rate:g}/s")
+        if self.throttled_until is not None:
+            until = time.strftime("%H:%M:%S", time.localtime(self.throttled_until))
+            parts.append(f"throttled until {until}: {self.throttle_remark}")
+        if self.held_back:
+            parts.append("held back")
+        return ", ".join(parts)
 
 
 class BatchEvent(BaseModel):

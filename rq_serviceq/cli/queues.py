@@ -22,7 +22,7 @@ from rq_serviceq.cli._common import (
     url_option,
     when,
 )
-from rq_serviceq.models import BatchSummary, QueueFigures
+from rq_serviceq.models import BatchSummary, QueueFigures, StatusInfo
 from rq_serviceq.serviceq import ServiceQ
 
 
@@ -78,6 +78,9 @@ def status(name: str, url: str | None, as_json: bool) -> None:
         f"queues         queued {info['pending_q_length'] - info['waiting_retries']}  "
         f"waiting retries {info['waiting_retries']}  eta {duration(info['eta_seconds'])}"
     )
+    budget = StatusInfo.model_validate(info).start_budget()
+    if budget:
+        click.echo(f"start budget   {budget}")
     workers = info["worker_reports"]
     click.echo(f"workers        {len(workers)} live (worker_count {info['worker_count']})")
     if workers:
@@ -196,6 +199,12 @@ def _optional_seconds(value: str | None) -> float | None:
 @click.option("--resting-period", type=float, help="seconds between tasks, and before a first retry")
 @click.option("--auto-start/--no-auto-start", default=None, help="a push starts workers on the pushing machine")
 @click.option("--concurrency", type=int, help="tasks one worker process runs at once (1-1024)")
+@click.option(
+    "--rate-limit", metavar="PER_SECOND|none", help="task starts a second across all workers ('none': no limit)"
+)
+@click.option(
+    "--rate-burst", metavar="N|none", help="starts allowed at once after an idle spell ('none': a second's worth)"
+)
 @click.option("--retry-limit", type=int, help="retries after the first try (0-1000)")
 @click.option("--loop-backoff", type=float, help="seconds added to each further retry's wait")
 @click.option("--report-ttl", type=int, help="seconds a finished batch's report is kept")
@@ -219,6 +228,9 @@ def config(name: str, url: str | None, as_json: bool, create: bool, **options: A
     values = {key: value for key, value in options.items() if value is not None}
     if "task_timeout" in values:
         values["task_timeout"] = _parse_seconds("--task-timeout", values["task_timeout"])
+    for option, kind in (("rate_limit", float), ("rate_burst", int)):
+        if option in values:
+            values[option] = _optional_number(f"--{option.replace('_', '-')}", values[option], kind)
     if "schedule" in values and values["schedule"].lower() == "none":
         values["schedule"] = None
     if values:
@@ -229,6 +241,15 @@ def config(name: str, url: str | None, as_json: bool, create: bool, **options: A
         emit_json(described)
         return
     table(("SETTING", "VALUE"), sorted(described.items()))
+
+
+def _optional_number(option: str, value: str, kind: type[float] | type[int]) -> float | int | None:
+    if value.lower() == "none":
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise CliError(f"{option}: {value!r} is neither a number nor 'none'") from None
 
 
 def _parse_seconds(option: str, value: str) -> float | None:

@@ -7,11 +7,20 @@ is written.  No Redis code lives here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from rq_serviceq.models import BatchReport, Concurrency, RetryLimit, Seconds, StatusInfo, WorkerCount
+from rq_serviceq.models import (
+    BatchReport,
+    Concurrency,
+    RateBurst,
+    RateLimit,
+    RetryLimit,
+    Seconds,
+    StatusInfo,
+    WorkerCount,
+)
 
 
 class _In(BaseModel):
@@ -23,13 +32,18 @@ class BatchRequest(_In):
 
 
 class WorkerConfigUpdate(_In):
-    """Omitted (or null) fields keep their value."""
+    """Omitted fields keep their value, and so do null ones, except ``rate_limit`` and ``rate_burst``,
+    where null is what it is in Python: no limit, and a second's worth."""
 
     worker_count: WorkerCount | None = None
     waiting_period: Seconds | None = None
     resting_period: Seconds | None = None
     auto_start: StrictBool | None = None
     concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
+    rate_burst: RateBurst | None = None
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"rate_limit", "rate_burst"})
 
 
 class RetryConfigUpdate(_In):
@@ -99,6 +113,7 @@ class BatchProgress(BaseModel):
     total_failed: int
     total_pending: int
     waiting_retries: int = Field(description="pending tasks waiting for a retry's due time")
+    rate_limit: float | None = Field(None, description="the service queue's task starts a second (None: no limit)")
     start_time: float | None
     end_time: float | None
     batch_duration: float | None

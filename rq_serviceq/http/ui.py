@@ -80,6 +80,7 @@ async function refresh() {
                      "waiting_retries"]) $(k).textContent = p[k] ?? "";
     $("end_callback").textContent = p.end_callback ?? (p.end_time === null ? "" : "none set, or not run yet");
     $("rate").textContent = p.rate_per_second === null ? "-" : p.rate_per_second.toFixed(2) + " tasks/s";
+    $("rate_limit").textContent = p.rate_limit === null ? "none" : p.rate_limit + " starts/s";
     $("eta").textContent = p.eta_seconds === null ? "-" : p.eta_seconds.toFixed(1) + " s";
     $("duration").textContent = p.batch_duration === null ? "-" : p.batch_duration.toFixed(2) + " s";
     $("start_time").textContent = when(p.start_time); $("end_time").textContent = when(p.end_time);
@@ -146,10 +147,12 @@ async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in detail.settings.items()
     )
     workers = len(info.worker_reports)
+    budget = info.start_budget()
     body = (
         f"<p>status <b>{html.escape(info.status)}</b>, {workers} worker(s), "
         f"{info.pending_q_length} pending ({info.waiting_retries} waiting to retry)</p>"
-        "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"
+        + (f"<p id='budget'>start budget: {html.escape(budget)}</p>" if budget else "")
+        + "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"
         f"<th>failed</th><th>pending</th><th>duration (s)</th></tr></thead><tbody>{rows}</tbody></table>"
         f"<h2>Settings</h2><table>{settings}</table>"
     )
@@ -175,6 +178,7 @@ async def batch_page(
             ("total_pending", "pending"),
             ("waiting_retries", "waiting retries"),
             ("rate", "rate"),
+            ("rate_limit", "rate limit"),
             ("eta", "ETA"),
             ("duration", "duration"),
             ("start_time", "started"),

@@ -7,10 +7,12 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
+from click.testing import CliRunner
 from pydantic import ValidationError
 from redis import Redis
 
 from rq_serviceq import Retry, ServiceQ
+from rq_serviceq.cli import cli
 from tests import tasks
 from tests.conftest import drain, text, wait_until
 
@@ -49,7 +51,9 @@ def test_a_rate_limit_spaces_the_starts_of_several_workers(
 
 
 def test_status_info_shows_the_limit_and_that_it_holds_the_queue_back(
-    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+    make_sq: Callable[..., ServiceQ],
+    redis_url: str,
+    spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     sq = make_sq("paced", worker_count=0)
     sq.set_worker_config(rate_limit=4.0, rate_burst=1)
@@ -61,6 +65,8 @@ def test_status_info_shows_the_limit_and_that_it_holds_the_queue_back(
     assert (info["rate_limit"], info["rate_burst"], info["held_back"]) == (4.0, 1, True)
     assert 2.0 <= info["start_rate"] <= 6.0
     assert info["eta_seconds"] >= info["total_pending"] / 4.0 * 0.99  # no sooner than the limit allows
+    status = CliRunner().invoke(cli, ["status", "paced", "--url", redis_url])
+    assert "start budget   rate limit 4/s (burst 1), claiming" in status.output and "held back" in status.output
 
 
 def test_a_change_of_the_limit_applies_to_the_next_claim(
@@ -156,3 +162,23 @@ def test_status_info_says_until_when_the_queue_is_throttled(
 def test_retry_refuses_a_wait_that_is_no_number_of_seconds(after: object) -> None:
     with pytest.raises(ValueError, match="Retry"):
         Retry(after=after)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_forty_a_second_across_two_supervisors_of_three_workers(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """The issue's acceptance run: rate_limit=40, 3 workers under each of 2 supervisors, 1,000 tasks."""
+    sq = make_sq("paced", worker_count=6, auto_start=False)
+    sq.set_worker_config(rate_limit=40.0)
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0} for i in range(1000)])
+    spawn_supervisor("paced")
+    spawn_supervisor("paced")
+    report = sq.wait_for_batch(timeout=90)
+    assert report["total_success"] == 1000
+    times = [t for t, _ in _starts(conn)]
+    assert len(times) == 1000
+    assert _busiest_second(times) <= 40 + 40  # rate_burst: one second's worth
+    steady = (1000 - 40) / (times[-1] - times[0])  # after the first burst, one start each 1/40 s
+    assert 40 * 0.95 <= steady <= 40 * 1.05

@@ -158,6 +158,15 @@ def test_config_sets_every_setting_or_none(sq: ServiceQ) -> None:
     assert json.loads(run("config", "drag", "--schedule", "none", "--json").output)["schedule"] is None
 
 
+def test_config_sets_and_lifts_a_rate_limit(sq: ServiceQ) -> None:
+    one_line_error(run("config", "drag", "--rate-limit", "fast"), 2, "--rate-limit")
+    one_line_error(run("config", "drag", "--rate-limit", "0"), 2, "rate_limit")
+    described = json.loads(run("config", "drag", "--rate-limit", "0.5", "--rate-burst", "3", "--json").output)
+    assert (described["rate_limit"], described["rate_burst"]) == (0.5, 3)
+    described = json.loads(run("config", "drag", "--rate-limit", "none", "--rate-burst", "none", "--json").output)
+    assert (described["rate_limit"], described["rate_burst"]) == (None, None)
+
+
 def test_controls(sq: ServiceQ, conn: Redis) -> None:
     sq.set_retry_config(retry_limit=1)
     sq.push_many([{"value": [False, "NO_RETRY | x"]}, {"value": True}])

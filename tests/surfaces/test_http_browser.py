@@ -83,6 +83,7 @@ def test_dashboard_and_batch_page_render_in_chromium(
         batch_id = added.json()["batch_id"]
         sq = ServiceQ.open("drag", connection=conn)
         sq.set_task_function(tasks.seed_task)  # retry_limit 0: three fail
+        sq.set_worker_config(rate_limit=50.0)
         drain(sq)
 
         browser.get(f"{server.base}/rq/")
@@ -93,6 +94,9 @@ def test_dashboard_and_batch_page_render_in_chromium(
         browser.get(f"{server.base}/ui/")
         wait_for(lambda: browser.find_elements(By.LINK_TEXT, "drag"), 20, "the service queue list")
         shot(browser, tmp_path / "ui-serviceqs.png")
+        browser.get(f"{server.base}/ui/serviceqs/drag")
+        wait_for(lambda: browser.find_elements(By.ID, "budget"), 20, "the queue page")
+        assert browser.find_element(By.ID, "budget").text.startswith("start budget: rate limit 50/s (burst a second")
 
         browser.get(f"{server.base}/ui/serviceqs/drag/batches/{batch_id}")
         rows: Callable[[], list[Any]] = lambda: browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")  # noqa: E731
@@ -102,4 +106,5 @@ def test_dashboard_and_batch_page_render_in_chromium(
         assert outcomes == ["failed"] * 3 + ["passed"] * 4  # failed tasks first
         assert "NO_RETRY | user do not have whatsapp number" in browser.page_source
         assert browser.find_element(By.ID, "eta").text == "0.0 s"
+        assert browser.find_element(By.ID, "rate_limit").text == "50 starts/s"
         shot(browser, tmp_path / "ui-batch.png")

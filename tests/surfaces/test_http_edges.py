@@ -91,6 +91,9 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any], int, str]] = [  # (method, path
     ("put", "/serviceqs/drag/retry-config", {"json": {"retry_limit": "3"}}, 422, "retry_limit"),
     ("put", "/serviceqs/drag/worker-config", {"json": {"workers": 3}}, 422, "workers: Extra inputs are not permitted"),
     ("put", "/serviceqs/drag/worker-config", {"json": {"auto_start": "yes"}}, 422, "auto_start"),
+    ("put", "/serviceqs/drag/worker-config", {"json": {"rate_limit": 0}}, 422, "rate_limit: Input should be greater"),
+    ("put", "/serviceqs/drag/worker-config", {"json": {"rate_limit": "40"}}, 422, "rate_limit"),
+    ("put", "/serviceqs/drag/worker-config", {"json": {"rate_burst": 0.5}}, 422, "rate_burst"),
     ("post", "/set-worker", {"json": {"waiting_period": -1}}, 422, "waiting_period"),
 ]  # fmt: skip
 
@@ -301,3 +304,14 @@ def test_a_queue_deleted_by_another_process_is_recreated_whole_on_push(make_clie
     ServiceQ("drag", connection=conn).delete()
     assert make_client(auto_create=False).post("/serviceqs/drag/tasks", json=3).status_code == 404
     assert client.get("/serviceqs/drag").status_code == 404
+
+
+def test_worker_config_sets_a_rate_limit_and_null_lifts_it(make_client: MakeClient, conn: Redis) -> None:
+    client = make_client()
+    sq = ServiceQ("drag", connection=conn)
+    settings = client.put("/serviceqs/drag/worker-config", json={"rate_limit": 40, "rate_burst": 10}).json()
+    assert (settings["rate_limit"], settings["rate_burst"]) == (40.0, 10)
+    client.put("/serviceqs/drag/worker-config", json={"worker_count": 2, "concurrency": None})
+    assert (sq.settings.rate_limit, sq.settings.worker_count, sq.settings.concurrency) == (40.0, 2, 1)
+    settings = client.put("/serviceqs/drag/worker-config", json={"rate_limit": None}).json()
+    assert (settings["rate_limit"], settings["rate_burst"]) == (None, 10)

@@ -34,7 +34,11 @@ async def update_settings(
 ) -> dict[str, Any]:
     """A PUT of some settings: the body checked against ``model``, what it gives applied, the settings returned."""
     name = checked(name)
-    update = validated(model, await read_json(request)).model_dump(exclude_none=True)
+    body = validated(model, await read_json(request))
+    nullable: frozenset[str] = getattr(model, "NULLABLE", frozenset())
+    update = {
+        key: value for key, value in body.model_dump(exclude_unset=True).items() if value is not None or key in nullable
+    }
     svc = service(request)
 
     def work(sq: ServiceQ) -> dict[str, Any]:

@@ -130,6 +130,8 @@ def progress(sq: ServiceQ, batch_id: str) -> BatchProgress:
     rate = done / duration if duration > 0 and done else None
     pending = summary["total_pending"]
     eta = 0.0 if pending == 0 else (round(pending / rate, 3) if rate else None)
-    return BatchProgress.model_validate(
-        summary | {"waiting_retries": waiting, "rate_per_second": rate and round(rate, 3), "eta_seconds": eta}
-    )
+    limit = sq.settings.rate_limit
+    if eta is not None and limit:  # no sooner than the rate limit allows
+        eta = max(eta, round(pending / limit, 3))
+    given = {"waiting_retries": waiting, "rate_per_second": rate and round(rate, 3), "eta_seconds": eta}
+    return BatchProgress.model_validate(summary | given | {"rate_limit": limit})
