@@ -8,6 +8,8 @@ Targets (each pre-fills N tasks or jobs first, outside the measured phase):
 
 - ``sq-worker`` / ``sqfork-worker``: ``ServiceQWorker`` / ``ForkingServiceQWorker("x-pending").work(burst=True)``
   in this process over N pre-pushed no-op tasks;
+- ``sq-worker-limited``: ``sq-worker`` under a rate limit that never binds (1,000,000 a second): what the
+  start budget (``lua/includes/rate.lua``) costs a claim;
 - ``rq-worker``: RQ's ``SimpleWorker`` over N pre-filled no-op jobs (JSON serializer);
 - ``sq-push``: ``push_many`` of N tasks (after a warm-up push that loads the scripts and opens the batch);
 - ``rq-push``: ``enqueue_many`` of N jobs in pipelined chunks of 1,000 (row 2's way).
@@ -64,6 +66,7 @@ STEPS: dict[str, list[tuple[str, list[str]]]] = {
         ("RQ loop: set_state", ["set_state"]),
         ("RQ loop: heartbeat, suspension check, maintenance, other", [""]),
     ],
+    "sq-worker-limited": [("all", [""])],
     "sqfork-worker": [
         ("fork: os.fork()", ["_in_child (rq_serviceq/worker/run/fork.py)"]),  # os.fork() at 7d1551b
         ("fork: waiting for the work horse (its task, its exit)", [";_in_child (rq_serviceq/worker/run/fork.py"]),
@@ -113,9 +116,11 @@ def _service_queue(conn: Redis, n: int) -> ServiceQ:
 
 def _prepare(what: str, conn: Redis, n: int) -> Callable[[], Any]:
     queue = Queue("benchrq", connection=conn, serializer=JSONSerializer)
-    if what in ("sq-worker", "sqfork-worker"):
-        _service_queue(conn, n)
-        cls = ServiceQWorker if what == "sq-worker" else ForkingServiceQWorker
+    if what in ("sq-worker", "sqfork-worker", "sq-worker-limited"):
+        sq = _service_queue(conn, n)
+        if what == "sq-worker-limited":  # a limit that never binds: what checking and spending it costs
+            sq.set_worker_config(rate_limit=1_000_000.0)
+        cls = ForkingServiceQWorker if what == "sqfork-worker" else ServiceQWorker
         worker = cls("x-pending", connection=conn)
         return lambda: worker.work(burst=True, logging_level="WARNING")
     if what == "rq-worker":

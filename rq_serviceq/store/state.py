@@ -120,9 +120,20 @@ def load(conn: Redis, name: str) -> Settings:
     return settings_from_hash(decode_hash(raw))
 
 
+# Settings a worker waiting on the start budget sleeps on: a change rings the bell, so it takes effect at once.
+_WAKE_ON = {"rate_limit", "rate_burst"}
+BELL_SIZE = 64  # lua/includes/ring.lua keeps the bell at this many rings
+
+
 def save(conn: Redis, settings: Settings, fields: set[str]) -> None:
     values = settings_to_hash(settings)
-    conn.hset(k.Keys(settings.name).state, mapping={f: values[f] for f in fields})
+    keys = k.Keys(settings.name)
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.state, mapping={f: values[f] for f in fields})
+        if fields & _WAKE_ON:
+            pipe.rpush(keys.bell, *["x"] * BELL_SIZE)
+            pipe.ltrim(keys.bell, 0, BELL_SIZE - 1)
+        pipe.execute()
 
 
 def status(conn: Redis, name: str) -> str:

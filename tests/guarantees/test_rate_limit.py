@@ -73,13 +73,16 @@ def test_a_change_of_the_limit_applies_to_the_next_claim(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     sq = make_sq("paced", worker_count=0)
-    sq.set_worker_config(rate_limit=0.5)  # a start every 2 s
+    sq.set_worker_config(rate_limit=0.1)  # a start every 10 s: the worker sleeps past its 5 s heartbeat
     sq.set_task_function(tasks.timed)
     sq.push_many([{"i": i, "seconds": 0} for i in range(30)])
     spawn_cli_worker("paced-pending", "--burst")
     wait_until(lambda: conn.llen("test:starts") >= 1, timeout=20)
-    sq.set_worker_config(rate_limit=None)
+    secs, micros = conn.time()
+    lifted = secs + micros / 1e6
+    sq.set_worker_config(rate_limit=None)  # rings the bell: the sleeping worker claims at once
     wait_until(lambda: sq.get_status_info()["total_success"] == 30, timeout=10)
+    assert max(t for t, _ in _starts(conn)) - lifted < 2.0
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, True, "10", float("inf"), float("nan"), 10**7])
