@@ -78,3 +78,10 @@ def test_worker_command_refuses_an_unknown_queue(example: Any) -> None:
     app = example.create_app()
     result = app.test_cli_runner().invoke(args=["serviceq", "worker", "nope"])
     assert result.exit_code == 2 and "no service queue named 'nope'" in result.output and "--create" in result.output
+
+
+def test_a_queue_setting_of_the_app_sets_a_rate_limit(example: Any) -> None:
+    settings = {"task_function": "greetings.store_greeting", "rate_limit": 5.0, "rate_burst": 2}
+    app = example.create_app({"SERVICEQ_QUEUES": {"paced": settings}})
+    sq = example.serviceq.get("paced", app)
+    assert (sq.settings.rate_limit, sq.settings.rate_burst) == (5.0, 2)
