@@ -69,5 +69,6 @@ def parse(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent:
         batch_id=values.get("batch", ""),
         time=int(eid.split("-")[0]) / 1000,
         status=values.get("status"),
+        reason=values.get("reason"),
         **counters,
     )

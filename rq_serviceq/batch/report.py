@@ -117,8 +117,9 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         pipe.zcard(keys.finished)
         pipe.zcard(keys.failed)
         pipe.hgetall(keys.task_function_errors)
+        pipe.hget(keys.state, k.State.PAUSE_REASON)
         pipe.time()
-        queued, waiting, passed, failed, errors, (secs, micros) = pipe.execute()
+        queued, waiting, passed, failed, errors, reason, (secs, micros) = pipe.execute()
     workers = worker_reports(conn, keys, paused=status == Status.PAUSED)
     return StatusInfo(
         **(batch.model_dump(include=_BATCH_IN_STATUS) if batch else {}),
@@ -129,6 +130,7 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         passed_q_length=passed,
         failed_q_length=failed,
         worker_reports=workers,
+        pause_reason=text(reason or b"") if status == Status.PAUSED else "",  # a stale one (stop()) is not shown
         # Workers that cannot import the task function give its tasks back and say why here (live ones only).
         task_function_errors={name: why for name, why in decode_hash(errors).items() if name in workers},
     )

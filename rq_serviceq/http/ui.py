@@ -146,8 +146,9 @@ async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in detail.settings.items()
     )
     workers = len(info.worker_reports)
+    why = f" ({html.escape(info.pause_reason)})" if info.pause_reason else ""  # the breaker's reason, say
     body = (
-        f"<p>status <b>{html.escape(info.status)}</b>, {workers} worker(s), "
+        f"<p>status <b>{html.escape(info.status)}</b>{why}, {workers} worker(s), "
         f"{info.pending_q_length} pending ({info.waiting_retries} waiting to retry)</p>"
         "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"
         f"<th>failed</th><th>pending</th><th>duration (s)</th></tr></thead><tbody>{rows}</tbody></table>"

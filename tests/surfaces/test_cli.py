@@ -158,6 +158,27 @@ def test_config_sets_every_setting_or_none(sq: ServiceQ) -> None:
     assert json.loads(run("config", "drag", "--schedule", "none", "--json").output)["schedule"] is None
 
 
+def test_breaker_shows_sets_refuses_and_turns_off(sq: ServiceQ) -> None:
+    assert run("breaker", "drag").output.strip() == "breaker of drag: off"
+    out = run("breaker", "drag", "--failure-ratio", "0.5", "--min-tasks", "20", "--consecutive-failures", "10",
+              "--json").output  # fmt: skip
+    assert json.loads(out) == {"queue": "drag", "failure_ratio": 0.5, "min_tasks": 20, "consecutive_failures": 10}
+    assert sq.breaker().model_dump() == {"failure_ratio": 0.5, "min_tasks": 20, "consecutive_failures": 10}
+    shown = run("breaker", "drag").output
+    assert "pauses when 0.5 of at least 20 ended tasks failed or 10 attempts in a row failed" in shown
+    one_line_error(run("breaker", "drag", "--failure-ratio", "2"), 2, "failure_ratio", "less than or equal to 1")
+    one_line_error(run("breaker", "drag", "--min-tasks", "5"), 2, "give failure_ratio too")
+    one_line_error(run("breaker", "drag", "--consecutive-failures", "0"), 2, "consecutive_failures")
+    one_line_error(run("breaker", "drag", "--off", "--min-tasks", "5"), 2, "--off")
+    assert sq.breaker().consecutive_failures == 10  # refused: nothing changed
+    assert json.loads(run("breaker", "drag", "--failure-ratio", "0.2", "--json").output)["min_tasks"] == 20
+    assert run("breaker", "drag", "--off").output.strip() == "breaker of drag: off" and not sq.breaker().is_on()
+    assert "consecutive_failures" in run("config", "drag").output  # describe() shows it
+    sq.pause()
+    assert "paused         paused by hand" in run("status", "drag").output
+    assert json.loads(run("status", "drag", "--json").output)["pause_reason"] == "paused by hand"
+
+
 def test_controls(sq: ServiceQ, conn: Redis) -> None:
     sq.set_retry_config(retry_limit=1)
     sq.push_many([{"value": [False, "NO_RETRY | x"]}, {"value": True}])
