@@ -283,6 +283,7 @@ class Progress(BatchSummary):
 
     finalized: bool = False  # its report is built and its batch-end callback has run: nothing more changes
     queue_status: str = Status.CREATED  # the service queue's (PAUSED shows here while the batch is RUNNING)
+    pause_reason: str = ""  # why it is PAUSED (StatusInfo.pause_reason), '' unless it is
     queued: int = 0
     waiting_retries: int = 0
 

@@ -202,3 +202,14 @@ def test_settings_mappings_change_the_keys_they_name(make_sq: Callable[..., Serv
     assert sq.describe() == before  # checked whole before anything is written
     configure.apply(sq, {"failure_ratio": None})  # its min_tasks goes with it
     assert sq.breaker().model_dump() == {"failure_ratio": None, "min_tasks": None, "consecutive_failures": 3}
+
+
+def test_a_batch_whose_last_task_trips_it_ends_as_usual(make_sq: Callable[..., ServiceQ]) -> None:
+    """Nothing is left to hold back: the batch ends, and the next one does not start paused."""
+    sq = _queue(make_sq, failure_ratio=1, min_tasks=3)
+    sq.push_many([FAIL] * 3)
+    _work(sq, 3)
+    assert (sq.get_status(), sq.get_status_info()["pause_reason"]) == ("FINISHED", "")
+    sq.push_many([FAIL] * 4)
+    _work(sq, 3)
+    assert sq.get_status_info()["pause_reason"] == "breaker: 3 of 3 ended tasks failed"

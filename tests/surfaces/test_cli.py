@@ -20,6 +20,7 @@ from redis import Redis
 from rq_serviceq import ServiceQ, __version__
 from rq_serviceq.cli import cli, main
 from rq_serviceq.cli import pushing as cli_push
+from rq_serviceq.cli import watch as cli_watch
 from rq_serviceq.store import scripts
 from tests import tasks
 from tests.conftest import ROOT, drain, present, wait_until
@@ -177,6 +178,10 @@ def test_breaker_shows_sets_refuses_and_turns_off(sq: ServiceQ) -> None:
     sq.pause()
     assert "paused         paused by hand" in run("status", "drag").output
     assert json.loads(run("status", "drag", "--json").output)["pause_reason"] == "paused by hand"
+    sq.push({"value": True})
+    watched = cli_watch.snapshot(sq, present(sq.current_batch_id()), cli_watch.RateMeter())
+    assert " PAUSED (paused by hand) passed 0 " in cli_watch.plain_line(watched)
+    assert "PAUSED (paused by hand)" in cli_watch.screen(watched)[0]
 
 
 def test_controls(sq: ServiceQ, conn: Redis) -> None:
