@@ -213,3 +213,28 @@ def test_a_batch_whose_last_task_trips_it_ends_as_usual(make_sq: Callable[..., S
     sq.push_many([FAIL] * 4)
     _work(sq, 3)
     assert sq.get_status_info()["pause_reason"] == "breaker: 3 of 3 ended tasks failed"
+
+
+def test_consecutive_failures_pause_the_workers_a_supervisor_runs(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """`rq-serviceq worker NAME` with two workers: ten failures in a row pause the queue within a group per
+    worker, and the supervisor's workers start nothing more until resume()."""
+    sq = make_sq("drag", worker_count=2, auto_start=False)
+    sq.set_task_function(tasks.raises)
+    sq.set_breaker(consecutive_failures=10)
+    sq.push_many([{"i": i} for i in range(1000)])
+    spawn_supervisor("drag")
+    wait_until(lambda: sq.get_status() == "PAUSED", timeout=15)
+    wait_until(lambda: conn.zcard(sq.keys.leases) == 0, timeout=5)
+    ended = _ended(sq)
+    assert 10 <= ended <= 10 + 2 * ServiceQWorker.max_group
+    found = re.match(r"^breaker: (\d+) tasks in a row failed$", sq.get_status_info()["pause_reason"])
+    assert found is not None and 10 <= int(found[1]) <= ended
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        assert _ended(sq) == ended
+        time.sleep(0.02)
+    sq.resume()
+    wait_until(lambda: _ended(sq) > ended and sq.get_status() == "PAUSED", timeout=15)
+    assert sq.get_status_info()["total_pending"] > 0
