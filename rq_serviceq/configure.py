@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rq_serviceq.models import Settings
+from rq_serviceq.models import BreakerConfig, Settings
 from rq_serviceq.serviceq import ServiceQ
 from rq_serviceq.task.imports import import_path_of
 
@@ -20,7 +20,8 @@ REPORT = ("report_ttl", "report_inline_limit", "result_ttl")
 LIMITS = ("task_timeout", "callback_timeout", "max_task_bytes")
 PATHS = ("task_function", "batch_begin_callback", "batch_end_callback", "worker_push_update_callback")
 OTHER = ("schedule", "verbose")
-KNOWN = (*WORKER, *RETRY, *REPORT, *LIMITS, *PATHS, *OTHER)
+BREAKER = ("failure_ratio", "min_tasks", "consecutive_failures")
+KNOWN = (*WORKER, *RETRY, *REPORT, *LIMITS, *PATHS, *OTHER, *BREAKER)
 
 
 def check(sq: ServiceQ, values: Mapping[str, Any]) -> None:
@@ -29,10 +30,26 @@ def check(sq: ServiceQ, values: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {sq.name!r}; known: {', '.join(KNOWN)}")
     numbers = {key: value for key, value in values.items() if key not in PATHS}
-    Settings.model_validate({**sq.settings.model_dump(), **numbers})
+    current = sq.settings
+    Settings.model_validate({**current.model_dump(), **numbers})
+    breaker(current, values)
     for key in PATHS:
         if values.get(key) is not None:
             import_path_of(values[key])
+
+
+def breaker(current: Settings, values: Mapping[str, Any]) -> BreakerConfig | None:
+    """The breaker ``values`` make of the current one (None when they name none of its keys), checked.
+
+    Unlike ``set_breaker``, which replaces the whole breaker, a key given here changes that key only; a
+    ``failure_ratio`` turned off (None) takes its ``min_tasks`` along unless that is given too."""
+    given = {key: values[key] for key in BREAKER if key in values}
+    if not given:
+        return None
+    merged = {key: getattr(current, key) for key in BREAKER} | given
+    if merged["failure_ratio"] is None and "min_tasks" not in given:
+        merged["min_tasks"] = None
+    return BreakerConfig.of(**merged)
 
 
 def apply(sq: ServiceQ, values: Mapping[str, Any]) -> None:
@@ -51,3 +68,6 @@ def apply(sq: ServiceQ, values: Mapping[str, Any]) -> None:
         sq.set_schedule(given["schedule"])
     if "verbose" in given:
         sq.verbose() if given["verbose"] else sq.silent()
+    config = breaker(sq.settings, given)
+    if config is not None:
+        sq.set_breaker(**config.model_dump())

@@ -112,6 +112,7 @@ def _ledger(rows: list[QueueFigures]) -> list[list[tuple[str, float]]]:
 _BATCHES = {"finished": "batches_finished", "stopped": "batches_stopped"}
 _CALLBACKS = {"begin": "begin_callback_failures", "end": "end_callback_failures"}
 _CALLBACK_HELP = "Batch callbacks that failed for good (their report field says 'failed: ...')"
+_BREAKER_HELP = "Times the breaker (set_breaker) paused the service queue"
 FAMILIES = (
     *(
         Family(f"rq_serviceq_tasks_{name}", "counter", text, None, _totals({"": name}))
@@ -119,6 +120,7 @@ FAMILIES = (
     ),
     Family("rq_serviceq_batches", "counter", "Batches ended, by final status", "status", _totals(_BATCHES)),
     Family("rq_serviceq_callback_failures", "counter", _CALLBACK_HELP, "callback", _totals(_CALLBACKS)),
+    Family("rq_serviceq_breaker_trips", "counter", _BREAKER_HELP, None, _totals({"": "breaker_trips"})),
 )
 HISTOGRAM = (
     "rq_serviceq_batch_duration_seconds",

@@ -25,6 +25,8 @@ MAX_RETRY_LIMIT = 1_000
 MAX_TASK_BYTES = 64 * 1024 * 1024  # Redis caps a string at 512 MB; a task that size is not a task
 MAX_REPORT_TTL = 365 * DAY
 MAX_REPORT_INLINE_LIMIT = 1_000_000
+MAX_BREAKER_TASKS = 10_000_000  # the breaker's min_tasks and consecutive_failures
+DEFAULT_BREAKER_MIN_TASKS = 20  # failure_ratio's min_tasks when none is given: one early failure is no trend
 
 # Strict: True or "10" is refused rather than read as 1.0 or 10.0; ints are still fine.
 Seconds = Annotated[float, Strict(), Field(ge=0, le=DAY, allow_inf_nan=False)]
@@ -33,6 +35,8 @@ WorkerCount = Annotated[StrictInt, Field(ge=0, le=MAX_WORKER_COUNT)]
 Concurrency = Annotated[StrictInt, Field(ge=1, le=1024)]  # tasks one worker process runs at once
 RetryLimit = Annotated[StrictInt, Field(ge=0, le=MAX_RETRY_LIMIT)]
 Timeout = Annotated[float, Strict(), Field(gt=0, le=DAY, allow_inf_nan=False)]
+FailureRatio = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
+BreakerTasks = Annotated[StrictInt, Field(ge=1, le=MAX_BREAKER_TASKS)]
 
 # At most this many task starts a second (a start every 1e-6 s: past that a limit limits nothing).
 MAX_RATE_LIMIT = 1_000_000
@@ -96,7 +100,32 @@ class RetryConfig(_Strict):
     loop_backoff: Seconds = 0.0
 
 
-class Settings(WorkerConfig, RetryConfig):
+class BreakerConfig(_Strict):
+    """The breaker (``ServiceQ.set_breaker``): when the active batch fails too much, the service queue pauses
+    itself.  Each is None (off) by default; ``min_tasks`` counts only with ``failure_ratio``."""
+
+    failure_ratio: FailureRatio | None = None  # pause once failed/ended >= this, with min_tasks ended
+    min_tasks: BreakerTasks | None = None
+    consecutive_failures: BreakerTasks | None = None  # pause once this many attempts in a row failed
+
+    @classmethod
+    def of(cls, **given: Any) -> BreakerConfig:
+        """A whole breaker from what a caller gave (the rest off), checked: ``min_tasks`` without
+        ``failure_ratio`` is refused (it would count for nothing), and ``failure_ratio`` without it
+        takes ``DEFAULT_BREAKER_MIN_TASKS``.  Not a validator of the model: ``Settings`` inherits the
+        fields, and a stored pair that breaks the rule must still load (it trips on nothing)."""
+        config = cls.model_validate(given)
+        if config.min_tasks is not None and config.failure_ratio is None:
+            raise ValueError("min_tasks counts ended tasks for failure_ratio: give failure_ratio too")
+        if config.failure_ratio is not None and config.min_tasks is None:
+            config.min_tasks = DEFAULT_BREAKER_MIN_TASKS
+        return config
+
+    def is_on(self) -> bool:
+        return self.failure_ratio is not None or self.consecutive_failures is not None
+
+
+class Settings(WorkerConfig, RetryConfig, BreakerConfig):
     """Everything about a service queue that lives in Redis and every process shares.
 
     Every number has an upper bound (the constants above; docs/configuration.md):
@@ -217,6 +246,9 @@ class StatusInfo(BaseModel):
     passed_q_length: int = 0  # RQ's finished registry of the pending queue, across batches while kept
     failed_q_length: int = 0  # RQ's failed registry
     worker_reports: dict[str, WorkerReport] = {}
+    # Why the service queue is PAUSED ('' unless it is): "paused by hand" (pause()), or what tripped the
+    # breaker, e.g. "breaker: 62 of 100 ended tasks failed"; resume() clears it.
+    pause_reason: str = ""
     task_function_errors: dict[str, str] = {}  # live workers that cannot import the task function, and why
     # The start budget (set_worker_config(rate_limit=...), a task's Throttle): lua/includes/rate.lua.
     rate_limit: float | None = None  # task starts a second allowed, across every worker (None: no limit)
@@ -247,9 +279,11 @@ class BatchEvent(BaseModel):
     """One entry of a service queue's progress feed (``ServiceQ.events``).
 
     ``type`` is opened, progress, paused, resumed, stopped, throttled (a task raised
-    ``Throttle``: no start until ``until``), ended (the batch's last task was counted)
-    or finished (its report and batch-end callback are done; ``status`` says FINISHED
-    or STOPPED).  A progress event carries the batch's
+    ``Throttle``: no start until ``until``), breaker (it paused the service queue;
+    ``reason`` says why, and a ``paused`` event follows), ended (the batch's last task
+    was counted) or finished (its report and batch-end callback are done; ``status``
+    says FINISHED or STOPPED).  A paused event's ``reason`` is the queue's
+    ``pause_reason``.  A progress event carries the batch's
     ledger after the step (``submitted``, ``passed``, ``failed``, ``pending``) and
     how many tasks that step scheduled to retry (``retried``).
     """
@@ -259,6 +293,7 @@ class BatchEvent(BaseModel):
     batch_id: str
     time: float  # Redis' clock, epoch seconds (millisecond precision)
     status: str | None = None
+    reason: str | None = None
     submitted: int | None = None
     passed: int | None = None
     failed: int | None = None
@@ -284,6 +319,7 @@ class Progress(BatchSummary):
 
     finalized: bool = False  # its report is built and its batch-end callback has run: nothing more changes
     queue_status: str = Status.CREATED  # the service queue's (PAUSED shows here while the batch is RUNNING)
+    pause_reason: str = ""  # why it is PAUSED (StatusInfo.pause_reason), '' unless it is
     queued: int = 0
     waiting_retries: int = 0
 

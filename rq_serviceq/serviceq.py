@@ -34,6 +34,7 @@ from rq_serviceq.models import (
     BatchEvent,
     BatchReport,
     BatchSummary,
+    BreakerConfig,
     Progress,
     QTask,
     QueueFigures,
@@ -187,6 +188,35 @@ class ServiceQ:
     def set_retry_config(self, *, retry_limit: int = _UNSET, loop_backoff: float = _UNSET) -> None:
         """``retry_limit`` retries follow the first try; the n-th waits resting + (n-1)*loop_backoff."""
         self._update(RetryConfig, retry_limit=retry_limit, loop_backoff=loop_backoff)
+
+    def set_breaker(
+        self,
+        *,
+        failure_ratio: float | None = None,
+        min_tasks: int | None = None,
+        consecutive_failures: int | None = None,
+    ) -> None:
+        """Let the service queue pause itself when its batch fails too much (a provider down, say), instead
+        of burning the whole list into ``failed``; ``set_breaker()`` turns it off.
+
+        It trips when, in the active batch (since it opened, or since the last ``resume()``), at least
+        ``min_tasks`` tasks have ended (default 20 with ``failure_ratio``) and failed/ended >=
+        ``failure_ratio`` (in (0, 1]), or when ``consecutive_failures`` attempts in a row failed (one
+        scheduled to retry counts; a pass starts the row again).  Then the queue is PAUSED as by
+        ``pause()``, in the same Redis step as the outcomes that tripped it: no task starts until
+        ``resume()``, and ``get_status_info()["pause_reason"]`` says why.  Each call replaces the whole
+        breaker (what it leaves out is off); bad values raise ValueError and change nothing.  Workers
+        follow from their next claim.
+        """
+        config = BreakerConfig.of(
+            failure_ratio=failure_ratio, min_tasks=min_tasks, consecutive_failures=consecutive_failures
+        )
+        self._update(None, **config.model_dump())
+
+    def breaker(self) -> BreakerConfig:
+        """The breaker's settings (all None: off)."""
+        settings = self.settings
+        return BreakerConfig.model_validate({name: getattr(settings, name) for name in BreakerConfig.model_fields})
 
     def set_report_config(
         self, *, report_ttl: int = _UNSET, report_inline_limit: int = _UNSET, result_ttl: int = _UNSET

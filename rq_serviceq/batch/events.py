@@ -71,5 +71,6 @@ def parse(entry_id: Any, fields: dict[Any, Any]) -> BatchEvent:
         status=values.get("status"),
         until=float(values["until"]) if "until" in values else None,
         remark=values.get("remark"),
+        reason=values.get("reason"),
         **counters,
     )

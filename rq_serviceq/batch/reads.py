@@ -83,13 +83,16 @@ def progress(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str) -> Pr
         pipe.hget(keys.state, State.STATUS)
         pipe.llen(keys.queue)
         pipe.zcard(keys.retry)
-        raw, (secs, micros), status, queued, waiting = pipe.execute()
+        pipe.hget(keys.state, State.PAUSE_REASON)
+        raw, (secs, micros), status, queued, waiting, reason = pipe.execute()
     fields = decode_hash(raw)
+    queue_status = text(status or Status.CREATED)
     summary = report.summary_of(fields, secs + micros / 1e6, settings, batch_id)
     return Progress(
         **summary.model_dump(),
         finalized=Ledger.FINALIZED in fields,
-        queue_status=text(status or Status.CREATED),
+        queue_status=queue_status,
+        pause_reason=text(reason or b"") if queue_status == Status.PAUSED else "",
         queued=queued,
         waiting_retries=waiting,
     )

@@ -118,8 +118,9 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         pipe.zcard(keys.failed)
         pipe.hgetall(keys.task_function_errors)
         pipe.hgetall(keys.rate)
+        pipe.hget(keys.state, k.State.PAUSE_REASON)
         pipe.time()
-        queued, waiting, passed, failed, errors, raw_rate, (secs, micros) = pipe.execute()
+        queued, waiting, passed, failed, errors, raw_rate, reason, (secs, micros) = pipe.execute()
     workers = worker_reports(conn, keys, paused=status == Status.PAUSED)
     now = secs + micros / 1e6
     budget = start_budget(settings, decode_hash(raw_rate), now)
@@ -133,6 +134,7 @@ def status_info(conn: Redis, keys: k.Keys, settings: Settings, status: str, batc
         passed_q_length=passed,
         failed_q_length=failed,
         worker_reports=workers,
+        pause_reason=text(reason or b"") if status == Status.PAUSED else "",  # a stale one (stop()) is not shown
         # Workers that cannot import the task function give its tasks back and say why here (live ones only).
         task_function_errors={name: why for name, why in decode_hash(errors).items() if name in workers},
     )

@@ -8,7 +8,8 @@ exporter process (two exporters disagree, a restart starts from zero) and
 loses what a trimmed feed dropped.  So the Lua scripts add each call's counts
 (``pushed``, ``passed``, ``failed``, ``retried``, ``lost``: a worker death
 noticed when its task's lease ran out, the job field ``sq_lost``) once per
-script call, next to the progress feed (``tally`` in ``lua/includes/events.lua``), and
+script call, next to the progress feed (``tally`` in ``lua/includes/events.lua``),
+``breaker_trips`` as the breaker pauses the queue (``lua/includes/breaker.lua``), and
 the end of a batch adds its duration and callback failures here.  A scrape
 reads one hash per service queue; every exporter reads the same numbers.
 """

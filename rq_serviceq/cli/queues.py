@@ -22,7 +22,7 @@ from rq_serviceq.cli._common import (
     url_option,
     when,
 )
-from rq_serviceq.models import BatchSummary, QueueFigures, StatusInfo
+from rq_serviceq.models import BatchSummary, BreakerConfig, QueueFigures, StatusInfo
 from rq_serviceq.serviceq import ServiceQ
 
 
@@ -67,6 +67,8 @@ def status(name: str, url: str | None, as_json: bool) -> None:
         emit_json(info)
         return
     click.echo(f"service queue  {name}  ({info['status']})")
+    if info["pause_reason"]:
+        click.echo(f"paused         {info['pause_reason']}")
     click.echo(f"batch          {info['batch_id'] or '-'}  started {when(info['start_time'])}", nl=False)
     ended = info["end_time"]
     click.echo(f"  ended {when(ended)}" if ended else f"  running {duration(info['batch_duration'])}")
@@ -322,6 +324,47 @@ def stop(name: str, timeout: float, url: str | None, as_json: bool) -> None:
 
 @click.command()
 @name_argument
+@click.option("--failure-ratio", type=float, help="pause once failed/ended tasks of the batch reach this (0-1]")
+@click.option("--min-tasks", type=int, help="with --failure-ratio: tasks ended before it counts (default 20)")
+@click.option("--consecutive-failures", type=int, help="pause once this many attempts in a row failed")
+@click.option("--off", is_flag=True, help="turn the breaker off")
+@url_option
+@json_option
+def breaker(
+    name: str,
+    failure_ratio: float | None,
+    min_tasks: int | None,
+    consecutive_failures: int | None,
+    off: bool,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """Show the breaker, or set it: the queue pauses itself when its batch fails too much (`resume` goes on).
+
+    The options given replace the whole breaker (one left out is off)."""
+    sq = open_queue(name, url)
+    given = (failure_ratio, min_tasks, consecutive_failures)
+    if off and any(value is not None for value in given):
+        raise CliError("--off turns the breaker off: give it alone")
+    if off or any(value is not None for value in given):
+        sq.set_breaker(failure_ratio=failure_ratio, min_tasks=min_tasks, consecutive_failures=consecutive_failures)
+    config = sq.breaker()
+    _said(as_json, {"queue": name, **config.model_dump()}, f"breaker of {name}: {_breaker_text(config)}")
+
+
+def _breaker_text(config: BreakerConfig) -> str:
+    if not config.is_on():
+        return "off"
+    parts = []
+    if config.failure_ratio is not None:
+        parts.append(f"{config.failure_ratio:g} of at least {config.min_tasks} ended tasks failed")
+    if config.consecutive_failures is not None:
+        parts.append(f"{config.consecutive_failures} attempts in a row failed")
+    return "pauses when " + " or ".join(parts)
+
+
+@click.command()
+@name_argument
 @click.argument("worker_count", type=int)
 @url_option
 @json_option
@@ -364,4 +407,4 @@ def _said(as_json: bool, data: dict[str, Any], text: str) -> None:
 
 
 COMMANDS = [list_queues, status, batches, report_command, config, start, pause, resume, stop, scale, requeue_failed,
-            delete]  # fmt: skip
+            delete, breaker]  # fmt: skip

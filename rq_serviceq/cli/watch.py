@@ -47,6 +47,7 @@ class Snapshot:
     elapsed: float | None
     ended: bool
     workers: list[dict[str, Any]] = field(default_factory=list)
+    pause_reason: str = ""  # why the service queue is PAUSED (the breaker's reason, say)
 
 
 class RateMeter:
@@ -86,13 +87,18 @@ def snapshot(sq: ServiceQ, batch_id: str, meter: RateMeter) -> Snapshot:
         elapsed=p.batch_duration,
         ended=p.finalized,
         workers=[w.model_dump() for w in sq.worker_reports().values()],
+        pause_reason=p.pause_reason if paused else "",
     )
+
+
+def _status(s: Snapshot) -> str:
+    return f"{s.status} ({s.pause_reason})" if s.pause_reason else s.status
 
 
 def plain_line(s: Snapshot) -> str:
     rate = "-" if s.rate is None else f"{s.rate:.1f}/s"
     return (
-        f"{time.strftime('%H:%M:%S')} {s.queue} batch {s.batch_id} {s.status} passed {s.passed} failed {s.failed} "
+        f"{time.strftime('%H:%M:%S')} {s.queue} batch {s.batch_id} {_status(s)} passed {s.passed} failed {s.failed} "
         f"pending {s.pending} (queued {s.queued}, waiting retries {s.waiting_retries}) rate {rate} "
         f"eta {duration(s.eta_seconds)} workers {len(s.workers)}"
     )
@@ -104,7 +110,7 @@ def screen(s: Snapshot) -> list[str]:
     filled = int(width * done / s.submitted) if s.submitted else 0
     rate = "-" if s.rate is None else f"{s.rate:.1f} tasks/s"
     lines = [
-        f"{s.queue}  batch {s.batch_id}  {s.status}  {duration(s.elapsed)}",
+        f"{s.queue}  batch {s.batch_id}  {_status(s)}  {duration(s.elapsed)}",
         f"  [{'#' * filled}{'.' * (width - filled)}] {done}/{s.submitted}  {rate}  ETA {duration(s.eta_seconds)}",
         f"  passed {s.passed}  failed {s.failed}  pending {s.pending}  "
         f"(queued {s.queued}, waiting retries {s.waiting_retries})",

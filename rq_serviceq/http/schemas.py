@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from rq_serviceq.models import (
     BatchReport,
+    BreakerConfig,
+    BreakerTasks,
     Concurrency,
+    FailureRatio,
     RateBurst,
     RateLimit,
     RetryLimit,
@@ -51,6 +54,19 @@ class RetryConfigUpdate(_In):
 
     retry_limit: RetryLimit | None = None
     loop_backoff: Seconds | None = None
+
+
+class BreakerUpdate(_In):
+    """The whole breaker (``ServiceQ.set_breaker``): an omitted (or null) field is off; ``{}`` turns it off."""
+
+    failure_ratio: FailureRatio | None = Field(None, description="pause once failed/ended >= this, in (0, 1]")
+    min_tasks: BreakerTasks | None = Field(None, description="with failure_ratio: tasks ended first (default 20)")
+    consecutive_failures: BreakerTasks | None = Field(None, description="pause once this many attempts in a row fail")
+
+    @model_validator(mode="after")
+    def _whole(self) -> BreakerUpdate:
+        BreakerConfig.of(**self.model_dump())  # min_tasks alone is refused, as set_breaker refuses it
+        return self
 
 
 class ScaleRequest(_In):

@@ -148,8 +148,9 @@ async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
     )
     workers = len(info.worker_reports)
     budget = info.start_budget()
+    why = f" ({html.escape(info.pause_reason)})" if info.pause_reason else ""  # the breaker's reason, say
     body = (
-        f"<p>status <b>{html.escape(info.status)}</b>, {workers} worker(s), "
+        f"<p>status <b>{html.escape(info.status)}</b>{why}, {workers} worker(s), "
         f"{info.pending_q_length} pending ({info.waiting_retries} waiting to retry)</p>"
         + (f"<p id='budget'>start budget: {html.escape(budget)}</p>" if budget else "")
         + "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"

@@ -47,6 +47,7 @@ class State:
     STATUS = "status"
     ACTIVE_BATCH = "active_batch"
     LAST_BATCH = "last_batch"
+    PAUSE_REASON = "pause_reason"  # why it is PAUSED: "paused by hand" or the breaker's reason (lua/includes/pause.lua)
 
 
 def pending_queue_name(name: str) -> str:

@@ -19,6 +19,12 @@ def decode_hash(raw: Any) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
+def counter(raw: str | None) -> int:
+    """A counter of the state hash (``pause_gen``) as the scripts read it (``lua/includes/bump.lua``): a
+    value damaged by hand counts as 0, rather than stopping every worker's claims."""
+    return int(raw) if raw is not None and raw.isascii() and raw.isdigit() and int(raw) < 2**53 else 0
+
+
 def rq_date(value: bytes | str | None) -> datetime | None:
     """An RQ date field (``2026-01-31T12:00:00.000000Z``, ``utcformat``'s) as an aware datetime; None for none
     or garbage.  ``fromisoformat``: RQ's own ``strptime`` was a tenth of a claimed task's cost."""

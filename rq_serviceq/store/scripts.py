@@ -15,6 +15,7 @@ exactly the values its script reads, as required parameters: a caller that forge
 168 h ahead in RQ's registry because ``ttl`` was left out) is a type error.  The settings of the scripts
 that end or retry tasks (``Rules``) come as Python validated them: a value stored by hand in the state
 hash (``retry_limit=abc``) loads as its default there, and Lua never parses one, so it never dies on one.
+A setting that is None (the breaker's, when off) comes as '', which the prologue's tonumber() makes nil.
 
 Each script takes Redis' own clock (``TIME``), so workers whose clocks
 disagree still agree on when a retry is due.  Floats are returned as strings
@@ -40,15 +41,16 @@ from redis.commands.core import Script
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
 from rq_serviceq.store.connection import own_connection
-from rq_serviceq.store.replies import text
+from rq_serviceq.store.replies import counter, text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
              "rq_queues", "suspended", "workers", "worker", "journal", "events", "totals", "rate")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
              "results_prefix", "journal_prefix")  # fmt: skip
-# The settings the scripts that end or retry tasks read (``Rules``).
-RULE_NAMES = ("result_ttl", "retry_limit", "resting_period", "loop_backoff")
+# The settings the scripts that end or retry tasks read (``Rules``), the breaker's included (SETTLE trips it).
+RULE_NAMES = ("result_ttl", "retry_limit", "resting_period", "loop_backoff", "failure_ratio", "min_tasks",
+              "consecutive_failures")  # fmt: skip
 # What a caller gives (the wrapper's parameters of these names); every other named value follows from the Keys.
 GIVEN = ("worker_name", "ttl", "lease", "finalize_lease")
 _NUMBERS = {"ttl", "lease", "finalize_lease", *RULE_NAMES}  # ARGV entries the prologue converts with tonumber()
@@ -176,6 +178,9 @@ class Rules:
     retry_limit: int
     resting_period: float
     loop_backoff: float
+    failure_ratio: float | None
+    min_tasks: int | None
+    consecutive_failures: int | None
 
     @classmethod
     def of(cls, settings: Settings) -> Rules:
@@ -223,10 +228,14 @@ def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]
         "name": keys.name,
         "results_prefix": k.RESULTS_PREFIX,
         "journal_prefix": keys.journal_prefix,
-        **{rule: repr(getattr(rules, rule)) for rule in RULE_NAMES if rules is not None},
+        **{rule: _rule_value(getattr(rules, rule)) for rule in RULE_NAMES if rules is not None},
         **given,
     }
     return [special[n] if n in special else getattr(keys, n) for n in c.keys], [values[n] for n in c.args]
+
+
+def _rule_value(value: float | None) -> str:
+    return "" if value is None else repr(value)
 
 
 _scripts: dict[str, Script] = {}
@@ -414,6 +423,8 @@ class SettleResult:
     now: float
     tasks: list[Settled]
     ended_batches: list[str]
+    pause_gen: int = 0  # the service queue's pause generation after the step (``counter``: damaged reads as 0)
+    breaker: str = ""  # why the breaker paused the service queue in this step ('' when it did not)
 
 
 def settle(
@@ -422,9 +433,14 @@ def settle(
     ending: Ending,
     outcomes: Sequence[tuple[str, str, str, str]],
 ) -> SettleResult:
-    """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each."""
-    now, rows, ended = _run(conn, SETTLE, keys, ending.given(), [x for outcome in outcomes for x in outcome])
-    return SettleResult(float(now), [_settled(row) for row in rows], [text(b) for b in ended])
+    """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each; the breaker
+    (``ending.rules``) may pause the service queue in the same step."""
+    now, rows, ended, gen, tripped = _run(
+        conn, SETTLE, keys, ending.given(), [x for outcome in outcomes for x in outcome]
+    )
+    return SettleResult(
+        float(now), [_settled(row) for row in rows], [text(b) for b in ended], counter(text(gen)), text(tripped)
+    )
 
 
 def _settled(row: list[Any]) -> Settled:

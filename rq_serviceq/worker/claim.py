@@ -18,7 +18,7 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
-from rq_serviceq.store.replies import decode_hash
+from rq_serviceq.store.replies import counter, decode_hash
 from rq_serviceq.store.state import ServiceQDeleted, settings_from_hash
 
 
@@ -53,16 +53,10 @@ def claim(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, count
         wake_at=got.wake_at,
         finalize_batch=got.finalize,
         settings=settings_from_hash(fields),
-        pause_gen=_counter(fields.get("pause_gen")),
+        pause_gen=counter(fields.get("pause_gen")),
         jobs=[_job(conn, task_id, token, flat) for task_id, token, flat in got.tasks],
         in_flight=got.in_flight,
     )
-
-
-def _counter(raw: str | None) -> int:
-    """A counter of the state hash as the scripts read it (``lua/includes/bump.lua``): a value damaged
-    by hand counts as 0, rather than stopping every worker's claims."""
-    return int(raw) if raw is not None and raw.isascii() and raw.isdigit() and int(raw) < 2**53 else 0
 
 
 def _job(conn: Redis, task_id: str, token: str, flat: list[bytes]) -> ServiceQJob:

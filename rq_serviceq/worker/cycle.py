@@ -82,6 +82,8 @@ class Processed:
     ended: list[str] = field(default_factory=list)  # batches whose end work is the caller's (``batch_work``)
     seconds: float = 0.0  # how long the group ran
     unavailable: str | None = None  # why the task function cannot be had here (the group was given back)
+    pause_gen: int = 0  # the service queue's pause generation as the settle left it
+    breaker: str = ""  # why the breaker paused the service queue as this group settled ('' when it did not)
 
 
 def process(
@@ -109,7 +111,9 @@ def process(
     if report is not None:
         for task in done:
             report(task)
-    return Processed(done, ended + settled.ended_batches, result.seconds, result.unavailable)
+    return Processed(
+        done, ended + settled.ended_batches, result.seconds, result.unavailable, settled.pause_gen, settled.breaker
+    )
 
 
 class _InlineRunner(Runner):

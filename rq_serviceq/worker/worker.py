@@ -52,7 +52,7 @@ from rq_serviceq.task.remarks import Verdict
 from rq_serviceq.worker import control, journal
 from rq_serviceq.worker.ahead import ClaimAhead
 from rq_serviceq.worker.claim import Claim, leave, release
-from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, process
+from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, Processed, process
 from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
 from rq_serviceq.worker.leases import TASK_LEASE
@@ -195,6 +195,7 @@ class ServiceQWorker(SimpleWorker):
         self._sizer.learn(processed.seconds, len(processed.done), runner.concurrency)
         if self._tasks_left is not None:
             self._tasks_left -= len(processed.done)
+        self._paused_by_settle(processed)
         for batch_id in processed.ended:
             self._finalize(batch_id)
         self._task_function_found(processed.unavailable)
@@ -348,6 +349,21 @@ class ServiceQWorker(SimpleWorker):
         with self._start_lock:
             self._pause_gen_seen = max(self._pause_gen_seen, int(payload["gen"]))
             control.acknowledge(self.connection, self.sq_keys, int(payload["gen"]), self.name)
+
+    def _paused_by_settle(self, processed: Processed) -> None:
+        """What the settle said of pauses: its pause generation, which a group claimed before it (the one
+        claimed early, while this one ran) starts none of; and whether the breaker tripped on this group's
+        outcomes, which this worker then tells the others holding groups, as ``pause()`` would (without
+        waiting for their word: each learns it at its next settle anyway)."""
+        with self._start_lock:
+            self._pause_gen_seen = max(self._pause_gen_seen, processed.pause_gen)
+        if not processed.breaker:
+            return
+        self.log.warning("Worker %s: %s; service queue %s paused until resume()", self.name, processed.breaker,
+                         self.sq_keys.name)  # fmt: skip
+        self._log(f"{processed.breaker}; the service queue is paused until resumed")
+        gen = processed.pause_gen
+        self._with_redis("breaker notice", lambda: control.quiesce(self.connection, self.sq_keys, gen, 0.0))
 
     def _must_not_start(self) -> bool:
         """Asked (under the start lock) before each task of a claimed group: a stop or a pause since the

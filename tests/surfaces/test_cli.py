@@ -20,6 +20,7 @@ from redis import Redis
 from rq_serviceq import ServiceQ, __version__
 from rq_serviceq.cli import cli, main
 from rq_serviceq.cli import pushing as cli_push
+from rq_serviceq.cli import watch as cli_watch
 from rq_serviceq.store import scripts
 from tests import tasks
 from tests.conftest import ROOT, drain, present, wait_until
@@ -165,6 +166,31 @@ def test_config_sets_and_lifts_a_rate_limit(sq: ServiceQ) -> None:
     assert (described["rate_limit"], described["rate_burst"]) == (0.5, 3)
     described = json.loads(run("config", "drag", "--rate-limit", "none", "--rate-burst", "none", "--json").output)
     assert (described["rate_limit"], described["rate_burst"]) == (None, None)
+
+
+def test_breaker_shows_sets_refuses_and_turns_off(sq: ServiceQ) -> None:
+    assert run("breaker", "drag").output.strip() == "breaker of drag: off"
+    out = run("breaker", "drag", "--failure-ratio", "0.5", "--min-tasks", "20", "--consecutive-failures", "10",
+              "--json").output  # fmt: skip
+    assert json.loads(out) == {"queue": "drag", "failure_ratio": 0.5, "min_tasks": 20, "consecutive_failures": 10}
+    assert sq.breaker().model_dump() == {"failure_ratio": 0.5, "min_tasks": 20, "consecutive_failures": 10}
+    shown = run("breaker", "drag").output
+    assert "pauses when 0.5 of at least 20 ended tasks failed or 10 attempts in a row failed" in shown
+    one_line_error(run("breaker", "drag", "--failure-ratio", "2"), 2, "failure_ratio", "less than or equal to 1")
+    one_line_error(run("breaker", "drag", "--min-tasks", "5"), 2, "give failure_ratio too")
+    one_line_error(run("breaker", "drag", "--consecutive-failures", "0"), 2, "consecutive_failures")
+    one_line_error(run("breaker", "drag", "--off", "--min-tasks", "5"), 2, "--off")
+    assert sq.breaker().consecutive_failures == 10  # refused: nothing changed
+    assert json.loads(run("breaker", "drag", "--failure-ratio", "0.2", "--json").output)["min_tasks"] == 20
+    assert run("breaker", "drag", "--off").output.strip() == "breaker of drag: off" and not sq.breaker().is_on()
+    assert "consecutive_failures" in run("config", "drag").output  # describe() shows it
+    sq.pause()
+    assert "paused         paused by hand" in run("status", "drag").output
+    assert json.loads(run("status", "drag", "--json").output)["pause_reason"] == "paused by hand"
+    sq.push({"value": True})
+    watched = cli_watch.snapshot(sq, present(sq.current_batch_id()), cli_watch.RateMeter())
+    assert " PAUSED (paused by hand) passed 0 " in cli_watch.plain_line(watched)
+    assert "PAUSED (paused by hand)" in cli_watch.screen(watched)[0]
 
 
 def test_controls(sq: ServiceQ, conn: Redis) -> None:

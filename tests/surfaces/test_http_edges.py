@@ -95,6 +95,12 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any], int, str]] = [  # (method, path
     ("put", "/serviceqs/drag/worker-config", {"json": {"rate_limit": "40"}}, 422, "rate_limit"),
     ("put", "/serviceqs/drag/worker-config", {"json": {"rate_burst": 0.5}}, 422, "rate_burst"),
     ("post", "/set-worker", {"json": {"waiting_period": -1}}, 422, "waiting_period"),
+    ("put", "/serviceqs/drag/breaker", {"json": {"failure_ratio": 0}}, 422, "failure_ratio: Input should be greater"),
+    ("put", "/serviceqs/drag/breaker", {"json": {"failure_ratio": "0.5"}}, 422, "failure_ratio"),
+    ("put", "/serviceqs/drag/breaker", {"json": {"min_tasks": 5}}, 422, "give failure_ratio too"),
+    ("put", "/serviceqs/drag/breaker", {"json": {"consecutive_failures": 1.5}}, 422, "consecutive_failures"),
+    ("put", "/serviceqs/drag/breaker", {"json": {"ratio": 0.5}}, 422, "ratio: Extra inputs are not permitted"),
+    ("put", "/serviceqs/nope/breaker", {"json": {}}, 404, "no service queue named 'nope'"),
 ]  # fmt: skip
 
 
@@ -110,6 +116,25 @@ def test_each_bad_input_gets_a_clear_4xx_and_changes_nothing(make_client: MakeCl
         assert words in response.json()["detail"], (method, path, response.json())
     assert snapshot(conn) == before
     assert ServiceQ.statuses(conn) == {"drag": "CREATED"}  # unknown names were not created
+
+
+def test_the_breaker_route_sets_the_whole_breaker_and_status_shows_why_it_paused(
+    make_client: MakeClient, conn: Redis
+) -> None:
+    client = make_client()
+    sq = ServiceQ("drag", connection=conn, role="producer")
+    put = client.put("/serviceqs/drag/breaker", json={"failure_ratio": 0.5, "min_tasks": 10})
+    assert put.status_code == 200, put.text
+    assert (put.json()["failure_ratio"], put.json()["min_tasks"], put.json()["consecutive_failures"]) == (0.5, 10, None)
+    put = client.put("/serviceqs/drag/breaker", json={"consecutive_failures": 3})  # the whole breaker: ratio off
+    assert (put.json()["failure_ratio"], put.json()["min_tasks"], put.json()["consecutive_failures"]) == (None, None, 3)
+    assert client.put("/serviceqs/drag/breaker", json={}).json()["consecutive_failures"] is None
+    assert not sq.breaker().is_on()
+    assert client.get("/serviceqs/drag").json()["status_info"]["pause_reason"] == ""
+    assert client.post("/serviceqs/drag/pause").status_code == 200
+    assert client.get("/serviceqs/drag").json()["status_info"]["pause_reason"] == "paused by hand"
+    page = client.get("/ui/serviceqs/drag").text  # the queue's page says why, and shows the settings
+    assert "<b>PAUSED</b> (paused by hand)" in page and "consecutive_failures" in page
 
 
 def test_a_task_too_big_is_refused_on_arrival_not_after_the_batch_delay(make_client: MakeClient, conn: Redis) -> None:

@@ -126,6 +126,7 @@ def test_cross_site_requests_are_refused_on_every_state_changing_route(
         assert http.post("/serviceqs/fresh/tasks/batch", content=b'{"tasks": [1]}').status_code == 403
         assert http.post("/add", content=b"[1]").status_code == 403
         assert http.put("/serviceqs/victim/worker-config", content=b'{"worker_count": 5}').status_code == 403
+        assert http.put("/serviceqs/victim/breaker", content=b'{"consecutive_failures": 1}').status_code == 403
         assert http.delete("/serviceqs/victim").status_code == 403
         refused = http.post("/serviceqs/victim/pause")
         assert "cross-site request refused" in refused.json()["detail"]

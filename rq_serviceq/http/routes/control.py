@@ -13,7 +13,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from rq_serviceq.http.routes.common import ERRORS, Name, checked, read_json, service, validated, with_queue
-from rq_serviceq.http.schemas import ControlResult, RetryConfigUpdate, ScaleRequest, WorkerConfigUpdate
+from rq_serviceq.http.schemas import (
+    BreakerUpdate,
+    ControlResult,
+    RetryConfigUpdate,
+    ScaleRequest,
+    WorkerConfigUpdate,
+)
 from rq_serviceq.serviceq import ServiceQ
 
 router = APIRouter(responses=ERRORS)
@@ -59,6 +65,13 @@ async def put_worker_config(name: Name, request: Request) -> dict[str, Any]:
 async def put_retry_config(name: Name, request: Request) -> dict[str, Any]:
     """The seed's SetRetryConfig; omitted fields keep their value.  Returns the settings."""
     return await update_settings(request, name, RetryConfigUpdate, lambda sq, given: sq.set_retry_config(**given))
+
+
+@router.put("/serviceqs/{name}/breaker", tags=["control"])
+async def put_breaker(name: Name, request: Request) -> dict[str, Any]:
+    """Set the whole breaker (``set_breaker``): the service queue pauses itself when its batch fails too
+    much; omitted fields are off, ``{}`` turns it off.  Returns the settings."""
+    return await update_settings(request, name, BreakerUpdate, lambda sq, given: sq.set_breaker(**given))
 
 
 @router.post("/serviceqs/{name}/pause", tags=["control"])

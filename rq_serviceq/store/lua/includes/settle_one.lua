@@ -23,8 +23,8 @@ local function verdict_of(sent)
 end
 
 -- Record one attempt's outcome (verdict as verdict_of reads it) under claim token `claim`.
--- Returns the result row {id, passed|failed|retry|stale, due, retries} and the batch
--- this ended (or nil).
+-- Returns the result row {id, passed|failed|retry|stale, due, retries}, the batch
+-- this ended (or nil) and the task's batch (nil for a stale outcome).
 local function settle_one(id, claim, sent, remark, cfg)
   local jk = k.job_prefix .. id
   local f = redis.call('HMGET', jk, 'sq_claim', 'sq_batch', 'sq_final', 'sq_retries')
@@ -43,9 +43,10 @@ local function settle_one(id, claim, sent, remark, cfg)
     record_result(id, 'retry', remark, retries, f[2])
     touch(f[2], 1)
     tally('retried', 1)
-    return {id, 'retry', tostring(due), retries}, nil
+    return {id, 'retry', tostring(due), retries}, nil, f[2]
   end
   if verdict == 'retry' and retries < cfg.limit then remark = STOPPED .. 'could be retried: ' .. remark end
   local passed = verdict == 'pass'
-  return {id, passed and 'passed' or 'failed', '', retries}, end_task(id, passed, remark, {f[2], f[3], f[4]})
+  local ended = end_task(id, passed, remark, {f[2], f[3], f[4]})
+  return {id, passed and 'passed' or 'failed', '', retries}, ended, f[2]
 end
