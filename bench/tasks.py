@@ -20,6 +20,7 @@ from rq_serviceq import current_qtask
 BATCH_END_KEY = "bench:batch_end"  # HASH batch id -> Redis TIME when the batch-end callback started
 RETRY_LATE_KEY = "bench:retry_late"  # LIST of (attempt start - sq_due) seconds, retries only
 ATTEMPTS_KEY = "bench:attempts"  # counter of attempts (idle-CPU row)
+STARTS_KEY = "bench:starts"  # LIST of Redis TIME at each attempt's start (bench/rate.py)
 
 
 def _conn() -> Redis:
@@ -96,3 +97,10 @@ def retry_wait(task: Any) -> tuple[bool, str]:
     if qtask.get("total_retry_attempts", 0) < 2:
         return False, "RETRY | wait"
     return True, "SUCCESS | waited"
+
+
+def sq_record_start(task: Any) -> bool:
+    """A no-op that notes when it started, on Redis' clock (``python -m bench.rate``)."""
+    conn = _conn()
+    conn.rpush(STARTS_KEY, f"{_redis_time(conn.time()):.6f}")
+    return True
