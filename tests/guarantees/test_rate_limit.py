@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 from redis import Redis
 
+from bench.rate import busiest_second
 from rq_serviceq import Retry, ServiceQ
 from rq_serviceq.cli import cli
 from tests import tasks
@@ -21,16 +22,6 @@ def _starts(conn: Redis) -> list[tuple[float, str]]:
     """(Redis time, task number) of every attempt's start, in time order."""
     rows = [text(x).split(":") for x in conn.lrange("test:starts", 0, -1)]
     return sorted((float(t), i) for t, i in rows)
-
-
-def _busiest_second(times: list[float]) -> int:
-    """The most starts any one-second window holds (windows beginning at each start)."""
-    j, most = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
-            j += 1
-        most = max(most, i - j + 1)
-    return most
 
 
 def test_a_rate_limit_spaces_the_starts_of_several_workers(
@@ -44,7 +35,7 @@ def test_a_rate_limit_spaces_the_starts_of_several_workers(
     assert all(w.wait(60) == 0 for w in workers)
     times = [t for t, _ in _starts(conn)]
     assert len(times) == 60
-    assert _busiest_second(times) <= 20 + 5
+    assert busiest_second(times) <= 20 + 5
     # after the burst of 5, one start every 1/20 s: 55 more take 2.75 s
     assert 2.75 * 0.95 <= times[-1] - times[0] <= 2.75 * 1.25
     assert sq.get_batch_report()["total_success"] == 60
@@ -182,6 +173,6 @@ def test_forty_a_second_across_two_supervisors_of_three_workers(
     assert report["total_success"] == 1000
     times = [t for t, _ in _starts(conn)]
     assert len(times) == 1000
-    assert _busiest_second(times) <= 40 + 40  # rate_burst: one second's worth
+    assert busiest_second(times) <= 40 + 40  # rate_burst: one second's worth
     steady = (1000 - 40) / (times[-1] - times[0])  # after the first burst, one start each 1/40 s
     assert 40 * 0.95 <= steady <= 40 * 1.05
