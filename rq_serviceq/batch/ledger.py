@@ -45,12 +45,13 @@ def settle(
     settings: Settings,
     outcomes: list[tuple[ServiceQJob, Outcome]],
     batch_work_lease: float | None = None,
+    keep_journal: int = 0,
 ) -> SettleResult:
     """Record attempts' outcomes in one round trip.
 
     A batch this ends is leased to the caller for ``batch_work_lease`` seconds: a worker,
     which renews the lease while it works, passes a short one; others get one long enough
-    for the callback (``finalize_lease``).
+    for the callback (``finalize_lease``).  ``keep_journal``: see ``scripts.settle``.
     """
     if not outcomes:
         return SettleResult(0.0, [], [])
@@ -60,6 +61,7 @@ def settle(
         keys,
         scripts.Ending.of(worker_name, settings, lease),
         [(job.id, job.claim, outcome.sent, outcome.remark) for job, outcome in outcomes],
+        keep_journal,
     )
 
 

@@ -432,11 +432,13 @@ def settle(
     keys: k.Keys,
     ending: Ending,
     outcomes: Sequence[tuple[str, str, str, str]],
+    keep_journal: int,
 ) -> SettleResult:
     """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each; the breaker
-    (``ending.rules``) may pause the service queue in the same step."""
+    (``ending.rules``) may pause the service queue in the same step.  The worker's journal is deleted, or
+    cut to its last ``keep_journal`` entries while the worker's next group runs."""
     now, rows, ended, gen, tripped = _run(
-        conn, SETTLE, keys, ending.given(), [x for outcome in outcomes for x in outcome]
+        conn, SETTLE, keys, ending.given(), [keep_journal, *(x for outcome in outcomes for x in outcome)]
     )
     return SettleResult(
         float(now), [_settled(row) for row in rows], [text(b) for b in ended], counter(text(gen)), text(tripped)

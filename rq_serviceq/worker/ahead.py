@@ -33,10 +33,11 @@ class ClaimAhead:
         self._claimant = claimant
         self._pool: DaemonPool | None = None
         self._pending: Future[Claim] | None = None
+        self._back: Claim | None = None  # taken, then put back unused
 
     @property
     def sent(self) -> bool:
-        return self._pending is not None
+        return self._pending is not None or self._back is not None
 
     def send(self, settings: Settings, count: int) -> None:
         """Start claiming up to ``count`` tasks under ``settings``, unless a claim is already in flight."""
@@ -46,9 +47,17 @@ class ClaimAhead:
             self._pool = DaemonPool(1, name="serviceq-claim-ahead")
         self._pending = self._pool.submit(self._claimant.claim, settings, count, once)
 
+    def put_back(self, got: Claim) -> None:
+        """A claim taken but not used (the worker refills no slots with it): the next ``take`` returns it."""
+        self._back = got
+
     def take(self, patience: float | None = None) -> Claim | None:
         """The claim sent, once Redis answered it; None if none was sent, it failed, or ``patience`` ran
         out (then it is left to ``close``'s wait).  Waits in short steps, so a signal's handler runs."""
+        back = self._back
+        if back is not None:
+            self._back = None
+            return back
         pending = self._pending
         if pending is None:
             return None

@@ -30,7 +30,7 @@ from rq_serviceq.task.remarks import Outcome
 from rq_serviceq.worker.claim import Claim, claim, release
 from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
-from rq_serviceq.worker.run import Gate, Runner, always
+from rq_serviceq.worker.run import Gate, Runner, Running, always
 
 
 @dataclass(frozen=True)
@@ -93,18 +93,24 @@ def process(
     runner: Runner,
     gate: Gate,
     report: Callable[[Done], None] | None = None,
+    running: Running | None = None,
+    refill: Callable[[Running], int] | None = None,
 ) -> Processed:
     """Run a claimed group and record it: give back what did not start, settle what did, ``report`` each
-    settled task (in order), and return the batches this ended for the caller to finalize."""
+    settled task (in order), and return the batches this ended for the caller to finalize.
+
+    ``running``: the group, started already (queued behind the one before).  ``refill`` is called once the
+    group is started and may queue the next group behind it, so that slots refill as they free; it returns
+    how many journal entries the settle must keep for that group (0: none was started)."""
     conn, keys, name, lease = claimant.conn, claimant.keys, claimant.name, claimant.keeper.lease
-    result = runner.run(settings, group, gate)
+    started = running or runner.start(settings, group, gate)
+    keep = refill(started) if refill is not None else 0
+    result = started.wait()
     if gate.journal is not None:
         gate.journal.sync()  # the journal's writes (another connection) land before the settle that clears them
     unstarted = [(job.id, job.claim) for job in result.unstarted]
     ended = claimant.retrying("release", lambda: release(conn, keys, name, settings, unstarted, lease))
-    settled = claimant.retrying(
-        "settle", lambda: ledger.settle(conn, keys, name, settings, result.done, batch_work_lease=lease)
-    )
+    settled = claimant.retrying("settle", lambda: ledger.settle(conn, keys, name, settings, result.done, lease, keep))
     claimant.keeper.drop([job.id for job in group])
     rows = zip(result.done, settled.tasks, strict=True)
     done = [Done(job, outcome, row, settled.now) for (job, outcome), row in rows]

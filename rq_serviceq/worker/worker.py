@@ -57,11 +57,12 @@ from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
 from rq_serviceq.worker.leases import TASK_LEASE
 from rq_serviceq.worker.reconcile import reconcile
-from rq_serviceq.worker.run import ForkRunner, Gate, Runner
+from rq_serviceq.worker.run import ForkRunner, Gate, Runner, Running
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
 T = TypeVar("T")
 CONCURRENCY_ENV = "RQ_SERVICEQ_CONCURRENCY"
+JOURNAL_KEEP_GROUPS = 4  # a settle with a next group running keeps this many groups' journal entries (2 each)
 TASK_FUNCTION_ERROR_TTL = 120  # seconds a "cannot import" note outlives its last refresh (a worker killed meanwhile)
 
 
@@ -113,6 +114,7 @@ class ServiceQWorker(SimpleWorker):
         self._keeper = LeaseKeeper(self.connection, self.sq_keys, self.lease_seconds, self.log, self._outage)
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
         self._ahead = ClaimAhead(self._claimant)
+        self._next: tuple[Claim, Running] | None = None  # the group queued behind the running one (_refill)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
         self._journal = Journal(
@@ -143,6 +145,10 @@ class ServiceQWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[ServiceQJob, Queue] | None:
+        if self._next is not None:  # started already, behind the last group: it is recorded whatever comes
+            first = self._next[0].jobs[0]
+            self._claimed = {first.id: self._next[0]}
+            return first, self.queues[0]
         if self._tasks_left is not None and self._tasks_left <= 0:
             self.log.info("Worker %s: ran the tasks --max-jobs allowed, quitting", self.name)
             return None
@@ -184,14 +190,17 @@ class ServiceQWorker(SimpleWorker):
         verdict (``cycle.process``) and do the end work of the batches that ended."""
         claimed = self._claimed.pop(job.id, None)
         group = claimed.jobs if claimed is not None else [job]
+        running = None
+        if self._next is not None and self._next[0] is claimed:
+            running, self._next = self._next[1], None
         if claimed is not None:
             self._claim_gen = claimed.pause_gen
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
         runner = self._runner_for(settings)
         self._ahead.send(settings, self._ahead_count(settings, len(group), runner))
-        gate = Gate(self._must_not_start, self._sizer.deadline(), self._start_lock, self._journal, self._exiting)
-        processed = process(self._claimant, settings, group, runner, gate, self._report)
+        gate = running.gate if running is not None else self._gate()
+        processed = process(self._claimant, settings, group, runner, gate, self._report, running, self._refill)
         self._sizer.learn(processed.seconds, len(processed.done), runner.concurrency)
         if self._tasks_left is not None:
             self._tasks_left -= len(processed.done)
@@ -391,6 +400,7 @@ class ServiceQWorker(SimpleWorker):
         return self._cold_stop
 
     def teardown(self) -> None:
+        self._finish_next()
         self._ahead.close()  # what a claim still in flight leases is given back below with the rest
         self._keeper.close()
         if not self._gave_up:  # else Redis is away: what this worker holds comes back as its leases run out
@@ -498,6 +508,45 @@ class ServiceQWorker(SimpleWorker):
         got = self._claimant.claim(settings, count if self._tasks_left is None else min(count, self._tasks_left))
         self.sq_settings = got.settings
         return got
+
+    def _gate(self) -> Gate:
+        return Gate(self._must_not_start, self._sizer.deadline(), self._start_lock, self._journal, self._exiting)
+
+    def _refill(self, started: Running) -> int:
+        """Once every task of the running group has started, queue the group claimed early behind it, so
+        that each slot takes a next task as it frees instead of idling through the group's tail and its
+        settle.  Returns the journal entries that group may already have written, for the settle to keep."""
+        runner = self._runner
+        if started.decided is None or not self._ahead.sent or runner is None:
+            return 0
+        settings = self._settings()
+        if not started.decided.wait(settings.task_timeout + 2 if settings.task_timeout else None):
+            return 0
+        early = self._ahead.take()
+        if early is None:
+            return 0
+        usable = early.jobs and not self._must_not_start() and runner.concurrency == self._concurrency(early.settings)
+        if not usable:
+            self._ahead.put_back(early)  # claimed as usual at the next dequeue (a pause gives it back there)
+            return 0
+        self.sq_settings = early.settings
+        self._next = (early, runner.start(early.settings, early.jobs, self._gate()))
+        return JOURNAL_KEEP_GROUPS * 2 * self.max_group
+
+    def _finish_next(self) -> None:
+        """A group queued behind the last one when the worker leaves: its started tasks finish and are
+        recorded (a warm stop), the rest are given back."""
+        if self._next is None or self._runner is None or self._gave_up:
+            return
+        got, running = self._next
+        self._next = None
+        try:
+            processed = process(self._claimant, got.settings, got.jobs, self._runner, running.gate, self._report,
+                                running)  # fmt: skip
+            for batch_id in processed.ended:
+                self._finalize(batch_id)
+        except redis.exceptions.RedisError:
+            self.log.warning("Worker %s: could not record its last group; its leases will run out", self.name)
 
     def _ahead_count(self, settings: Settings, group: int, runner: Runner) -> int:
         """How many tasks to claim while a group of ``group`` runs: none unless tasks here have been taking

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 
 from redis import Redis
 
 from rq_serviceq import ForkingServiceQWorker, ServiceQ
+from rq_serviceq.batch.ledger import settle
+from rq_serviceq.task.remarks import Outcome, Verdict
+from rq_serviceq.worker.claim import claim
+from rq_serviceq.worker.leases import TASK_LEASE
 from tests import tasks
-from tests.conftest import drain, text, wait_until
+from tests.conftest import ROOT, drain, text, wait_until
 
 
 def test_threads_run_tasks_at_once(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
@@ -82,6 +88,60 @@ def test_tasks_claimed_while_a_slow_task_runs_keep_their_lease_and_run_once(
     assert (report["total_success"], report["total_failed"]) == (300, 0)
 
 
+def _starts_by_task(conn: Redis) -> collections.Counter[str]:
+    return collections.Counter(text(x).split(":")[1] for x in conn.lrange("test:starts", 0, -1))
+
+
+def test_a_warm_stop_records_the_group_queued_behind_the_running_one(
+    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """On threads a worker queues its next group behind the running one (slots refill as they free). A
+    SIGTERM then: what started finishes and is recorded, what did not goes back; nothing runs twice."""
+    sq = make_sq("refill", worker_count=0, concurrency=4)
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0.01} for i in range(600)])
+    worker = spawn_cli_worker("refill-pending")
+    wait_until(lambda: sq.get_status_info()["total_success"] >= 100, timeout=30)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    info = sq.get_status_info()
+    assert info["pending_q_length"] == 600 - info["total_success"]  # nothing held by the stopped worker
+    assert conn.zcard(sq.keys.leases) == 0
+    assert max(_starts_by_task(conn).values()) == 1
+    drain(sq)
+    assert sq.get_batch_report()["total_success"] == 600
+    assert sorted(_starts_by_task(conn).values()) == [1] * 600
+
+
+def test_a_killed_worker_with_a_group_queued_behind_loses_no_outcome(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    """SIGKILL while two groups are in flight: the journal kept for the second (a settle of the first
+    keeps its entries) lets the takeover settle every task that had ended; only tasks running at the kill
+    (at most one a slot) run again, and every task is counted once."""
+    sq = make_sq("refill", worker_count=0, concurrency=4)
+    sq.set_task_function(tasks.timed)
+    sq.push_many([{"i": i, "seconds": 0.01} for i in range(600)])
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.ShortLeaseWorker", "-q", "refill-pending"]
+    victim = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    try:
+        wait_until(lambda: sq.get_status_info()["total_success"] >= 150, timeout=30)
+        victim.kill()
+        victim.wait(10)
+        ended_before = _starts_by_task(conn)
+        heir = subprocess.Popen([*cmd[:-1], "--burst", "refill-pending"], env=env, cwd=ROOT)
+        assert heir.wait(60) == 0
+    finally:
+        victim.kill()
+    report = sq.get_batch_report()
+    assert (report["total_success"], report["total_failed"]) == (600, 0)
+    starts = _starts_by_task(conn)
+    assert sorted(starts) == sorted(str(i) for i in range(600))
+    again = [i for i, n in starts.items() if n > 1]
+    assert len(again) <= 4 and all(ended_before[i] == 1 for i in again)
+
+
 def test_warm_shutdown_gives_unstarted_tasks_back(
     make_sq: Callable[..., ServiceQ], spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
@@ -103,3 +163,19 @@ def test_warm_shutdown_gives_unstarted_tasks_back(
     assert sq.connection.zcard(sq.keys.leases) == 0
     drain(sq)
     assert sq.get_batch_report()["total_success"] == 20
+
+
+def test_a_settle_with_the_next_group_running_keeps_that_groups_journal(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    """SETTLE deletes the worker's journal when the group was all it held; with the next group queued
+    behind (``keep_journal``), it keeps the last entries, which that group may have written already."""
+    sq = make_sq("refill", worker_count=0)
+    sq.push_many([{"i": i} for i in range(2)])
+    journal = sq.keys.journal("w")
+    for keep, expected in ((3, [b"e2", b"e3", b"e4"]), (0, [])):
+        conn.rpush(journal, b"e0", b"e1", b"e2", b"e3", b"e4")
+        got = claim(conn, sq.keys, "w", sq.settings, 1, TASK_LEASE)
+        settle(conn, sq.keys, "w", got.settings, [(got.jobs[0], Outcome(Verdict.PASS, "SUCCESS"))], None, keep)
+        assert conn.lrange(journal, 0, -1) == expected
+        conn.delete(journal)

@@ -9,6 +9,15 @@ task).  Kept apart from the worker loop so the same code serves worker processes
 from rq_serviceq.worker.run.call import TaskFunctionUnavailable, always, current_qtask
 from rq_serviceq.worker.run.fork import ForkRunner
 from rq_serviceq.worker.run.gate import Gate, GroupResult
-from rq_serviceq.worker.run.runner import Runner
+from rq_serviceq.worker.run.runner import Runner, Running
 
-__all__ = ["ForkRunner", "Gate", "GroupResult", "Runner", "TaskFunctionUnavailable", "always", "current_qtask"]
+__all__ = [
+    "ForkRunner",
+    "Gate",
+    "GroupResult",
+    "Runner",
+    "Running",
+    "TaskFunctionUnavailable",
+    "always",
+    "current_qtask",
+]

@@ -43,6 +43,7 @@ class Gate:
     journal: Journal | None = None
     exiting: Callable[[], bool] = never  # the worker's own cold shutdown is under way
     over: bool = False  # the group was recorded: a straggler thread's outcome is no longer journaled
+    first_start: float | None = None  # perf_counter() when the group's first task was asked to start (threads)
 
     def admit(self, job: ServiceQJob, launch: Callable[[], T]) -> T | None:
         """Under the lock: None if ``job`` must not start; else mark it started and ``launch`` it."""

@@ -48,35 +48,35 @@ class Runner:
     def run(self, settings: Settings, jobs: list[ServiceQJob], gate: Gate | None = None) -> GroupResult:
         """Run the group; tasks the gate does not admit (a stop or pause was asked for, or the group's
         time budget is spent) come back as ``unstarted``, so a slow group does not hold its outcomes back."""
-        gate = gate or Gate()
-        started = time.perf_counter()
-        try:
-            result = self._run(settings, jobs, gate)
-        finally:
-            gate.over = True
-        result.seconds = time.perf_counter() - started
-        return result
+        return self.start(settings, jobs, gate).wait()
 
-    def _run(self, settings: Settings, jobs: list[ServiceQJob], gate: Gate) -> GroupResult:
+    def start(self, settings: Settings, jobs: list[ServiceQJob], gate: Gate | None = None) -> Running:
+        """Begin the group: on threads its tasks are queued on the pool and this returns at once (``Running``
+        says when each has started, so the next group can queue behind it); otherwise it runs in ``wait``."""
+        gate = gate or Gate()
+        began = time.perf_counter()
         try:
             func = task_function(settings)
         except TaskFunctionUnavailable as exc:
             if self.gives_back:
-                return GroupResult(unstarted=list(jobs), unavailable=str(exc))
+                given_back = GroupResult(unstarted=list(jobs), unavailable=str(exc))
+                return Running(lambda: given_back, gate, began)
             func = unavailable_outcome(settings, exc)
         # A task whose data cannot be read fails alone; the rest of its group runs.
         unreadable = [(job, unreadable_outcome(job)) for job in jobs if job.unreadable]
-        jobs = [job for job in jobs if not job.unreadable]
+        readable = [job for job in jobs if not job.unreadable]
+        decided = None
+        finish: Callable[[], GroupResult]
         if isinstance(func, Outcome):
-            result = GroupResult(done=[(job, func) for job in jobs])
+            finish = partial(GroupResult, done=[(job, func) for job in readable])
         elif inspect.iscoroutinefunction(func) and not self.isolated:
-            result = self._run_async(func, settings, jobs, gate)
-        elif self.isolated or self.concurrency == 1 or len(jobs) == 1:
-            result = self._run_serial(func, settings, jobs, gate)
+            finish = partial(self._run_async, func, settings, readable, gate)
+        elif self.isolated or self.concurrency == 1 or len(readable) == 1:
+            finish = partial(self._run_serial, func, settings, readable, gate)
         else:
-            result = self._run_threads(func, settings, jobs, gate)
-        result.done[:0] = unreadable
-        return result
+            decided = threading.Event()
+            finish = self._start_threads(func, settings, readable, gate, decided)
+        return Running(finish, gate, began, decided, unreadable)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -102,20 +102,42 @@ class Runner:
         """Start ``job`` (under the gate's lock) and return what waits for its outcome."""
         return partial(call, func, settings, job, exiting)
 
-    def _run_threads(
-        self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
-    ) -> GroupResult:
+    def _start_threads(
+        self,
+        func: Callable[..., Any],
+        settings: Settings,
+        jobs: list[ServiceQJob],
+        gate: Gate,
+        decided: threading.Event,
+    ) -> Callable[[], GroupResult]:
+        """Queue the group on the pool; returns what waits for it.  ``decided`` is set once every task has
+        started or been refused: from then on a slot that frees would idle but for a next group."""
         if self._pool is None:
             self._pool = DaemonPool(self.concurrency)
+        pool = self._pool
+        left = [len(jobs)]
+        lock = threading.Lock()
 
         def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
-            if not gate.admit(job, started):
+            admitted = gate.admit(job, started)
+            with lock:
+                if gate.first_start is None:  # the group's own time starts here, not while queued behind one
+                    gate.first_start = time.perf_counter()
+                left[0] -= 1
+                if not left[0]:
+                    decided.set()
+            if not admitted:
                 return None
             outcome = call(func, settings, job, gate.exiting)
             gate.ended(job, outcome)
             return outcome
 
-        futures = [self._pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
+        futures = [pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
+        return partial(self._collect_threads, settings, jobs, futures, gate)
+
+    def _collect_threads(
+        self, settings: Settings, jobs: list[ServiceQJob], futures: list[Future[Any]], gate: Gate
+    ) -> GroupResult:
         # A thread stuck in C code ignores its time limit: past a grace period it is abandoned, with its pool.
         patience = settings.task_timeout + 2 if settings.task_timeout else None
         outcomes: list[Outcome | None] = []
@@ -128,7 +150,8 @@ class Runner:
                 abandoned = Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: abandoned after {patience:g} s")
                 gate.ended(job, abandoned)
                 outcomes.append(abandoned)
-                self._pool.abandon()
+                if self._pool is not None:
+                    self._pool.abandon()
                 self._pool = DaemonPool(self.concurrency)
         return _collect(jobs, outcomes)
 
@@ -140,6 +163,33 @@ class Runner:
             return await asyncio.gather(*(call_async(func, settings, job, slots, gate) for job in jobs))
 
         return _collect(jobs, asyncio.run(run_all()))
+
+
+class Running:
+    """A group begun by ``Runner.start``.  ``decided`` (threads only; None otherwise) is set once each of
+    its tasks has started or been refused; ``wait`` collects the outcomes (and runs a group that is not on
+    threads)."""
+
+    def __init__(
+        self,
+        finish: Callable[[], GroupResult],
+        gate: Gate,
+        began: float,
+        decided: threading.Event | None = None,
+        unreadable: list[tuple[ServiceQJob, Outcome]] | None = None,
+    ) -> None:
+        self._finish, self.gate, self._began = finish, gate, began
+        self.decided = decided
+        self._unreadable = unreadable or []
+
+    def wait(self) -> GroupResult:
+        try:
+            result = self._finish()
+        finally:
+            self.gate.over = True
+        result.done[:0] = self._unreadable
+        result.seconds = time.perf_counter() - (self.gate.first_start or self._began)
+        return result
 
 
 class DaemonPool:
