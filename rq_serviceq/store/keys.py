@@ -87,6 +87,10 @@ class Keys:
         return "rq:queue:" + self.queue_name
 
     @property
+    def intermediate(self) -> str:  # LIST RQ's intermediate queue: where a plain `rq worker` moves an id it takes
+        return self.queue + ":intermediate"
+
+    @property
     def started(self) -> str:  # ZSET RQ's StartedJobRegistry: "<id>:<claim>" of running tasks
         return "rq:wip:" + self.queue_name
 
@@ -196,6 +200,7 @@ class Keys:
         """The fixed keys of this service queue (batch keys are found through ``batches``)."""
         return [
             self.queue,
+            self.intermediate,
             self.started,
             self.finished,
             self.failed,

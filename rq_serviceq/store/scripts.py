@@ -45,7 +45,8 @@ from rq_serviceq.store.replies import counter, text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
 KEY_NAMES = ("state", "queue", "retry", "leases", "started", "finished", "failed", "finalize", "bell", "batches",
-             "rq_queues", "suspended", "workers", "worker", "journal", "events", "totals", "rate")  # fmt: skip
+             "rq_queues", "suspended", "workers", "worker", "journal", "events", "totals", "rate", "rq_workers",
+             "intermediate")  # fmt: skip
 ARG_NAMES = ("job_prefix", "batch_prefix", "ttl", "stamp", "lease", "worker_name", "finalize_lease", "name",
              "results_prefix", "journal_prefix")  # fmt: skip
 # The settings the scripts that end or retry tasks read (``Rules``), the breaker's included (SETTLE trips it).
@@ -216,6 +217,7 @@ def layout(name: str, keys: k.Keys, **given: Any) -> tuple[list[str], list[Any]]
     worker_name = given.get("worker_name", "")
     special = {
         "rq_queues": k.RQ_QUEUES,
+        "rq_workers": k.RQ_WORKERS,
         "suspended": k.SUSPENDED,
         "worker": k.worker_key(worker_name) if worker_name else keys.base + "no-worker",
         "journal": keys.journal(worker_name) if worker_name else keys.base + "no-journal",
@@ -569,7 +571,7 @@ class Reclaimed:
 
 def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> Reclaimed:
     """RECLAIM what worker ``worker_name``, known to be dead, held."""
-    return Reclaimed(int(_run(conn, RECLAIM, keys, {"worker_name": worker_name}, [k.RQ_WORKERS])))
+    return Reclaimed(int(_run(conn, RECLAIM, keys, {"worker_name": worker_name})))
 
 
 # --- read-only scripts (lua/reads/) -----------------------------------------------------------

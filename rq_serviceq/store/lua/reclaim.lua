@@ -1,9 +1,9 @@
--- KEYS: leases bell workers worker
+-- KEYS: leases bell workers worker rq_workers
 -- ARGV: job_prefix worker_name
 --- @include "ring"
 -- A worker is known to be dead (its supervisor saw it exit): make the tasks it
 -- held claimable now instead of when their leases run out, and drop it from RQ's
--- worker registry.   The context's worker is the dead one.   ARGV[A] RQ's set of all workers.
+-- worker registry (its queue's and RQ's set of all workers).   The context's worker is the dead one.
 -- Returns how many tasks it held.
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', k.leases, 0, -1)) do
@@ -13,7 +13,7 @@ for _, id in ipairs(redis.call('ZRANGE', k.leases, 0, -1)) do
   end
 end
 redis.call('SREM', k.workers, k.worker)
-redis.call('SREM', ARGV[A], k.worker)
+redis.call('SREM', k.rq_workers, k.worker)
 redis.call('DEL', k.worker)
 ring(math.max(n, 1))
 return n

@@ -1,4 +1,4 @@
--- KEYS: state queue retry leases finished failed finalize bell worker events totals
+-- KEYS: state queue retry leases finished failed finalize bell worker events totals intermediate
 -- ARGV: job_prefix batch_prefix ttl stamp worker_name finalize_lease name results_prefix result_ttl
 --- @include "events"
 --- @include "ring"
@@ -31,7 +31,7 @@ local function fail(id, why)
   failed = failed + 1
   ended = end_task(id, false, REMOVED .. why) or ended
 end
-local intermediate = k.queue .. ':intermediate'  -- RQ's: a plain `rq worker` moves an id here as it takes it
+local intermediate = k.intermediate  -- RQ's: a plain `rq worker` moves an id here as it takes it
 local function give_back(id)
   local last = tonumber(redis.call('HGET', k.job_prefix .. id, 'sq_claim') or '') or 0
   redis.call('HSET', k.job_prefix .. id, 'status', 'queued', 'sq_claim', '-' .. math.abs(last))  -- let go, count kept
