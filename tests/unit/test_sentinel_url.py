@@ -81,3 +81,18 @@ def test_every_builder_takes_the_form() -> None:
     assert "--connection-class" not in worker_command("drag", url="redis://localhost:6379/0")
     with pytest.raises(ValueError, match=r"redis_url: .*bad Sentinel URL"):
         HttpConfig.from_env({"RQ_REDIS_URL": "redis+sentinel://h:1"})
+
+
+def test_a_failover_is_an_outage_not_a_crash() -> None:
+    from redis.exceptions import ReadOnlyError, ResponseError
+    from redis.sentinel import MasterNotFoundError
+
+    from rq_serviceq.store.outage import expected, refuses_writes
+
+    for exc in (ReadOnlyError("You can't write against a read only replica."),
+                MasterNotFoundError("No master found for 'mymaster'"),
+                ResponseError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+                ResponseError("NOREPLICAS Not enough good replicas to write.")):  # fmt: skip
+        assert expected(exc), exc
+    assert refuses_writes(ReadOnlyError("x")) and not refuses_writes(MasterNotFoundError("x"))
+    assert not expected(ResponseError("ERR unknown command"))
