@@ -32,8 +32,8 @@ from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.models import Settings
 from rq_serviceq.serviceq import CHUNK_SIZE, SETTINGS_MAX_AGE, PushResult, ServiceQ
 
-# The one piece of the store every long-running process shares (workers, supervisors, watch, metrics):
-# how an outage is noted and logged.  It builds no service queue's keys.
+# The two pieces of the store every long-running process shares (workers, supervisors, watch, metrics):
+# where Redis is (a URL, a Sentinel URL) and how an outage is noted and logged.  Neither builds a key.
 from rq_serviceq.store.connection import connection_pool
 from rq_serviceq.store.outage import Outage
 
