@@ -67,6 +67,7 @@ import rq_dashboard.web
 from flask import Flask, Response, request
 
 from rq_serviceq.contrib.dashboard import REQUEUE_ENDPOINTS, install
+from rq_serviceq.store.connection import connect
 from rq_serviceq.store.connection import redis_url as serviceq_redis_url
 
 URL_PREFIX = "/rq"
@@ -101,6 +102,8 @@ def create_app(
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = poll_interval_ms
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=url_prefix)
     rq_dashboard.web.setup_rq_connection(app)  # opens app.redis_conn from RQ_DASHBOARD_REDIS_URL
+    # The first Redis as rq-serviceq reads its URL (rq-dashboard's reading of redis+sentinel:// drops the user).
+    app.redis_conn = connect(redis_url if isinstance(redis_url, str) else redis_url[0])
     install(app)  # JSON jobs throughout, the job page's text escaped, actions only from its own buttons
 
     if password:

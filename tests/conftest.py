@@ -14,7 +14,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ, ServiceQWorker
-from rq_serviceq.testing import RedisServer
+from rq_serviceq.testing import RedisServer, SentinelCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -140,3 +140,21 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def sentinel_cluster() -> Iterator[SentinelCluster]:
+    """A primary, a replica and three sentinels (never failed over: tests that kill the primary make their own)."""
+    cluster = SentinelCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def sentinel_url(sentinel_cluster: SentinelCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The cluster's redis+sentinel:// URL in RQ_REDIS_URL and REDIS_URL, its database flushed before and after."""
+    monkeypatch.setenv("REDIS_URL", sentinel_cluster.url)
+    monkeypatch.setenv("RQ_REDIS_URL", sentinel_cluster.url)
+    sentinel_cluster.primary.client().flushdb()
+    yield sentinel_cluster.url
+    sentinel_cluster.primary.client().flushdb()

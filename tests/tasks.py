@@ -15,7 +15,7 @@ from typing import Any
 
 from redis import Redis
 
-from rq_serviceq import NoRetry, Retry, ServiceQWorker, Throttle, current_qtask
+from rq_serviceq import NoRetry, Retry, ServiceQWorker, Throttle, connect, current_qtask
 from rq_serviceq.store.keys import Keys
 from rq_serviceq.store.replies import text
 
@@ -26,7 +26,7 @@ def _conn() -> Redis:
 
 @lru_cache(maxsize=4)
 def _connect(url: str) -> Redis:
-    return Redis.from_url(url)
+    return connect(url)  # a redis+sentinel:// URL too
 
 
 def seed_task(task: dict[str, Any]) -> tuple[bool, str]:

@@ -29,7 +29,7 @@ from rq_serviceq import serviceq as facade
 from rq_serviceq.cli import queues as cli_queues
 from rq_serviceq.cli._common import pass_errors
 from rq_serviceq.cli.run import run_supervisor
-from rq_serviceq.store.connection import redis_url
+from rq_serviceq.store.connection import connect, redis_url
 from rq_serviceq.task.imports import ALLOWED_ENV
 from rq_serviceq.worker.worker import ServiceQWorker
 
@@ -40,7 +40,7 @@ WORKER_CLASS = "rq_serviceq.contrib.flask.FlaskServiceQWorker"
 class _State:
     def __init__(self, url: str, queues: Mapping[str, Mapping[str, Any]]) -> None:
         self.url = url
-        self.connection = Redis.from_url(url)
+        self.connection = connect(url)  # redis+sentinel:// too
         self.queues = dict(queues)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from rq_serviceq.models import validate_name
 from rq_serviceq.serviceq import CHUNK_SIZE
+from rq_serviceq.store.connection import is_sentinel_url, parse_sentinel_url
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -48,6 +49,13 @@ class HttpConfig(BaseModel):
     auto_create_max: Annotated[int, Field(ge=1)] = 1000  # service queues in all, beyond which a push creates none
     api_token: SecretStr | None = None
     redis_pool: Annotated[int, Field(ge=1, le=1024)] = 64  # connections, and threads that use them
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if is_sentinel_url(value):
+            parse_sentinel_url(value)  # a malformed one stops the server here, not in each request
+        return value
 
     @field_validator("default_queue")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 from flask import Flask
 
 from rq_serviceq.contrib.dashboard import install
+from rq_serviceq.store.connection import connect
 
 
 def dashboard_app(redis_url: str, poll_interval_ms: int = 2500) -> Any:
@@ -33,5 +34,6 @@ def dashboard_app(redis_url: str, poll_interval_ms: int = 2500) -> Any:
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = poll_interval_ms
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/")
     rq_dashboard.web.setup_rq_connection(app)
+    app.redis_conn = connect(redis_url)  # type: ignore[attr-defined]  # rq-dashboard's own reading of a redis+sentinel:// URL drops the user
     install(app)
     return app

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -32,8 +32,9 @@ from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.models import Settings
 from rq_serviceq.serviceq import CHUNK_SIZE, SETTINGS_MAX_AGE, PushResult, ServiceQ
 
-# The one piece of the store every long-running process shares (workers, supervisors, watch, metrics):
-# how an outage is noted and logged.  It builds no service queue's keys.
+# The two pieces of the store every long-running process shares (workers, supervisors, watch, metrics):
+# where Redis is (a URL, a Sentinel URL) and how an outage is noted and logged.  Neither builds a key.
+from rq_serviceq.store.connection import connection_pool
 from rq_serviceq.store.outage import Outage
 
 T = TypeVar("T")
@@ -75,8 +76,9 @@ class Service:
 
     def __init__(self, config: HttpConfig) -> None:
         self.config = config
-        pool = BlockingConnectionPool.from_url(
+        pool = connection_pool(  # a redis+sentinel:// URL: the primary, found again after a failover
             config.redis_url,
+            blocking=True,
             max_connections=config.redis_pool,
             timeout=10,
             socket_connect_timeout=5,

@@ -3,7 +3,8 @@
 Every process that outlives a Redis outage (workers, supervisors, the HTTP
 service, ``watch``, the metrics exporter) keeps one ``Outage`` and tells it
 of each Redis call that failed for an expected reason (Redis unreachable,
-busy in a long script, or full: ``-OOM`` under ``maxmemory``) and of each
+busy in a long script, full: ``-OOM`` under ``maxmemory``, or in a Sentinel
+failover: ``-READONLY`` from a demoted primary, no primary found) and of each
 that worked.  It logs one line when Redis goes away (what failed, where, the
 URL with its password hidden), one a minute while it stays away, and one when
 it is back: an outage is an event to note, not a bug, so no traceback at any
@@ -28,6 +29,7 @@ from typing import Protocol, TypeVar
 
 import redis
 from redis import Redis
+from redis.sentinel import MasterNotFoundError
 
 from rq_serviceq.store.connection import connection_url
 from rq_serviceq.store.keys import PREFIX
@@ -63,13 +65,19 @@ class OutageLimit(SystemExit):
 
 
 def expected(exc: BaseException) -> bool:
-    """An outage rather than a bug: Redis unreachable or timing out, busy running a long script (BUSY), or full
-    (OOM: nothing was written, a script included, since Redis refuses a script's first write and so all of it)."""
+    """An outage rather than a bug: Redis unreachable or timing out, busy running a long script (BUSY), full
+    (OOM: nothing was written, a script included, since Redis refuses a script's first write and so all of it),
+    or a failover under way: the server reached is a replica now (READONLY: a demoted primary refuses the
+    write, a script's whole), or one that lost its primary (MASTERDOWN), or no sentinel names a primary
+    (``MasterNotFoundError``, a ConnectionError).  Each is waited out, the call retried."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return True
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+    if isinstance(exc, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError):
         return True
-    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(("BUSY", "OOM"))
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(_OUTAGE_REPLIES)
+
+
+_OUTAGE_REPLIES = ("BUSY", "OOM", "READONLY", "MASTERDOWN", "NOREPLICAS")
 
 
 def refused_for_memory(exc: BaseException) -> bool:
@@ -77,9 +85,24 @@ def refused_for_memory(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM")
 
 
+def refuses_writes(exc: BaseException) -> bool:
+    """Redis answers reads but refused a write (full, or a replica now): only a write tells it is back."""
+    return refused_for_memory(exc) or _read_only(exc)
+
+
+def _read_only(exc: BaseException) -> bool:
+    return isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(("READONLY", "NOREPLICAS"))
+
+
 def _state(exc: BaseException) -> str:
     if refused_for_memory(exc):
         return "full (maxmemory reached; writes refused)"
+    if _read_only(exc):
+        return "refusing writes (a replica now, or too few replicas: a failover?)"
+    if str(exc).startswith("MASTERDOWN"):
+        return "a replica that lost its primary (a failover?)"
+    if isinstance(exc, MasterNotFoundError):
+        return "without a primary (no sentinel names one yet: a failover?)"
     if str(exc).startswith("BUSY"):
         return "busy running a script"
     return "unreachable"
@@ -126,7 +149,7 @@ class Outage:
         """A Redis call failed for an expected reason: the first line of an outage, or a reminder a minute."""
         with self._lock:
             now = self.clock()
-            full = refused_for_memory(exc)
+            full = refuses_writes(exc)
             self._full = full or (self._full and self.since is not None)
             if self.since is None:
                 self.since = self._reminded = now

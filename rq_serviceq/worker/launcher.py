@@ -4,7 +4,10 @@
 ``rq worker --worker-class rq_serviceq.ServiceQWorker --burst NAME-pending``,
 so there is one way a worker comes to life.  The Redis URL travels in the
 environment (``RQ_REDIS_URL``), not on the command line where ``ps`` shows
-passwords.
+passwords.  A Sentinel URL (``redis+sentinel://``) travels the same way: the
+command then names ``--connection-class`` ``SentinelAwareRedis``, whose
+``from_url`` RQ's CLI calls with it, so the worker finds the primary as its
+parent did.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import uuid
 from redis import Redis
 
 from rq_serviceq.store import keys as k
+from rq_serviceq.store.connection import SENTINEL_AWARE_CLASS, is_sentinel_url
 
 WORKER_CLASS = "rq_serviceq.ServiceQWorker"
 # Another ServiceQWorker subclass for the workers start() and supervisors launch, e.g.
@@ -25,9 +29,13 @@ WORKER_CLASS = "rq_serviceq.ServiceQWorker"
 WORKER_CLASS_ENV = "RQ_SERVICEQ_WORKER_CLASS"
 
 
-def worker_command(name: str, burst: bool = True, worker_name: str | None = None) -> list[str]:
+def worker_command(name: str, burst: bool = True, worker_name: str | None = None, url: str = "") -> list[str]:
+    """RQ's CLI as an operator types it; for a ``redis+sentinel://`` ``url`` (RQ reads only redis:// URLs)
+    with a connection class whose ``from_url`` asks the sentinels for the primary."""
     worker_class = os.environ.get(WORKER_CLASS_ENV) or WORKER_CLASS
     cmd = [sys.executable, "-m", "rq.cli", "worker", "--worker-class", worker_class, "--quiet"]
+    if is_sentinel_url(url):
+        cmd += ["--connection-class", SENTINEL_AWARE_CLASS]
     if burst:
         cmd.append("--burst")
     if worker_name:
@@ -49,7 +57,7 @@ class WorkerProcess(subprocess.Popen[bytes]):
 
     def __init__(self, name: str, url: str, burst: bool) -> None:
         self.worker_name = uuid.uuid4().hex
-        super().__init__(worker_command(name, burst, self.worker_name), env=worker_env(url))
+        super().__init__(worker_command(name, burst, self.worker_name, url), env=worker_env(url))
 
 
 def spawn_workers(name: str, url: str, count: int, burst: bool = True) -> list[WorkerProcess]:

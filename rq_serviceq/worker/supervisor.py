@@ -145,7 +145,7 @@ class Supervisor:
 
     def _spawn(self, burst: bool) -> None:
         name = f"{self.keys.name}-{uuid.uuid4().hex[:12]}"
-        cmd = launcher.worker_command(self.keys.name, burst=burst, worker_name=name)
+        cmd = launcher.worker_command(self.keys.name, burst=burst, worker_name=name, url=self.url)
         self.children[name] = subprocess.Popen(cmd, env=launcher.worker_env(self.url), preexec_fn=_die_with_parent)
 
     def _ask_to_leave(self, name: str) -> None:

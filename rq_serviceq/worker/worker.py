@@ -45,6 +45,7 @@ from rq_serviceq.log import worker_log
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import replies, state
+from rq_serviceq.store.connection import harden
 from rq_serviceq.store.outage import Outage, OutageLimit, burst_limit, expected
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.imports import call_hook
@@ -96,6 +97,8 @@ class ServiceQWorker(SimpleWorker):
         # ServiceQ jobs are JSON whatever the CLI says (-S): no pickle is ever read from Redis.
         kwargs["serializer"] = JSONSerializer
         kwargs["job_class"] = ServiceQJob
+        if kwargs.get("connection") is not None:
+            harden(kwargs["connection"])  # made from RQ's SENTINEL settings: a stop inside BLPOP must not skew it
         super().__init__([k.pending_queue_name(name)], *args, **kwargs)
         self.sq_keys = k.Keys(name)
         if not hasattr(self, "_outage"):  # else made as RQ's __init__ named the connection (_set_ip_address)

@@ -165,8 +165,9 @@ def test_a_call_given_more_or_less_than_its_script_reads_is_refused() -> None:
 INTERNALS = ("rq_serviceq.store", "rq_serviceq.batch", "rq_serviceq.worker")
 # Outage is the one piece every long-running process shares (workers, supervisors, watch, the metrics exporter,
 # the web process): how a Redis outage is noted and logged, one line each way.  It builds no service queue's
-# keys, and the facade has no outage of its own to hand out (a ServiceQ is a handle, not a process).
-HTTP_MAY_IMPORT = {"rq_serviceq.store.outage"}
+# keys, and the facade has no outage of its own to hand out (a ServiceQ is a handle, not a process).  Nor
+# has it a pool: store/connection.py is the one place Redis is found (a URL, a Sentinel URL), builds no key.
+HTTP_MAY_IMPORT = {"rq_serviceq.store.outage", "rq_serviceq.store.connection"}
 
 
 def test_the_http_layer_imports_only_the_facade() -> None:

@@ -26,7 +26,7 @@ from redis import Redis
 
 from rq_serviceq import configure
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store.connection import redis_url
+from rq_serviceq.store.connection import connect, redis_url
 from rq_serviceq.task.imports import ALLOWED_ENV
 from rq_serviceq.worker.launcher import WORKER_CLASS_ENV
 from rq_serviceq.worker.worker import ServiceQWorker
@@ -69,7 +69,7 @@ def url() -> str:
 
 @lru_cache(maxsize=8)
 def _connection(url: str) -> Redis:
-    return Redis.from_url(url)
+    return connect(url)  # redis+sentinel:// too
 
 
 def connection() -> Redis:

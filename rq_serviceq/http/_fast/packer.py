@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from redis import BlockingConnectionPool
+from redis import ConnectionPool
 from redis._parsers import Encoder
 
 
@@ -50,6 +50,6 @@ class OneBufferPacker:
         return [b"".join(parts)]
 
 
-def install(pool: BlockingConnectionPool) -> None:
+def install(pool: ConnectionPool) -> None:
     """Every connection ``pool`` makes packs its commands with a ``OneBufferPacker`` (in the URL's encoding)."""
     pool.connection_kwargs["command_packer"] = OneBufferPacker(pool.get_encoder())
