@@ -5,6 +5,7 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.models import BatchEvent, BatchReport, BatchSummary, QTask, Settings, Status, StatusInfo, WorkerReport
 from rq_serviceq.serviceq import RedisFull, RedisUnavailable, ServiceQ
 from rq_serviceq.store.connection import connect
+from rq_serviceq.store.durable import NotReplicated
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.remarks import NoRetry, Retry, Throttle
 from rq_serviceq.worker.run import current_qtask
@@ -16,6 +17,7 @@ __all__ = [
     "BatchSummary",
     "ForkingServiceQWorker",
     "NoRetry",
+    "NotReplicated",
     "PushError",
     "QTask",
     "RedisFull",

@@ -18,10 +18,11 @@ WORKER = ("worker_count", "waiting_period", "resting_period", "auto_start", "con
 RETRY = ("retry_limit", "loop_backoff")
 REPORT = ("report_ttl", "report_inline_limit", "result_ttl")
 LIMITS = ("task_timeout", "callback_timeout", "max_task_bytes")
+DURABILITY = ("durable_replicas", "durable_timeout")
 PATHS = ("task_function", "batch_begin_callback", "batch_end_callback", "worker_push_update_callback")
 OTHER = ("schedule", "verbose")
 BREAKER = ("failure_ratio", "min_tasks", "consecutive_failures")
-KNOWN = (*WORKER, *RETRY, *REPORT, *LIMITS, *PATHS, *OTHER, *BREAKER)
+KNOWN = (*WORKER, *RETRY, *REPORT, *LIMITS, *DURABILITY, *PATHS, *OTHER, *BREAKER)
 
 
 def check(sq: ServiceQ, values: Mapping[str, Any]) -> None:
@@ -61,6 +62,9 @@ def apply(sq: ServiceQ, values: Mapping[str, Any]) -> None:
         chosen = {key: given[key] for key in names if key in given}
         if chosen:
             setter(**chosen)
+    durability = {key.removeprefix("durable_"): given[key] for key in DURABILITY if key in given}
+    if durability:
+        sq.set_durability(**durability)
     for key in PATHS:
         if given.get(key) is not None:
             getattr(sq, "set_" + key)(given[key])

@@ -43,6 +43,9 @@ MAX_RATE_LIMIT = 1_000_000
 RateLimit = Annotated[float, Strict(), Field(gt=0, le=MAX_RATE_LIMIT, allow_inf_nan=False)]
 RateBurst = Annotated[StrictInt, Field(ge=1, le=MAX_RATE_LIMIT)]
 
+MAX_REPLICAS = 16  # replicas a push or a settle may wait for (WAIT): past a handful it is a typo
+Replicas = Annotated[StrictInt, Field(ge=0, le=MAX_REPLICAS)]
+
 DEFAULT_REPORT_TTL = 7 * DAY
 DEFAULT_MAX_TASK_BYTES = 512 * 1024
 
@@ -149,6 +152,10 @@ class Settings(WorkerConfig, RetryConfig, BreakerConfig):
     task_timeout: Timeout | None = 180.0  # RQ's default job timeout
     callback_timeout: Timeout = 60.0
     max_task_bytes: Annotated[StrictInt, Field(gt=0, le=MAX_TASK_BYTES)] = DEFAULT_MAX_TASK_BYTES
+    # A push and a settle are acknowledged only once WAIT says this many replicas have them (0: as soon as the
+    # primary has), waiting at most durable_timeout seconds (docs/reliability.md: what a failover can lose).
+    durable_replicas: Replicas = 0
+    durable_timeout: Timeout = 1.0
     created_at: float = 0.0
 
     @field_validator("schedule")

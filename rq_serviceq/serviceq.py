@@ -50,6 +50,7 @@ from rq_serviceq.models import (
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import replies, state
 from rq_serviceq.store.connection import connect, connection_url
+from rq_serviceq.store.durable import NotReplicated as NotReplicated
 from rq_serviceq.task.imports import import_path_of
 from rq_serviceq.worker import control, launcher
 from rq_serviceq.worker import cycle as group
@@ -240,6 +241,13 @@ class ServiceQ:
         (default 60 s), and the largest task accepted, in bytes of JSON (default 512 KiB)."""
         self._update(None, task_timeout=task_timeout, callback_timeout=callback_timeout, max_task_bytes=max_task_bytes)
 
+    def set_durability(self, *, replicas: int = _UNSET, timeout: float = _UNSET) -> None:
+        """Acknowledge a push, and record a settle, only once ``WAIT`` says ``replicas`` replicas have it
+        (0, the default: once the primary has), waiting at most ``timeout`` seconds (default 1).  A push
+        that falls short raises ``NotReplicated`` (its tasks are written on the primary); a settle that
+        does is logged.  What a failover can lose without it: docs/reliability.md."""
+        self._update(None, durable_replicas=replicas, durable_timeout=timeout)
+
     def set_task_function(self, func: Callable[..., Any] | str) -> None:
         self._set_path("task_function", func)
 
@@ -307,7 +315,11 @@ class ServiceQ:
         lease = 0.0 if self.role == "producer" else None  # as push_chunks
         with self._reaching_redis():
             settings = settings or self._recent_settings()
-            results = push.push_encoded(self.connection, self.keys, encoded, settings, begin_lease=lease)
+            try:
+                results = push.push_encoded(self.connection, self.keys, encoded, settings, begin_lease=lease)
+            except NotReplicated as exc:  # written on the primary: its batches begin as after any push
+                self._batches_opened(settings, exc.results)  # type: ignore[attr-defined]
+                raise
             self._batches_opened(settings, results)
         return results
 
@@ -317,7 +329,7 @@ class ServiceQ:
             return  # Redis is out of reach: a worker runs the begin work once its lease runs out
         self._batches_opened(settings, written)
         task_ids, batch_ids = push.written(written)
-        if isinstance(exc, PushError):
+        if isinstance(exc, PushError | NotReplicated):
             exc.task_ids, exc.batch_ids = task_ids, batch_ids
         elif task_ids:  # the caller's own iterator raised: its type is theirs, so only a note
             exc.add_note(f"push_many wrote {len(task_ids)} tasks before this, in batch {', '.join(batch_ids)}")

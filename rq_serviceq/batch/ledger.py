@@ -10,6 +10,8 @@ runs out and another worker takes it over from its next claim.
 
 from __future__ import annotations
 
+import logging
+
 from redis import Redis
 
 from rq_serviceq.batch import report, totals
@@ -17,6 +19,7 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
+from rq_serviceq.store.durable import Durable
 from rq_serviceq.store.outage import Retrying, once
 from rq_serviceq.store.replies import text
 from rq_serviceq.task.imports import call_hook
@@ -25,6 +28,8 @@ from rq_serviceq.worker import leases
 
 END_CALLBACK_ATTEMPTS = 3
 BEGIN_PREFIX = "begin:"  # finalize-zset members for batch-begin work (see lua/push.lua)
+
+logger = logging.getLogger("rq_serviceq")
 
 
 def finalize_lease(settings: Settings) -> float:
@@ -56,13 +61,20 @@ def settle(
     if not outcomes:
         return SettleResult(0.0, [], [])
     lease = finalize_lease(settings) if batch_work_lease is None else batch_work_lease
-    return scripts.settle(
+    durable = Durable.of(settings)
+    settled = scripts.settle(
         conn,
         keys,
         scripts.Ending.of(worker_name, settings, lease),
         [(job.id, job.claim, outcome.sent, outcome.remark) for job, outcome in outcomes],
         keep_journal,
+        durable,
     )
+    if durable is not None and settled.replicas is not None and settled.replicas < durable.replicas:
+        # Recorded on the primary all the same: a failover now could lose it, and the tasks would run again.
+        logger.warning("settle of %d outcomes of %s: %d of %d replicas confirmed it within %g s", len(outcomes),
+                       keys.name, settled.replicas, durable.replicas, durable.timeout)  # fmt: skip
+    return settled
 
 
 def begin(conn: Redis, keys: k.Keys, settings: Settings, batch_id: str, retrying: Retrying = once) -> None:

@@ -29,6 +29,7 @@ from redis import Redis
 from rq_serviceq.models import DEFAULT_MAX_TASK_BYTES, Settings
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
+from rq_serviceq.store.durable import Durable, NotReplicated
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.worker import leases
 
@@ -138,7 +139,7 @@ def iter_push(
         chunks: Iterable[list[bytes]] = _chunks(_encode_all(tasks, limit), CHUNK_SIZE)
     else:
         chunks = (_encode_all(chunk, limit, n * CHUNK_SIZE) for n, chunk in enumerate(_chunks(tasks, CHUNK_SIZE)))
-    yield from _streamed(conn, keys, lease, _chunks(chunks, CHUNKS_PER_ROUND_TRIP))
+    yield from _streamed(conn, keys, lease, _chunks(chunks, CHUNKS_PER_ROUND_TRIP), Durable.of(settings))
 
 
 def push_encoded(
@@ -151,7 +152,15 @@ def push_encoded(
     once to push it, was a fifth of a push's CPU.  Nothing here checks the bytes.
     """
     lease = _begin_lease(settings, begin_lease)
-    return list(_streamed(conn, keys, lease, _chunks(_chunks(encoded, CHUNK_SIZE), CHUNKS_PER_ROUND_TRIP)))
+    groups = _chunks(_chunks(encoded, CHUNK_SIZE), CHUNKS_PER_ROUND_TRIP)
+    results: list[PushResult] = []
+    try:
+        results.extend(_streamed(conn, keys, lease, groups, Durable.of(settings)))
+    except NotReplicated as exc:  # all written: the error says what
+        exc.task_ids, exc.batch_ids = written(results)
+        exc.results = results  # type: ignore[attr-defined]
+        raise
+    return results
 
 
 def _encode_all(tasks: Sequence[Any], limit: int, offset: int = 0) -> list[bytes]:
@@ -179,9 +188,12 @@ def _begin_lease(settings: Settings, begin_lease: float | None) -> float:
     return leases.unrenewed(settings.callback_timeout) if begin_lease is None else begin_lease
 
 
-def _streamed(conn: Redis, keys: k.Keys, lease: float, groups: Iterator[list[list[bytes]]]) -> Iterator[PushResult]:
+def _streamed(
+    conn: Redis, keys: k.Keys, lease: float, groups: Iterator[list[list[bytes]]], durable: Durable | None
+) -> Iterator[PushResult]:
     """The groups of chunks pushed one after another; from the second on, each is sent while Redis runs
-    the one before it (``scripts.push_streamed``).  One group is a plain round trip."""
+    the one before it (``scripts.push_streamed``).  One group is a plain round trip.  With ``durable``,
+    ``NotReplicated`` is raised once every result is yielded."""
     first = next(groups, None)
     if first is None:
         return
@@ -192,12 +204,17 @@ def _streamed(conn: Redis, keys: k.Keys, lease: float, groups: Iterator[list[lis
         second, error = None, exc
     if second is None:
         only = _calls(first, keys)
-        yield from _results(keys, only, scripts.push(conn, keys, lease, only))
+        try:
+            pushed = scripts.push(conn, keys, lease, only, None if error else durable)
+        except NotReplicated as exc:
+            yield from _results(keys, only, exc.pushed)  # type: ignore[attr-defined]
+            raise
+        yield from _results(keys, only, pushed)
         if error is not None:
             raise error
         return
     calls = (_calls(group, keys) for group in chain((first, second), groups))
-    with closing(scripts.push_streamed(conn, keys, lease, calls)) as streamed:  # closed: no reply left unread
+    with closing(scripts.push_streamed(conn, keys, lease, calls, durable)) as streamed:  # no reply left unread
         for sent, replies in streamed:
             yield from _results(keys, sent, replies)
 

@@ -207,6 +207,8 @@ def _optional_seconds(value: str | None) -> float | None:
 @click.option(
     "--rate-burst", metavar="N|none", help="starts allowed at once after an idle spell ('none': a second's worth)"
 )
+@click.option("--durable-replicas", type=int, help="replicas a push and a settle wait for (WAIT; 0: none)")
+@click.option("--durable-timeout", type=float, help="seconds a push or a settle waits for them at most")
 @click.option("--retry-limit", type=int, help="retries after the first try (0-1000)")
 @click.option("--loop-backoff", type=float, help="seconds added to each further retry's wait")
 @click.option("--report-ttl", type=int, help="seconds a finished batch's report is kept")

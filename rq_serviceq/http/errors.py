@@ -14,7 +14,7 @@ import redis
 from fastapi import HTTPException
 
 from rq_serviceq.http.service import PartialBatch, TaskRejected, TooManyServiceQs
-from rq_serviceq.serviceq import RedisFull, RedisUnavailable, written
+from rq_serviceq.serviceq import NotReplicated, RedisFull, RedisUnavailable, written
 
 INTERNAL = "internal error; the server log has the details"
 
@@ -33,6 +33,9 @@ def problem(exc: Exception, where: str) -> tuple[int, dict[str, Any], Mapping[st
             {"detail": f"{redis_problem(exc.cause, where)}; {what}", "task_ids": ids, "total_enqueued": len(ids)},
             None,
         )
+    if isinstance(exc, NotReplicated):  # written on the primary, not confirmed by enough replicas
+        body = {"detail": str(exc), "task_ids": exc.task_ids, "total_enqueued": len(exc.task_ids)}
+        return 503, body, None
     if isinstance(exc, TooManyServiceQs):
         return 409, {"detail": str(exc)}, None
     if isinstance(exc, LookupError):

@@ -30,7 +30,7 @@ from rq_serviceq.http._fast import packer
 from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.models import Settings
-from rq_serviceq.serviceq import CHUNK_SIZE, SETTINGS_MAX_AGE, PushResult, ServiceQ
+from rq_serviceq.serviceq import CHUNK_SIZE, SETTINGS_MAX_AGE, NotReplicated, PushResult, ServiceQ, written
 
 # The two pieces of the store every long-running process shares (workers, supervisors, watch, metrics):
 # where Redis is (a URL, a Sentinel URL) and how an outage is noted and logged.  Neither builds a key.
@@ -168,8 +168,10 @@ class Service:
         if auto is not None:
             pushed: Pushed = await auto.submit(name, encoded)
             return pushed
-        (pushed,) = await self.run(self.push_each, name, [encoded])
-        return pushed
+        (alone,) = await self.run(self.push_each, name, [encoded])
+        if isinstance(alone, NotReplicated):
+            raise alone
+        return alone
 
     async def encode_one(self, name: str, task: Any) -> bytes:
         """A single-task request's JSON, checked against the service queue's limits as it arrives.
@@ -184,9 +186,14 @@ class Service:
             settings = await self.run(self.settings, name)
         return encode_checked(task, settings.max_task_bytes)
 
-    def push_each(self, name: str, encoded: list[bytes]) -> list[Pushed]:
-        """Single-task requests' tasks (``encode_one``'s bytes), written in one PUSH call: an auto-batcher flush."""
-        return _flatten(self.push_encoded(name, encoded))
+    def push_each(self, name: str, encoded: list[bytes]) -> list[Pushed | NotReplicated]:
+        """Single-task requests' tasks (``encode_one``'s bytes), written in one PUSH call: an auto-batcher flush.
+        Too few replicas confirming it is told to each request of its own task alone."""
+        try:
+            return list(_flatten(self.push_encoded(name, encoded)))
+        except NotReplicated as exc:
+            pushed = _flatten(exc.results)  # type: ignore[attr-defined]
+            return [exc.alone(task.task_id, task.batch_id) for task in pushed]
 
     def push_batch(self, name: str, tasks: list[Any]) -> list[PushResult]:
         """The batch endpoint: all tasks checked first, then one PUSH call (one round trip) per chunk.
@@ -196,15 +203,22 @@ class Service:
         written and ``PartialBatch`` says which, so the caller is told exactly.
         """
         encoded = self.encode(name, tasks)
-        written: list[PushResult] = []
+        pushed_so_far: list[PushResult] = []
+        short: NotReplicated | None = None  # too few replicas confirmed a chunk: all are written, then it is told
         for start in range(0, len(encoded), CHUNK_SIZE):
             try:
-                written += self.push_encoded(name, encoded[start : start + CHUNK_SIZE])
+                pushed_so_far += self.push_encoded(name, encoded[start : start + CHUNK_SIZE])
+            except NotReplicated as exc:
+                pushed_so_far += exc.results  # type: ignore[attr-defined]
+                short = exc
             except Exception as exc:
-                if not written:
+                if not pushed_so_far:
                     raise
-                raise PartialBatch(written, exc) from exc
-        return written
+                raise PartialBatch(pushed_so_far, exc) from exc
+        if short is not None:
+            short.task_ids, short.batch_ids = written(pushed_so_far)
+            raise short
+        return pushed_so_far
 
     def encode(self, name: str, tasks: list[Any]) -> list[bytes]:
         """Every task's JSON (``encode_checked``), or ``TaskRejected`` naming the first refused one.

@@ -41,6 +41,7 @@ from redis.commands.core import Script
 from rq_serviceq.models import Settings, Status
 from rq_serviceq.store import keys as k
 from rq_serviceq.store.connection import own_connection
+from rq_serviceq.store.durable import Durable, NotReplicated, replicated
 from rq_serviceq.store.replies import counter, text
 
 # The names a script's header may declare, in the order its KEYS and ARGV take them.
@@ -277,22 +278,34 @@ class Pushed:
     deleted: bool  # nothing was written: the service queue no longer exists
 
 
-def push(conn: Redis, keys: k.Keys, finalize_lease: float, chunks: Sequence[PushChunk]) -> list[Pushed]:
+def push(
+    conn: Redis, keys: k.Keys, finalize_lease: float, chunks: Sequence[PushChunk], durable: Durable | None
+) -> list[Pushed]:
     """PUSH each chunk atomically; several chunks share one pipelined round trip, one is a bare EVALSHA.
-    A batch it opens has its begin work leased to the pusher for ``finalize_lease``."""
+    A batch it opens has its begin work leased to the pusher for ``finalize_lease``.  With ``durable``, a
+    WAIT follows on the same connection; too few replicas raise ``NotReplicated`` (``.pushed``: the replies)."""
     given = {"finalize_lease": finalize_lease}
 
     def args(chunk: PushChunk) -> list[Any]:
         return [chunk.new_batch_id, chunk.origin, *(x for task in chunk.tasks for x in task)]
 
-    if len(chunks) == 1:
+    if len(chunks) == 1 and durable is None:
         replies = [_run(conn, PUSH, keys, given, args(chunks[0]))]
     else:
         with conn.pipeline(transaction=False) as pipe:
             for chunk in chunks:
                 _run(pipe, PUSH, keys, given, args(chunk))
+            if durable is not None:
+                pipe.execute_command(*durable.command())  # type: ignore[no-untyped-call]
             replies = pipe.execute()
-    return [_pushed(reply) for reply in replies]
+    pushed = [_pushed(reply) for reply in replies[: len(chunks)]]
+    if durable is not None:
+        try:
+            replicated(replies[-1], durable)
+        except NotReplicated as exc:
+            exc.pushed = pushed  # type: ignore[attr-defined]
+            raise
+    return pushed
 
 
 def _pushed(reply: list[Any]) -> Pushed:
@@ -301,7 +314,11 @@ def _pushed(reply: list[Any]) -> Pushed:
 
 
 def push_streamed(
-    conn: Redis, keys: k.Keys, finalize_lease: float, groups: Iterable[Sequence[PushChunk]]
+    conn: Redis,
+    keys: k.Keys,
+    finalize_lease: float,
+    groups: Iterable[Sequence[PushChunk]],
+    durable: Durable | None,
 ) -> Generator[tuple[Sequence[PushChunk], list[Pushed | None]], None, None]:
     """PUSH group after group of chunks on a connection of its own, each group sent before the replies of
     the one before it are read: Redis runs one group while Python packs the next, where with a pipeline
@@ -340,6 +357,11 @@ def push_streamed(
             replies, failed = _replies(connection, len(sent))
             error = error or failed
             yield sent, replies
+        if durable is not None and error is None:  # every group read: WAIT covers all this connection wrote
+            connection.send_packed_command([b"".join(_bulk_command(durable.command()))])
+            replicated(connection.read_response(), durable)
+    except NotReplicated:
+        raise
     except BaseException:
         connection.disconnect()  # replies may be left unread on it
         raise
@@ -370,6 +392,10 @@ def _packed(head: list[bytes], chunk: PushChunk) -> bytes:
         parts += (task_id.encode(), data, description.encode())
     args = [*head, *parts]
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
+def _bulk_command(parts: Sequence[bytes]) -> list[bytes]:
+    return [b"*%d\r\n" % len(parts), *(b"$%d\r\n%b\r\n" % (len(p), p) for p in parts)]
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -427,6 +453,7 @@ class SettleResult:
     ended_batches: list[str]
     pause_gen: int = 0  # the service queue's pause generation after the step (``counter``: damaged reads as 0)
     breaker: str = ""  # why the breaker paused the service queue in this step ('' when it did not)
+    replicas: int | None = None  # replicas WAIT counted after the step (None: not asked for, durable_replicas 0)
 
 
 def settle(
@@ -435,15 +462,27 @@ def settle(
     ending: Ending,
     outcomes: Sequence[tuple[str, str, str, str]],
     keep_journal: int,
+    durable: Durable | None,
 ) -> SettleResult:
     """SETTLE attempts' outcomes: (task id, claim token, verdict pass|retry|fail, remark) each; the breaker
     (``ending.rules``) may pause the service queue in the same step.  The worker's journal is deleted, or
     cut to its last ``keep_journal`` entries while the worker's next group runs."""
-    now, rows, ended, gen, tripped = _run(
-        conn, SETTLE, keys, ending.given(), [keep_journal, *(x for outcome in outcomes for x in outcome)]
-    )
+    args = [keep_journal, *(x for outcome in outcomes for x in outcome)]
+    replicas = None
+    if durable is None:
+        now, rows, ended, gen, tripped = _run(conn, SETTLE, keys, ending.given(), args)
+    else:
+        with conn.pipeline(transaction=False) as pipe:
+            _run(pipe, SETTLE, keys, ending.given(), args)
+            pipe.execute_command(*durable.command())  # type: ignore[no-untyped-call]
+            (now, rows, ended, gen, tripped), replicas = pipe.execute()
     return SettleResult(
-        float(now), [_settled(row) for row in rows], [text(b) for b in ended], counter(text(gen)), text(tripped)
+        float(now),
+        [_settled(row) for row in rows],
+        [text(b) for b in ended],
+        counter(text(gen)),
+        text(tripped),
+        None if replicas is None else int(replicas),
     )
 
 

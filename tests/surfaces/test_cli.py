@@ -166,6 +166,11 @@ def test_config_sets_and_lifts_a_rate_limit(sq: ServiceQ) -> None:
     assert (described["rate_limit"], described["rate_burst"]) == (0.5, 3)
     described = json.loads(run("config", "drag", "--rate-limit", "none", "--rate-burst", "none", "--json").output)
     assert (described["rate_limit"], described["rate_burst"]) == (None, None)
+    described = json.loads(
+        run("config", "drag", "--durable-replicas", "1", "--durable-timeout", "0.5", "--json").output
+    )
+    assert (described["durable_replicas"], described["durable_timeout"]) == (1, 0.5)
+    one_line_error(run("config", "drag", "--durable-replicas", "17"), 2, "durable_replicas")
 
 
 def test_breaker_shows_sets_refuses_and_turns_off(sq: ServiceQ) -> None:

@@ -340,3 +340,17 @@ def test_worker_config_sets_a_rate_limit_and_null_lifts_it(make_client: MakeClie
     assert (sq.settings.rate_limit, sq.settings.worker_count, sq.settings.concurrency) == (40.0, 2, 1)
     settings = client.put("/serviceqs/drag/worker-config", json={"rate_limit": None}).json()
     assert (settings["rate_limit"], settings["rate_burst"]) == (None, 10)
+
+
+def test_a_durable_push_that_falls_short_is_a_503_with_the_task_ids_written(
+    make_client: MakeClient, conn: Redis
+) -> None:
+    client = make_client()
+    ServiceQ("drag", connection=conn).set_durability(replicas=1, timeout=0.05)
+    response = client.post("/serviceqs/drag/tasks/batch", json={"tasks": [{"n": i} for i in range(3)]})
+    assert response.status_code == 503
+    body = response.json()
+    assert "replicas asked for confirmed it" in body["detail"] and len(body["task_ids"]) == 3
+    assert conn.llen("rq:queue:drag-pending") == 3
+    single = client.post("/serviceqs/drag/tasks", json={"n": 9})
+    assert single.status_code == 503 and len(single.json()["task_ids"]) == 1
