@@ -157,6 +157,7 @@ def test_invalid_schedule_is_refused(make_sq: Callable[..., ServiceQ]) -> None:
     assert sq.describe()["schedule"] is None
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_supervisor_scales_and_replaces_killed_workers(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

@@ -16,6 +16,7 @@ from tests import tasks
 from tests.conftest import drain
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_a_durable_push_is_on_the_replica_when_it_returns(sentinel_cluster: SentinelCluster) -> None:
     primary = Redis.from_url(sentinel_cluster.primary.url)  # the cluster's client() decodes replies
     primary.flushdb()

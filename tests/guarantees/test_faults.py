@@ -42,6 +42,7 @@ def _worker_pids(conn: Redis, sq: ServiceQ) -> list[int]:
     return [int(conn.hget(f"rq:worker:{name}", "pid") or 0) for name in names]
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_sigkill_workers_repeatedly(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

@@ -233,7 +233,7 @@ def _redis_up(url: str) -> float | None:
     return float(up[0].split()[-1]) if up else None
 
 
-@pytest.mark.parametrize("hold_at", ["init", "work"])
+@pytest.mark.parametrize("hold_at", [pytest.param("init", marks=pytest.mark.slow), "work"])  # init: slow, CI runs it
 def test_a_worker_starting_during_a_network_cut_rides_it_out(
     make_sq: Callable[..., ServiceQ], redis_server: RedisServer, tmp_path: Path, hold_at: str
 ) -> None:

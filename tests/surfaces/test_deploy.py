@@ -199,6 +199,7 @@ def _http_get(url: str) -> bytes | None:
         return None
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_compose_topology_as_local_processes(processes: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
     """Redis with AOF, two supervisors, rq-dashboard, the metrics exporter: a batch pushed through
     the CLI ends, exactly once, every task passed once."""
