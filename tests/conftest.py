@@ -111,6 +111,19 @@ def spawn_supervisor(redis_url: str) -> Iterator[Callable[..., subprocess.Popen[
         proc.wait(10)
 
 
+def stop_groups(procs: list[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    """SIGTERM each process group (a supervisor and its workers, a server), then SIGKILL what outlives ``grace``."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 def drain(sq: ServiceQ) -> None:
     """Work the service queue to the end of its batch in this process (no sleeping, no subprocess)."""
     ServiceQWorker(sq.keys.queue_name, connection=sq.connection).work(burst=True, logging_level="WARNING")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ import pytest
 from rq_serviceq import ServiceQ, connect
 from rq_serviceq.testing import SentinelCluster, free_port
 from tests import tasks
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, stop_groups, wait_until
 from tests.http_helpers import running_server
 
 DIRECT = 2000  # tasks pushed by the producer before the kill
@@ -48,15 +47,7 @@ def _supervisors(name: str, url: str, count: int, logdir: Path) -> Iterator[list
     try:
         yield procs
     finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_groups(procs, grace=30)
 
 
 def _cli(url: str, out: Path, *args: str) -> subprocess.Popen[bytes]:

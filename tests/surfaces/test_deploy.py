@@ -28,7 +28,7 @@ from redis import Redis
 
 from rq_serviceq.cli import cli
 from rq_serviceq.testing import RedisServer, free_port
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, stop_groups, wait_until
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -180,15 +180,7 @@ def test_systemd_supervisord_and_procfile() -> None:
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    stop_groups(procs)
 
 
 def _http_get(url: str) -> bytes | None:
