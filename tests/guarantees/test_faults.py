@@ -65,6 +65,7 @@ def test_sigkill_workers_repeatedly(
     assert conn.get(f"test:batch_end_count:{report['batch_id']}") == b"1"
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_sigkill_the_supervisor(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_supervisor: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
@@ -138,6 +139,7 @@ def test_redis_restart_mid_batch(aof_redis: RedisServer, monkeypatch: pytest.Mon
             w.wait(10)
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_network_cut_between_workers_and_redis(
     make_sq: Callable[..., ServiceQ], conn: Redis, redis_server: RedisServer
 ) -> None:
@@ -288,6 +290,7 @@ def _short_lease_workers(n: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(cmd, env=env, cwd=ROOT) for _ in range(n)]
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_a_long_batch_end_callback_keeps_its_lease(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
     """A callback that outlasts the lease is not taken over while its worker lives."""
     sq = make_sq("drag", worker_count=0)
@@ -306,6 +309,7 @@ def test_a_long_batch_end_callback_keeps_its_lease(make_sq: Callable[..., Servic
             w.wait(10)
 
 
+@pytest.mark.slow  # the default suite's time (about 5 minutes); CI runs it
 def test_batch_end_work_of_a_killed_worker_is_taken_over(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
