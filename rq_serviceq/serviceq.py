@@ -49,7 +49,7 @@ from rq_serviceq.models import (
 )
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import replies, state
-from rq_serviceq.store.connection import connect, connection_url
+from rq_serviceq.store.connection import connect, connection_url, url_for
 from rq_serviceq.store.durable import NotReplicated as NotReplicated
 from rq_serviceq.task.imports import import_path_of
 from rq_serviceq.worker import control, launcher
@@ -85,7 +85,7 @@ class ServiceQ:
             raise ValueError(f"role must be 'default' or 'producer', not {role!r}")
         self.name = validate_name(name)
         self.role = role
-        self.connection = connection if connection is not None else connect()
+        self.connection = connection if connection is not None else connect(url_for(name))
         self.keys = k.Keys(name)
         with self._reaching_redis():
             self.id = state.attach(self.connection, name).id
@@ -99,7 +99,7 @@ class ServiceQ:
     def open(cls, name: str, connection: Redis | None = None, role: Role = "default") -> ServiceQ:
         """Attach to a service queue that must exist already (``ServiceQ(name)`` creates one)."""
         validate_name(name)
-        conn = connection if connection is not None else connect()
+        conn = connection if connection is not None else connect(url_for(name))
         if not reads.exists(conn, name):
             where = connection_url(conn, hide_password=True)
             raise LookupError(f"no service queue named {name!r} on {where}; ServiceQ({name!r}) creates one")

@@ -23,7 +23,7 @@ from redis import Redis
 
 from rq_serviceq.models import validate_name
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store.connection import DEFAULT_URL, connect, connection_url, redis_url
+from rq_serviceq.store.connection import DEFAULT_URL, connect, connection_url, redis_url, url_for
 from rq_serviceq.task.imports import RefusedPath, UnresolvablePath
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,7 +115,7 @@ def where(conn: Redis) -> str:
 
 def open_queue(name: str, url: str | None, create: bool = False) -> ServiceQ:
     """The service queue; an unknown name is an error unless ``create`` (a typo must not create one)."""
-    conn = connection(url)
+    conn = connect(url_for(name, url))  # its route, where RQ_SERVICEQ_ROUTES gives one
     try:
         if create:
             return ServiceQ(name, connection=conn)

@@ -11,7 +11,7 @@ import click
 
 from rq_serviceq.cli._common import FAILURE, CliError, name_argument, open_queue, url_option
 from rq_serviceq.store import scripts
-from rq_serviceq.store.connection import redis_url
+from rq_serviceq.store.connection import url_for
 from rq_serviceq.worker import launcher
 from rq_serviceq.worker.supervisor import Supervisor
 
@@ -48,7 +48,7 @@ def run_supervisor(
         raise CliError(f"{exc} (or pass --create)") from None
     if worker_class:
         os.environ[launcher.WORKER_CLASS_ENV] = worker_class  # the workers' command line reads it
-    Supervisor(sq.connection, name, redis_url(url), interval=interval).run()
+    Supervisor(sq.connection, name, url_for(name, url), interval=interval).run()
 
 
 @click.command()

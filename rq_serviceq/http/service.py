@@ -34,7 +34,7 @@ from rq_serviceq.serviceq import CHUNK_SIZE, SETTINGS_MAX_AGE, NotReplicated, Pu
 
 # The two pieces of the store every long-running process shares (workers, supervisors, watch, metrics):
 # where Redis is (a URL, a Sentinel URL) and how an outage is noted and logged.  Neither builds a key.
-from rq_serviceq.store.connection import connection_pool
+from rq_serviceq.store.connection import connection_pool, routes
 from rq_serviceq.store.outage import Outage
 
 T = TypeVar("T")
@@ -87,6 +87,9 @@ class Service:
         )
         packer.install(pool)
         self.conn = Redis(connection_pool=pool)
+        # Service queues RQ_SERVICEQ_ROUTES puts on other Redis servers: a pool for each of those servers.
+        self._servers = {url: self._routed_connection(url, config) for url in set(routes().values())}
+        self._routes = {name: self._servers[url] for name, url in routes().items()}
         self.where = ServiceQ.where(self.conn)
         self.outage = Outage(self.conn, "HTTP service", logging.getLogger("rq_serviceq.http"))
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
@@ -104,10 +107,26 @@ class Service:
         with self.outage.noting("a request"):
             return call()
 
+    @staticmethod
+    def _routed_connection(url: str, config: HttpConfig) -> Redis:
+        pool = connection_pool(url, blocking=True, max_connections=config.redis_pool, timeout=10,
+                               socket_connect_timeout=5, socket_timeout=60, retry=Retry(NoBackoff(), 0))  # fmt: skip
+        packer.install(pool)
+        return Redis(connection_pool=pool)
+
+    def conn_for(self, name: str) -> Redis:
+        """The Redis service queue ``name`` lives on: its route (RQ_SERVICEQ_ROUTES), else the service's own."""
+        return self._routes.get(name, self.conn)
+
+    def all_servers(self) -> list[Redis]:
+        """The service's own Redis, then each other server the routes name."""
+        return [self.conn, *self._servers.values()]
+
     def close(self) -> None:
         self.executor.shutdown(wait=True)
-        self.conn.close()
-        self.conn.connection_pool.disconnect()
+        for conn in self.all_servers():
+            conn.close()
+            conn.connection_pool.disconnect()
 
     # --- handles ----------------------------------------------------------------------------
     def existing(self, name: str) -> ServiceQ:
@@ -116,9 +135,10 @@ class Service:
         if sq is not None:
             return sq
         try:
-            sq = ServiceQ.open(name, connection=self.conn, role="producer")
+            sq = ServiceQ.open(name, connection=self.conn_for(name), role="producer")
         except LookupError:
-            raise UnknownServiceQ(f"no service queue named {name!r} on {self.where}") from None
+            where = ServiceQ.where(self.conn_for(name))
+            raise UnknownServiceQ(f"no service queue named {name!r} on {where}") from None
         return self._keep(sq)
 
     def for_push(self, name: str) -> ServiceQ:
@@ -132,7 +152,7 @@ class Service:
             if not self.config.auto_create:
                 raise
         self.check_room(name)
-        return self._keep(ServiceQ(name, connection=self.conn, role="producer"))
+        return self._keep(ServiceQ(name, connection=self.conn_for(name), role="producer"))
 
     def check_room(self, name: str) -> None:
         """``TooManyServiceQs`` if creating ``name`` would pass SERVICEQ_AUTO_CREATE_MAX.
@@ -143,7 +163,7 @@ class Service:
         across processes may pass the cap by as many as race.
         """
         limit = self.config.auto_create_max
-        if ServiceQ.count(self.conn) >= limit:
+        if ServiceQ.count(self.conn_for(name)) >= limit:
             raise TooManyServiceQs(
                 f"no service queue named {name!r}, and {limit} exist (SERVICEQ_AUTO_CREATE_MAX): "
                 "create it explicitly (ServiceQ(name) in Python) or raise the cap"

@@ -16,8 +16,10 @@ Sentinel URL back, so that processes started from a connection (workers,
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
@@ -47,6 +49,34 @@ def url_from_env() -> str | None:
 def redis_url(url: str | None = None) -> str:
     """The explicit ``url``, else ``RQ_REDIS_URL``, else ``REDIS_URL``, else ``redis://localhost:6379/0``."""
     return url or url_from_env() or DEFAULT_URL
+
+
+ROUTES_ENV = "RQ_SERVICEQ_ROUTES"
+
+
+def routes() -> dict[str, str]:
+    """Which Redis each service queue lives on, where a deployment spreads them over several servers:
+    ``RQ_SERVICEQ_ROUTES``, a JSON object of service queue name -> Redis URL (or ``@path`` to a file holding
+    one); a queue it does not name lives on the default Redis (:func:`redis_url`).  Producers, supervisors,
+    the HTTP service and the CLI read the same variable, so they agree on where each queue is."""
+    raw = os.environ.get(ROUTES_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
+        table = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{ROUTES_ENV}: neither a JSON object nor @file holding one ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v for v in table.values()):
+        raise ValueError(
+            f'{ROUTES_ENV} must map service queue names to Redis URLs, e.g. {{"drag": "redis://a:6379/0"}}'
+        )
+    return {str(name): url for name, url in table.items()}
+
+
+def url_for(name: str, url: str | None = None) -> str:
+    """Where service queue ``name`` lives: the explicit ``url``, else its route, else the default Redis."""
+    return url or routes().get(name) or redis_url()
 
 
 def is_sentinel_url(url: str) -> bool:

@@ -42,8 +42,10 @@ async def healthz(request: Request) -> Health:
 @router.get("/serviceqs", tags=["read"])
 async def list_serviceqs(request: Request) -> ServiceQList:
     svc = service(request)
-    found = await svc.run(ServiceQ.statuses, svc.conn)
-    return ServiceQList(serviceqs=[ServiceQSummary(name=n, status=s) for n, s in found.items()])
+    found: dict[str, str] = {}
+    for conn in svc.all_servers():  # every server the routes name, so one service lists every queue
+        found |= await svc.run(ServiceQ.statuses, conn)
+    return ServiceQList(serviceqs=[ServiceQSummary(name=n, status=s) for n, s in sorted(found.items())])
 
 
 @router.get("/serviceqs/{name}", tags=["read"])
