@@ -141,13 +141,14 @@ class ServiceQCollector:
         """``outage``: the process's own bookkeeping, where it has one (the HTTP service), so that an outage
         is still one line each way in its log, not one more for the scrapes."""
         self.conn = connection if connection is not None else connect(url)
+        self.routed = ServiceQ.routed_servers()  # the other servers RQ_SERVICEQ_ROUTES names, read at each scrape
         self.outage = outage or Outage(self.conn, "metrics exporter", logging.getLogger("rq_serviceq.metrics"))
 
     def read(self) -> list[QueueFigures] | None:
         """Every queue's figures; None when Redis cannot be reached (or refused the read)."""
         try:
             with self.outage.noting("a scrape"):
-                return ServiceQ.figures(self.conn)
+                return ServiceQ.figures(self.conn, self.routed)
         except redis.exceptions.RedisError:
             return None
 

@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import redis
@@ -49,7 +49,7 @@ from rq_serviceq.models import (
 )
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import replies, state
-from rq_serviceq.store.connection import connect, connection_url, url_for
+from rq_serviceq.store.connection import connect, connection_url, routes, url_for
 from rq_serviceq.store.durable import NotReplicated as NotReplicated
 from rq_serviceq.task.imports import import_path_of
 from rq_serviceq.worker import control, launcher
@@ -121,10 +121,24 @@ class ServiceQ:
         return reads.exists(connection, validate_name(name))
 
     @staticmethod
-    def figures(connection: Redis) -> list[QueueFigures]:
+    def figures(connection: Redis, routed: Mapping[str, Redis] | None = None) -> list[QueueFigures]:
         """Every service queue's figures (status, current batch, queue lengths, workers, running totals),
-        in a few round trips however many queues there are: what ``rq-serviceq list`` and the metrics show."""
-        return reads.figures(connection)
+        in a few round trips however many queues there are: what ``rq-serviceq list`` and the metrics show.
+
+        ``routed``: the other servers ``RQ_SERVICEQ_ROUTES`` names, by URL (``routed_servers``); each queue
+        is then read from the server its route names, an unrouted one from ``connection``."""
+        if not routed:
+            return reads.figures(connection)
+        table = routes()
+        found = [f for f in reads.figures(connection) if f.name not in table]
+        for url, conn in routed.items():
+            found += [f for f in reads.figures(conn) if table.get(f.name) == url]
+        return sorted(found, key=lambda f: f.name)
+
+    @staticmethod
+    def routed_servers() -> dict[str, Redis]:
+        """A connection to each server ``RQ_SERVICEQ_ROUTES`` names, by URL (none without routes)."""
+        return {url: connect(url) for url in sorted(set(routes().values()))}
 
     @staticmethod
     def count(connection: Redis) -> int:

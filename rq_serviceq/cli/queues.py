@@ -30,8 +30,10 @@ from rq_serviceq.serviceq import ServiceQ
 @url_option
 @json_option
 def list_queues(url: str | None, as_json: bool) -> None:
-    """Every service queue on the Redis, with its status and current batch."""
-    rows = [_queue_row(figures) for figures in ServiceQ.figures(connection(url))]
+    """Every service queue on the Redis (and on each server RQ_SERVICEQ_ROUTES names), with its status and
+    current batch."""
+    routed = {} if url else ServiceQ.routed_servers()  # --url: that one server alone
+    rows = [_queue_row(figures) for figures in ServiceQ.figures(connection(url), routed)]
     if as_json:
         emit_json(rows)
         return

@@ -17,6 +17,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.cli import cli
 from rq_serviceq.http.app import create_app
 from rq_serviceq.http.config import HttpConfig
+from rq_serviceq.metrics import ServiceQCollector
 from rq_serviceq.store.connection import ROUTES_ENV, routes, url_for
 from rq_serviceq.testing import RedisServer
 from tests import tasks
@@ -79,3 +80,16 @@ def test_one_http_service_fronts_both_servers(routed: Redis, conn: Redis, redis_
         names = [q["name"] for q in client.get("/serviceqs").json()["serviceqs"]]
     assert names == ["far", "near"]
     assert routed.llen("rq:queue:far-pending") == 1 and conn.llen("rq:queue:near-pending") == 1
+
+
+def test_list_and_the_metrics_read_every_queue_from_its_server(routed: Redis, conn: Redis, redis_url: str) -> None:
+    for name in ("near", "far"):
+        sq = ServiceQ(name)
+        sq.set_worker_config(worker_count=0, auto_start=False)
+        sq.push_many([{"n": i} for i in range(3 if name == "far" else 2)])
+    ServiceQ("stale", connection=routed)  # on the second server, but not routed there: not this deployment's
+    listed = json.loads(CliRunner().invoke(cli, ["list", "--json"]).output)
+    assert [(row["name"], row["queued"]) for row in listed] == [("far", 3), ("near", 2)]
+    scrape = ServiceQCollector().exposition().decode()
+    assert 'queue_depth{queue="far",rq_queue="far-pending"} 3' in scrape
+    assert 'queue_depth{queue="near",rq_queue="near-pending"} 2' in scrape and '"stale"' not in scrape
