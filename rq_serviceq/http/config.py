@@ -30,6 +30,7 @@ ENV_VARS = {
     "SERVICEQ_AUTO_CREATE_MAX": "auto_create_max",
     "SERVICEQ_API_TOKEN": "api_token",
     "SERVICEQ_REDIS_POOL": "redis_pool",
+    "SERVICEQ_DURABLE_REPLICAS": "durable_replicas",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -49,6 +50,9 @@ class HttpConfig(BaseModel):
     auto_create_max: Annotated[int, Field(ge=1)] = 1000  # service queues in all, beyond which a push creates none
     api_token: SecretStr | None = None
     redis_pool: Annotated[int, Field(ge=1, le=1024)] = 64  # connections, and threads that use them
+    # Replicas every push this service makes waits for (WAIT), whatever the queue's own durable_replicas
+    # says (the larger wins): a service that answers clients may promise more than the library's callers.
+    durable_replicas: Annotated[int, Field(ge=0, le=16)] = 0
 
     @field_validator("redis_url")
     @classmethod

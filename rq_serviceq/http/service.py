@@ -261,10 +261,17 @@ class Service:
         """One PUSH call for at most a chunk of encoded tasks; a queue deleted elsewhere is recreated (or 404) and
         pushed to once more (a deleted queue's PUSH writes nothing)."""
         try:
-            return self.for_push(name).push_encoded(encoded, self.settings(name))
+            return self.for_push(name).push_encoded(encoded, self._push_settings(name))
         except LookupError:  # deleted by another process since this one cached it
             self.forget(name)
-            return self.for_push(name).push_encoded(encoded, self.settings(name))
+            return self.for_push(name).push_encoded(encoded, self._push_settings(name))
+
+    def _push_settings(self, name: str) -> Settings:
+        """The queue's settings, with the service's SERVICEQ_DURABLE_REPLICAS where it asks for more."""
+        settings = self.settings(name)
+        if self.config.durable_replicas > settings.durable_replicas:
+            settings = settings.model_copy(update={"durable_replicas": self.config.durable_replicas})
+        return settings
 
     def settings(self, name: str) -> Settings:
         """``cached_settings``, or read now (a blocking call: from the Redis threads)."""

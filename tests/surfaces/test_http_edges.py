@@ -354,3 +354,12 @@ def test_a_durable_push_that_falls_short_is_a_503_with_the_task_ids_written(
     assert conn.llen("rq:queue:drag-pending") == 3
     single = client.post("/serviceqs/drag/tasks", json={"n": 9})
     assert single.status_code == 503 and len(single.json()["task_ids"]) == 1
+
+
+def test_the_services_own_durable_replicas_applies_to_every_push(make_client: MakeClient, conn: Redis) -> None:
+    """SERVICEQ_DURABLE_REPLICAS: the service waits for that many replicas whatever the queue asks (none here)."""
+    client = make_client(durable_replicas=1)
+    ServiceQ("drag", connection=conn).set_durability(timeout=0.05)  # the queue itself asks for none
+    response = client.post("/serviceqs/drag/tasks/batch", json={"tasks": [{"n": 1}]})
+    assert response.status_code == 503 and "0 of the 1 replicas" in response.json()["detail"]
+    assert HttpConfig.from_env({"SERVICEQ_DURABLE_REPLICAS": "2"}).durable_replicas == 2
