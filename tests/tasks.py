@@ -99,11 +99,13 @@ def spin(task: dict[str, Any]) -> bool:
 
 
 def pushes_back(task: dict[str, Any]) -> tuple[bool, str]:
-    """Records (Redis time, task number) as it starts; the first attempt of a task with task['retry_after']
-    raises Retry(after=...), with task['throttle'] Throttle(after=...); then it passes."""
+    """Records (Redis time, task number) as it starts, sleeps task['seconds'] (0), then the first attempt of a
+    task with task['retry_after'] raises Retry(after=...), with task['throttle'] Throttle(after=...); then
+    it passes."""
     conn = _conn()
     secs, micros = conn.time()
     conn.rpush("test:starts", f"{secs + micros / 1e6:.6f}:{task.get('i')}")
+    time.sleep(task.get("seconds", 0))
     if not (current_qtask() or {}).get("total_retry_attempts"):
         if "retry_after" in task:
             raise Retry(after=task["retry_after"], message="provider busy")

@@ -58,7 +58,7 @@ from rq_serviceq.worker.journal import Journal
 from rq_serviceq.worker.keeper import LeaseKeeper
 from rq_serviceq.worker.leases import TASK_LEASE
 from rq_serviceq.worker.reconcile import reconcile
-from rq_serviceq.worker.run import ForkRunner, Gate, Runner, Running
+from rq_serviceq.worker.run import ForkRunner, Gate, Hold, Runner, Running
 
 _IDLE_STATUSES = ("PAUSED", "STOPPED", "SUSPENDED")
 T = TypeVar("T")
@@ -118,6 +118,7 @@ class ServiceQWorker(SimpleWorker):
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
         self._ahead = ClaimAhead(self._claimant)
         self._next: tuple[Claim, Running] | None = None  # the group queued behind the running one (_refill)
+        self._hold = Hold()  # a task's Throttle: no task of this worker starts before it ends (the claim's too)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
         self._journal = Journal(
@@ -513,7 +514,8 @@ class ServiceQWorker(SimpleWorker):
         return got
 
     def _gate(self) -> Gate:
-        return Gate(self._must_not_start, self._sizer.deadline(), self._start_lock, self._journal, self._exiting)
+        deadline = self._sizer.deadline()
+        return Gate(self._must_not_start, deadline, self._start_lock, self._journal, self._exiting, hold=self._hold)
 
     def _refill(self, started: Running) -> int:
         """Once every task of the running group has started, queue the group claimed early behind it, so

@@ -137,6 +137,24 @@ def test_throttle_holds_every_start_of_the_service_queue(make_sq: Callable[..., 
     assert "throttled" in kinds
 
 
+def test_throttle_holds_the_groups_a_threaded_worker_claimed_ahead_too(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    """On threads a worker claims its next group early and queues it behind the running one: a Throttle
+    raised meanwhile holds those tasks as well, not only the rest of its own group."""
+    sq = make_sq("pushback", worker_count=0, concurrency=4)
+    sq.set_retry_config(retry_limit=1)
+    sq.set_task_function(tasks.pushes_back)
+    quick = [{"i": i, "seconds": 0.005} for i in range(1, 400)]  # the worker learns they are short
+    sq.push_many([*quick[:200], {"i": 0, "seconds": 0.05, "throttle": 1.0}, *quick[200:]])
+    drain(sq)
+    starts = _starts(conn)
+    throttled = next(t for t, i in starts if i == "0") + 0.05  # when it raised, at the earliest
+    during = [i for t, i in starts if throttled + 0.02 < t < throttled + 0.95]
+    assert during == []  # nothing started while held (a margin each side for the clocks' reads)
+    assert sq.get_batch_report()["total_success"] == 400
+
+
 def test_status_info_says_until_when_the_queue_is_throttled(
     make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

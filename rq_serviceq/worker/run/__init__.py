@@ -8,13 +8,14 @@ task).  Kept apart from the worker loop so the same code serves worker processes
 
 from rq_serviceq.worker.run.call import TaskFunctionUnavailable, always, current_qtask
 from rq_serviceq.worker.run.fork import ForkRunner
-from rq_serviceq.worker.run.gate import Gate, GroupResult
+from rq_serviceq.worker.run.gate import Gate, GroupResult, Hold
 from rq_serviceq.worker.run.runner import Runner, Running
 
 __all__ = [
     "ForkRunner",
     "Gate",
     "GroupResult",
+    "Hold",
     "Runner",
     "Running",
     "TaskFunctionUnavailable",

@@ -28,6 +28,14 @@ def started() -> bool:
 
 
 @dataclass
+class Hold:
+    """No task starts before ``until`` (``time.monotonic()``): a task's Throttle holds every group its worker
+    has begun, the one claimed early and queued behind it too, not only the rest of its own group."""
+
+    until: float = float("-inf")
+
+
+@dataclass
 class Gate:
     """Where a runner asks whether a task may start, and says that it started and how it ended.
 
@@ -44,19 +52,20 @@ class Gate:
     exiting: Callable[[], bool] = never  # the worker's own cold shutdown is under way
     over: bool = False  # the group was recorded: a straggler thread's outcome is no longer journaled
     first_start: float | None = None  # perf_counter() when the group's first task was asked to start (threads)
+    hold: Hold = field(default_factory=Hold)  # the worker's, shared by all its gates
 
     def admit(self, job: ServiceQJob, launch: Callable[[], T]) -> T | None:
         """Under the lock: None if ``job`` must not start; else mark it started and ``launch`` it."""
         with self.lock:
-            if self.should_stop() or time.perf_counter() > self.deadline:
+            if self.should_stop() or time.perf_counter() > self.deadline or time.monotonic() < self.hold.until:
                 return None
             if self.journal is not None:
                 self.journal.started(job)
             return launch()
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
-        if outcome.throttle:  # the provider pushed back on the account: the rest of the group goes back
-            self.deadline = float("-inf")
+        if outcome.throttle:  # the provider pushed back on the account: what has not started goes back
+            self.hold.until = max(self.hold.until, time.monotonic() + outcome.after)
         if self.journal is not None and not self.over:
             self.journal.ended(job, outcome, send)
 
