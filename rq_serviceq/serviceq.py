@@ -332,7 +332,7 @@ class ServiceQ:
             try:
                 results = push.push_encoded(self.connection, self.keys, encoded, settings, begin_lease=lease)
             except NotReplicated as exc:  # written on the primary: its batches begin as after any push
-                self._batches_opened(settings, exc.results)  # type: ignore[attr-defined]
+                self._batches_opened(settings, exc.results)
                 raise
             self._batches_opened(settings, results)
         return results

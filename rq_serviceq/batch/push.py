@@ -158,7 +158,7 @@ def push_encoded(
         results.extend(_streamed(conn, keys, lease, groups, Durable.of(settings)))
     except NotReplicated as exc:  # all written: the error says what
         exc.task_ids, exc.batch_ids = written(results)
-        exc.results = results  # type: ignore[attr-defined]
+        exc.results = results
         raise
     return results
 
@@ -207,7 +207,7 @@ def _streamed(
         try:
             pushed = scripts.push(conn, keys, lease, only, None if error else durable)
         except NotReplicated as exc:
-            yield from _results(keys, only, exc.pushed)  # type: ignore[attr-defined]
+            yield from _results(keys, only, exc.pushed)
             raise
         yield from _results(keys, only, pushed)
         if error is not None:

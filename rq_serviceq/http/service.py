@@ -212,7 +212,7 @@ class Service:
         try:
             return list(_flatten(self.push_encoded(name, encoded)))
         except NotReplicated as exc:
-            pushed = _flatten(exc.results)  # type: ignore[attr-defined]
+            pushed = _flatten(exc.results)
             return [exc.alone(task.task_id, task.batch_id) for task in pushed]
 
     def push_batch(self, name: str, tasks: list[Any]) -> list[PushResult]:
@@ -229,7 +229,7 @@ class Service:
             try:
                 pushed_so_far += self.push_encoded(name, encoded[start : start + CHUNK_SIZE])
             except NotReplicated as exc:
-                pushed_so_far += exc.results  # type: ignore[attr-defined]
+                pushed_so_far += exc.results
                 short = exc
             except Exception as exc:
                 if not pushed_so_far:

@@ -42,6 +42,10 @@ class NotReplicated(Exception):
         self.durable = durable
         self.task_ids: list[str] = []
         self.batch_ids: list[str] = []
+        # What the push wrote, as each layer tells it: the PUSH replies (store.scripts), the pushed chunks
+        # (batch.push), so that the caller can still answer with the ids and begin the batches it opened.
+        self.pushed: list[Any] = []
+        self.results: list[Any] = []
 
     def alone(self, task_id: str, batch_id: str) -> NotReplicated:
         """The same shortfall, told of one task: what an auto-batched request's client is answered."""

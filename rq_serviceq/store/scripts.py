@@ -303,7 +303,7 @@ def push(
         try:
             replicated(replies[-1], durable)
         except NotReplicated as exc:
-            exc.pushed = pushed  # type: ignore[attr-defined]
+            exc.pushed = pushed
             raise
     return pushed
 
@@ -358,7 +358,7 @@ def push_streamed(
             error = error or failed
             yield sent, replies
         if durable is not None and error is None:  # every group read: WAIT covers all this connection wrote
-            connection.send_packed_command([b"".join(_bulk_command(durable.command()))])
+            connection.send_packed_command([_resp(durable.command())])
             replicated(connection.read_response(), durable)
     except NotReplicated:
         raise
@@ -390,12 +390,12 @@ def _packed(head: list[bytes], chunk: PushChunk) -> bytes:
     parts = [chunk.new_batch_id.encode(), chunk.origin.encode()]
     for task_id, data, description in chunk.tasks:
         parts += (task_id.encode(), data, description.encode())
-    args = [*head, *parts]
+    return _resp([*head, *parts])
+
+
+def _resp(args: Sequence[bytes]) -> bytes:
+    """A command in RESP, packed here: every command ``push_streamed`` writes on its own connection."""
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
-
-
-def _bulk_command(parts: Sequence[bytes]) -> list[bytes]:
-    return [b"*%d\r\n" % len(parts), *(b"$%d\r\n%b\r\n" % (len(p), p) for p in parts)]
 
 
 def _as_bytes(value: Any) -> bytes:
