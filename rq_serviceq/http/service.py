@@ -76,20 +76,11 @@ class Service:
 
     def __init__(self, config: HttpConfig) -> None:
         self.config = config
-        pool = connection_pool(  # a redis+sentinel:// URL: the primary, found again after a failover
-            config.redis_url,
-            blocking=True,
-            max_connections=config.redis_pool,
-            timeout=10,
-            socket_connect_timeout=5,
-            socket_timeout=60,
-            retry=Retry(NoBackoff(), 0),
-        )
-        packer.install(pool)
-        self.conn = Redis(connection_pool=pool)
+        self.conn = self._connection_to(config.redis_url, config)
         # Service queues RQ_SERVICEQ_ROUTES puts on other Redis servers: a pool for each of those servers.
-        self._servers = {url: self._routed_connection(url, config) for url in set(routes().values())}
-        self._routes = {name: self._servers[url] for name, url in routes().items()}
+        table = routes()
+        self._servers = {url: self._connection_to(url, config) for url in set(table.values())}
+        self._routes = {name: self._servers[url] for name, url in table.items()}
         self.where = ServiceQ.where(self.conn)
         self.outage = Outage(self.conn, "HTTP service", logging.getLogger("rq_serviceq.http"))
         self.executor = ThreadPoolExecutor(max_workers=config.redis_pool, thread_name_prefix="serviceq-redis")
@@ -108,7 +99,9 @@ class Service:
             return call()
 
     @staticmethod
-    def _routed_connection(url: str, config: HttpConfig) -> Redis:
+    def _connection_to(url: str, config: HttpConfig) -> Redis:
+        """A blocking pool of ``redis_pool`` connections (a redis+sentinel:// URL: the primary, found again
+        after a failover), with the fast path's packer."""
         pool = connection_pool(url, blocking=True, max_connections=config.redis_pool, timeout=10,
                                socket_connect_timeout=5, socket_timeout=60, retry=Retry(NoBackoff(), 0))  # fmt: skip
         packer.install(pool)
