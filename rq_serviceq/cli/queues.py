@@ -190,10 +190,9 @@ def _task_row(task: Any) -> tuple[Any, ...]:
 
 # --- config -------------------------------------------------------------------------------------
 _SECONDS = click.FloatRange(min=0)
-
-
-def _optional_seconds(value: str | None) -> float | None:
-    return None if value is None or value.lower() == "none" else float(value)
+# Options that take 'none' for None, each read as its kind: (option, kind, what a value must be).
+_NONE_OR = (("task_timeout", float, "a number of seconds"), ("rate_limit", float, "a number"),
+            ("rate_burst", int, "a number"))  # fmt: skip
 
 
 @click.command()
@@ -232,11 +231,9 @@ def config(name: str, url: str | None, as_json: bool, create: bool, **options: A
     """Show a service queue's settings, changing those given first (all or none: each is checked first)."""
     sq = open_queue(name, url, create=create)
     values = {key: value for key, value in options.items() if value is not None}
-    if "task_timeout" in values:
-        values["task_timeout"] = _parse_seconds("--task-timeout", values["task_timeout"])
-    for option, kind in (("rate_limit", float), ("rate_burst", int)):
+    for option, kind, what in _NONE_OR:
         if option in values:
-            values[option] = _optional_number(f"--{option.replace('_', '-')}", values[option], kind)
+            values[option] = _none_or(f"--{option.replace('_', '-')}", values[option], kind, what)
     if "schedule" in values and values["schedule"].lower() == "none":
         values["schedule"] = None
     if values:
@@ -249,20 +246,13 @@ def config(name: str, url: str | None, as_json: bool, create: bool, **options: A
     table(("SETTING", "VALUE"), sorted(described.items()))
 
 
-def _optional_number(option: str, value: str, kind: type[float] | type[int]) -> float | int | None:
+def _none_or(option: str, value: str, kind: type[float] | type[int], what: str) -> float | int | None:
     if value.lower() == "none":
         return None
     try:
         return kind(value)
     except ValueError:
-        raise CliError(f"{option}: {value!r} is neither a number nor 'none'") from None
-
-
-def _parse_seconds(option: str, value: str) -> float | None:
-    try:
-        return _optional_seconds(value)
-    except ValueError:
-        raise CliError(f"{option}: {value!r} is neither a number of seconds nor 'none'") from None
+        raise CliError(f"{option}: {value!r} is neither {what} nor 'none'") from None
 
 
 def _import_from_cwd() -> None:
