@@ -120,6 +120,8 @@ def open_queue(name: str, url: str | None, create: bool = False) -> ServiceQ:
         if create:
             return ServiceQ(name, connection=conn)
         return ServiceQ.open(name, connection=conn)
+    except LookupError:  # the library's hint is Python's (``ServiceQ(name)``): a shell wants the flag
+        raise CliError(f"no service queue named {name!r} on {where(conn)}; pass --create to create it") from None
     except redis.exceptions.ConnectionError as exc:
         raise CliError(f"cannot reach Redis at {where(conn)}: {exc}", FAILURE) from None
 

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+import redis
 
 from rq_serviceq import configure
 from rq_serviceq.cli._common import (
+    FAILURE,
     CliError,
     connection,
     duration,
@@ -21,6 +23,7 @@ from rq_serviceq.cli._common import (
     table,
     url_option,
     when,
+    where,
 )
 from rq_serviceq.models import BatchSummary, BreakerConfig, QueueFigures, StatusInfo
 from rq_serviceq.serviceq import ServiceQ
@@ -33,7 +36,11 @@ def list_queues(url: str | None, as_json: bool) -> None:
     """Every service queue on the Redis (and on each server RQ_SERVICEQ_ROUTES names), with its status and
     current batch."""
     routed = {} if url else ServiceQ.routed_servers()  # --url: that one server alone
-    rows = [_queue_row(figures) for figures in ServiceQ.figures(connection(url), routed)]
+    conn = connection(url)
+    try:
+        rows = [_queue_row(figures) for figures in ServiceQ.figures(conn, routed)]
+    except redis.exceptions.ConnectionError as exc:  # name the server: with routes it may be any of several
+        raise CliError(f"cannot reach Redis at {where(conn)}: {exc}", FAILURE) from None
     if as_json:
         emit_json(rows)
         return
@@ -357,15 +364,21 @@ def _breaker_text(config: BreakerConfig) -> str:
     return "pauses when " + " or ".join(parts)
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})  # so `scale q -3` reaches the check
 @name_argument
-@click.argument("worker_count", type=int)
+@click.argument("worker_count", type=int, callback=lambda ctx, param, value: _not_negative(value))
 @url_option
 @json_option
 def scale(name: str, worker_count: int, url: str | None, as_json: bool) -> None:
     """Set worker_count (the total across machines); supervisors follow within a second."""
     open_queue(name, url).scale(worker_count)
     _said(as_json, {"queue": name, "worker_count": worker_count}, f"{name} scaled to {worker_count} worker(s)")
+
+
+def _not_negative(count: int) -> int:
+    if count < 0:
+        raise CliError(f"worker_count must be 0 or more (got {count}); 0 stops every worker")
+    return count
 
 
 @click.command("requeue-failed")

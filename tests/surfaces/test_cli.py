@@ -60,6 +60,10 @@ def test_expected_errors_are_one_line(redis_url: str, conn: Redis) -> None:
     one_line_error(run("status", "drag", "--url", "redis://127.0.0.1:1/0"), 1, "cannot reach Redis")
     one_line_error(run("list", "--url", "redis://127.0.0.1:1/0"), 1, "cannot reach Redis")
     one_line_error(run("report", "nope"), 2, "no service queue named 'nope'")
+    assert "pass --create" in run("status", "nope").stderr  # a shell's advice, not Python's
+    listed = run("list", "--url", "redis://127.0.0.1:1/0")
+    one_line_error(listed, 1, "cannot reach Redis at redis://127.0.0.1:1/0")  # names the server it tried
+    one_line_error(run("scale", "nope", "-3"), 2, "worker_count must be 0 or more (got -3)")  # not "No such option"
     assert conn.dbsize() == 0  # no command created what it was asked about
 
 
