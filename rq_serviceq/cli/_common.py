@@ -123,7 +123,13 @@ def open_queue(name: str, url: str | None, create: bool = False) -> ServiceQ:
     except LookupError:  # the library's hint is Python's (``ServiceQ(name)``): a shell wants the flag
         raise CliError(f"no service queue named {name!r} on {where(conn)}; pass --create to create it") from None
     except redis.exceptions.ConnectionError as exc:
-        raise CliError(f"cannot reach Redis at {where(conn)}: {exc}", FAILURE) from None
+        raise unreachable(conn, exc) from None
+
+
+def unreachable(conn: Redis, exc: redis.exceptions.ConnectionError) -> CliError:
+    """The error for a Redis that did not answer, naming it (password hidden): which server matters once
+    URLs come from the environment or the routes."""
+    return CliError(f"cannot reach Redis at {where(conn)}: {exc}", FAILURE)
 
 
 def emit_json(data: Any) -> None:

@@ -12,7 +12,6 @@ import redis
 
 from rq_serviceq import configure
 from rq_serviceq.cli._common import (
-    FAILURE,
     CliError,
     connection,
     duration,
@@ -21,9 +20,9 @@ from rq_serviceq.cli._common import (
     name_argument,
     open_queue,
     table,
+    unreachable,
     url_option,
     when,
-    where,
 )
 from rq_serviceq.models import BatchSummary, BreakerConfig, QueueFigures, StatusInfo
 from rq_serviceq.serviceq import ServiceQ
@@ -39,8 +38,10 @@ def list_queues(url: str | None, as_json: bool) -> None:
     conn = connection(url)
     try:
         rows = [_queue_row(figures) for figures in ServiceQ.figures(conn, routed)]
-    except redis.exceptions.ConnectionError as exc:  # name the server: with routes it may be any of several
-        raise CliError(f"cannot reach Redis at {where(conn)}: {exc}", FAILURE) from None
+    except redis.exceptions.ConnectionError as exc:
+        if routed:  # any of several servers may be the one down: redis-py's own text names it
+            raise
+        raise unreachable(conn, exc) from None
     if as_json:
         emit_json(rows)
         return
@@ -364,21 +365,22 @@ def _breaker_text(config: BreakerConfig) -> str:
     return "pauses when " + " or ".join(parts)
 
 
+def _not_negative(ctx: click.Context, param: click.Parameter, count: int) -> int:
+    """Checked before the queue is opened, as a typo in the name would be; the upper bound is the setting's."""
+    if count < 0:
+        raise CliError(f"worker_count must be 0 or more (got {count}); 0 stops every worker")
+    return count
+
+
 @click.command(context_settings={"ignore_unknown_options": True})  # so `scale q -3` reaches the check
 @name_argument
-@click.argument("worker_count", type=int, callback=lambda ctx, param, value: _not_negative(value))
+@click.argument("worker_count", type=int, callback=_not_negative)
 @url_option
 @json_option
 def scale(name: str, worker_count: int, url: str | None, as_json: bool) -> None:
     """Set worker_count (the total across machines); supervisors follow within a second."""
     open_queue(name, url).scale(worker_count)
     _said(as_json, {"queue": name, "worker_count": worker_count}, f"{name} scaled to {worker_count} worker(s)")
-
-
-def _not_negative(count: int) -> int:
-    if count < 0:
-        raise CliError(f"worker_count must be 0 or more (got {count}); 0 stops every worker")
-    return count
 
 
 @click.command("requeue-failed")
