@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from rq_serviceq.http.routes import common, read
+from rq_serviceq.http.routes import common, events, read
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -206,5 +206,7 @@ for path, endpoint in (
     ("/api/serviceqs", read.list_serviceqs),
     ("/api/serviceqs/{name}/batches/{batch_id}/progress", read.get_progress),
     ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
+    ("/api/serviceqs/{name}/events", events.stream_events),
+    ("/api/serviceqs/{name}/events/recent", events.recent_events),
 ):
     router.add_api_route(path, endpoint, methods=["GET"])
