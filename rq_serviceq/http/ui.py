@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from rq_serviceq.http.routes import common, read, tasks
+from rq_serviceq.http.routes import common, events, read, tasks
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -437,5 +437,7 @@ for path, endpoint in (
     ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
     ("/api/serviceqs/{name}/batches/{batch_id}/tasks", tasks.list_tasks),
     ("/api/serviceqs/{name}/batches/{batch_id}/tasks/export", tasks.export_tasks),
+    ("/api/serviceqs/{name}/events", events.stream_events),
+    ("/api/serviceqs/{name}/events/recent", events.recent_events),
 ):
     router.add_api_route(path, endpoint, methods=["GET"])
