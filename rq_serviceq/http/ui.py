@@ -180,7 +180,7 @@ function el(parent, name, attrs, text) {
   if (text !== undefined) node.textContent = text;
   parent.appendChild(node); return node;
 }
-const W = 720, H = 200, L = 52, R = 12, T = 10, B = 22, BUCKETS = 60;
+const W = 720, H = 200, L = 52, R = 12, T = 10, B = 22;
 function frame(svg, t0, t1, ymax, unit) {
   svg.replaceChildren(); svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R), y = (v) => H - B - v / ymax * (H - T - B);
@@ -205,7 +205,8 @@ function steps(x, y, key) {
   }
   return d;
 }
-function buckets(t0, t1) {
+function buckets(t0, t1) {  // 2-60 of them, none shorter than 20 ms (a rate over less is noise)
+  const BUCKETS = Math.max(2, Math.min(60, Math.floor((t1 - t0) / 0.02)));
   const width = (t1 - t0) / BUCKETS, done = new Array(BUCKETS).fill(0), retried = new Array(BUCKETS).fill(0);
   let prev = null;
   for (const p of points) {
@@ -220,10 +221,10 @@ function draw() {
   const counts = $("chart-counts"), rate = $("chart-rate");
   $("chart-empty").hidden = points.length > 0;
   if (!points.length) { counts.replaceChildren(); rate.replaceChildren(); return; }
-  const t0 = points[0].t, t1 = Math.max(points[points.length - 1].t, t0 + 1);
+  const t0 = points[0].t, t1 = Math.max(points[points.length - 1].t, ...marks.map((m) => m.t), t0 + 0.5);
   const ymax = Math.max(1, ...points.map((p) => Math.max(p.submitted ?? 0, p.passed + p.failed)));
   const [x, y] = frame(counts, t0, t1, ymax, "");
-  const b = buckets(t0, t1), most = Math.max(1, ...b.retried), bw = Math.max(1, (W - L - R) / BUCKETS - 1);
+  const b = buckets(t0, t1), most = Math.max(1, ...b.retried), bw = Math.max(1, (W - L - R) / b.done.length - 1);
   b.retried.forEach((n, i) => {
     if (!n) return;
     const h = n / most * (H - T - B) * 0.4;
@@ -388,7 +389,7 @@ async def batch_page(
     )
     body = (
         f"<p class='muted'>service queue <a href='../../{html.escape(name)}'>{html.escape(name)}</a>, "
-        f"batch {html.escape(batch_id)} <span id='live'></span></p>"
+        f"batch {html.escape(batch_id)} · <span id='live'></span></p>"
         "<div class='bar'><div id='bar-passed' class='passed'></div><div id='bar-failed' class='failed'></div>"
         f"<div id='bar-waiting' class='waiting'></div></div><table>{counters}</table>{CHART}{TASKS}"
     )
