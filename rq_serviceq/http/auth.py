@@ -9,8 +9,8 @@ how much of a guess was right.
 The check is one ASGI middleware in front of everything (the mounted
 dashboard included) rather than a FastAPI dependency per route: a
 dependency costs a resolution on every request, a third of a single-task
-push's CPU when measured.  Only health and the API's own documentation are
-open.
+push's CPU when measured.  Only health, the OpenAPI schema and ``/docs`` (with
+the Swagger UI files it loads, ``/docs/assets/``) are open.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import SecretStr
 
 REALM = "rq-serviceq"
-OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs"})
+OPEN_PREFIXES = ("/docs/assets/",)  # what /docs loads (Swagger UI's files): open as /docs is
 PAGE_PREFIXES = ("/ui", "/rq")  # what a browser opens: Basic login allowed and asked for
 
 Scope = MutableMapping[str, Any]
@@ -69,7 +70,7 @@ class TokenMiddleware:
         self.check = check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         page = scope["path"].startswith(PAGE_PREFIXES)
@@ -81,6 +82,17 @@ class TokenMiddleware:
             await _refuse(send, "login required: the password is SERVICEQ_API_TOKEN (any user name)", "Basic")
         else:
             await refuse_api(send)
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without the token: health, the schema, and ``/docs`` with its assets.
+
+    A path with a ``..`` segment is never open, so ``/docs/assets/../serviceqs`` cannot reach past
+    the assets whatever a router downstream makes of it.
+    """
+    if path in OPEN_PATHS:
+        return True
+    return path.startswith(OPEN_PREFIXES) and ".." not in path.split("/")
 
 
 async def refuse_api(send: Send) -> None:
