@@ -456,13 +456,17 @@ class ServiceQWorker(SimpleWorker):
                 self._log("task function imports again")
                 self._note_unavailable(None)
             return
+        said_before = unavailable == self._unavailable
         self._unavailable = unavailable
         self._backoff = min(self.max_backoff, max(1.0, 2 * self._backoff))
         self._retry_function_at = time.monotonic() + self._backoff
         message = f"cannot run tasks here ({unavailable}); gave them back, trying again in {self._backoff:g} s"
-        self.log.warning("Worker %s: %s", self.name, message)
-        self._log(message)
-        self._note_unavailable(unavailable)
+        if said_before:  # once per reason: a worker backing off for an hour must not fill the log with it
+            self.log.debug("Worker %s: %s", self.name, message)
+        else:
+            self.log.warning("Worker %s: %s", self.name, message)
+            self._log(message)
+        self._note_unavailable(unavailable)  # refreshed each time: the note outlives its last refresh only so long
 
     def _note_unavailable(self, why: str | None) -> None:
         key = self.sq_keys.task_function_errors
