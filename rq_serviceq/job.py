@@ -32,8 +32,16 @@ DESCRIPTION_LIMIT = 120  # characters of a task rq-dashboard's description shows
 _DATES = (b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat")
 
 
+# What a ServiceQWorker logs when its audit gives back tasks a plain `rq worker` took: a plain worker without
+# `-S rq.serializers.JSONSerializer` reads jobs as pickle, so it cannot even read the placeholder's call and only
+# RQ's own DeserializationError is printed there (no code of rq-serviceq runs in it); this says what to run.
+PLAIN_WORKER_HINT = (
+    "; a plain rq worker cannot run ServiceQ tasks: run `rq worker --worker-class rq_serviceq.ServiceQWorker {queue}`"
+)
+
+
 def perform_outside_serviceq_worker(task: Any) -> None:
-    """What a plain ``rq worker`` would run for a ServiceQ job: a clear refusal."""
+    """What a plain ``rq worker -S rq.serializers.JSONSerializer`` would run for a ServiceQ job: a clear refusal."""
     raise RuntimeError(
         "this is a ServiceQ task: run its queue with `rq worker --worker-class rq_serviceq.ServiceQWorker NAME-pending`"
     )
