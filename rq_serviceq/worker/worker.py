@@ -40,7 +40,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from rq_serviceq.batch import ledger
-from rq_serviceq.job import ServiceQJob
+from rq_serviceq.job import PLAIN_WORKER_HINT, ServiceQJob
 from rq_serviceq.log import worker_log
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
@@ -342,10 +342,11 @@ class ServiceQWorker(SimpleWorker):
         )
         if audit.failed or audit.given_back:
             self.log.warning(
-                "batch %s: %d tasks removed outside rq-serviceq counted failed, %d a plain rq worker took given back",
+                "batch %s: %d tasks removed outside rq-serviceq counted failed, %d a plain rq worker took given back%s",
                 batch_id,
                 audit.failed,
                 audit.given_back,
+                PLAIN_WORKER_HINT.format(queue=self.sq_keys.queue_name) if audit.given_back else "",
             )
         for ended in audit.ended:
             self._finalize(ended)
