@@ -248,3 +248,31 @@ def test_batch_page_controls_act_on_that_batch(server: ServerProcess, conn: Redi
         assert fresh(conn).get_status() != "PAUSED"
         shot(browser, tmp_path / "console-batch.png")
     assert sq.batch_summary(second).total_failed > 0  # and those were not requeued: pending held only the first's
+
+
+def test_history_svg_escapes_what_it_names_and_draws_a_running_batch() -> None:
+    """The picture is markup built from Redis' values: each text is escaped, and a batch with no duration
+    yet (running) or no ended task still gets its bar (a flat one)."""
+    from rq_serviceq.http.ui import history_svg
+
+    running = {
+        "batch_id": "b2",
+        "status": "<RUNNING>",
+        "batch_duration": None,
+        "total_submitted": 4,
+        "total_success": 0,
+        "total_failed": 0,
+    }
+    done = {
+        "batch_id": "b1",
+        "status": "FINISHED",
+        "batch_duration": 2.5,
+        "total_submitted": 8,
+        "total_success": 6,
+        "total_failed": 2,
+    }
+    svg = history_svg("q", [running, done])  # newest first, as sq.batches() gives them
+    assert "<RUNNING>" not in svg and "&lt;RUNNING&gt;" in svg
+    assert svg.count("class='hist-size'") == 2 and svg.index("data-batch='b1'") < svg.index("data-batch='b2'")
+    assert "b1 (FINISHED): 2.5 s, 8 tasks, 2 failed (25%)" in svg
+    assert history_svg("q", []) == "<p class='muted'>No batch yet.</p>"
