@@ -114,6 +114,7 @@ async def _refuse(send: Send, detail: str, scheme: str) -> None:
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TRUSTED_FETCH_SITES = frozenset({b"same-origin", b"none"})  # "none": the user typed it, or a bookmark
+UI_PREFIX = "/ui"  # the pages and their controls (/ui/api): state-changing requests there must be JSON
 
 
 def cross_site(scope: Scope) -> str | None:
@@ -127,10 +128,16 @@ def cross_site(scope: Scope) -> str | None:
     sends no Fetch metadata, ``Origin`` (refused unless it names this server's
     ``Host``).  A request with neither (curl, scripts, SDKs) is no browser's
     cross-site request, whatever its Content-Type, so the seed's curl works as before.
+
+    Under ``/ui`` (the pages' controls, which take the browser's stored Basic login)
+    a state-changing request must also be JSON: a plain HTML form can only send
+    urlencoded, multipart or text/plain bodies, and a cross-site ``fetch`` with a
+    JSON body needs a CORS preflight this server never grants.  That covers an old
+    browser that sends neither Fetch metadata nor ``Origin`` on a form POST.
     """
     if scope["method"] in SAFE_METHODS:
         return None
-    fetch_site = origin = host = None
+    fetch_site = origin = host = content_type = None
     for key, value in scope["headers"]:
         if key == b"sec-fetch-site":
             fetch_site = value.strip().lower()
@@ -138,11 +145,23 @@ def cross_site(scope: Scope) -> str | None:
             origin = value.strip().lower()
         elif key == b"host":
             host = value.strip().lower()
+        elif key == b"content-type":
+            content_type = value.split(b";")[0].strip().lower()
+    if _is_page_path(scope["path"]) and not _is_json(content_type):
+        return "a page's state-changing request must be JSON (Content-Type: application/json), as no HTML form's is"
     if fetch_site is not None:
         return None if fetch_site in TRUSTED_FETCH_SITES else f"Sec-Fetch-Site is {fetch_site.decode('latin-1')!r}"
     if origin is not None and origin.partition(b"://")[2] != host:
         return f"Origin {origin.decode('latin-1')!r} is not this server"
     return None
+
+
+def _is_page_path(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+
+
+def _is_json(media: bytes | None) -> bool:
+    return media is not None and (media == b"application/json" or media.endswith(b"+json"))
 
 
 async def refuse_cross_site(send: Send, why: str) -> None:
