@@ -40,7 +40,7 @@ from rq_serviceq.http.auth import (
 from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.http.errors import problem
-from rq_serviceq.http.routes import control, events, push, read
+from rq_serviceq.http.routes import control, events, push, read, workers
 from rq_serviceq.http.routes.common import describe_errors
 from rq_serviceq.http.service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
@@ -74,7 +74,14 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     app.state.service = Service(config)
     app.state.batcher = None
     check = app.state.token_check = TokenCheck(config.api_token)
-    for router in (read.open_router, push.router, read.router, events.router, control.router):  # the order of /docs
+    for router in (
+        read.open_router,
+        push.router,
+        read.router,
+        workers.router,
+        events.router,
+        control.router,
+    ):  # the order of /docs
         app.include_router(router)
     app.include_router(ui.router)
     _mount_dashboard(app, config)

@@ -65,7 +65,7 @@ def finished(got: list[dict[str, Any]]) -> bool:
 
 
 def make_queue(conn: Redis, name: str, func: Callable[..., Any] = tasks.returns) -> ServiceQ:
-    sq = ServiceQ(name, connection=conn)
+    sq = ServiceQ(name, connection=conn, role="producer")  # its pushes start no worker: drain() or a test's do
     sq.set_task_function(func)
     return sq
 
