@@ -84,3 +84,20 @@ def test_workers_api_and_panel_show_a_busy_worker(
             driver.save_screenshot(str(path))
             assert path.stat().st_size > 5000
             print(f"screenshot: {path}")
+
+
+def test_roster_divides_worker_count_as_the_supervisors_do(conn: Redis) -> None:
+    """Three supervisors' heartbeats, one lapsed: the two live ones split worker_count 3 as 2 + 1 (first by id
+    takes the extra), the lapsed one is left out, and nobody is evicted by the read."""
+    sq = ServiceQ("split", connection=conn, role="producer")
+    sq.set_worker_config(worker_count=3)
+    now = float(conn.time()[0])
+    beats = {"web-1-100-aaaaaa": now + 30, "web-2-200-bbbbbb": now + 30, "old-host-300-cccccc": now - 30}
+    conn.zadd(sq.keys.supervisors, beats)
+    roster = sq.roster()
+    assert [(s.id, s.machine, s.process, s.share) for s in roster.supervisors] == [
+        ("web-1-100-aaaaaa", "web-1", 100, 2),
+        ("web-2-200-bbbbbb", "web-2", 200, 1),
+    ]
+    assert roster.workers == [] and roster.worker_count == 3
+    assert conn.zcard(sq.keys.supervisors) == 3
