@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -187,7 +188,11 @@ async def follow(pool: EventStreams, sq: ServiceQ, cursor: str, batch: str | Non
     yield f"retry: {RETRY_MS}\n: following the progress feed after {cursor}\n\n"
     quiet_since = time.monotonic()
     while not pool.ending:
-        found = await pool.read(sq, cursor)
+        try:
+            found = await pool.read(sq, cursor)
+        except redis.exceptions.RedisError:  # noted and logged by the outage; the client reconnects from its id
+            yield ": Redis cannot be reached; reconnect\n\n"
+            return
         if found:
             cursor = found[-1].id
         chunk = "".join(sse(e) for e in found if batch in (None, e.batch_id))
