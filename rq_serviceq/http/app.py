@@ -41,7 +41,7 @@ from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.http.docs import serve_docs
 from rq_serviceq.http.errors import problem
-from rq_serviceq.http.routes import control, push, read
+from rq_serviceq.http.routes import control, events, push, read, workers
 from rq_serviceq.http.routes.common import describe_errors
 from rq_serviceq.http.service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
@@ -82,7 +82,14 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     app.state.service = Service(config)
     app.state.batcher = None
     check = app.state.token_check = TokenCheck(config.api_token)
-    for router in (read.open_router, push.router, read.router, control.router):  # the order of /docs
+    for router in (
+        read.open_router,
+        push.router,
+        read.router,
+        workers.router,
+        events.router,
+        control.router,
+    ):  # the order of /docs
         app.include_router(router)
     app.include_router(ui.router)
     serve_docs(app)
@@ -116,11 +123,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         config.batch_max_delay_ms,
         str(config.batch_auto_enabled).lower(),
     )
-    restore = _nothing
     if config.batch_auto_enabled:
         app.state.batcher = AutoBatcher(_flusher(service), config.batch_max_size, config.batch_max_delay_ms)
         logger.info("Started batch flusher background task")
-        restore = _flush_on_signal(app.state.batcher)
+    restore = _on_stop_signal(lambda: _stopping(app))
     await _check_redis(service)
     probe = asyncio.create_task(_probe_redis(service))
     try:
@@ -130,23 +136,33 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore()
         if app.state.batcher is not None:
             await app.state.batcher.close()  # answers every request still waiting for a flush
+        events.close_streams(app.state)
         service.close()
         logger.info("rq-serviceq HTTP service stopped")
 
 
-def _flush_on_signal(batcher: AutoBatcher) -> Callable[[], None]:
-    """On SIGTERM/SIGINT flush at once, then let the server's own handler shut it down.
+def _stopping(app: FastAPI) -> None:
+    """What a stop signal sets going ahead of the server's shutdown (``_on_stop_signal``)."""
+    if app.state.batcher is not None:
+        app.state.batcher.flush_now()
+    events.end_streams(app.state)
 
-    The server waits for in-flight requests before the lifespan ends, and those
-    requests wait for their flush: without this, shutdown would first sit out
-    BATCH_MAX_DELAY_MS.  Chained onto whatever handler the server (uvicorn,
-    gunicorn's worker) installed; skipped off the main thread (in-process tests).
+
+def _on_stop_signal(stopping: Callable[[], None]) -> Callable[[], None]:
+    """On SIGTERM/SIGINT call ``stopping`` (flush at once, end the event streams), then let the server's own
+    handler shut it down.
+
+    The server waits for in-flight requests before the lifespan ends: requests
+    waiting for their flush (without this, shutdown would first sit out
+    BATCH_MAX_DELAY_MS) and event streams, which would otherwise never end.
+    Chained onto whatever handler the server (uvicorn, gunicorn's worker)
+    installed; skipped off the main thread (in-process tests).
     """
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(batcher.flush_now)
+        loop.call_soon_threadsafe(stopping)
         chained = previous.get(signum)
         if callable(chained):
             chained(signum, frame)

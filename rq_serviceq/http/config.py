@@ -31,6 +31,7 @@ ENV_VARS = {
     "SERVICEQ_API_TOKEN": "api_token",
     "SERVICEQ_REDIS_POOL": "redis_pool",
     "SERVICEQ_DURABLE_REPLICAS": "durable_replicas",
+    "SERVICEQ_MAX_STREAMS": "max_streams",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -53,6 +54,9 @@ class HttpConfig(BaseModel):
     # Replicas every push this service makes waits for (WAIT), whatever the queue's own durable_replicas
     # says (the larger wins): a service that answers clients may promise more than the library's callers.
     durable_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+    # Event streams (GET /serviceqs/{name}/events) open at once: each holds a thread and a Redis connection
+    # of its own pool, so a client opening many cannot take the requests' threads.
+    max_streams: Annotated[int, Field(ge=1, le=1024)] = 32
 
     @field_validator("redis_url")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from rq_serviceq.http.routes import common, control, read
+from rq_serviceq.http.routes import common, control, events, read, workers
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -266,6 +266,44 @@ def history_svg(name: str, batches: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+WORKERS_SCRIPT = """
+async function refreshWorkers() {
+  try {
+    const w = await getJSON(document.body.dataset.workers);
+    const rows = $("workers").tBodies[0]; rows.replaceChildren();
+    for (const x of w.workers) {
+      const row = rows.insertRow(); row.className = "worker";
+      cell(row, x.name); cell(row, x.machine); cell(row, x.process, "num"); cell(row, x.state);
+      cell(row, x.current_task ?? ""); cell(row, x.passed, "num"); cell(row, x.failed, "num");
+      cell(row, x.seconds_since_seen === null ? "" : x.seconds_since_seen.toFixed(1) + " s ago");
+      cell(row, x.supervisor ?? "");
+    }
+    $("no-workers").hidden = w.workers.length > 0;
+    const held = $("supervisors").tBodies[0]; held.replaceChildren();
+    for (const s of w.supervisors) {
+      const row = held.insertRow(); cell(row, s.id); cell(row, s.machine); cell(row, s.process, "num");
+      cell(row, s.share, "num");
+    }
+    $("supervisors").hidden = w.supervisors.length === 0;
+    $("workers-summary").textContent = "worker_count " + w.worker_count + ": " + w.workers.length +
+      " worker(s) registered, " + w.supervisors.length + " supervisor(s)";
+    $("error").textContent = "";
+  } catch (e) { $("error").textContent = String(e); }
+}
+refreshWorkers(); setInterval(refreshWorkers, 2000);
+"""
+
+WORKERS_PANEL = (
+    "<h2>Workers</h2><p id='workers-summary' class='muted'></p>"
+    "<table id='workers'><thead><tr><th>worker</th><th>machine</th><th>pid</th><th>state</th><th>current task</th>"
+    "<th>passed</th><th>failed</th><th>last seen</th><th>supervisor</th></tr></thead><tbody></tbody></table>"
+    "<p id='no-workers' class='muted' hidden>No worker is registered on this service queue: run "
+    "<code>rq-serviceq worker NAME</code> (a supervisor) or <code>rq worker</code> on its pending queue.</p>"
+    "<table id='supervisors' hidden><thead><tr><th>supervisor</th><th>machine</th><th>pid</th>"
+    "<th>share of worker_count</th></tr></thead><tbody></tbody></table>"
+)
+
+
 def page(title: str, body: str, script: str = "", data: dict[str, str] | None = None, depth: int = 0) -> HTMLResponse:
     attrs = "".join(f' data-{k}="{html.escape(v)}"' for k, v in (data or {}).items())
     home = "../" * depth or "./"
@@ -319,9 +357,11 @@ async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
         + f"<h2>Batch history (last {len(batches)}, oldest left)</h2>{history_svg(name, batches)}"
         + "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"
         f"<th>failed</th><th>pending</th><th>duration (s)</th></tr></thead><tbody>{rows}</tbody></table>"
-        f"<h2>Settings</h2><table>{settings}</table>"
+        + WORKERS_PANEL
+        + f"<h2>Settings</h2><table>{settings}</table>"
     )
-    return page(f"Service queue {name}", body, CONTROLS_SCRIPT, depth=1)
+    workers_api = {"workers": f"../api/serviceqs/{name}/workers"}
+    return page(f"Service queue {name}", body, CONTROLS_SCRIPT + WORKERS_SCRIPT, workers_api, depth=1)
 
 
 def _num(value: Any) -> str:
@@ -372,6 +412,9 @@ for path, endpoint in (
     ("/api/serviceqs", read.list_serviceqs),
     ("/api/serviceqs/{name}/batches/{batch_id}/progress", read.get_progress),
     ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
+    ("/api/serviceqs/{name}/events", events.stream_events),
+    ("/api/serviceqs/{name}/events/recent", events.recent_events),
+    ("/api/serviceqs/{name}/workers", workers.list_workers),
 ):
     router.add_api_route(path, endpoint, methods=["GET"])
 

@@ -143,8 +143,7 @@ class Supervisor:
             pipe.zremrangebyscore(self.keys.supervisors, "-inf", now)
             pipe.zrange(self.keys.supervisors, 0, -1)
             members = sorted(replies.text(m) for m in pipe.execute()[-1])
-        index = members.index(self.id) if self.id in members else 0
-        return total // len(members) + (1 if index < total % len(members) else 0)
+        return share_of(members.index(self.id) if self.id in members else 0, len(members), total)
 
     def _reap(self) -> None:
         for pool in (self.children, self.leaving):
@@ -177,6 +176,20 @@ class Supervisor:
             if not self.children:  # the last run's workers are still at it: let them finish
                 for _ in range(share):
                     self._spawn(burst=True)
+
+
+def share_of(index: int, supervisors: int, total: int) -> int:
+    """The share of ``total`` workers the ``index``-th of ``supervisors`` (sorted by id) keeps alive."""
+    return total // supervisors + (1 if index < total % supervisors else 0)
+
+
+def shares(conn: Redis, keys: k.Keys, total: int) -> list[tuple[str, float, int]]:
+    """Each live supervisor of the service queue, as the supervisors themselves divide ``total`` (worker_count):
+    (id, heartbeat expiry on Redis' clock, share), sorted by id.  A read: it evicts nobody."""
+    now = report.redis_now(conn)
+    beats: list[tuple[bytes, float]] = conn.zrange(keys.supervisors, 0, -1, withscores=True)  # type: ignore[assignment]
+    live = sorted((replies.text(member), float(score)) for member, score in beats if float(score) > now)
+    return [(sid, expiry, share_of(i, len(live), total)) for i, (sid, expiry) in enumerate(live)]
 
 
 def _die_with_parent() -> None:

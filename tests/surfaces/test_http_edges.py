@@ -255,6 +255,9 @@ def test_report_pages_and_batch_pages(make_client: MakeClient, conn: Redis) -> N
     progress = client.get(url + "/progress").json()
     assert (progress["status"], progress["eta_seconds"], progress["waiting_retries"]) == ("FINISHED", 0.0, 0)
     assert client.get("/serviceqs/drag/batches/latest").json()["batch_id"] == added["batch_id"]
+    (listed,) = client.get("/serviceqs/drag/batches", params={"limit": 1}).json()["batches"]
+    assert listed["batch_id"] == added["batch_id"] and (listed["total_success"], listed["total_failed"]) == (4, 3)
+    assert listed["tasks_inline"] is False and listed["passed_tasks"] == listed["failed_tasks"] == []  # not inlined
 
     assert "drag" in client.get("/ui/api/serviceqs").text
     assert client.get("/ui/").status_code == 200
