@@ -28,11 +28,20 @@ from rq_serviceq.store.replies import decode_hash, rq_date
 from rq_serviceq.task.imports import call_hook, resolve
 
 _PROTOTYPES: weakref.WeakKeyDictionary[Any, ServiceQJob] = weakref.WeakKeyDictionary()
+DESCRIPTION_LIMIT = 120  # characters of a task rq-dashboard's description shows (all with RQ_DASHBOARD_SHOW_FULL_ARGS)
 _DATES = (b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat")
 
 
+# What a ServiceQWorker logs when its audit gives back tasks a plain `rq worker` took: a plain worker without
+# `-S rq.serializers.JSONSerializer` reads jobs as pickle, so it cannot even read the placeholder's call and only
+# RQ's own DeserializationError is printed there (no code of rq-serviceq runs in it); this says what to run.
+PLAIN_WORKER_HINT = (
+    "; a plain rq worker cannot run ServiceQ tasks: run `rq worker --worker-class rq_serviceq.ServiceQWorker {queue}`"
+)
+
+
 def perform_outside_serviceq_worker(task: Any) -> None:
-    """What a plain ``rq worker`` would run for a ServiceQ job: a clear refusal."""
+    """What a plain ``rq worker -S rq.serializers.JSONSerializer`` would run for a ServiceQ job: a clear refusal."""
     raise RuntimeError(
         "this is a ServiceQ task: run its queue with `rq worker --worker-class rq_serviceq.ServiceQWorker NAME-pending`"
     )
@@ -168,13 +177,15 @@ class ServiceQJob(Job):
         }
 
 
-def description_of(job: Job, label: str, limit: int = 120) -> str:
+def description_of(job: Job, label: str, limit: int | None = DESCRIPTION_LIMIT) -> str:
     """What rq-dashboard shows of a task that stores no description (a push writes none: it would cost
-    some 130 bytes a task): ``label(<its task, shortened>)``, its task function named as it is now."""
+    some 130 bytes a task): ``label(<its task, shortened to limit characters unless None>)``, its task
+    function named as it is when the dashboard looks, so a task pushed before its queue had one is named
+    by it once it is set."""
     if job.description:
         return job.description
     try:
         task = json.dumps(job.args[0], ensure_ascii=False, separators=(",", ":")) if job.args else ""
     except Exception:
         task = "(unreadable)"
-    return f"{label}({task if len(task) <= limit else task[: limit - 3] + '...'})"
+    return f"{label}({task if limit is None or len(task) <= limit else task[: limit - 3] + '...'})"

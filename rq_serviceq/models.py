@@ -235,6 +235,44 @@ class WorkerReport(BaseModel):
 WorkerUpdate = WorkerReport
 
 
+class WorkerInfo(BaseModel):
+    """One worker of a service queue, from RQ's worker hash (``ServiceQ.roster``)."""
+
+    name: str
+    machine: str | None  # RQ's hostname
+    process: int | None  # pid
+    state: str  # RQ's: busy, idle, suspended, started
+    current_task: str | None  # RQ's current job: the task running now (the first of its group)
+    passed: int
+    failed: int
+    started: float | None  # epoch seconds
+    last_seen: float | None  # RQ's last heartbeat, epoch seconds
+    seconds_since_seen: float | None
+    supervisor: str | None  # the supervisor that started it, when that can be told (see Roster)
+
+
+class SupervisorInfo(BaseModel):
+    """A live ``rq-serviceq worker NAME`` process and the share of worker_count it keeps alive."""
+
+    id: str  # hostname-pid-random
+    machine: str
+    process: int | None
+    share: int
+    expires_in: float  # seconds until its heartbeat lapses (it renews it every interval)
+
+
+class Roster(BaseModel):
+    """Who works a service queue.  A worker's ``supervisor`` is set when the worker has a supervisor's naming
+    (``<queue>-<12 hex>``) and exactly one supervisor of the queue runs on its machine; None otherwise
+    (``rq worker`` started by hand, or several supervisors on one machine)."""
+
+    name: str
+    status: str
+    worker_count: int
+    workers: list[WorkerInfo]
+    supervisors: list[SupervisorInfo]
+
+
 class StatusInfo(BaseModel):
     """The seed's status info: the current (or last) batch's counters, queue lengths, workers."""
 

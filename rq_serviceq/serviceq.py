@@ -40,6 +40,7 @@ from rq_serviceq.models import (
     QueueFigures,
     QueueLengths,
     RetryConfig,
+    Roster,
     Settings,
     Status,
     StatusInfo,
@@ -54,6 +55,7 @@ from rq_serviceq.store.durable import NotReplicated as NotReplicated
 from rq_serviceq.task.imports import import_path_of
 from rq_serviceq.worker import control, launcher
 from rq_serviceq.worker import cycle as group
+from rq_serviceq.worker.roster import roster as read_roster
 
 SETTINGS_MAX_AGE = 1.0  # seconds a push may rely on settings it read before
 _UNSET: Any = object()
@@ -548,6 +550,11 @@ class ServiceQ:
     def worker_reports(self) -> dict[str, WorkerReport]:
         """The live workers' reports (PAUSED while the service queue is paused)."""
         return report.worker_reports(self.connection, self.keys, paused=self.get_status() == Status.PAUSED)
+
+    def roster(self) -> Roster:
+        """Who works it: each worker RQ registers on it (machine, pid, state, current task, counts, last
+        heartbeat) and each live supervisor's share of worker_count."""
+        return read_roster(self.connection, self.keys, self.settings.worker_count, self.get_status())
 
     def newest_event_id(self) -> str:
         """The id of the feed's newest event ('0-0' when it has none): follow ``events(since=...)`` from here."""

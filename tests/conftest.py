@@ -155,6 +155,16 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval:
         time.sleep(interval)
 
 
+def untracked_under(path: Path) -> list[str]:
+    """Files git would call untracked (not ignored) under ``path``: what running an example left in the
+    clone.  Empty outside a git checkout (an sdist), where there is nothing to leave files in."""
+    if not (ROOT / ".git").exists():
+        return []
+    cmd = ["git", "status", "--porcelain", "--untracked-files=all", "--", str(path)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [line[3:] for line in out.splitlines() if line.startswith("??")]
+
+
 @pytest.fixture(scope="session")
 def sentinel_cluster() -> Iterator[SentinelCluster]:
     """A primary, a replica and three sentinels (never failed over: tests that kill the primary make their own)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -82,3 +83,30 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+CURL_HEADERS = {"User-Agent": "curl/7.88.1", "Accept": "*/*"}  # what curl sends of its own
+
+
+def replay_curl(base: str, line: str) -> httpx.Response:
+    """A documented curl command replayed with httpx against ``base``: its method, headers and body, and
+    the headers curl adds (``-d`` without ``-H 'Content-Type: ...'`` says ``application/x-www-form-urlencoded``,
+    and makes a GET a POST); the host and port of its URL are replaced by ``base``'s."""
+    args = shlex.split(line.replace("\\\n", ""))[1:]  # bash drops a backslash-newline
+    method, headers, data, url = "GET", dict(CURL_HEADERS), None, ""
+    while args:
+        arg = args.pop(0)
+        if arg == "-X":
+            method = args.pop(0)
+        elif arg == "-H":
+            key, _, value = args.pop(0).partition(":")
+            headers[key.strip()] = value.strip()
+        elif arg == "-d":
+            data = args.pop(0).encode()
+            method = "POST" if method == "GET" else method
+            if not any(key.lower() == "content-type" for key in headers):
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif arg != "-s":
+            url = arg
+    path = "/" + url.split("://")[-1].split("/", 1)[1]
+    return httpx.request(method, base + path, headers=headers, content=data, timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from typing import Any
 
 import click
@@ -23,7 +24,8 @@ serviceq = ServiceQ()
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
-        DATABASE=os.environ.get("EXAMPLE_DB", os.path.join(app.instance_path, "greetings.sqlite3")),
+        # In the temp directory (not the app's instance/ folder), so the example leaves nothing in the clone.
+        DATABASE=os.environ.get("EXAMPLE_DB", os.path.join(tempfile.gettempdir(), "rq-serviceq-flask-example.sqlite3")),
         # SERVICEQ_REDIS_URL="redis://localhost:6379/0",   # default: $RQ_REDIS_URL, $REDIS_URL, localhost
         SERVICEQ_ALLOWED_MODULES=["greetings"],
         SERVICEQ_QUEUES={

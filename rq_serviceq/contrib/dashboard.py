@@ -70,7 +70,8 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
-from rq_serviceq.job import ServiceQJob, description_of
+from rq_serviceq.batch.push import PLACEHOLDER_FUNC
+from rq_serviceq.job import DESCRIPTION_LIMIT, ServiceQJob, description_of
 from rq_serviceq.serviceq import ServiceQ
 
 BLUEPRINT = "rq_dashboard"
@@ -284,7 +285,7 @@ def _current_job(worker: BaseWorker, labels: dict[str, str]) -> dict[str, Any] |
     except (NoSuchJobError, ValueError):  # ValueError: not an id RQ fetches (letters, digits, _ and - only)
         return {"job_id": job_id, "description": "", "created_at": None, "call_string": job_id}
     try:
-        description = description_of(job, _label(job.origin, labels))
+        description = description_of(job, _label(job.origin, labels), _description_limit())
     except DeserializationError:
         description = job_id
     return {
@@ -313,15 +314,27 @@ def _fill(rows: list[Any]) -> None:
     wanted = [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
     jobs = ServiceQJob.fetch_many([row["id"] for row in wanted], connection=_conn())
     labels: dict[str, str] = {}
+    limit = _description_limit()
     for row, job in zip(wanted, jobs, strict=True):
         if job is None:
             continue
-        if not row.get("description"):
-            row["description"] = description_of(job, _label(job.origin, labels))
+        if _placeholder(row.get("description")):
+            row["description"] = description_of(job, _label(job.origin, labels), limit)
         if "result" in row and row["result"] is None:
             row["result"] = job.return_value()
         if row.get("metadata") == "{}" and job.meta:
             row["metadata"] = json.dumps(job.meta)
+
+
+def _description_limit() -> int | None:
+    """How much of a task a description shows: all of it with rq-dashboard's ``RQ_DASHBOARD_SHOW_FULL_ARGS``."""
+    return None if current_app.config.get("RQ_DASHBOARD_SHOW_FULL_ARGS") else DESCRIPTION_LIMIT
+
+
+def _placeholder(description: Any) -> bool:
+    """Whether rq-dashboard's description of a row is none of the task's: empty (a push stores none), or,
+    with ``RQ_DASHBOARD_SHOW_FULL_ARGS``, RQ's call string, which names the placeholder every task carries."""
+    return not description or (isinstance(description, str) and description.startswith(PLACEHOLDER_FUNC + "("))
 
 
 def _label(origin: str, labels: dict[str, str]) -> str:

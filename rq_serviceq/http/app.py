@@ -39,8 +39,9 @@ from rq_serviceq.http.auth import (
 )
 from rq_serviceq.http.batcher import AutoBatcher
 from rq_serviceq.http.config import HttpConfig
+from rq_serviceq.http.docs import serve_docs
 from rq_serviceq.http.errors import problem
-from rq_serviceq.http.routes import control, events, push, read, tasks
+from rq_serviceq.http.routes import control, events, push, read, tasks, workers
 from rq_serviceq.http.routes.common import describe_errors
 from rq_serviceq.http.service import PartialBatch, Service, TaskRejected, TooManyServiceQs
 
@@ -69,15 +70,30 @@ def create_app(config: HttpConfig | None = None) -> FastAPI:
     """The service, configured from ``config`` or the environment (see ``HttpConfig.from_env``)."""
     config = config or HttpConfig.from_env()
     _ensure_logging()
-    app = ServiceApp(title="rq-serviceq", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    app = ServiceApp(
+        title="rq-serviceq",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,  # served from the package instead of a CDN (serve_docs)
+        redoc_url=None,  # ReDoc's bundle loads a logo from a CDN: not served
+    )
     app.state.config = config
     app.state.service = Service(config)
     app.state.batcher = None
     check = app.state.token_check = TokenCheck(config.api_token)
-    routers = (read.open_router, push.router, read.router, tasks.router, events.router, control.router)
-    for router in routers:  # the order of /docs
+    for router in (
+        read.open_router,
+        push.router,
+        read.router,
+        tasks.router,
+        workers.router,
+        events.router,
+        control.router,
+    ):  # the order of /docs
         app.include_router(router)
     app.include_router(ui.router)
+    serve_docs(app)
     _mount_dashboard(app, config)
     _mount_metrics(app, app.state.service)
     _add_error_handlers(app)

@@ -9,8 +9,8 @@ how much of a guess was right.
 The check is one ASGI middleware in front of everything (the mounted
 dashboard included) rather than a FastAPI dependency per route: a
 dependency costs a resolution on every request, a third of a single-task
-push's CPU when measured.  Only health and the API's own documentation are
-open.
+push's CPU when measured.  Only health, the OpenAPI schema and ``/docs`` (with
+the Swagger UI files it loads, ``/docs/assets/``) are open.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import SecretStr
 
 REALM = "rq-serviceq"
-OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs"})
+OPEN_PREFIXES = ("/docs/assets/",)  # what /docs loads (Swagger UI's files): open as /docs is
 PAGE_PREFIXES = ("/ui", "/rq")  # what a browser opens: Basic login allowed and asked for
 
 Scope = MutableMapping[str, Any]
@@ -69,7 +70,7 @@ class TokenMiddleware:
         self.check = check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         page = scope["path"].startswith(PAGE_PREFIXES)
@@ -81,6 +82,17 @@ class TokenMiddleware:
             await _refuse(send, "login required: the password is SERVICEQ_API_TOKEN (any user name)", "Basic")
         else:
             await refuse_api(send)
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without the token: health, the schema, and ``/docs`` with its assets.
+
+    A path with a ``..`` segment is never open, so ``/docs/assets/../serviceqs`` cannot reach past
+    the assets whatever a router downstream makes of it.
+    """
+    if path in OPEN_PATHS:
+        return True
+    return path.startswith(OPEN_PREFIXES) and ".." not in path.split("/")
 
 
 async def refuse_api(send: Send) -> None:
@@ -102,6 +114,7 @@ async def _refuse(send: Send, detail: str, scheme: str) -> None:
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TRUSTED_FETCH_SITES = frozenset({b"same-origin", b"none"})  # "none": the user typed it, or a bookmark
+UI_PREFIX = "/ui"  # the pages and their controls (/ui/api): state-changing requests there must be JSON
 
 
 def cross_site(scope: Scope) -> str | None:
@@ -115,10 +128,16 @@ def cross_site(scope: Scope) -> str | None:
     sends no Fetch metadata, ``Origin`` (refused unless it names this server's
     ``Host``).  A request with neither (curl, scripts, SDKs) is no browser's
     cross-site request, whatever its Content-Type, so the seed's curl works as before.
+
+    Under ``/ui`` (the pages' controls, which take the browser's stored Basic login)
+    a state-changing request must also be JSON: a plain HTML form can only send
+    urlencoded, multipart or text/plain bodies, and a cross-site ``fetch`` with a
+    JSON body needs a CORS preflight this server never grants.  That covers an old
+    browser that sends neither Fetch metadata nor ``Origin`` on a form POST.
     """
     if scope["method"] in SAFE_METHODS:
         return None
-    fetch_site = origin = host = None
+    fetch_site = origin = host = content_type = None
     for key, value in scope["headers"]:
         if key == b"sec-fetch-site":
             fetch_site = value.strip().lower()
@@ -126,11 +145,23 @@ def cross_site(scope: Scope) -> str | None:
             origin = value.strip().lower()
         elif key == b"host":
             host = value.strip().lower()
+        elif key == b"content-type":
+            content_type = value.split(b";")[0].strip().lower()
+    if _is_page_path(scope["path"]) and not _is_json(content_type):
+        return "a page's state-changing request must be JSON (Content-Type: application/json), as no HTML form's is"
     if fetch_site is not None:
         return None if fetch_site in TRUSTED_FETCH_SITES else f"Sec-Fetch-Site is {fetch_site.decode('latin-1')!r}"
     if origin is not None and origin.partition(b"://")[2] != host:
         return f"Origin {origin.decode('latin-1')!r} is not this server"
     return None
+
+
+def _is_page_path(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+
+
+def _is_json(media: bytes | None) -> bool:
+    return media is not None and (media == b"application/json" or media.endswith(b"+json"))
 
 
 async def refuse_cross_site(send: Send, why: str) -> None:

@@ -127,6 +127,12 @@ def check_body_headers(content_type: str | None, content_length: str, limit: int
     if media != "application/json" and not media.endswith("+json"):
         sent = f"not {content_type!r}" if content_type else "none was sent"
         raise HTTPException(415, f"Content-Type must be application/json ({sent})")
+    if content_length.isdigit() and int(content_length) > limit:  # check_length, inline: the fast path's
+        raise HTTPException(413, f"body of {content_length} bytes is over SERVICEQ_MAX_BODY_BYTES ({limit})")
+
+
+def check_length(content_length: str, limit: int) -> None:
+    """413 if the body says it is over ``limit`` bytes (the seed's routes check only this: any Content-Type)."""
     if content_length.isdigit() and int(content_length) > limit:
         raise HTTPException(413, f"body of {content_length} bytes is over SERVICEQ_MAX_BODY_BYTES ({limit})")
 

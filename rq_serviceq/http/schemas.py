@@ -31,7 +31,20 @@ class _In(BaseModel):
 
 
 class BatchRequest(_In):
-    tasks: list[Any] = Field(description="the tasks, any JSON values; at most SERVICEQ_MAX_BATCH")
+    """``{"tasks": [...]}``, or the seed's ``{"jobs": [...]}``: one of the two."""
+
+    tasks: list[Any] | None = Field(None, description="the tasks, any JSON values; at most SERVICEQ_MAX_BATCH")
+    jobs: list[Any] | None = Field(None, description="the seed's name for tasks (give one of tasks and jobs)")
+
+    @model_validator(mode="after")
+    def _one_list(self) -> BatchRequest:
+        if (self.tasks is None) == (self.jobs is None):
+            raise ValueError("give the tasks as a list in 'tasks' (or the seed's 'jobs'), one of the two")
+        return self
+
+    def items(self) -> list[Any]:
+        """The tasks, under whichever name they came."""
+        return self.tasks if self.tasks is not None else self.jobs or []
 
 
 class WorkerConfigUpdate(_In):
@@ -86,6 +99,18 @@ class BatchCreated(BaseModel):
     batch_ids: list[str] = Field(description="every batch the tasks landed in (more than one only if a batch ended)")
     total_enqueued: int
     message: str
+
+
+class SeedBatchCreated(BatchCreated):
+    """``POST /jobs/batch``: the seed's response (``job_ids``, ``message``, ``total_enqueued``) and the batch."""
+
+    job_ids: list[str] = Field(description="the seed's name for task_ids (the same ids)")
+
+
+class SeedJobCreated(TaskCreated):
+    """``POST /jobs/add`` and its siblings: the task, also as the seed's ``job_id``."""
+
+    job_id: str
 
 
 class ServiceQSummary(BaseModel):

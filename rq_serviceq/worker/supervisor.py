@@ -41,6 +41,7 @@ from rq_serviceq.store import replies, state
 from rq_serviceq.store.outage import Outage
 from rq_serviceq.worker import launcher
 from rq_serviceq.worker.claim import reclaim
+from rq_serviceq.worker.run.call import no_task_function
 
 logger = logging.getLogger("rq_serviceq.worker.supervisor")
 
@@ -61,6 +62,7 @@ class Supervisor:
         self.leaving: dict[str, subprocess.Popen[bytes]] = {}  # asked to stop, still finishing
         self._stopping = False
         self._next_run: float | None = None
+        self._said_no_function = False  # warned that tasks wait for a task function (once, until one is set)
         self.outage = Outage(conn, f"supervisor {self.id}", logger)
 
     def run(self) -> None:
@@ -96,6 +98,7 @@ class Supervisor:
             logger.warning("service queue %s was deleted; supervisor %s leaves", self.keys.name, self.id)
             self._stopping = True
             return
+        self._check_task_function(settings.task_function)
         now = report.redis_now(self.conn)  # one clock for every supervisor: heartbeats and schedules agree
         share = self._heartbeat_and_share(settings.worker_count, now)
         self._reap()
@@ -107,6 +110,17 @@ class Supervisor:
             self._ask_to_leave(name)
         for _ in range(share - len(self.children)):
             self._spawn(burst=False)
+
+    def _check_task_function(self, path: str | None) -> None:
+        """Warn once when tasks wait and nothing can run them: else a batch sits PENDING without a word
+        (the HTTP service pushes, and never sets one).  One LLEN a tick, only while none is set."""
+        if path:
+            self._said_no_function = False  # set now: should it be unset again, say so again
+            return
+        if not self._said_no_function and self.conn.llen(self.keys.queue):
+            logger.warning("supervisor %s: tasks wait in service queue %s, but %s", self.id, self.keys.name,
+                           no_task_function(self.keys.name))  # fmt: skip
+            self._said_no_function = True
 
     def shutdown(self) -> None:
         started = time.monotonic()
@@ -129,8 +143,7 @@ class Supervisor:
             pipe.zremrangebyscore(self.keys.supervisors, "-inf", now)
             pipe.zrange(self.keys.supervisors, 0, -1)
             members = sorted(replies.text(m) for m in pipe.execute()[-1])
-        index = members.index(self.id) if self.id in members else 0
-        return total // len(members) + (1 if index < total % len(members) else 0)
+        return share_of(members.index(self.id) if self.id in members else 0, len(members), total)
 
     def _reap(self) -> None:
         for pool in (self.children, self.leaving):
@@ -163,6 +176,20 @@ class Supervisor:
             if not self.children:  # the last run's workers are still at it: let them finish
                 for _ in range(share):
                     self._spawn(burst=True)
+
+
+def share_of(index: int, supervisors: int, total: int) -> int:
+    """The share of ``total`` workers the ``index``-th of ``supervisors`` (sorted by id) keeps alive."""
+    return total // supervisors + (1 if index < total % supervisors else 0)
+
+
+def shares(conn: Redis, keys: k.Keys, total: int) -> list[tuple[str, float, int]]:
+    """Each live supervisor of the service queue, as the supervisors themselves divide ``total`` (worker_count):
+    (id, heartbeat expiry on Redis' clock, share), sorted by id.  A read: it evicts nobody."""
+    now = report.redis_now(conn)
+    beats: list[tuple[bytes, float]] = conn.zrange(keys.supervisors, 0, -1, withscores=True)  # type: ignore[assignment]
+    live = sorted((replies.text(member), float(score)) for member, score in beats if float(score) > now)
+    return [(sid, expiry, share_of(i, len(live), total)) for i, (sid, expiry) in enumerate(live)]
 
 
 def _die_with_parent() -> None:

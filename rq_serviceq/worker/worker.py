@@ -40,7 +40,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from rq_serviceq.batch import ledger
-from rq_serviceq.job import ServiceQJob
+from rq_serviceq.job import PLAIN_WORKER_HINT, ServiceQJob
 from rq_serviceq.log import worker_log
 from rq_serviceq.models import Settings
 from rq_serviceq.store import keys as k
@@ -342,10 +342,11 @@ class ServiceQWorker(SimpleWorker):
         )
         if audit.failed or audit.given_back:
             self.log.warning(
-                "batch %s: %d tasks removed outside rq-serviceq counted failed, %d a plain rq worker took given back",
+                "batch %s: %d tasks removed outside rq-serviceq counted failed, %d a plain rq worker took given back%s",
                 batch_id,
                 audit.failed,
                 audit.given_back,
+                PLAIN_WORKER_HINT.format(queue=self.sq_keys.queue_name) if audit.given_back else "",
             )
         for ended in audit.ended:
             self._finalize(ended)
@@ -456,13 +457,17 @@ class ServiceQWorker(SimpleWorker):
                 self._log("task function imports again")
                 self._note_unavailable(None)
             return
+        said_before = unavailable == self._unavailable
         self._unavailable = unavailable
         self._backoff = min(self.max_backoff, max(1.0, 2 * self._backoff))
         self._retry_function_at = time.monotonic() + self._backoff
         message = f"cannot run tasks here ({unavailable}); gave them back, trying again in {self._backoff:g} s"
-        self.log.warning("Worker %s: %s", self.name, message)
-        self._log(message)
-        self._note_unavailable(unavailable)
+        if said_before:  # once per reason: a worker backing off for an hour must not fill the log with it
+            self.log.debug("Worker %s: %s", self.name, message)
+        else:
+            self.log.warning("Worker %s: %s", self.name, message)
+            self._log(message)
+        self._note_unavailable(unavailable)  # refreshed each time: the note outlives its last refresh only so long
 
     def _note_unavailable(self, why: str | None) -> None:
         key = self.sq_keys.task_function_errors

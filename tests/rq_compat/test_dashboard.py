@@ -223,3 +223,39 @@ def test_worker_list_reads_a_current_job_as_json(make_sq: Callable[..., ServiceQ
         assert row["current_job"]["call_string"] == html.escape('tests.tasks.returns({"value":true,"note":"<b>"})')
     finally:
         worker.register_death()
+
+
+@pytest.mark.parametrize("show_full_args", [False, True], ids=["default", "show-full-args"])
+def test_a_task_pushed_before_its_task_function_is_named_by_it_once_set(
+    make_sq: Callable[..., ServiceQ], redis_url: str, show_full_args: bool
+) -> None:
+    """A task pushed while its queue had no task function said ``(no task function set)(...)``; once one is set,
+    and after the task passed with it, every view names that function (the job lists, the job's data and the
+    worker list's current job), also with rq-dashboard's RQ_DASHBOARD_SHOW_FULL_ARGS, where rq-dashboard's own
+    description is RQ's call string naming the placeholder every task carries."""
+    app = load_dashboard().create_app(redis_url)
+    app.config.update(TESTING=True, RQ_DASHBOARD_SHOW_FULL_ARGS=show_full_args)
+    client = app.test_client()
+    sq = make_sq("drag", waiting_period=0, resting_period=0, auto_start=False)
+    long_text = "x" * 200  # past the 120 characters a description shows unless told to show it all
+    (task_id,) = sq.push_many([{"value": True, "text": long_text}])
+    (queued,) = get_json(client, f"/rq/0/data/jobs/{QUEUE}/queued/20/asc/1.json")["jobs"]
+    assert queued["description"].startswith('(no task function set)({"value":true')
+
+    sq.set_task_function(tasks.returns)
+    (queued,) = get_json(client, f"/rq/0/data/jobs/{QUEUE}/queued/20/asc/1.json")["jobs"]
+    assert queued["description"].startswith('tests.tasks.returns({"value":true')
+    drain(sq)
+    assert sq.get_batch_report()["total_success"] == 1
+
+    (passed,) = get_json(client, f"/rq/0/data/jobs/{QUEUE}/finished/20/asc/1.json")["jobs"]
+    info = get_json(client, f"/rq/0/data/job/{task_id}.json")
+    full = f'tests.tasks.returns({{"value":true,"text":"{long_text}"}})'
+    for description in (passed["description"], html.unescape(info["description"])):
+        assert "no task function" not in description and "perform_outside_serviceq_worker" not in description
+        if show_full_args:
+            assert description == full
+        else:
+            assert description.startswith('tests.tasks.returns({"value":true') and description.endswith("...)")
+            assert len(description) == len("tests.tasks.returns()") + 120
+    assert info["status"] == "finished" and info["result"] == "SUCCESS"

@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 
 from rq_serviceq import ServiceQ
 from tests import tasks
-from tests.conftest import drain, wait_until
+from tests.conftest import drain, present, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REMOVED = "NO_RETRY | removed from the queue outside rq-serviceq"
@@ -81,6 +81,28 @@ def test_a_plain_rq_worker_never_swallows_a_task(make_sq: Callable[..., ServiceQ
     assert b"ServiceQ task" in plain.stdout + plain.stderr  # the placeholder said what to run instead
     drain(sq)
     report = sq.wait_for_batch(timeout=10)
+    assert sorted(q["task_id"] for q in report["passed_tasks"]) == sorted(ids)
+    assert report["total_failed"] == 0
+
+
+def test_a_plain_rq_worker_without_the_json_serializer_loses_no_task(make_sq: Callable[..., ServiceQ]) -> None:
+    """Plain ``rq worker NAME-pending`` reads jobs as pickle: it cannot read a ServiceQ task's JSON call, so it
+    prints RQ's own DeserializationError (no code of rq-serviceq runs in it, docs/rq.md).  No task is lost: each
+    is still in its batch, and a ServiceQWorker gives them back and runs them, saying what to run instead."""
+    sq = make_sq("drag", worker_count=0)
+    sq.set_task_function(tasks.returns)
+    ids = sq.push_many([{"value": True}] * 3)
+    plain = _rq("worker", "--burst", "drag-pending")
+    assert plain.returncode == 0 and b"DeserializationError" in plain.stdout + plain.stderr
+    progress = sq.batch_progress(present(sq.current_batch_id()))
+    assert (progress.total_pending, progress.total_success, progress.total_failed) == (3, 0, 0)
+
+    right = _rq("worker", "--worker-class", "rq_serviceq.ServiceQWorker", "--burst", "drag-pending")
+    said = (right.stdout + right.stderr).decode()
+    assert right.returncode == 0, said
+    assert "3 a plain rq worker took given back" in said, said
+    assert "run `rq worker --worker-class rq_serviceq.ServiceQWorker drag-pending`" in said
+    report = sq.wait_for_batch(timeout=30)
     assert sorted(q["task_id"] for q in report["passed_tasks"]) == sorted(ids)
     assert report["total_failed"] == 0
 

@@ -241,6 +241,24 @@ def test_watch_follows_a_batch_to_its_end_in_plain_lines(
     assert again["ended"] and again["passed"] == 20
 
 
+def test_watch_shows_a_paused_queues_workers_paused(
+    sq: ServiceQ, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """A worker of a PAUSED service queue claims nothing: watch shows it PAUSED, not RUNNING (the seed's
+    workers report PAUSED while paused), on a terminal and in --json; resumed, the batch still ends."""
+    sq.pause()
+    sq.push_many([{"value": True}] * 3)
+    spawn_cli_worker("drag-pending")
+    wait_until(lambda: sq.worker_reports(), timeout=20)
+    watched = cli_watch.snapshot(sq, present(sq.current_batch_id()), cli_watch.RateMeter())
+    assert watched.status == "PAUSED" and [w["status"] for w in watched.workers] == ["PAUSED"]
+    rows = [line for line in cli_watch.screen(watched) if line.startswith("    ")]
+    assert len(rows) == 1 and "  PAUSED  " in rows[0] and "RUNNING" not in rows[0], rows
+    sq.resume()
+    assert sq.wait_for_batch(timeout=30)["total_success"] == 3
+    assert all(w.status != "PAUSED" for w in sq.worker_reports().values())
+
+
 def test_watch_redraws_on_a_terminal(
     sq: ServiceQ, redis_url: str, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import fnmatch
 import importlib.util
 import json
 import os
@@ -87,6 +88,33 @@ def test_docker_compose() -> None:
         assert "@redis:6379/0" in (env.get("RQ_REDIS_URL") or env.get("RQ_DASHBOARD_REDIS_URL"))
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "useradd" in dockerfile and "USER rq-serviceq" in dockerfile and "dashboard.py" in dockerfile
+    # The image can hold the user's task package: a build argument the compose file passes on.
+    build = services["worker"]["build"]
+    assert build["context"] == ".." and build["dockerfile"] == "deploy/Dockerfile"
+    assert build["args"]["TASK_PACKAGE"] == "${TASK_PACKAGE:-}"
+    assert 'ARG TASK_PACKAGE=""' in dockerfile and "pip install $TASK_PACKAGE" in dockerfile
+    assert services["worker"]["environment"]["RQ_SERVICEQ_ALLOWED_MODULES"] == "${TASK_MODULES:-myapp.tasks}"
+
+
+def test_dockerignore_keeps_the_build_context_small_and_the_build_whole() -> None:
+    """The compose build context is the repository root: .venv, .git, caches stay out of it, and what
+    the Dockerfile installs from (the package, its pyproject and readme, deploy/dashboard.py) stays in."""
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = {line for line in ignored if line and not line.startswith("#")}
+    for needed in (".git", ".venv", ".bench", "**/node_modules", "**/__pycache__", ".pytest_cache", ".ruff_cache",
+                   ".mypy_cache", "deploy/.env"):  # fmt: skip
+        assert needed in patterns, f".dockerignore does not exclude {needed}"
+    kept = ("pyproject.toml", "README.md", "LICENSE", "rq_serviceq", "deploy", "deploy/dashboard.py")
+    for path in kept:
+        assert (ROOT / path).exists() and not any(_ignores(pattern, path) for pattern in patterns), path
+
+
+def _ignores(pattern: str, path: str) -> bool:
+    """Whether a .dockerignore pattern (Go's filepath.Match, ``**`` for any depth) excludes ``path``."""
+    bare = pattern.removeprefix("**/").rstrip("/")
+    return any(fnmatch.fnmatchcase(part, bare) for part in [path, *Path(path).parts]) or fnmatch.fnmatchcase(
+        path, pattern
+    )
 
 
 def test_redis_conf_gives_an_aof(tmp_path: Path) -> None:

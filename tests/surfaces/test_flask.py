@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, untracked_under
 
 EXAMPLE = ROOT / "examples" / "flask"
 
@@ -49,6 +49,7 @@ def test_push_through_the_app_and_work_with_flask_serviceq_worker(example: Any, 
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "flask", "--app", "app.py", "serviceq", "worker", "greetings", "--interval", "0.2"]
+    before = untracked_under(EXAMPLE)
     proc = subprocess.Popen(cmd, cwd=EXAMPLE, env=env, start_new_session=True)
     try:
         report = sq.wait_for_batch(timeout=60)
@@ -57,6 +58,7 @@ def test_push_through_the_app_and_work_with_flask_serviceq_worker(example: Any, 
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
     assert (report["total_success"], report["total_failed"]) == (3, 1)
+    assert untracked_under(EXAMPLE) == before  # no database, log or cache file left in the clone
     assert client.get("/greetings/report").get_json()["failed_tasks"][0]["remark"] == "NO_RETRY | nobody to greet"
     assert client.get("/greetings/status").get_json()["status"] == "FINISHED"
     with sqlite3.connect(os.environ["EXAMPLE_DB"]) as db:
@@ -85,3 +87,10 @@ def test_a_queue_setting_of_the_app_sets_a_rate_limit(example: Any) -> None:
     app = example.create_app({"SERVICEQ_QUEUES": {"paced": settings}})
     sq = example.serviceq.get("paced", app)
     assert (sq.settings.rate_limit, sq.settings.rate_burst) == (5.0, 2)
+
+
+def test_flask_example_keeps_its_database_out_of_the_clone(example: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as its README says (no EXAMPLE_DB), the example's SQLite file is in the temp directory."""
+    monkeypatch.delenv("EXAMPLE_DB")
+    database = Path(example.create_app().config["DATABASE"])
+    assert database.is_absolute() and not database.is_relative_to(ROOT), database

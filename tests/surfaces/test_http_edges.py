@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import subprocess
 import sys
 import time
@@ -11,12 +12,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from redis import Redis
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.http import HttpConfig, create_app
 from rq_serviceq.http.batcher import AutoBatcher
+from rq_serviceq.http.docs import docs_page
 from rq_serviceq.testing import free_port
 from tests import tasks
 from tests.conftest import drain
@@ -65,7 +68,9 @@ BAD_INPUTS: list[tuple[str, str, dict[str, Any], int, str]] = [  # (method, path
     ("post", "/serviceqs/drag/tasks/batch", {"json": {"tasks": []}}, 422, "tasks is empty"),
     ("post", "/serviceqs/drag/tasks/batch", {"json": {"tasks": list(range(6))}}, 413, "SERVICEQ_MAX_BATCH (5)"),
     ("post", "/serviceqs/drag/tasks/batch", {"json": {"tasks": "abc"}}, 422, "tasks: Input should be a valid list"),
-    ("post", "/serviceqs/drag/tasks/batch", {"json": {"jobs": [1]}}, 422, "jobs: Extra inputs are not permitted"),
+    ("post", "/serviceqs/drag/tasks/batch", {"json": {"tasks": [1], "jobs": [1]}}, 422, "one of the two"),
+    ("post", "/serviceqs/drag/tasks/batch", {"json": {"task": [1]}}, 422, "task: Extra inputs are not permitted"),
+    ("post", "/serviceqs/drag/tasks/batch", {"json": {}}, 422, "give the tasks as a list in 'tasks'"),
     ("post", "/serviceqs/drag/tasks/batch", {"json": {"tasks": [1, BIG, 3]}}, 413, "tasks[1]: task is"),
     ("post", "/serviceqs/drag/tasks", {"json": BIG}, 413, "over the service queue's 200-byte limit"),
     ("post", "/serviceqs/drag/tasks", {"json": "y" * 5000}, 413, "SERVICEQ_MAX_BODY_BYTES (4096)"),
@@ -180,8 +185,29 @@ def test_token_guards_api_pages_and_dashboard(make_client: MakeClient) -> None:
         assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic"), path
         assert client.get(path, headers=basic).status_code == 200, path  # what a browser sends after its prompt
         assert client.get(path, headers=good).status_code == 200, path
-    for path in ("/healthz", "/openapi.json", "/docs"):
+    for path in ("/healthz", "/openapi.json", "/docs", "/docs/assets/swagger-ui-bundle.js"):
         assert client.get(path).status_code == 200, path
+    for path in ("/docs/assets/../serviceqs", "/docs/assets/%2e%2e/serviceqs", "/redoc"):  # open means the assets only
+        assert client.get(path).status_code == 401, path
+
+
+def test_docs_page_loads_only_from_the_service(make_client: MakeClient) -> None:
+    """/docs names no other host (FastAPI's own names a CDN and fastapi.tiangolo.com), and every
+    file it loads is served here, without the token, under the app's root path behind a proxy."""
+    client = make_client(api_token="s3cret")
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert re.findall(r"https?://[^\s'\"<>]+", page.text) == []
+    loaded = re.findall(r"(?:src|href)=\"([^\"]+)\"", page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert sorted(loaded) == [
+        "/docs/assets/favicon.png", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/openapi.json"
+    ]  # fmt: skip
+    for url in loaded:
+        assert client.get(url).status_code == 200, url
+    assert '"validatorUrl": null' in page.text  # else Swagger UI sends the schema's URL to validator.swagger.io
+    assert isinstance(client.app, FastAPI)
+    behind_proxy = bytes(docs_page(client.app, "/svc").body).decode()
+    assert '"/svc/docs/assets/swagger-ui-bundle.js"' in behind_proxy and "url: '/svc/openapi.json'" in behind_proxy
 
 
 def test_redis_down_is_a_503_naming_the_redis_without_its_password(make_client: MakeClient) -> None:
@@ -229,6 +255,9 @@ def test_report_pages_and_batch_pages(make_client: MakeClient, conn: Redis) -> N
     progress = client.get(url + "/progress").json()
     assert (progress["status"], progress["eta_seconds"], progress["waiting_retries"]) == ("FINISHED", 0.0, 0)
     assert client.get("/serviceqs/drag/batches/latest").json()["batch_id"] == added["batch_id"]
+    (listed,) = client.get("/serviceqs/drag/batches", params={"limit": 1}).json()["batches"]
+    assert listed["batch_id"] == added["batch_id"] and (listed["total_success"], listed["total_failed"]) == (4, 3)
+    assert listed["tasks_inline"] is False and listed["passed_tasks"] == listed["failed_tasks"] == []  # not inlined
 
     assert "drag" in client.get("/ui/api/serviceqs").text
     assert client.get("/ui/").status_code == 200

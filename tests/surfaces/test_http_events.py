@@ -19,6 +19,7 @@ from rq_serviceq.testing import RedisServer
 from tests import tasks
 from tests.conftest import drain
 from tests.http_helpers import ServerProcess, running_server, wait_for
+from tests.netproxy import CuttableProxy
 
 TOKEN = "events-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -65,7 +66,7 @@ def finished(got: list[dict[str, Any]]) -> bool:
 
 
 def make_queue(conn: Redis, name: str, func: Callable[..., Any] = tasks.returns) -> ServiceQ:
-    sq = ServiceQ(name, connection=conn)
+    sq = ServiceQ(name, connection=conn, role="producer")  # its pushes start no worker: drain() or a test's do
     sq.set_task_function(func)
     return sq
 
@@ -194,3 +195,28 @@ def test_a_stop_signal_ends_open_streams(redis_server: RedisServer, conn: Redis,
         assert server.terminate(timeout=10) in (0, -15)  # uvicorn re-raises the SIGTERM it caught
         assert time.monotonic() - began < 8  # not held open by the stream (uvicorn waits for responses)
         assert list(stream.iter_lines())[-1:] in ([], [""])  # the stream ended, cleanly
+
+
+def test_redis_going_away_ends_a_stream_cleanly(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> None:
+    """The stream says why and ends (an EventSource reconnects from its last id); its slot is given back."""
+    make_queue(conn, "outage")
+    proxy = CuttableProxy(redis_server.port)
+    try:
+        with (
+            running_server(proxy.url, tmp_path / "server.log", SERVICEQ_MAX_STREAMS="1") as server,
+            httpx.Client(base_url=server.base, timeout=10) as http,
+        ):
+            with http.stream("GET", "/serviceqs/outage/events") as stream:
+                assert stream.status_code == 200
+                proxy.cut()
+                lines = list(stream.iter_lines())  # ends, rather than hanging or breaking off mid-chunk
+            assert ": Redis cannot be reached; reconnect" in lines
+            proxy.restore()
+
+            def reopens() -> bool:
+                with http.stream("GET", "/serviceqs/outage/events") as again:
+                    return again.status_code == 200
+
+            wait_for(reopens, 10, "a new stream once Redis is back", interval=0.2)
+    finally:
+        proxy.close()

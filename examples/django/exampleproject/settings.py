@@ -22,9 +22,10 @@ INSTALLED_APPS = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        # A file, not :memory:, so that worker processes see what the web process sees.
+        # A file, not :memory:, so that worker processes see what the web process sees; in the temp
+        # directory, so that running the example leaves nothing untracked in the clone.
         # EXAMPLE_DB lets the tests hand their test database to the workers they start.
-        "NAME": os.environ.get("EXAMPLE_DB", str(BASE_DIR / "db.sqlite3")),
+        "NAME": os.environ.get("EXAMPLE_DB", os.path.join(tempfile.gettempdir(), "rq-serviceq-django-example.sqlite3")),
         "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"rq-serviceq-django-example-{os.getpid()}.sqlite3")},
         "OPTIONS": {"timeout": 20},
     }

@@ -1,16 +1,17 @@
 """The progress feed over HTTP (tag ``events``): server-sent events, and a JSON page of it for pollers.
 
 ``GET /serviceqs/{name}/events`` follows the service queue's feed
-(``rq_serviceq.batch.events``) with blocking XREADs and writes each event as
+(``ServiceQ.events``, blocking XREADs) and writes each event as
 an SSE entry whose ``id`` is the stream id, so a browser's EventSource
 resumes where it left off (``Last-Event-ID``) after a reconnect.
 
 A blocking XREAD holds a thread and a Redis connection while it waits, so the
 streams get their own: a pool of ``SERVICEQ_MAX_STREAMS`` threads and, per
-Redis server, as many connections.  Requests never wait behind a stream, and
-a client opening more streams than that is told 503 rather than left to pile
-up threads.  Each XREAD blocks at most ``BLOCK_SECONDS``, so a stream whose
-client went away gives its thread back within that.
+Redis server, as many connections (a ServiceQ handle on them reads the feed).
+Requests never wait behind a stream, and a client opening more streams than
+that is told 503 rather than left to pile up threads.  Each XREAD blocks at
+most ``BLOCK_SECONDS``, so a stream whose client went away gives its thread
+back within that.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Annotated, Any
 
+import redis
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -30,13 +32,11 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rq_serviceq.batch import events
 from rq_serviceq.http.config import HttpConfig
 from rq_serviceq.http.routes.common import ERRORS, Name, checked, service, with_queue
 from rq_serviceq.http.schemas import ErrorBody
 from rq_serviceq.models import BatchEvent
 from rq_serviceq.serviceq import ServiceQ
-from rq_serviceq.store import keys as k
 from rq_serviceq.store.connection import connection_pool, routes
 from rq_serviceq.store.outage import Outage
 
@@ -110,9 +110,13 @@ class EventStreams:
                 conn = self._conns[url] = Redis(connection_pool=pool)
             return conn
 
-    async def read(self, conn: Redis, keys: k.Keys, since: str) -> list[BatchEvent]:
+    def handle(self, name: str) -> ServiceQ:
+        """The service queue on the streams' own connections (a blocking call: it checks the queue exists)."""
+        return ServiceQ.open(name, connection=self.conn_for(name), role="producer")
+
+    async def read(self, sq: ServiceQ, since: str) -> list[BatchEvent]:
         """The next events after ``since``, waiting up to BLOCK_SECONDS, on the streams' threads."""
-        call = partial(self._noted, partial(events.read, conn, keys, since, BLOCK_SECONDS))
+        call = partial(self._noted, partial(sq.events, since=since, block=BLOCK_SECONDS))
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def _noted(self, call: Callable[[], list[BatchEvent]]) -> list[BatchEvent]:
@@ -179,12 +183,16 @@ def sse(event: BatchEvent) -> str:
     return f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
 
 
-async def follow(pool: EventStreams, conn: Redis, keys: k.Keys, cursor: str, batch: str | None) -> AsyncIterator[str]:
+async def follow(pool: EventStreams, sq: ServiceQ, cursor: str, batch: str | None) -> AsyncIterator[str]:
     """The SSE text of every event after ``cursor`` (of ``batch`` only, if given), with a heartbeat while quiet."""
     yield f"retry: {RETRY_MS}\n: following the progress feed after {cursor}\n\n"
     quiet_since = time.monotonic()
     while not pool.ending:
-        found = await pool.read(conn, keys, cursor)
+        try:
+            found = await pool.read(sq, cursor)
+        except redis.exceptions.RedisError:  # noted and logged by the outage; the client reconnects from its id
+            yield ": Redis cannot be reached; reconnect\n\n"
+            return
         if found:
             cursor = found[-1].id
         chunk = "".join(sse(e) for e in found if batch in (None, e.batch_id))
@@ -217,13 +225,12 @@ async def stream_events(
         start = checked_id(last_event_id, "Last-Event-ID")
     elif since is not None:
         start = checked_id(since, "since")
-    sq: ServiceQ = await svc.run(with_queue, svc, name, lambda sq: sq)
+    pool = streams(request)
+    sq: ServiceQ = await svc.run(with_queue, svc, name, lambda known: pool.handle(known.name))
     if start is None:
         start = await svc.run(sq.newest_event_id)
-    pool = streams(request)
-    conn = pool.conn_for(name)
     release = pool.acquire()
-    return _EventStream(follow(pool, conn, sq.keys, start, batch_id), release)
+    return _EventStream(follow(pool, sq, start, batch_id), release)
 
 
 @router.get("/serviceqs/{name}/events/recent", tags=["events"])

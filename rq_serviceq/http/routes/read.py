@@ -67,11 +67,15 @@ async def list_batches(
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> BatchList:
-    """Batch history, newest first (reports are kept for the service queue's report_ttl)."""
+    """Batch history, newest first (reports are kept for the service queue's report_ttl).
+
+    A listing carries no task lists: they are empty and ``tasks_inline`` is false
+    (read one batch, ``/batches/{batch_id}``, for its tasks).
+    """
     name = checked(name)
     svc = service(request)
     found = await svc.run(with_queue, svc, name, lambda sq: sq.batches(offset, limit))
-    return BatchList(batches=[BatchReport.model_validate(b) for b in found])
+    return BatchList(batches=[BatchReport.model_validate(b | {"tasks_inline": False}) for b in found])
 
 
 def resolve_batch(sq: ServiceQ, batch_id: str) -> str:

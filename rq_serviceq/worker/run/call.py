@@ -38,6 +38,14 @@ class TaskFunctionUnavailable(Exception):
     """
 
 
+def no_task_function(name: str) -> str:
+    """Why a queue's tasks wait, and the command that ends the wait (the supervisor and workers say it)."""
+    return (
+        f"no task function set for service queue {name!r}: set one with "
+        f"`rq-serviceq config {name} --task-function package.module.function` (or set_task_function() in Python)"
+    )
+
+
 def task_function(settings: Settings) -> Callable[..., Any] | Outcome:
     """The task function, or the outcome every task gets when the security policy refuses it.
 
@@ -45,7 +53,7 @@ def task_function(settings: Settings) -> Callable[..., Any] | Outcome:
     """
     path = settings.task_function
     if not path:
-        raise TaskFunctionUnavailable(f"no task function set for service queue {settings.name!r}")
+        raise TaskFunctionUnavailable(no_task_function(settings.name))
     try:
         return resolve(path)
     except PermissionError as exc:  # refused by the operator's policy: no retry will change that
