@@ -1,4 +1,4 @@
-"""An installed wheel, not only the checkout, carries the Lua scripts and the type marker."""
+"""An installed wheel, not only the checkout, carries the Lua scripts, the pages' scripts and the type marker."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def test_an_installed_wheel_finds_its_lua_scripts(tmp_path: Path) -> None:
     assert {"claim.lua", "push.lua", "settle.lua", "end_task.lua"} <= lua_files
     assert "rq_serviceq/store/lua/includes/end_task.lua" in names  # the helpers the scripts include
     assert "rq_serviceq/py.typed" in names
+    assets = {Path(n).name for n in names if n.startswith("rq_serviceq/http/ui/assets/")}
+    assert {"base.css", "base.js", "batch.js", "controls.js"} <= assets  # the pages' scripts, inlined at import
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)]
     subprocess.run(install, check=True, timeout=120)
     probe = "import rq_serviceq.store.scripts as s; print(s.__file__); print(len(s.source('claim')))"

@@ -1,0 +1,147 @@
+"""The pages' routes: ``/ui/`` (the service queues), a queue's page, a batch's page, and the JSON they read.
+
+Server-rendered shells whose scripts read JSON under ``/ui/api``: the API's own handlers re-routed
+there (same paths, bodies and errors), so a browser's Basic login covers them.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from rq_serviceq.http.routes import common, control, events, read, tasks, workers
+from rq_serviceq.http.ui.history import history_svg
+from rq_serviceq.http.ui.markup import (
+    BATCH_SCRIPT,
+    CHART,
+    CONTROLS_SCRIPT,
+    QUEUES_SCRIPT,
+    TASKS,
+    WORKERS_PANEL,
+    WORKERS_SCRIPT,
+    controls_html,
+    num,
+    page,
+)
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@router.get("", include_in_schema=False)
+async def ui_root() -> RedirectResponse:
+    return RedirectResponse("/ui/")
+
+
+@router.get("/")
+async def queues_page() -> HTMLResponse:
+    body = (
+        "<table id='queues'><thead><tr><th>service queue</th><th>status</th></tr></thead><tbody></tbody></table>"
+        "<p id='empty' class='muted' hidden>No service queue yet: push a task to create one.</p>"
+    )
+    return page("Service queues", body, QUEUES_SCRIPT)
+
+
+@router.get("/serviceqs/{name}")
+async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
+    svc = common.service(request)
+    detail = await read.get_serviceq(name, request)
+    batches = await svc.run(common.with_queue, svc, name, lambda sq: sq.batches(0, 50))
+    info = detail.status_info
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(name)}/batches/{html.escape(b['batch_id'])}'>{html.escape(b['batch_id'])}</a>"
+        f"</td><td>{html.escape(b['status'])}</td><td class='num'>{b['total_submitted']}</td>"
+        f"<td class='num'>{b['total_success']}</td><td class='num'>{b['total_failed']}</td>"
+        f"<td class='num'>{b['total_pending']}</td><td class='num'>{num(b['batch_duration'])}</td></tr>"
+        for b in batches
+    )
+    settings = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in detail.settings.items()
+    )
+    workers = len(info.worker_reports)
+    budget = info.start_budget()
+    why = f" ({html.escape(info.pause_reason)})" if info.pause_reason else ""  # the breaker's reason, say
+    body = (
+        f"<p>status <b>{html.escape(info.status)}</b>{why}, {workers} worker(s), "
+        f"{info.pending_q_length} pending ({info.waiting_retries} waiting to retry)</p>"
+        + (f"<p id='budget'>start budget: {html.escape(budget)}</p>" if budget else "")
+        + controls_html(f"../api/serviceqs/{name}", detail.settings)
+        + f"<h2>Batch history (last {len(batches)}, oldest left)</h2>{history_svg(name, batches)}"
+        + "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"
+        f"<th>failed</th><th>pending</th><th>duration (s)</th></tr></thead><tbody>{rows}</tbody></table>"
+        + WORKERS_PANEL
+        + f"<h2>Settings</h2><table>{settings}</table>"
+    )
+    workers_api = {"workers": f"../api/serviceqs/{name}/workers"}
+    return page(f"Service queue {name}", body, CONTROLS_SCRIPT + WORKERS_SCRIPT, workers_api, depth=1)
+
+
+@router.get("/serviceqs/{name}/batches/{batch_id}")
+async def batch_page(
+    name: common.Name, batch_id: common.BatchId, request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> HTMLResponse:
+    """The batch's counters, its chart (drawn by the script from the progress feed) and its tasks, ``limit`` a page."""
+    await read.get_progress(name, batch_id, request)  # 404 now rather than an empty page
+    settings = (await read.get_serviceq(name, request)).settings
+    counters = "".join(
+        f"<tr><th>{label}</th><td id='{key}' class='num'></td></tr>"
+        for key, label in (
+            ("status", "status"),
+            ("total_submitted", "submitted"),
+            ("total_success", "passed"),
+            ("total_failed", "failed"),
+            ("total_pending", "pending"),
+            ("waiting_retries", "waiting retries"),
+            ("rate", "rate"),
+            ("rate_limit", "rate limit"),
+            ("eta", "ETA"),
+            ("duration", "duration"),
+            ("start_time", "started"),
+            ("end_time", "ended"),
+            ("end_callback", "batch-end callback"),
+        )
+    )
+    body = (
+        f"<p class='muted'>service queue <a href='../../{html.escape(name)}'>{html.escape(name)}</a>, "
+        f"batch {html.escape(batch_id)} · <span id='live'></span></p>"
+        "<div class='bar'><div id='bar-passed' class='passed'></div><div id='bar-failed' class='failed'></div>"
+        f"<div id='bar-waiting' class='waiting'></div></div><table>{counters}</table>{CHART}{TASKS}"
+    )
+    body += controls_html(f"../../../api/serviceqs/{name}", {"worker_count": settings.get("worker_count")}, batch_id)
+    data = {
+        "api": f"../../../api/serviceqs/{name}/batches/{batch_id}",
+        "events": f"../../../api/serviceqs/{name}/events",
+        "limit": str(limit),
+    }
+    return page(f"Batch {batch_id[:12]}", body, BATCH_SCRIPT + CONTROLS_SCRIPT, data, depth=3)
+
+
+# --- the JSON the pages poll: the API's own handlers, under the pages' login ---------------------------
+for path, endpoint in (
+    ("/api/serviceqs", read.list_serviceqs),
+    ("/api/serviceqs/{name}/batches/{batch_id}/progress", read.get_progress),
+    ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
+    ("/api/serviceqs/{name}/batches/{batch_id}/tasks", tasks.list_tasks),
+    ("/api/serviceqs/{name}/batches/{batch_id}/tasks/export", tasks.export_tasks),
+    ("/api/serviceqs/{name}/events", events.stream_events),
+    ("/api/serviceqs/{name}/events/recent", events.recent_events),
+    ("/api/serviceqs/{name}/workers", workers.list_workers),
+):
+    router.add_api_route(path, endpoint, methods=["GET"])
+
+# --- the controls the pages' buttons call: the API's own handlers, under the pages' login; auth.cross_site
+# refuses them from another site and in any body but JSON -------------------------------------------------
+CONTROL_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
+    ("/api/serviceqs/{name}/pause", control.pause, "POST"),
+    ("/api/serviceqs/{name}/resume", control.resume, "POST"),
+    ("/api/serviceqs/{name}/stop", control.stop, "POST"),
+    ("/api/serviceqs/{name}/scale", control.scale, "POST"),
+    ("/api/serviceqs/{name}/requeue-failed", control.requeue_failed, "POST"),
+    ("/api/serviceqs/{name}/worker-config", control.put_worker_config, "PUT"),
+    ("/api/serviceqs/{name}/breaker", control.put_breaker, "PUT"),
+)
+for control_path, handler, method in CONTROL_ROUTES:
+    router.add_api_route(control_path, handler, methods=[method])
