@@ -106,6 +106,19 @@ def test_resume_by_last_event_id_gets_only_later_events(client: httpx.Client, co
         assert [e["id"] for e in read_events(stream, lambda got: len(got) >= len(later))] == later
 
 
+def test_an_entry_written_into_the_feed_cannot_forge_sse_fields(client: httpx.Client, conn: Redis) -> None:
+    """Anyone who can write to Redis can XADD to the feed: a type with a newline must not start a field of
+    its own (a forged ``data:`` or ``id:``) in what the browsers read."""
+    sq = make_queue(conn, "forged")
+    conn.xadd(sq.keys.events, {"type": "progress\ndata: {\"forged\": true}\nid: 9", "batch": "b"})
+    sq.push_many([{"value": True}])
+    drain(sq)
+    with client.stream("GET", "/serviceqs/forged/events?since=0") as stream:
+        got = read_events(stream, finished)
+    assert got[0]["event"] == "message" and got[0]["data"]["type"].startswith("progress\n")
+    assert all("forged" not in e["data"] for e in got) and not any(e["id"] == "9" for e in got)
+
+
 def test_batch_filter_on_stream_and_recent(client: httpx.Client, conn: Redis) -> None:
     sq = make_queue(conn, "two")
     first = sq.push_chunks([{"value": True}])[0].batch_id

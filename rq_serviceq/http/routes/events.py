@@ -180,7 +180,10 @@ class _EventStream(StreamingResponse):
 
 
 def sse(event: BatchEvent) -> str:
-    return f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+    """One SSE entry.  The type comes from Redis, where anyone who can write may XADD: a type that is not one
+    plain word goes out as ``message`` (a newline in it would start a forged field); data is JSON, one line."""
+    kind = event.type if event.type.isascii() and event.type.replace("_", "").isalnum() else "message"
+    return f"id: {event.id}\nevent: {kind}\ndata: {event.model_dump_json()}\n\n"
 
 
 async def follow(pool: EventStreams, sq: ServiceQ, cursor: str, batch: str | None) -> AsyncIterator[str]:
