@@ -110,7 +110,7 @@ def test_an_entry_written_into_the_feed_cannot_forge_sse_fields(client: httpx.Cl
     """Anyone who can write to Redis can XADD to the feed: a type with a newline must not start a field of
     its own (a forged ``data:`` or ``id:``) in what the browsers read."""
     sq = make_queue(conn, "forged")
-    conn.xadd(sq.keys.events, {"type": "progress\ndata: {\"forged\": true}\nid: 9", "batch": "b"})
+    conn.xadd(sq.keys.events, {"type": 'progress\ndata: {"forged": true}\nid: 9', "batch": "b"})
     sq.push_many([{"value": True}])
     drain(sq)
     with client.stream("GET", "/serviceqs/forged/events?since=0") as stream:
