@@ -223,3 +223,15 @@ def test_the_key_rule_catches_what_it_forbids(tmp_path: Path) -> None:
         "from rq_serviceq.store import keys as k\nimport rq_serviceq.store.state\nx = sq.keys.retry\n{}.keys()\n"
     )
     assert len(_key_reaching(sample)) == 3
+
+
+def test_the_pages_scripts_write_text_never_html() -> None:
+    """Task data, remarks, worker names and feed entries are user data (anyone who can write to Redis
+    shapes them): the console's scripts put them in the page as text, never parsed as HTML."""
+    assets = PACKAGE / "http" / "ui" / "assets"
+    scripts_found = sorted(assets.glob("*.js"))
+    assert scripts_found, "the pages' scripts moved"
+    html_sinks = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function\(")
+    for path in scripts_found:
+        hits = [n for n, line in enumerate(path.read_text().splitlines(), 1) if html_sinks.search(line)]
+        assert not hits, f"{path.name} lines {hits} write HTML"
