@@ -75,14 +75,24 @@ def _act(rng: random.Random, sq: ServiceQ, conn: Redis, pushed: list[str], done:
         sq.scale(rng.randint(1, 4))
         done["scales"] += 1
     elif roll < 0.95:
-        pids = [int(conn.hget(f"rq:worker:{w}", "pid") or 0) for w in sq.get_status_info()["worker_reports"]]
-        if pids := [p for p in pids if p]:
+        if pids := _worker_pids(sq, conn, wait=10.0):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rng.choice(pids), signal.SIGKILL)
             done["kills"] += 1
     else:
         sq.stop()
         done["stops"] += 1
+
+
+def _worker_pids(sq: ServiceQ, conn: Redis, wait: float) -> list[int]:
+    """The pids of the queue's registered workers, waiting up to ``wait`` s for one (a supervisor on a busy
+    machine may still be starting them after a scale to 0 or a kill)."""
+    deadline = time.monotonic() + wait
+    while True:
+        pids = [int(conn.hget(f"rq:worker:{w}", "pid") or 0) for w in sq.get_status_info()["worker_reports"]]
+        if (found := [p for p in pids if p]) or time.monotonic() > deadline or sq.settings.worker_count == 0:
+            return found
+        time.sleep(0.05)
 
 
 def _wait_for_quiet(sq: ServiceQ, timeout: float) -> None:

@@ -139,7 +139,8 @@ def test_the_breaker_route_sets_the_whole_breaker_and_status_shows_why_it_paused
     assert client.post("/serviceqs/drag/pause").status_code == 200
     assert client.get("/serviceqs/drag").json()["status_info"]["pause_reason"] == "paused by hand"
     page = client.get("/ui/serviceqs/drag").text  # the queue's page says why, and shows the settings
-    assert "<b>PAUSED</b> (paused by hand)" in page and "consecutive_failures" in page
+    assert "<b id='q-state'>PAUSED</b><span id='q-why'> (paused by hand)</span>" in page
+    assert "consecutive_failures" in page
 
 
 def test_a_task_too_big_is_refused_on_arrival_not_after_the_batch_delay(make_client: MakeClient, conn: Redis) -> None:

@@ -24,6 +24,7 @@ def asset(name: str) -> str:
 STYLE = asset("base.css")
 SCRIPT = asset("base.js")  # $, cell, when, getJSON: what every page's script uses
 QUEUES_SCRIPT = asset("queues.js")
+QUEUE_SCRIPT = asset("queue.js")  # a queue's page follows the feed
 BATCH_SCRIPT = asset("batch.js")
 # The controls of the queue and batch pages: the API's control routes under /ui/api (the pages' login), each a
 # same-origin fetch() with a JSON body (auth.cross_site refuses any other kind there).  The result is kept

@@ -19,6 +19,7 @@ from rq_serviceq.http.ui.markup import (
     BATCH_SCRIPT,
     CHART,
     CONTROLS_SCRIPT,
+    QUEUE_SCRIPT,
     QUEUES_SCRIPT,
     TASKS,
     WORKERS_PANEL,
@@ -27,6 +28,7 @@ from rq_serviceq.http.ui.markup import (
     num,
     page,
 )
+from rq_serviceq.models import StatusInfo
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -47,10 +49,43 @@ async def queues_page() -> HTMLResponse:
 
 @router.get("/serviceqs/{name}")
 async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
+    """The queue's status line, controls, batch history and table, workers and settings (queue.js keeps the
+    status line and the table live)."""
     svc = common.service(request)
     detail = await read.get_serviceq(name, request)
     batches = await svc.run(common.with_queue, svc, name, lambda sq: sq.batches(0, 50))
-    info = detail.status_info
+    settings = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in detail.settings.items()
+    )
+    budget = detail.status_info.start_budget()
+    body = (
+        status_line(detail.status_info)
+        + (f"<p id='budget'>start budget: {html.escape(budget)}</p>" if budget else "")
+        + controls_html(f"../api/serviceqs/{name}", detail.settings)
+        + f"<h2>Batch history (last {len(batches)}, oldest left)</h2>{history_svg(name, batches)}"
+        + batch_table(name, batches)
+        + WORKERS_PANEL
+        + f"<h2>Settings</h2><table>{settings}</table>"
+    )
+    api = f"../api/serviceqs/{name}"
+    data = {"name": name, "queue": api, "events": f"{api}/events", "workers": f"{api}/workers"}
+    return page(f"Service queue {name}", body, CONTROLS_SCRIPT + WORKERS_SCRIPT + QUEUE_SCRIPT, data, depth=1)
+
+
+def status_line(info: StatusInfo) -> str:
+    """Status (and why paused: by hand, or the breaker's reason), workers, pending; each part has the id
+    queue.js refreshes."""
+    why = f" ({html.escape(info.pause_reason)})" if info.pause_reason else ""
+    return (
+        f"<p id='q-status'>status <b id='q-state'>{html.escape(info.status)}</b><span id='q-why'>{why}</span>, "
+        f"<span id='q-workers'>{len(info.worker_reports)}</span> worker(s), "
+        f"<span id='q-pending'>{info.pending_q_length}</span> pending "
+        f"(<span id='q-waiting'>{info.waiting_retries}</span> waiting to retry) "
+        "<span id='q-live' class='muted'></span></p>"
+    )
+
+
+def batch_table(name: str, batches: list[dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td><a href='{html.escape(name)}/batches/{html.escape(b['batch_id'])}'>{html.escape(b['batch_id'])}</a>"
         f"</td><td>{html.escape(b['status'])}</td><td class='num'>{b['total_submitted']}</td>"
@@ -58,25 +93,11 @@ async def queue_page(name: common.Name, request: Request) -> HTMLResponse:
         f"<td class='num'>{b['total_pending']}</td><td class='num'>{num(b['batch_duration'])}</td></tr>"
         for b in batches
     )
-    settings = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in detail.settings.items()
+    head = "".join(f"<th>{h}</th>" for h in ("batch", "status", "submitted", "passed", "failed", "pending"))
+    return (
+        f"<h2>Batches</h2><table id='batches'><thead><tr>{head}<th>duration (s)</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
-    workers = len(info.worker_reports)
-    budget = info.start_budget()
-    why = f" ({html.escape(info.pause_reason)})" if info.pause_reason else ""  # the breaker's reason, say
-    body = (
-        f"<p>status <b>{html.escape(info.status)}</b>{why}, {workers} worker(s), "
-        f"{info.pending_q_length} pending ({info.waiting_retries} waiting to retry)</p>"
-        + (f"<p id='budget'>start budget: {html.escape(budget)}</p>" if budget else "")
-        + controls_html(f"../api/serviceqs/{name}", detail.settings)
-        + f"<h2>Batch history (last {len(batches)}, oldest left)</h2>{history_svg(name, batches)}"
-        + "<h2>Batches</h2><table><thead><tr><th>batch</th><th>status</th><th>submitted</th><th>passed</th>"
-        f"<th>failed</th><th>pending</th><th>duration (s)</th></tr></thead><tbody>{rows}</tbody></table>"
-        + WORKERS_PANEL
-        + f"<h2>Settings</h2><table>{settings}</table>"
-    )
-    workers_api = {"workers": f"../api/serviceqs/{name}/workers"}
-    return page(f"Service queue {name}", body, CONTROLS_SCRIPT + WORKERS_SCRIPT, workers_api, depth=1)
 
 
 @router.get("/serviceqs/{name}/batches/{batch_id}")
@@ -122,6 +143,8 @@ async def batch_page(
 # --- the JSON the pages poll: the API's own handlers, under the pages' login ---------------------------
 for path, endpoint in (
     ("/api/serviceqs", read.list_serviceqs),
+    ("/api/serviceqs/{name}", read.get_serviceq),
+    ("/api/serviceqs/{name}/batches", read.list_batches),
     ("/api/serviceqs/{name}/batches/{batch_id}/progress", read.get_progress),
     ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
     ("/api/serviceqs/{name}/batches/{batch_id}/tasks", tasks.list_tasks),
