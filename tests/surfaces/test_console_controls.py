@@ -274,5 +274,5 @@ def test_history_svg_escapes_what_it_names_and_draws_a_running_batch() -> None:
     svg = history_svg("q", [running, done])  # newest first, as sq.batches() gives them
     assert "<RUNNING>" not in svg and "&lt;RUNNING&gt;" in svg
     assert svg.count("class='hist-size'") == 2 and svg.index("data-batch='b1'") < svg.index("data-batch='b2'")
-    assert "b1 (FINISHED): 2.5 s, 8 tasks, 2 failed (25%)" in svg
+    assert "b1 (FINISHED): 2.500 s, 8 tasks, 2 failed (25%)" in svg
     assert history_svg("q", []) == "<p class='muted'>No batch yet.</p>"

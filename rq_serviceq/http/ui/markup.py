@@ -48,7 +48,10 @@ def page(title: str, body: str, script: str = "", data: dict[str, str] | None = 
 
 
 def num(value: Any) -> str:
-    return "" if value is None else f"{value:.1f}"
+    """A duration in seconds as the pages show it: milliseconds still visible under 10 s (queue.js: seconds())."""
+    if value is None:
+        return ""
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 def _field(ident: str, label: str, value: Any, step: str = "any") -> str:

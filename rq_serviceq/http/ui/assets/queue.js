@@ -5,12 +5,13 @@
   const d = document.body.dataset;
   let stream = null, timer = null, busy = false, again = false;
   function setMode(mode) { d.live = mode; $("q-live").textContent = mode === "stream" ? "live" : "live: polling"; }
+  function seconds(v) { return v === null ? "" : v.toFixed(v < 10 ? 3 : 1); }  // as markup.num
   function batchRow(body, b) {
     const row = body.insertRow(), a = document.createElement("a");
     a.href = encodeURIComponent(d.name) + "/batches/" + encodeURIComponent(b.batch_id); a.textContent = b.batch_id;
     row.insertCell().appendChild(a); cell(row, b.status);
     for (const k of ["total_submitted", "total_success", "total_failed", "total_pending"]) cell(row, b[k], "num");
-    cell(row, b.batch_duration === null ? "" : b.batch_duration.toFixed(1), "num");
+    cell(row, seconds(b.batch_duration), "num");
   }
   async function refreshQueue() {
     if (busy) { again = true; return; }
