@@ -92,11 +92,14 @@ class Journal:
         self._replies = 0  # replies the unsent commands will owe (the RPUSH's not included)
         self._owed = 0  # replies to commands sent and not yet read
         self._lock = threading.Lock()
+        self._reading = threading.Lock()  # one reader of replies at a time (``sync``), writers go on meanwhile
+        self._orphan: Any = None  # a connection dropped while ``sync`` read from it, for it to give back
         self._closed = False
 
-    def started(self, job: ServiceQJob) -> None:
+    def started(self, job: ServiceQJob, send: bool = True) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction.  The first task of a
-        group also becomes RQ's ``current_job``: naming every task as it starts cost a command a task."""
+        group also becomes RQ's ``current_job``: naming every task as it starts cost a command a task.
+        ``send=False``: the caller ``flush``es before the task begins (outside the gate's start lock)."""
         with self._lock:
             if not self._busy:
                 self._busy = True
@@ -104,7 +107,12 @@ class Journal:
                     self._queue(b"HSET", self._worker_key, _CURRENT_JOB, job.id.encode())
                 if self._key is not None:
                     self._queue(b"EXPIRE", self._key, b"%d" % TTL)
-            self._entry(f"s{job.id}{SEP}{job.claim}", send=True)
+            self._entry(f"s{job.id}{SEP}{job.claim}", send=send)
+
+    def flush(self) -> None:
+        """Send what waits (a start marked with ``send=False``), without waiting for replies."""
+        with self._lock:
+            self._send_now()
 
     def state(self, state: str) -> None:
         """RQ's worker state (``busy``/``idle``), which only tools read: sent without waiting, like the rest.
@@ -128,19 +136,36 @@ class Journal:
 
     def sync(self) -> None:
         """Send what waits and read every reply owed: afterwards every journal write has run in Redis,
-        and the worker names no current job (a group is over whenever this is called)."""
+        and the worker names no current job (a group is over whenever this is called).
+
+        The replies are read outside the lock (under one of their own): a settle's sync waited for Redis
+        while every task thread that ended or began, waiting for the lock, idled its slot.  Replies come
+        in order, so the ones owed now come before those of anything sent meanwhile."""
         with self._lock:
             try:
                 if self._busy and self._worker_key is not None:
                     self._queue(b"HDEL", self._worker_key, _CURRENT_JOB)
                 self._busy = False
                 self._send()
-                while self._owed:
-                    self._owed -= 1
-                    self._conn.read_response()
-                self._failing = False
             except Exception as exc:
                 self._drop(exc)
+                return
+            conn, owed, self._owed = self._conn, self._owed, 0
+        with self._reading:
+            try:
+                for _ in range(owed):
+                    conn.read_response()
+            except Exception as exc:
+                with self._lock:
+                    if conn is self._conn:  # else dropped already, and its replies forgotten with it
+                        self._drop(exc)
+                return
+            finally:
+                with self._lock:
+                    if self._orphan is not None:  # dropped by a writer while read here: given back now
+                        self._pool.release(self._orphan)
+                        self._orphan = None
+        self._failing = False
 
     def close(self) -> None:
         self._closed = True
@@ -197,7 +222,11 @@ class Journal:
             try:
                 conn.disconnect()
             finally:
-                self._pool.release(conn)
+                if self._reading.acquire(blocking=False):  # nobody reads its replies: back to the pool now
+                    self._pool.release(conn)
+                    self._reading.release()
+                else:  # ``sync`` is reading from it: handed out again meanwhile, it would read another's reply
+                    self._orphan = conn
 
 
 def starts(entries: list[bytes]) -> dict[str, str]:

@@ -118,6 +118,7 @@ class ServiceQWorker(SimpleWorker):
         self._claimant = Claimant(self.connection, self.sq_keys, self.name, self._keeper, self._with_redis)
         self._ahead = ClaimAhead(self._claimant)
         self._next: tuple[Claim, Running] | None = None  # the group queued behind the running one (_refill)
+        self._running_count = 0  # tasks in the group execute_job runs
         self._hold = Hold()  # a task's Throttle: no task of this worker starts before it ends (the claim's too)
         self._sizer = GroupSizer(self.group_seconds, self.max_group)
         self._start_lock = threading.Lock()  # deciding to start a task vs. acknowledging a pause (see Gate)
@@ -202,6 +203,7 @@ class ServiceQWorker(SimpleWorker):
         self.set_state(WorkerStatus.BUSY)
         settings = self._settings()
         runner = self._runner_for(settings)
+        self._running_count = len(group)  # for ``_refill``'s next claim, under ``--max-jobs``
         self._ahead.send(settings, self._ahead_count(settings, len(group), runner))
         gate = running.gate if running is not None else self._gate()
         processed = process(self._claimant, settings, group, runner, gate, self._report, running, self._refill)
@@ -523,14 +525,20 @@ class ServiceQWorker(SimpleWorker):
         return Gate(self._must_not_start, deadline, self._start_lock, self._journal, self._exiting, hold=self._hold)
 
     def _refill(self, started: Running) -> int:
-        """Once every task of the running group has started, queue the group claimed early behind it, so
-        that each slot takes a next task as it frees instead of idling through the group's tail and its
-        settle.  Returns the journal entries that group may already have written, for the settle to keep."""
+        """As soon as the group claimed early is here, queue it behind the running one (on threads), so that
+        each slot takes a next task as it frees instead of idling through the group's tail and its settle.
+        Returns the journal entries that group may already have written, for the settle to keep.
+
+        Not once every task of the running group has started, as before: the slots do not free together
+        (their tasks started as each freed), so the first of them often freed before the group was queued;
+        the pool's queue is first in, first out, so the running group's tasks still all start first, and the
+        queued group's gate gives back what has not started within its deadline (``GroupSizer.deadline``)."""
         runner = self._runner
-        if started.decided is None or not self._ahead.sent or runner is None:
+        if started.decided is None or runner is None:
             return 0
-        settings = self._settings()
-        if not started.decided.wait(settings.task_timeout + 2 if settings.task_timeout else None):
+        if not self._ahead.sent and not self._sizer.task_seconds:
+            self._first_ahead(started, runner)
+        if not self._ahead.sent:
             return 0
         early = self._ahead.take()
         if early is None:
@@ -541,7 +549,24 @@ class ServiceQWorker(SimpleWorker):
             return 0
         self.sq_settings = early.settings
         self._next = (early, runner.start(early.settings, early.jobs, self._gate()))
+        # The group after it is claimed now, not once this one has settled: sent then, its reply came back
+        # as the queued group's last tasks were starting, or after (a slot idled till it came).
+        queued = self._running_count + len(early.jobs)
+        self._ahead.send(early.settings, self._ahead_count(early.settings, queued, runner))
         return JOURNAL_KEEP_GROUPS * 2 * self.max_group
+
+    def _first_ahead(self, started: Running, runner: Runner) -> None:
+        """The worker's first group, claimed before anything was learned of its tasks, so nothing was claimed
+        early: once all its tasks have started, learn from those that ended and claim the next group now if
+        they were short, so that its last round's slots refill too (they idled through the settle and a
+        claim, some 20 ms of all 8 slots at the start of a run of 10 ms tasks)."""
+        settings, decided = self._settings(), started.decided
+        if started.progress is None or decided is None or not decided.wait(settings.task_timeout or None):
+            return
+        done, busy = started.progress()
+        if done:
+            self._sizer.learn(busy / runner.concurrency, done, runner.concurrency)
+            self._ahead.send(settings, self._ahead_count(settings, self._running_count, runner))
 
     def _finish_next(self) -> None:
         """A group queued behind the last one when the worker leaves: its started tasks finish and are

@@ -173,3 +173,37 @@ def test_group_sizer_claims_about_its_time_budget_of_work() -> None:
     sizer.learn(seconds=0.0, tasks=0, concurrency=1)  # nothing ran: nothing learned
     assert sizer.task_seconds == pytest.approx(0.1)
     assert sizer.size(settings.model_copy(update={"resting_period": 1.0}), concurrency=8) == 1
+
+
+class _Task:
+    """Just what ``Runner`` reads of a claimed task (no journal: the gate has none)."""
+
+    unreadable = ""
+    claim = ""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        self.id, self.task = f"t{n}", {"seconds": seconds}
+
+    def qtask(self, serviceq_id: str) -> dict[str, Any]:
+        return {}
+
+
+def test_a_threads_group_takes_its_tasks_run_time_over_its_slots_not_its_span() -> None:
+    """A group queued behind another starts as the other's slots free, one by one: from its first start to
+    its last end it spans their stagger too.  Learned from that span, a group of 10 ms tasks on 8 slots looked
+    like 12.5-15 ms a task, and the sizer shrank the groups (32, 24, 16) as slots were refilled."""
+    from rq_serviceq.worker.run import Runner
+
+    settings = Settings(name="drag", id="x", task_function="tests.tasks.slow")
+    runner = Runner(4)
+    try:
+        ahead = [_Task(i, 0.01 * (i + 1)) for i in range(4)]  # its slots free at 10, 20, 30 and 40 ms
+        behind = [_Task(10 + i, 0.04) for i in range(4)]  # so these start then, and end at 50 .. 80 ms
+        first = runner.start(settings, ahead)  # type: ignore[arg-type]
+        second = runner.start(settings, behind)  # type: ignore[arg-type]
+        first.wait()
+        result = second.wait()
+    finally:
+        runner.close()
+    assert len(result.done) == 4
+    assert 0.035 < result.seconds < 0.055  # 4 x 40 ms over 4 slots; its span is about 70 ms

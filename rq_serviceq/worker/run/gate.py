@@ -55,13 +55,23 @@ class Gate:
     hold: Hold = field(default_factory=Hold)  # the worker's, shared by all its gates
 
     def admit(self, job: ServiceQJob, launch: Callable[[], T]) -> T | None:
-        """Under the lock: None if ``job`` must not start; else mark it started and ``launch`` it."""
+        """Under the lock: None if ``job`` must not start; else mark it started and ``launch`` it.
+
+        A ``launch`` that is ``started`` begins nothing itself (the caller runs the task once this returns),
+        so the start's journal write is sent after the lock is let go yet before the task begins: other
+        slots' starts no longer wait behind a socket write.  A pause acknowledged meanwhile finds the task
+        committed to start, as before; a launch that begins the task itself (a fork) sends it under the lock."""
+        deferred = launch is started and self.journal is not None
         with self.lock:
             if self.should_stop() or time.perf_counter() > self.deadline or time.monotonic() < self.hold.until:
                 return None
             if self.journal is not None:
-                self.journal.started(job)
-            return launch()
+                self.journal.started(job, send=not deferred)
+            if not deferred:
+                return launch()
+        assert self.journal is not None
+        self.journal.flush()
+        return launch()
 
     def ended(self, job: ServiceQJob, outcome: Outcome, send: bool = True) -> None:
         if outcome.throttle:  # the provider pushed back on the account: what has not started goes back

@@ -66,6 +66,7 @@ class Runner:
         unreadable = [(job, unreadable_outcome(job)) for job in jobs if job.unreadable]
         readable = [job for job in jobs if not job.unreadable]
         decided = None
+        progress: Callable[[], tuple[int, float]] | None = None
         finish: Callable[[], GroupResult]
         if isinstance(func, Outcome):
             finish = partial(GroupResult, done=[(job, func) for job in readable])
@@ -75,8 +76,8 @@ class Runner:
             finish = partial(self._run_serial, func, settings, readable, gate)
         else:
             decided = threading.Event()
-            finish = self._start_threads(func, settings, readable, gate, decided)
-        return Running(finish, gate, began, decided, unreadable)
+            finish, progress = self._start_threads(func, settings, readable, gate, decided)
+        return Running(finish, gate, began, decided, unreadable, progress)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -109,13 +110,15 @@ class Runner:
         jobs: list[ServiceQJob],
         gate: Gate,
         decided: threading.Event,
-    ) -> Callable[[], GroupResult]:
-        """Queue the group on the pool; returns what waits for it.  ``decided`` is set once every task has
-        started or been refused: from then on a slot that frees would idle but for a next group."""
+    ) -> tuple[Callable[[], GroupResult], Callable[[], tuple[int, float]]]:
+        """Queue the group on the pool; returns what waits for it, and what tells how many of its tasks
+        ended so far and their run time.  ``decided`` is set once every task has started or been refused."""
         if self._pool is None:
             self._pool = DaemonPool(self.concurrency)
         pool = self._pool
         left = [len(jobs)]
+        busy = [0.0]  # the tasks' own run time, summed: what the group took, whatever ran beside it
+        ended = [0]
         lock = threading.Lock()
 
         def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
@@ -128,15 +131,25 @@ class Runner:
                     decided.set()
             if not admitted:
                 return None
+            began = time.perf_counter()
             outcome = call(func, settings, job, gate.exiting)
+            took = time.perf_counter() - began
+            with lock:
+                busy[0] += took
+                ended[0] += 1
             gate.ended(job, outcome)
             return outcome
 
         futures = [pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
-        return partial(self._collect_threads, settings, jobs, futures, gate)
+
+        def progress() -> tuple[int, float]:
+            with lock:
+                return ended[0], busy[0]
+
+        return partial(self._collect_threads, settings, jobs, futures, gate, busy), progress
 
     def _collect_threads(
-        self, settings: Settings, jobs: list[ServiceQJob], futures: list[Future[Any]], gate: Gate
+        self, settings: Settings, jobs: list[ServiceQJob], futures: list[Future[Any]], gate: Gate, busy: list[float]
     ) -> GroupResult:
         # A thread stuck in C code ignores its time limit: past a grace period it is abandoned, with its pool.
         patience = settings.task_timeout + 2 if settings.task_timeout else None
@@ -153,7 +166,11 @@ class Runner:
                 if self._pool is not None:
                     self._pool.abandon()
                 self._pool = DaemonPool(self.concurrency)
-        return _collect(jobs, outcomes)
+        result = _collect(jobs, outcomes)
+        # Its length as if its slots ran it alone: groups queued behind each other overlap, and the span from
+        # the first start to the last end counts the slots' stagger (a group of 2 rounds spans about 3).
+        result.seconds = busy[0] / self.concurrency
+        return result
 
     def _run_async(
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
@@ -177,9 +194,11 @@ class Running:
         began: float,
         decided: threading.Event | None = None,
         unreadable: list[tuple[ServiceQJob, Outcome]] | None = None,
+        progress: Callable[[], tuple[int, float]] | None = None,
     ) -> None:
         self._finish, self.gate, self._began = finish, gate, began
         self.decided = decided
+        self.progress = progress  # threads: (tasks ended so far, their run time summed)
         self._unreadable = unreadable or []
 
     def wait(self) -> GroupResult:
@@ -188,7 +207,8 @@ class Running:
         finally:
             self.gate.over = True
         result.done[:0] = self._unreadable
-        result.seconds = time.perf_counter() - (self.gate.first_start or self._began)
+        if not result.seconds:  # else the runner measured it (threads)
+            result.seconds = time.perf_counter() - (self.gate.first_start or self._began)
         return result
 
 
