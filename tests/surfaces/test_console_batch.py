@@ -31,9 +31,11 @@ TOKEN = "console-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def server(redis_server: RedisServer, conn: Redis, tmp_path: Path) -> Iterator[ServerProcess]:
-    with running_server(redis_server.url, tmp_path / "server.log", SERVICEQ_API_TOKEN=TOKEN) as running:
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module (it keeps nothing between tests: each test's state is in Redis, flushed)."""
+    log = tmp_path_factory.mktemp("console-batch") / "server.log"
+    with running_server(redis_server.url, log, SERVICEQ_API_TOKEN=TOKEN) as running:
         yield running
 
 
@@ -141,7 +143,10 @@ def test_a_finished_batch_draws_its_chart_and_pages_filters_and_downloads_its_fa
     assert len(jsonl.text.splitlines()) == 60
 
 
-@pytest.mark.parametrize("cut", [False, True], ids=["stream", "polling"])
+# the polling fallback is slow (it waits out polls): CI runs it with the slow tests
+@pytest.mark.parametrize(
+    "cut", [pytest.param(False, id="stream"), pytest.param(True, id="polling", marks=pytest.mark.slow)]
+)
 def test_the_page_follows_workers_without_a_reload(
     server: ServerProcess, browser: Any, conn: Redis, spawn_cli_worker: Any, tmp_path: Path, cut: bool
 ) -> None:

@@ -43,9 +43,11 @@ UI_CONTROLS: list[tuple[str, str, dict[str, Any]]] = [  # (method, route under /
 ]
 
 
-@pytest.fixture
-def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[ServerProcess]:
-    with running_server(redis_server.url, tmp_path / "server.log", SERVICEQ_API_TOKEN=TOKEN) as proc:
+@pytest.fixture(scope="module")
+def server(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the module (it keeps nothing between tests: each test's state is in Redis, flushed)."""
+    log = tmp_path_factory.mktemp("console-controls") / "server.log"
+    with running_server(redis_server.url, log, SERVICEQ_API_TOKEN=TOKEN) as proc:
         yield proc
 
 

@@ -24,7 +24,10 @@ def batch_rows(driver: Any) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("cut", [False, True], ids=["stream", "polling"])
+# the polling fallback is slow (it waits out polls): CI runs it with the slow tests
+@pytest.mark.parametrize(
+    "cut", [pytest.param(False, id="stream"), pytest.param(True, id="polling", marks=pytest.mark.slow)]
+)
 def test_the_queue_page_follows_a_batch_without_a_reload(
     server: ServerProcess, browser: Any, conn: Redis, spawn_cli_worker: Any, tmp_path: Path, cut: bool
 ) -> None:
