@@ -39,6 +39,8 @@ T = TypeVar("T")
 BURST_LIMIT_ENV = "RQ_SERVICEQ_BURST_OUTAGE_LIMIT"
 DEFAULT_BURST_LIMIT = 300.0  # seconds a --burst worker waits for Redis before it gives up
 REMIND_EVERY = 60.0  # seconds between two "still away" lines
+FLAP_WINDOW = 5.0  # away again this soon after coming back: the same outage (a full Redis dips under
+# maxmemory and over it again as buffers free and fill), said once each way, not once per dip
 PROBE_KEY = PREFIX + "outage-probe"  # written (1 s TTL) to tell that a full Redis takes writes again
 
 
@@ -142,19 +144,23 @@ class Outage:
         self.since: float | None = None  # clock() when the current outage began; None while Redis answers
         self._back_at = float("-inf")  # clock() when the last outage ended
         self._full = False  # the current outage includes Redis refusing writes (OOM): reads say nothing of it
+        self._quiet = False  # the current outage began within FLAP_WINDOW of the last one's end: not said
         self._reminded = 0.0
         self._lock = threading.Lock()
 
     def failed(self, exc: BaseException, what: str) -> None:
-        """A Redis call failed for an expected reason: the first line of an outage, or a reminder a minute."""
+        """A Redis call failed for an expected reason: the first line of an outage, or a reminder a minute.
+        Away again within FLAP_WINDOW of coming back continues the outage already said (no new line)."""
         with self._lock:
             now = self.clock()
             full = refuses_writes(exc)
             self._full = full or (self._full and self.since is not None)
             if self.since is None:
                 self.since = self._reminded = now
-                self.log.warning("%s: Redis at %s is %s (%s: %s, during %s); waiting for it", self.who, self.where,
-                                 _state(exc), type(exc).__name__, exc, what)  # fmt: skip
+                self._quiet = now - self._back_at < FLAP_WINDOW  # a flap: the line already said holds
+                if not self._quiet:
+                    self.log.warning("%s: Redis at %s is %s (%s: %s, during %s); waiting for it", self.who,
+                                     self.where, _state(exc), type(exc).__name__, exc, what)  # fmt: skip
             elif now - self._reminded >= REMIND_EVERY:
                 self._reminded = now
                 self.log.warning("%s: Redis at %s still %s after %.0f s (%s)", self.who, self.where, _state(exc),
@@ -179,7 +185,10 @@ class Outage:
                 return
             self._back_at = self.clock()
             away, self.since = self._back_at - self.since, None
-            self.log.warning("%s: Redis at %s is back after %.1f s", self.who, self.where, away)
+            if self._quiet and away < FLAP_WINDOW:  # the end of a flap begun quietly: the "back" said holds too
+                self.log.debug("%s: Redis at %s back again after %.1f s", self.who, self.where, away)
+            else:
+                self.log.warning("%s: Redis at %s is back after %.1f s", self.who, self.where, away)
 
     def lately_away(self, within: float = 10.0) -> bool:
         """Redis is away, or was until ``within`` seconds ago: a connection held across the outage fails once

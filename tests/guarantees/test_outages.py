@@ -369,6 +369,34 @@ def test_the_outage_bookkeeping_says_one_line_a_minute_while_redis_stays_away(
     assert all(r.exc_info is None for r in caplog.records if r.levelno >= logging.INFO)  # tracebacks: DEBUG only
 
 
+def test_a_redis_that_flaps_right_after_it_came_back_is_one_outage_in_the_log(
+    conn: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full Redis dips under maxmemory and over it again as buffers free and fill: a write lands, the next is
+    refused. Seconds apart that is one outage to an operator (one line each way); later, a new one."""
+    now = [0.0]
+    log = logging.getLogger("test.outage")
+    outage = Outage(conn, "supervisor s1", log, clock=lambda: now[0])
+    full = redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
+    with caplog.at_level(logging.DEBUG, logger="test.outage"):
+        for now[0] in (0.0, 0.5):
+            outage.failed(full, "heartbeat")
+        now[0] = 1.0
+        outage.ok(started=0.9)  # a write landed: back
+        for now[0] in (1.5, 2.0):  # refused again at once: the same outage
+            outage.failed(full, "heartbeat")
+        now[0] = 3.0
+        outage.ok(started=2.9)
+        now[0] = 20.0  # a quarter of a minute later: a new outage, said again
+        outage.failed(full, "heartbeat")
+        now[0] = 22.0
+        outage.ok(started=21.0)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 4, said
+    assert "is full" in said[0] and said[1].endswith("is back after 1.0 s")
+    assert "is full" in said[2] and said[3].endswith("is back after 2.0 s")
+
+
 def test_through_gives_up_at_its_limit_and_a_bad_limit_setting_is_refused(
     conn: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
