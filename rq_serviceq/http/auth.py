@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from rq_serviceq.http.codec import is_json_media
+
 REALM = "rq-serviceq"
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs"})
 OPEN_PREFIXES = ("/docs/assets/",)  # what /docs loads (Swagger UI's files): open as /docs is
@@ -146,8 +148,8 @@ def cross_site(scope: Scope) -> str | None:
         elif key == b"host":
             host = value.strip().lower()
         elif key == b"content-type":
-            content_type = value.split(b";")[0].strip().lower()
-    if _is_page_path(scope["path"]) and not _is_json(content_type):
+            content_type = value.decode("latin-1")
+    if _is_page_path(scope["path"]) and not is_json_media(content_type):
         return "a page's state-changing request must be JSON (Content-Type: application/json), as no HTML form's is"
     if fetch_site is not None:
         return None if fetch_site in TRUSTED_FETCH_SITES else f"Sec-Fetch-Site is {fetch_site.decode('latin-1')!r}"
@@ -158,10 +160,6 @@ def cross_site(scope: Scope) -> str | None:
 
 def _is_page_path(path: str) -> bool:
     return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
-
-
-def _is_json(media: bytes | None) -> bool:
-    return media is not None and (media == b"application/json" or media.endswith(b"+json"))
 
 
 async def refuse_cross_site(send: Send, why: str) -> None:

@@ -121,14 +121,19 @@ def checked_name(name: str) -> str:
         raise HTTPException(422, str(exc)) from None
 
 
+def is_json_media(content_type: str | None) -> bool:
+    """Whether a Content-Type header says JSON (``application/json`` or ``...+json``, parameters aside): the
+    body check below and the pages' cross-site rule (``auth.cross_site``) agree on it."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 def check_body_headers(content_type: str | None, content_length: str, limit: int) -> None:
     """415 unless the body is JSON; 413 if it says it is over ``limit`` bytes (before reading a byte of it)."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media != "application/json" and not media.endswith("+json"):
+    if not is_json_media(content_type):
         sent = f"not {content_type!r}" if content_type else "none was sent"
         raise HTTPException(415, f"Content-Type must be application/json ({sent})")
-    if content_length.isdigit() and int(content_length) > limit:  # check_length, inline: the fast path's
-        raise HTTPException(413, f"body of {content_length} bytes is over SERVICEQ_MAX_BODY_BYTES ({limit})")
+    check_length(content_length, limit)
 
 
 def check_length(content_length: str, limit: int) -> None:
