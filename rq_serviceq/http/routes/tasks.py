@@ -87,9 +87,18 @@ def task_filter(directive: str, remark: str) -> Filter:
 
 
 def matching(sq: ServiceQ, batch_id: str, outcome: str, keep: Filter, start: int = 0) -> Iterator[QTask]:
-    """The outcome's tasks that ``keep`` keeps; unfiltered, from the ``start``-th (filtered, from the first)."""
-    tasks = sq.iter_tasks(batch_id, outcome, EXPORT_PAGE, start if keep.empty else 0)
-    return tasks if keep.empty else filter(keep.keeps, tasks)
+    """The outcome's tasks that ``keep`` keeps, from the ``start``-th of them (unfiltered, Redis skips to it;
+    filtered, the list is read from its first task)."""
+    if keep.empty:
+        return sq.iter_tasks(batch_id, outcome, EXPORT_PAGE, start)
+    return islice(filter(keep.keeps, sq.iter_tasks(batch_id, outcome, EXPORT_PAGE, 0)), start, None)
+
+
+def known_batch(sq: ServiceQ, batch_id: str) -> str:
+    """The batch's id (``latest`` resolved); an unknown batch is a 404, not an empty page or download."""
+    bid = resolve_batch(sq, batch_id)
+    sq.get_batch_summary(bid)
+    return bid
 
 
 @router.get("/serviceqs/{name}/batches/{batch_id}/tasks", tags=["read"])
@@ -110,11 +119,7 @@ async def list_tasks(
     svc = service(request)
 
     def read(sq: ServiceQ) -> TaskPage:
-        bid = resolve_batch(sq, batch_id)
-        sq.get_batch_summary(bid)  # an unknown batch is a 404, not an empty page
-        found = matching(sq, bid, outcome, keep, offset)
-        if not keep.empty:
-            found = islice(found, offset, None)
+        found = matching(sq, known_batch(sq, batch_id), outcome, keep, offset)
         got = list(islice(found, limit + 1))  # one more: is there a next page
         more = len(got) > limit
         return TaskPage(
@@ -147,7 +152,7 @@ async def export_tasks(
         raise HTTPException(422, f"outcome: must be failed, passed or empty (both), not {outcome!r}")
     keep = task_filter(directive, remark)
     svc = service(request)
-    sq, bid = await svc.run(with_queue, svc, name, lambda sq: _opened(sq, batch_id))
+    sq, bid = await svc.run(with_queue, svc, name, lambda sq: (sq, known_batch(sq, batch_id)))
     lists = [outcome] if outcome else list(OUTCOMES)
     writer = _csv_rows if fmt == "csv" else _json_lines
     filename = f"{name}-{bid}-{outcome or 'tasks'}.{fmt}"
@@ -163,12 +168,6 @@ async def export_tasks(
 
     headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
     return StreamingResponse(body(), media_type=media, headers=headers)
-
-
-def _opened(sq: ServiceQ, batch_id: str) -> tuple[ServiceQ, str]:
-    bid = resolve_batch(sq, batch_id)
-    sq.get_batch_summary(bid)  # 404 before the download starts
-    return sq, bid
 
 
 def _next_chunk(tasks: Iterator[QTask]) -> list[QTask]:
