@@ -26,7 +26,7 @@ from rq_serviceq.worker.supervisor import shares
 
 def roster(conn: Redis, keys: k.Keys, worker_count: int, status: str) -> Roster:
     now = redis_now(conn)
-    supervisors = [_supervisor(sid, expiry, share, now) for sid, expiry, share in shares(conn, keys, worker_count)]
+    supervisors = [_supervisor(sid, expiry, share, now) for sid, expiry, share in shares(conn, keys, worker_count, now)]
     queue = Queue(keys.queue_name, connection=conn, serializer=JSONSerializer)
     workers = [_worker(w, now, keys.name, supervisors) for w in Worker.all(queue=queue)]
     workers.sort(key=lambda w: (w.machine or "", w.name))

@@ -183,10 +183,9 @@ def share_of(index: int, supervisors: int, total: int) -> int:
     return total // supervisors + (1 if index < total % supervisors else 0)
 
 
-def shares(conn: Redis, keys: k.Keys, total: int) -> list[tuple[str, float, int]]:
-    """Each live supervisor of the service queue, as the supervisors themselves divide ``total`` (worker_count):
-    (id, heartbeat expiry on Redis' clock, share), sorted by id.  A read: it evicts nobody."""
-    now = report.redis_now(conn)
+def shares(conn: Redis, keys: k.Keys, total: int, now: float) -> list[tuple[str, float, int]]:
+    """Each live supervisor of the service queue at ``now`` (Redis' clock), as the supervisors themselves divide
+    ``total`` (worker_count): (id, heartbeat expiry, share), sorted by id.  A read: it evicts nobody."""
     beats: list[tuple[bytes, float]] = conn.zrange(keys.supervisors, 0, -1, withscores=True)  # type: ignore[assignment]
     live = sorted((replies.text(member), float(score)) for member, score in beats if float(score) > now)
     return [(sid, expiry, share_of(i, len(live), total)) for i, (sid, expiry) in enumerate(live)]
