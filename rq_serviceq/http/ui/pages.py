@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
 
 from rq_serviceq.http.routes import common, control, events, read, tasks, workers
 from rq_serviceq.http.ui.history import history_svg
@@ -140,31 +141,31 @@ async def batch_page(
     return page(f"Batch {batch_id[:12]}", body, BATCH_SCRIPT + CONTROLS_SCRIPT, data, depth=3)
 
 
-# --- the JSON the pages poll: the API's own handlers, under the pages' login ---------------------------
-for path, endpoint in (
-    ("/api/serviceqs", read.list_serviceqs),
-    ("/api/serviceqs/{name}", read.get_serviceq),
-    ("/api/serviceqs/{name}/batches", read.list_batches),
-    ("/api/serviceqs/{name}/batches/{batch_id}/progress", read.get_progress),
-    ("/api/serviceqs/{name}/batches/{batch_id}", read.get_batch),
-    ("/api/serviceqs/{name}/batches/{batch_id}/tasks", tasks.list_tasks),
-    ("/api/serviceqs/{name}/batches/{batch_id}/tasks/export", tasks.export_tasks),
-    ("/api/serviceqs/{name}/events", events.stream_events),
-    ("/api/serviceqs/{name}/events/recent", events.recent_events),
-    ("/api/serviceqs/{name}/workers", workers.list_workers),
-):
-    router.add_api_route(path, endpoint, methods=["GET"])
-
-# --- the controls the pages' buttons call: the API's own handlers, under the pages' login; auth.cross_site
-# refuses them from another site and in any body but JSON -------------------------------------------------
-CONTROL_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
-    ("/api/serviceqs/{name}/pause", control.pause, "POST"),
-    ("/api/serviceqs/{name}/resume", control.resume, "POST"),
-    ("/api/serviceqs/{name}/stop", control.stop, "POST"),
-    ("/api/serviceqs/{name}/scale", control.scale, "POST"),
-    ("/api/serviceqs/{name}/requeue-failed", control.requeue_failed, "POST"),
-    ("/api/serviceqs/{name}/worker-config", control.put_worker_config, "PUT"),
-    ("/api/serviceqs/{name}/breaker", control.put_breaker, "PUT"),
+# --- the API's own handlers under /ui/api, the pages' login: what the pages read, and what their buttons call
+# (auth.cross_site refuses a state-changing one from another site, and in any body but JSON).  Paths and
+# methods are the API's, read off its routes, so the two cannot drift apart.
+PAGE_ENDPOINTS: frozenset[Callable[..., Any]] = frozenset(
+    {
+        read.list_serviceqs,
+        read.get_serviceq,
+        read.list_batches,
+        read.get_progress,
+        read.get_batch,
+        tasks.list_tasks,
+        tasks.export_tasks,
+        events.stream_events,
+        events.recent_events,
+        workers.list_workers,
+        control.pause,
+        control.resume,
+        control.stop,
+        control.scale,
+        control.requeue_failed,
+        control.put_worker_config,
+        control.put_breaker,
+    }
 )
-for control_path, handler, method in CONTROL_ROUTES:
-    router.add_api_route(control_path, handler, methods=[method])
+for api in (read.router, tasks.router, events.router, workers.router, control.router):
+    for route in api.routes:
+        if isinstance(route, APIRoute) and route.endpoint in PAGE_ENDPOINTS:
+            router.add_api_route("/api" + route.path, route.endpoint, methods=sorted(route.methods or ()))
