@@ -9,3 +9,7 @@ async function getJSON(url) {
   if (!r.ok) throw new Error(url + ": HTTP " + r.status);
   return r.json();
 }
+// Every type the progress feed's events have (BatchEvent.type), and "message": what the stream sends for a type
+// that is not one word (routes/events.py).  A page listens for them all.
+const FEED_EVENTS = ["opened", "progress", "paused", "resumed", "stopped", "throttled", "breaker", "ended", "finished",
+                     "message"];

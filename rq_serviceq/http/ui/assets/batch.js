@@ -40,9 +40,7 @@ function openStream() {
   const onEvent = (msg) => {
     try { if (take(JSON.parse(msg.data))) { draw(); soon(); } } catch (e) { $("error").textContent = String(e); }
   };
-  for (const type of ["opened", "progress", "paused", "resumed", "stopped", "throttled", "breaker", "ended",
-                      "finished"]) es.addEventListener(type, onEvent);
-  es.onmessage = onEvent;
+  for (const type of FEED_EVENTS) es.addEventListener(type, onEvent);
   es.onopen = () => { if (!over) setMode("stream"); };
   es.onerror = () => {  // closed by the server, refused, or cut: poll, and try the stream again later
     es.close(); stream = null;

@@ -37,8 +37,7 @@
     if (typeof EventSource === "undefined") { setMode("polling"); poll(); return; }
     const es = stream = new EventSource(d.events);
     es.onopen = () => setMode("stream");
-    for (const type of ["opened", "progress", "paused", "resumed", "stopped", "throttled", "breaker", "ended",
-                        "finished", "message"]) es.addEventListener(type, soon);
+    for (const type of FEED_EVENTS) es.addEventListener(type, soon);
     es.onerror = () => {  // refused, cut or closed: poll, and try the stream again later
       es.close(); stream = null; setMode("polling"); poll();
       setTimeout(() => { if (!stream) openStream(); }, 15000);
