@@ -171,6 +171,35 @@ def timed(task: dict[str, Any]) -> tuple[bool, str]:
     return True, "SUCCESS | done"
 
 
+async def async_timed(task: dict[str, Any]) -> tuple[bool, str]:
+    """``timed`` as an ``async def``: its groups run on the worker's one event loop, queued behind each other."""
+    import asyncio
+
+    conn = _conn()
+    secs, micros = conn.time()
+    conn.rpush("test:starts", f"{secs + micros / 1e6:.6f}:{task.get('i')}")
+    await asyncio.sleep(task.get("seconds", 0.05))
+    return True, "SUCCESS | done"
+
+
+async def async_slow(task: dict[str, Any]) -> bool:
+    import asyncio
+
+    await asyncio.sleep(task.get("seconds", 0.05))
+    return True
+
+
+async def async_hang(task: dict[str, Any]) -> bool:
+    """Awaits an hour (``hang``), or blocks its event loop an hour (``block``: a sync call in async code)."""
+    import asyncio
+
+    if task.get("block"):
+        time.sleep(3600)
+    if task.get("hang"):
+        await asyncio.sleep(3600)
+    return True
+
+
 def hang(task: dict[str, Any]) -> bool:
     if task.get("hang"):
         time.sleep(3600)

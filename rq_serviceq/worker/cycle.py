@@ -133,6 +133,7 @@ def work_once(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings) -
     """
     claimant = Claimant(conn, keys, worker_name, LeaseKeeper(conn, keys))
     journal = Journal(conn, key=keys.journal(worker_name))
+    runner = _InlineRunner()
     try:
         got = claimant.claim(settings, 1)
         if got.finalize_batch:
@@ -140,11 +141,12 @@ def work_once(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings) -
         if not got.jobs:
             return None
         gate = Gate(journal=journal, exiting=always)
-        processed = process(claimant, got.settings, got.jobs, _InlineRunner(), gate)
+        processed = process(claimant, got.settings, got.jobs, runner, gate)
         for batch_id in processed.ended:
             claimant.batch_work(got.settings, batch_id)
         return processed.done[0] if processed.done else None
     finally:
+        runner.close()  # an async task function's loop
         claimant.keeper.close()
         journal.close()
 

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from redis import Redis
 
 from rq_serviceq import ForkingServiceQWorker, ServiceQ
@@ -92,13 +94,21 @@ def _starts_by_task(conn: Redis) -> collections.Counter[str]:
     return collections.Counter(text(x).split(":")[1] for x in conn.lrange("test:starts", 0, -1))
 
 
+REFILLED = pytest.mark.parametrize("func", [tasks.timed, tasks.async_timed], ids=["threads", "asyncio"])
+
+
+@REFILLED
 def test_a_warm_stop_records_the_group_queued_behind_the_running_one(
-    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Callable[..., subprocess.Popen[bytes]]
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    spawn_cli_worker: Callable[..., subprocess.Popen[bytes]],
+    func: Callable[..., Any],
 ) -> None:
-    """On threads a worker queues its next group behind the running one (slots refill as they free). A
-    SIGTERM then: what started finishes and is recorded, what did not goes back; nothing runs twice."""
+    """On threads or its event loop a worker queues its next group behind the running one (slots refill as
+    they free).  A SIGTERM then: what started finishes and is recorded, what did not goes back; nothing runs
+    twice."""
     sq = make_sq("refill", worker_count=0, concurrency=4)
-    sq.set_task_function(tasks.timed)
+    sq.set_task_function(func)
     sq.push_many([{"i": i, "seconds": 0.01} for i in range(600)])
     worker = spawn_cli_worker("refill-pending")
     wait_until(lambda: sq.get_status_info()["total_success"] >= 100, timeout=30)
@@ -113,14 +123,15 @@ def test_a_warm_stop_records_the_group_queued_behind_the_running_one(
     assert sorted(_starts_by_task(conn).values()) == [1] * 600
 
 
+@REFILLED
 def test_a_killed_worker_with_a_group_queued_behind_loses_no_outcome(
-    make_sq: Callable[..., ServiceQ], conn: Redis
+    make_sq: Callable[..., ServiceQ], conn: Redis, func: Callable[..., Any]
 ) -> None:
     """SIGKILL while two groups are in flight: the journal kept for the second (a settle of the first
     keeps its entries) lets the takeover settle every task that had ended; only tasks running at the kill
     (at most one a slot) run again, and every task is counted once."""
     sq = make_sq("refill", worker_count=0, concurrency=4)
-    sq.set_task_function(tasks.timed)
+    sq.set_task_function(func)
     sq.push_many([{"i": i, "seconds": 0.01} for i in range(600)])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "tests.tasks.ShortLeaseWorker", "-q", "refill-pending"]

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -188,17 +189,22 @@ class _Task:
         return {}
 
 
-def test_a_threads_group_takes_its_tasks_run_time_over_its_slots_not_its_span() -> None:
-    """A group queued behind another starts as the other's slots free, one by one: from its first start to
-    its last end it spans their stagger too.  Learned from that span, a group of 10 ms tasks on 8 slots looked
-    like 12.5-15 ms a task, and the sizer shrank the groups (32, 24, 16) as slots were refilled."""
+@pytest.mark.parametrize("func", ["tests.tasks.slow", "tests.tasks.async_slow"], ids=["threads", "asyncio"])
+def test_a_group_queued_behind_another_starts_as_its_slots_free_and_counts_its_run_time_not_its_span(
+    func: str,
+) -> None:
+    """A group queued behind another (on threads, or on the async runner's one loop) starts as the other's
+    slots free, one by one, not once the other has ended: from its first start to its last end it spans their
+    stagger too.  Learned from that span, a group of 10 ms tasks on 8 slots looked like 12.5-15 ms a task, and
+    the sizer shrank the groups (32, 24, 16) as slots were refilled."""
     from rq_serviceq.worker.run import Runner
 
-    settings = Settings(name="drag", id="x", task_function="tests.tasks.slow")
+    settings = Settings(name="drag", id="x", task_function=func)
     runner = Runner(4)
     try:
         ahead = [_Task(i, 0.01 * (i + 1)) for i in range(4)]  # its slots free at 10, 20, 30 and 40 ms
         behind = [_Task(10 + i, 0.04) for i in range(4)]  # so these start then, and end at 50 .. 80 ms
+        began = time.perf_counter()
         first = runner.start(settings, ahead)  # type: ignore[arg-type]
         second = runner.start(settings, behind)  # type: ignore[arg-type]
         first.wait()
@@ -206,4 +212,28 @@ def test_a_threads_group_takes_its_tasks_run_time_over_its_slots_not_its_span() 
     finally:
         runner.close()
     assert len(result.done) == 4
+    assert second.gate.first_start is not None and second.gate.first_start - began < 0.03  # the first slot's free
     assert 0.035 < result.seconds < 0.055  # 4 x 40 ms over 4 slots; its span is about 70 ms
+
+
+def test_the_async_loop_cancels_a_task_at_its_time_limit_and_is_abandoned_with_one_that_blocks_it() -> None:
+    """The async runner's one event loop: an awaiting task is cancelled at its time limit; one that blocks the
+    loop (a sync call in async code) cannot be, so past the grace period the loop is abandoned with it, and
+    the next group runs on a new loop."""
+    from rq_serviceq.worker.run import Runner
+
+    settings = Settings(name="drag", id="x", task_function="tests.tasks.async_hang", task_timeout=0.5)
+    runner = Runner(4)
+
+    def run(*tasks: dict[str, Any]) -> list[str]:
+        jobs = [_Task(i, 0) for i in range(len(tasks))]
+        for job, task in zip(jobs, tasks, strict=True):
+            job.task = task
+        return [outcome.remark for _, outcome in runner.run(settings, jobs).done]  # type: ignore[arg-type]
+
+    try:
+        assert run({"hang": True}, {}) == ["RETRY | TaskTimeout: timed out after 0.5 s", "SUCCESS"]
+        assert run({"block": True}) == ["RETRY | TaskTimeout: abandoned after 2.5 s"]
+        assert run({}, {}) == ["SUCCESS", "SUCCESS"]  # on a new loop
+    finally:
+        runner.close()

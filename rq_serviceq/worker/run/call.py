@@ -17,7 +17,6 @@ from rq_serviceq.models import Settings
 from rq_serviceq.task.imports import resolve
 from rq_serviceq.task.remarks import Outcome, Verdict, outcome_of_exception, outcome_of_return
 from rq_serviceq.task.timeouts import TaskTimeout, time_limit
-from rq_serviceq.worker.run.gate import Gate, started
 
 _current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("rq_serviceq_qtask", default=None)
 
@@ -79,10 +78,11 @@ def always() -> bool:
     return True
 
 
-class _Escaped(Exception):
+class Escaped(Exception):
     """A coroutine's SystemExit or KeyboardInterrupt, carried out of the asyncio task that ran it.
 
-    asyncio re-raises those two out of the event loop, which would end every task sharing it.
+    asyncio re-raises those two out of the event loop, which would end every task sharing it (and, on the
+    runner's loop thread, leave the group's waiter waiting): the runner raises ``exc`` where it waits.
     """
 
     def __init__(self, exc: BaseException) -> None:
@@ -98,7 +98,7 @@ def _outcome_of(exc: BaseException, exiting: Callable[[], bool]) -> Outcome:
     the worker; but while the worker is exiting (a cold shutdown raises SystemExit from
     its signal handler) they are the worker's, and go on up.
     """
-    if isinstance(exc, _Escaped):
+    if isinstance(exc, Escaped):
         exc = exc.exc
     if isinstance(exc, Exception) or (isinstance(exc, SystemExit | KeyboardInterrupt) and not exiting()):
         return outcome_of_exception(exc)
@@ -123,7 +123,7 @@ async def _contained(value: Any) -> Any:
     try:
         return await value
     except (SystemExit, KeyboardInterrupt) as exc:
-        raise _Escaped(exc) from exc
+        raise Escaped(exc) from exc
 
 
 async def _awaited(value: Any, timeout: float | None) -> Any:
@@ -134,17 +134,13 @@ async def _awaited(value: Any, timeout: float | None) -> Any:
 
 
 async def call_async(
-    func: Callable[..., Any], settings: Settings, job: ServiceQJob, slots: asyncio.Semaphore, gate: Gate
-) -> Outcome | None:
-    async with slots:
-        if not gate.admit(job, started):
-            return None
-        token = _current.set(job.qtask(settings.id))
-        try:
-            outcome = outcome_of_return(await _awaited(func(job.task), settings.task_timeout))
-        except BaseException as exc:
-            outcome = _outcome_of(exc, gate.exiting)
-        finally:
-            _current.reset(token)
-        gate.ended(job, outcome)
-        return outcome
+    func: Callable[..., Any], settings: Settings, job: ServiceQJob, exiting: Callable[[], bool]
+) -> Outcome:
+    """``call`` for an ``async def`` task function, on the runner's event loop (admitted already)."""
+    token = _current.set(job.qtask(settings.id))
+    try:
+        return outcome_of_return(await _awaited(func(job.task), settings.task_timeout))
+    except BaseException as exc:
+        return _outcome_of(exc, exiting)
+    finally:
+        _current.reset(token)
