@@ -72,20 +72,21 @@ class Runner:
         # A task whose data cannot be read fails alone; the rest of its group runs.
         unreadable = [(job, unreadable_outcome(job)) for job in jobs if job.unreadable]
         readable = [job for job in jobs if not job.unreadable]
-        decided = None
-        progress: Callable[[], tuple[int, float]] | None = None
+        tally: _Tally | None = None  # threads and the loop: the group's tasks are under way when this returns
         finish: Callable[[], GroupResult]
         if isinstance(func, Outcome):
             finish = partial(GroupResult, done=[(job, func) for job in readable])
         elif inspect.iscoroutinefunction(func) and not self.isolated:
-            decided = threading.Event()
-            finish, progress = self._start_async(func, settings, readable, gate, decided)
+            tally = _Tally(len(readable))
+            finish = self._start_async(func, settings, readable, gate, tally)
         elif self.isolated or self.concurrency == 1 or len(readable) == 1:
             finish = partial(self._run_serial, func, settings, readable, gate)
         else:
-            decided = threading.Event()
-            finish, progress = self._start_threads(func, settings, readable, gate, decided)
-        return Running(finish, gate, began, decided, unreadable, progress)
+            tally = _Tally(len(readable))
+            finish = self._start_threads(func, settings, readable, gate, tally)
+        if tally is None:
+            return Running(finish, gate, began, unreadable=unreadable)
+        return Running(finish, gate, began, tally.decided, unreadable, tally.progress)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -119,13 +120,13 @@ class Runner:
         settings: Settings,
         jobs: list[ServiceQJob],
         gate: Gate,
-        decided: threading.Event,
-    ) -> tuple[Callable[[], GroupResult], Callable[[], tuple[int, float]]]:
-        """Queue the group on the pool; returns what waits for it, and what tells how many of its tasks
-        ended so far and their run time.  ``decided`` is set once every task has started or been refused."""
+        tally: _Tally,
+    ) -> Callable[[], GroupResult]:
+        """Queue the group on the pool; returns what waits for it.  ``tally`` counts its tasks as they start
+        and end."""
         if self._pool is None:
             self._pool = DaemonPool(self.concurrency)
-        pool, tally = self._pool, _Tally(len(jobs), decided)
+        pool = self._pool
 
         def gated(job: ServiceQJob) -> Outcome | None:  # asked as each task is about to start
             if not tally.admit(gate, job):
@@ -137,7 +138,7 @@ class Runner:
             return outcome
 
         futures = [pool.submit(contextvars.copy_context().run, gated, job) for job in jobs]
-        return partial(self._collect, settings, jobs, futures, gate, tally, self._abandon_pool), tally.progress
+        return partial(self._collect, settings, jobs, futures, gate, tally, self._abandon_pool)
 
     def _start_async(
         self,
@@ -145,14 +146,14 @@ class Runner:
         settings: Settings,
         jobs: list[ServiceQJob],
         gate: Gate,
-        decided: threading.Event,
-    ) -> tuple[Callable[[], GroupResult], Callable[[], tuple[int, float]]]:
+        tally: _Tally,
+    ) -> Callable[[], GroupResult]:
         """``_start_threads`` for an ``async def`` task function: the group's coroutines go on the runner's
         loop at once, each waiting for one of its ``concurrency`` slots, so a group queued behind the running
         one takes each slot as it frees (the slots' semaphore is first come, first served)."""
         if self._loop is None:
             self._loop = EventLoop(self.concurrency)
-        loop, tally = self._loop, _Tally(len(jobs), decided)
+        loop = self._loop
 
         async def gated(job: ServiceQJob) -> Outcome | None:
             async with loop.slots:
@@ -168,17 +169,22 @@ class Runner:
             return outcome
 
         futures = [loop.submit(gated(job)) for job in jobs]
-        return partial(self._collect, settings, jobs, futures, gate, tally, self._abandon_loop), tally.progress
+        return partial(self._collect, settings, jobs, futures, gate, tally, self._abandon_loop)
 
-    def _abandon_pool(self) -> None:
+    def _abandon_pool(self) -> bool:
+        """Give up the pool (its queued tasks are cancelled); False: its other threads' tasks may still end."""
         if self._pool is not None:
             self._pool.abandon()
         self._pool = DaemonPool(self.concurrency)
+        return False
 
-    def _abandon_loop(self) -> None:
+    def _abandon_loop(self) -> bool:
+        """Give up the loop, a new one for the next group; True: none of its other tasks can end now, since
+        the loop is stuck in one task's code."""
         if self._loop is not None:
             self._loop.close()
-        self._loop = None  # a new one at the next group: the old one is stuck in a task's code
+        self._loop = None
+        return True
 
     def _collect(
         self,
@@ -187,13 +193,18 @@ class Runner:
         futures: list[Future[Any]],
         gate: Gate,
         tally: _Tally,
-        abandon: Callable[[], None],
+        abandon: Callable[[], bool],
     ) -> GroupResult:
         # A task stuck in C code (or blocking the loop) ignores its time limit: past a grace period it is
         # abandoned, with its pool or loop.
         patience = settings.task_timeout + 2 if settings.task_timeout else None
         outcomes: list[Outcome | None] = []
+        stuck = False  # the loop was abandoned: what has not ended never will, so nothing more is waited for
         for job, fut in zip(jobs, futures, strict=True):
+            if stuck and not fut.done():
+                fut.cancel()
+                outcomes.append(self._abandoned(gate, job, patience) if tally.started(job) else None)
+                continue
             try:
                 outcomes.append(fut.result(timeout=patience))
             except CancelledError:  # queued behind an abandoned task: it never started
@@ -201,27 +212,33 @@ class Runner:
             except Escaped as exc:
                 raise exc.exc from None
             except FutureTimeout:
-                abandoned = Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: abandoned after {patience:g} s")
-                gate.ended(job, abandoned)
-                outcomes.append(abandoned)
-                abandon()
+                outcomes.append(self._abandoned(gate, job, patience))
+                stuck = abandon()
         result = _collect(jobs, outcomes)
         # Its length as if its slots ran it alone: groups queued behind each other overlap, and the span from
         # the first start to the last end counts the slots' stagger (a group of 2 rounds spans about 3).
         result.seconds = tally.progress()[1] / self.concurrency
         return result
 
+    @staticmethod
+    def _abandoned(gate: Gate, job: ServiceQJob, patience: float | None) -> Outcome:
+        abandoned = Outcome(Verdict.RETRY, f"RETRY | TaskTimeout: abandoned after {patience:g} s")
+        gate.ended(job, abandoned)
+        return abandoned
+
 
 class _Tally:
     """A started group's count, from the threads or the loop its tasks run on: how many are yet to be
-    decided (started or refused; ``decided`` is set once none is), how many ended, their run time summed."""
+    decided (started or refused; ``decided`` is set once none is), which started, how many ended, their
+    run time summed."""
 
-    def __init__(self, tasks: int, decided: threading.Event) -> None:
+    def __init__(self, tasks: int) -> None:
         self._left, self._ended, self._busy = tasks, 0, 0.0
-        self._decided = decided
+        self._started: set[str] = set()
+        self.decided = threading.Event()
         self._lock = threading.Lock()
         if not tasks:
-            decided.set()
+            self.decided.set()
 
     def admit(self, gate: Gate, job: ServiceQJob) -> bool:
         """Ask ``gate`` whether ``job`` starts (it is marked started if so), and count it decided."""
@@ -230,9 +247,15 @@ class _Tally:
             if gate.first_start is None:  # the group's own time starts here, not while queued behind one
                 gate.first_start = time.perf_counter()
             self._left -= 1
+            if admitted:
+                self._started.add(job.id)
             if not self._left:
-                self._decided.set()
+                self.decided.set()
         return bool(admitted)
+
+    def started(self, job: ServiceQJob) -> bool:
+        with self._lock:
+            return job.id in self._started
 
     def ended(self, took: float) -> None:
         with self._lock:
