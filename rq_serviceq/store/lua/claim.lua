@@ -167,7 +167,7 @@ for _, entry in ipairs(picked) do
     if h.sq_started or h.sq_outcome then  -- journaled in the hash by an older version
       redis.call('HDEL', jk, 'sq_started', 'sq_outcome')
     end
-    defer('zadd', k.leases, k.now + k.lease, id)
+    defer('zadd', k.leases, math.ceil(k.now + k.lease), id)  -- whole seconds: see extend_leases
     defer('zadd', k.started, '+inf', id .. ':' .. claim)
     tasks[#tasks + 1] = {id, claim, claimed(flat, claim)}
   end

@@ -8,7 +8,7 @@
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', k.leases, 0, -1)) do
   if redis.call('HGET', k.job_prefix .. id, 'worker_name') == k.worker_name then
-    redis.call('ZADD', k.leases, k.now, id)
+    redis.call('ZADD', k.leases, math.floor(k.now), id)  -- due now, on a whole second like every lease
     n = n + 1
   end
 end

@@ -28,7 +28,7 @@ local function end_task(id, passed, remark, f)
       'sq_claim', '', 'exc_info', remark, 'sq_last', tostring(k.now))  -- exc_info: what rq-dashboard shows;
       -- sq_last: its time in the report even after RQ's requeue, which clears ended_at
   end
-  defer('zadd', passed and k.finished or k.failed, k.now + k.ttl, id)
+  defer('zadd', passed and k.finished or k.failed, math.ceil(k.now + k.ttl), id)  -- whole seconds, as RQ
   if not bid then return nil end  -- no batch to count it in (a hash damaged by hand)
   return count_end(bid, id, which)
 end

@@ -20,5 +20,5 @@ end
 local function refuse_foreign(id)
   redis.call('HSET', k.job_prefix .. id, 'status', 'failed', 'ended_at', k.stamp, 'exc_info',
     'not a task of service queue ' .. k.name .. ': push tasks with ServiceQ.push, not Queue.enqueue')
-  redis.call('ZADD', k.failed, k.now + k.ttl, id)
+  redis.call('ZADD', k.failed, math.ceil(k.now + k.ttl), id)
 end
