@@ -12,7 +12,6 @@ maintenance in a ServiceQ worker (failing an abandoned job of ``rq:wip:NAME-pend
 
 from __future__ import annotations
 
-import copy
 import json
 import weakref
 from collections.abc import Callable
@@ -64,7 +63,8 @@ class ServiceQJob(Job):
         if prototype is None:
             prototype = _PROTOTYPES[connection] = cls(connection=connection)
         validate_job_id(task_id)
-        job = copy.copy(prototype)
+        job = cls.__new__(cls)  # copy.copy's way (RQ's Job keeps its state in __dict__), a quarter of its cost
+        job.__dict__.update(prototype.__dict__)
         job._id, job.sq, job.unreadable = task_id, {}, ""
         return job
 
