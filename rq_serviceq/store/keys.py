@@ -183,7 +183,7 @@ class Keys:
     def batch_open(self, batch_id: str) -> str:  # SET task ids counted in but not yet ended
         return self.batch(batch_id) + ":open"
 
-    def batch_audit(self, batch_id: str) -> str:  # STRING the worker auditing the batch (RECONCILE), 2 s TTL
+    def batch_audit(self, batch_id: str) -> str:  # STRING the worker auditing the batch (RECONCILE), 2 s TTL or more
         return self.batch(batch_id) + ":audit"
 
     def batch_keys(self, batch_id: str) -> list[str]:

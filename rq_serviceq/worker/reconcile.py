@@ -11,7 +11,8 @@ took it, put back on the queue.  A task that says queued but whose id left
 the queue's list (``Queue.remove(job)``, or a plain worker that died holding it
 in RQ's intermediate queue) is looked for only once the list is empty, which is
 when a worker is idle: finding one id in a long list costs O(its length).  The
-audit runs a bounded slice per Lua call and one pass at a time per service queue.
+audit runs a bounded slice per Lua call and one pass at a time per service queue, paced by the
+batch's size (``lua/reconcile.lua``): every pass reads every open task.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class Audit:
 
 def reconcile(conn: Redis, keys: k.Keys, worker_name: str, settings: Settings, batch_id: str, lease: float) -> Audit:
     """Audit one batch's open tasks in slices; returns what was found (nothing when another
-    worker's pass is under way or one ran in the last 2 s).  A batch this ends is the caller's
-    to finalize, its end work leased for ``lease``."""
+    worker's pass is under way or one ran lately: 2 s, or N / 2,500 s after a pass over N open tasks).
+    A batch this ends is the caller's to finalize, its end work leased for ``lease``."""
     ending = scripts.Ending.of(worker_name, settings, lease)
     cursor, failed, back, ended = "0", 0, 0, []
     while True:

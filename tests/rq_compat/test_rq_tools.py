@@ -15,6 +15,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.worker.reconcile import Audit, reconcile
 from tests import tasks
 from tests.conftest import drain, present, wait_until
 
@@ -52,6 +53,31 @@ def test_job_delete_and_cancel_are_counted_failed(make_sq: Callable[..., Service
     assert remarks[deleted].startswith(REMOVED) and "deleted" in remarks[deleted]
     assert remarks[canceled].startswith(REMOVED) and "canceled" in remarks[canceled]
     assert (report["total_submitted"], report["total_pending"]) == (3, 0)
+
+
+def test_the_audit_of_a_big_batch_waits_in_proportion_to_it_before_its_next_pass(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    """An idle worker audits its batch's open tasks, every one of them in each pass: at a fixed pace a
+    million tasks waiting to retry would keep Redis busy auditing.  After a pass over N open tasks the
+    next waits N / 2,500 s (at least 2 s), and a deleted task is still found by the pass after that."""
+    sq = make_sq("drag", worker_count=0)
+    ids = sq.push_many([{"value": True}] * 10_000)
+    batch_id = sq.current_batch_id()
+    assert batch_id is not None
+
+    def audit() -> Audit:
+        return reconcile(conn, sq.keys, "auditor", sq.settings, batch_id, 15.0)
+
+    assert audit() == Audit()  # every task queued: as it should be
+    assert 3_000 < conn.pttl(sq.keys.batch_audit(batch_id)) <= 4_000  # 10,000 x 0.4 ms
+    Job.fetch(ids[0], connection=conn, serializer=JSONSerializer).delete()
+    scans = conn.info("commandstats").get("cmdstat_sscan", {}).get("calls", 0)
+    assert audit() == Audit()  # within the wait: no pass, not one open task read
+    assert conn.info("commandstats").get("cmdstat_sscan", {}).get("calls", 0) == scans
+    conn.pexpire(sq.keys.batch_audit(batch_id), 1)  # the wait is over
+    wait_until(lambda: not conn.exists(sq.keys.batch_audit(batch_id)))
+    assert audit().failed == 1
 
 
 def test_rq_requeue_of_a_failed_task_counts_in_the_current_batch(make_sq: Callable[..., ServiceQ]) -> None:

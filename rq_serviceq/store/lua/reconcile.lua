@@ -10,11 +10,14 @@
 -- `rq worker` took (and failed or finished with the placeholder function, or left in
 -- RQ's intermediate queue as it died) goes back to the head of the queue.  Tasks
 -- queued, running under a lease or waiting to retry are as they should be.  One pass
--- at a time per service queue, at most one every 2 s.
+-- at a time per service queue, at most one every 2 s, or every N / 2,500 s for a batch of N
+-- open tasks: a pass looks at every one (some 6 us of Redis each), so passes at a fixed pace
+-- would cost Redis in proportion to the batch (50,000 tasks waiting to retry took 6% of a core).
 -- ARGV[A+1] cursor ('0' starts a pass)   ARGV[A+2] slice size
 -- Returns {next cursor ('0' when the pass is over, or '' when another pass is under way
 --          or ran lately), failed, given back, ended batch id or ''}
 local REMOVED = 'NO_RETRY | removed from the queue outside rq-serviceq '
+local PASS_EVERY_MS, PASS_MS_PER_TASK = 2000, 0.4  -- 2 s, or 1 s per 2,500 open tasks
 local bid, cursor, n = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
 local lock = k.batch_prefix .. bid .. ':audit'
 if cursor == '0' then
@@ -75,5 +78,8 @@ for _, id in ipairs(scan[2]) do
   end
 end
 if back > 0 then ring(back) end
+if scan[1] == '0' then  -- the pass is over: the next one waits in proportion to what this one read
+  redis.call('PEXPIRE', lock, math.max(PASS_EVERY_MS, math.floor(redis.call('SCARD', open) * PASS_MS_PER_TASK)))
+end
 progress()
 return {scan[1], failed, back, ended}
