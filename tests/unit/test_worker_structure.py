@@ -4,6 +4,7 @@ one path for a claimed group (worker/cycle.py), one lease policy (leases.py), th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from rq.worker import Worker
 
 from rq_serviceq import ServiceQ, ServiceQWorker
 from rq_serviceq.models import Settings
+from rq_serviceq.task.timeouts import TaskTimeout, signal_handler_kept, time_limit
 from rq_serviceq.worker import leases
 from rq_serviceq.worker.cycle import GroupSizer
 from rq_serviceq.worker.keeper import LeaseKeeper
@@ -245,3 +247,30 @@ def test_the_async_loop_cancels_a_task_at_its_time_limit_and_is_abandoned_with_o
         assert run({}, {}) == (["SUCCESS", "SUCCESS"], 0)  # on a new loop
     finally:
         runner.close()
+
+
+# --- a serial group's time limits ---------------------------------------------------------------------------
+def test_a_serial_groups_time_limits_still_stop_a_task_and_the_callers_signal_handler_is_back_after() -> None:
+    """A serial group keeps the limit's handler installed across its tasks (two setitimer calls a task, not
+    two handler swaps too): a task is still stopped at its limit, and whoever runs the group (``work_once``
+    in an application's main thread) has its own SIGALRM handler back afterwards, as after a lone call."""
+    seen: list[int] = []
+
+    def mine(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    before = signal.signal(signal.SIGALRM, mine)
+    try:
+        with signal_handler_kept():
+            for _ in range(2):  # the second call finds the handler kept, not put back by the first
+                with pytest.raises(TaskTimeout, match=r"after 0\.05 s"), time_limit(0.05):
+                    time.sleep(2)
+            with time_limit(5.0):
+                pass
+        assert signal.getsignal(signal.SIGALRM) is mine
+        with pytest.raises(TaskTimeout), time_limit(0.05):  # a lone call: installed, then put back
+            time.sleep(2)
+        assert signal.getsignal(signal.SIGALRM) is mine and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        assert seen == []
+    finally:
+        signal.signal(signal.SIGALRM, before)

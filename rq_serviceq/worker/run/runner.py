@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from rq_serviceq.job import ServiceQJob
 from rq_serviceq.models import Settings
 from rq_serviceq.task.remarks import Outcome, Verdict
+from rq_serviceq.task.timeouts import signal_handler_kept
 from rq_serviceq.worker.run.call import (
     Escaped,
     TaskFunctionUnavailable,
@@ -98,14 +99,15 @@ class Runner:
         self, func: Callable[..., Any], settings: Settings, jobs: list[ServiceQJob], gate: Gate
     ) -> GroupResult:
         result = GroupResult()
-        for i, job in enumerate(jobs):
-            finish = gate.admit(job, partial(self._launch, func, settings, job, gate.exiting))
-            if finish is None:
-                result.unstarted = jobs[i:]
-                break
-            outcome = finish()
-            gate.ended(job, outcome, send=False)  # goes out with the next task's start: one write
-            result.done.append((job, outcome))
+        with signal_handler_kept():  # each task's time limit is then two setitimer calls
+            for i, job in enumerate(jobs):
+                finish = gate.admit(job, partial(self._launch, func, settings, job, gate.exiting))
+                if finish is None:
+                    result.unstarted = jobs[i:]
+                    break
+                outcome = finish()
+                gate.ended(job, outcome, send=False)  # goes out with the next task's start: one write
+                result.done.append((job, outcome))
         return result
 
     def _launch(
