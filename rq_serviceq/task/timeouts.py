@@ -51,6 +51,16 @@ def _expire(signum: int, frame: FrameType | None) -> None:
 _UNSET = object()
 
 
+def _install() -> Any:
+    """Install ``_expire`` for SIGALRM; returns the handler it replaced, ``_UNSET`` when it was ours."""
+    return _UNSET if _handler(signal.SIGALRM) is _expire else signal.signal(signal.SIGALRM, _expire)
+
+
+def _restore(previous: Any) -> None:
+    if previous is not _UNSET:
+        signal.signal(signal.SIGALRM, previous)
+
+
 class _BySignal:
     """A timer signal for one call in the main thread.  Inside ``signal_handler_kept`` the handler is
     installed already and a call costs two ``setitimer``s; alone it is installed and the one before put
@@ -63,30 +73,27 @@ class _BySignal:
         self.previous: Any = _UNSET
 
     def __enter__(self) -> None:
-        if _handler(signal.SIGALRM) is not _expire:
-            self.previous = signal.signal(signal.SIGALRM, _expire)
+        self.previous = _install()
         _Armed.seconds = self.seconds
         signal.setitimer(signal.ITIMER_REAL, self.seconds)
 
     def __exit__(self, *exc: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        if self.previous is not _UNSET:
-            signal.signal(signal.SIGALRM, self.previous)
+        _restore(self.previous)
 
 
 @contextmanager
 def signal_handler_kept() -> Iterator[None]:
     """Keep the time limit's signal handler installed across a run of calls in the main thread (a serial
-    group), and put the one before back after it; elsewhere, nothing."""
-    if threading.current_thread() is not threading.main_thread() or _handler(signal.SIGALRM) is _expire:
+    group), and put the one before back after it; elsewhere, nothing.  Each call clears its own timer."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGALRM, _expire)
+    previous = _install()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _restore(previous)
 
 
 @contextmanager
