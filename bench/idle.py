@@ -23,15 +23,8 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.testing import RedisServer
 
 from . import tasks
+from .harness import wait_until
 from .profiling import _cpu
-
-
-def _all_waiting(sq: ServiceQ, n: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while sq.get_status_info()["waiting_retries"] < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{n} tasks not all waiting to retry within {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 def measure(server: RedisServer, n: int, window: float) -> dict[str, float]:
@@ -45,7 +38,8 @@ def measure(server: RedisServer, n: int, window: float) -> dict[str, float]:
     worker = subprocess.Popen([*cmd, "--url", server.url, "idle-pending"], env=env)
     try:
         sq.push_many([{"i": i} for i in range(n)])
-        _all_waiting(sq, n, timeout=60 + n / 1000)
+        waiting = f"{n} tasks waiting to retry"
+        wait_until(lambda: sq.get_status_info()["waiting_retries"] >= n, 60 + n / 1000, waiting, interval=0.5)
         time.sleep(1.0)  # the last settle's wake-ups
         assert server.proc is not None
         conn.config_resetstat()
