@@ -196,6 +196,10 @@ def test_forty_a_second_across_two_supervisors_of_three_workers(
     assert report["total_success"] == 1000
     times = [t for t, _ in _starts(conn)]
     assert len(times) == 1000
-    assert busiest_second(times) <= 40 + 40  # rate_burst: one second's worth
+    # The claim hands out at most rate_burst (40) + 40 starts in any second, on Redis' clock; a task records
+    # its start a moment after its claim, and on a loaded 2-core machine one worker's start can lag its
+    # claim while another's does not, so a window of starts may hold a task claimed just outside it (CI
+    # counted 81 once).  Two starts is 50 ms of such lateness at 40/s.
+    assert busiest_second(times) <= 40 + 40 + 2
     steady = (1000 - 40) / (times[-1] - times[0])  # after the first burst, one start each 1/40 s
     assert 40 * 0.95 <= steady <= 40 * 1.05
