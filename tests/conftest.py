@@ -15,9 +15,24 @@ from redis import Redis
 
 from rq_serviceq import ServiceQ, ServiceQWorker
 from rq_serviceq.testing import RedisServer, SentinelCluster
+from rq_serviceq.worker import spool
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def journal_spools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test's workers keep their journal spools (rq_serviceq/worker/spool.py) in a folder of its own;
+    at its end, the watchers of the workers it killed have carried theirs to Redis before the next test
+    flushes it (they write after their worker is gone, which is the point of them).  One whose Redis is gone
+    (a test's own server, stopped) is not waited for: it retries for ``spool.FLUSH_PATIENCE``, in vain."""
+    where = tmp_path / "spools"
+    monkeypatch.setenv(spool.DIR_ENV, str(where))
+    yield where
+    deadline = time.monotonic() + 5
+    while where.exists() and not all(spool.unowned(p) for p in where.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -608,9 +608,10 @@ class Reclaimed:
     held: int  # tasks the dead worker held, now claimable
 
 
-def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> Reclaimed:
-    """RECLAIM what worker ``worker_name``, known to be dead, held."""
-    return Reclaimed(int(_run(conn, RECLAIM, keys, {"worker_name": worker_name})))
+def reclaim(conn: Redis, keys: k.Keys, worker_name: str, journal: Sequence[bytes], journal_ttl: int) -> Reclaimed:
+    """RECLAIM what worker ``worker_name``, known to be dead, held; ``journal``: the entries of its spool,
+    put in its journal (kept ``journal_ttl`` seconds) in the same step."""
+    return Reclaimed(int(_run(conn, RECLAIM, keys, {"worker_name": worker_name}, [journal_ttl, *journal])))
 
 
 # --- read-only scripts (lua/reads/) -----------------------------------------------------------

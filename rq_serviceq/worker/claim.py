@@ -9,6 +9,7 @@ sleeps exactly until then and a waiting retry costs nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -97,6 +98,7 @@ def leave(conn: Redis, keys: k.Keys, worker_name: str) -> bool:
     return scripts.leave(conn, keys, worker_name).left
 
 
-def reclaim(conn: Redis, keys: k.Keys, worker_name: str) -> int:
-    """Make what a worker known to be dead held claimable now (RECLAIM); returns how many tasks."""
-    return scripts.reclaim(conn, keys, worker_name).held
+def reclaim(conn: Redis, keys: k.Keys, worker_name: str, journal: Sequence[bytes] = (), journal_ttl: int = 0) -> int:
+    """Make what a worker known to be dead held claimable now (RECLAIM); returns how many tasks.
+    ``journal``: its spool's entries (``spool.carry``), in its journal before any of its tasks is due."""
+    return scripts.reclaim(conn, keys, worker_name, journal, journal_ttl).held

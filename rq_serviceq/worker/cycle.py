@@ -111,6 +111,8 @@ def process(
     unstarted = [(job.id, job.claim) for job in result.unstarted]
     ended = claimant.retrying("release", lambda: release(conn, keys, name, settings, unstarted, lease))
     settled = claimant.retrying("settle", lambda: ledger.settle(conn, keys, name, settings, result.done, lease, keep))
+    if gate.journal is not None:
+        gate.journal.settled(keep)  # a spool is cut as SETTLE cut the list: after it, never before
     claimant.keeper.drop([job.id for job in group])
     rows = zip(result.done, settled.tasks, strict=True)
     done = [Done(job, outcome, row, settled.now) for (job, outcome), row in rows]

@@ -24,6 +24,10 @@ it, so that ``rq info`` and rq-dashboard show it; ``sync`` clears it (``HDEL``)
 once the group has run, with the group's other journal writes.  The same
 connection carries RQ's worker state (``busy``, ``idle``), which only tools read.
 
+Where a worker has one (the default), the entries go to a file of its own machine instead, a
+memory map that outlives the process, and a watcher puts them in the list once the worker is gone
+(``spool.py``): no write a task at all.  The rest of this text is about the list.
+
 The journal must not cost a round trip per task: its writes go out on a
 connection of its own without waiting for replies (in serial mode the
 outcome of one task and the start of the next in one RPUSH), and the replies
@@ -48,9 +52,10 @@ from rq_serviceq.job import ServiceQJob
 from rq_serviceq.store.connection import own_connection
 from rq_serviceq.store.outage import Outage, expected, refused_for_memory
 from rq_serviceq.task.remarks import Outcome
+from rq_serviceq.worker.spool import JOURNAL_TTL, Spool
 
 SEP = "\x1f"  # ASCII unit separator: cannot clash with a task id, a claim token or a verdict
-TTL = 86_400  # seconds a journal outlives the last group its worker began (one that died never settles it)
+TTL = JOURNAL_TTL  # seconds a journal outlives the last group its worker began (one that died never settles it)
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -95,6 +100,7 @@ class Journal:
         self._reading = threading.Lock()  # one reader of replies at a time (``sync``), writers go on meanwhile
         self._orphan: Any = None  # a connection dropped while ``sync`` read from it, for it to give back
         self._closed = False
+        self.spool: Spool | None = None  # the entries' file (spool.py), set as the worker starts; None: the list
 
     def started(self, job: ServiceQJob, send: bool = True) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction.  The first task of a
@@ -105,7 +111,7 @@ class Journal:
                 self._busy = True
                 if self._worker_key is not None:
                     self._queue(b"HSET", self._worker_key, _CURRENT_JOB, job.id.encode())
-                if self._key is not None:
+                if self._key is not None and self.spool is None:
                     self._queue(b"EXPIRE", self._key, b"%d" % TTL)
             self._entry(f"s{job.id}{SEP}{job.claim}", send=send)
 
@@ -129,7 +135,9 @@ class Journal:
             self._entry(f"o{job.id}{SEP}{encode_outcome(job.claim, outcome)}", send=send)
 
     def _entry(self, entry: str, send: bool) -> None:
-        if self._key is not None:
+        if self.spool is not None:
+            self.spool.append(entry.encode())
+        elif self._key is not None:
             self._entries.append(entry.encode())
         if send:
             self._send_now()
@@ -166,6 +174,19 @@ class Journal:
                         self._pool.release(self._orphan)
                         self._orphan = None
         self._failing = False
+
+    def settled(self, keep: int) -> None:
+        """The settle went through: the spool keeps only the last ``keep`` entries, as SETTLE cuts the list."""
+        if self.spool is not None:
+            with self._lock:
+                self.spool.keep_last(keep)
+
+    def spooled(self) -> list[bytes] | None:
+        """The spool's entries; None when the journal is the list in Redis (read it there)."""
+        if self.spool is None:
+            return None
+        with self._lock:
+            return self.spool.entries()
 
     def close(self) -> None:
         self._closed = True

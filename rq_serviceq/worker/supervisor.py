@@ -39,7 +39,7 @@ from rq_serviceq.batch import report
 from rq_serviceq.store import keys as k
 from rq_serviceq.store import replies, state
 from rq_serviceq.store.outage import Outage
-from rq_serviceq.worker import launcher
+from rq_serviceq.worker import launcher, spool
 from rq_serviceq.worker.claim import reclaim
 from rq_serviceq.worker.run.call import no_task_function
 
@@ -152,7 +152,9 @@ class Supervisor:
                 if code is None:
                     continue
                 del pool[name]
-                if code != 0:  # killed or crashed: its tasks need not wait for their leases
+                if code != 0 and spool.pending(name):  # its watcher puts its journal in Redis, then reclaims
+                    logger.warning("worker %s exited with %s; its watcher makes its tasks claimable", name, code)
+                elif code != 0:  # killed or crashed: its tasks need not wait for their leases
                     held = reclaim(self.conn, self.keys, name)
                     logger.warning("worker %s exited with %s; %s of its tasks made claimable", name, code, held)
 

@@ -50,7 +50,7 @@ from rq_serviceq.store.outage import Outage, OutageLimit, burst_limit, expected
 from rq_serviceq.store.state import ServiceQDeleted
 from rq_serviceq.task.imports import call_hook
 from rq_serviceq.task.remarks import Verdict
-from rq_serviceq.worker import control, journal
+from rq_serviceq.worker import control, journal, spool
 from rq_serviceq.worker.ahead import ClaimAhead
 from rq_serviceq.worker.claim import Claim, leave, release
 from rq_serviceq.worker.cycle import Claimant, Done, GroupSizer, Processed, process
@@ -125,6 +125,7 @@ class ServiceQWorker(SimpleWorker):
         self._journal = Journal(
             self.connection, worker_key=self.key, outage=self._outage, key=self.sq_keys.journal(self.name)
         )  # also names RQ's current_job and state
+        self._watcher: spool.Watcher | None = None  # carries the journal's spool to Redis if this worker dies
         self._beat_at = self._suspension_checked_at = float("-inf")
         self._cold_stop = False  # RQ's cold shutdown is raising SystemExit: it is the worker's, not a task's
         self._unavailable: str | None = None  # why the task function cannot be had here, while it cannot
@@ -311,6 +312,15 @@ class ServiceQWorker(SimpleWorker):
                     raise
 
         self._with_redis("registration", register)
+        self._start_spool()
+
+    def _start_spool(self) -> None:
+        """The journal's spool and its watcher (``spool.py``): made once this name is registered as this
+        worker's (a spool left under it is then a dead namesake's, carried to Redis first), and before RQ's
+        command channel starts its thread, since the watcher is forked."""
+        started = spool.start(self.connection, self.sq_keys, self.name)
+        if started is not None:
+            self._journal.spool, self._watcher = started
 
     def subscribe(self) -> None:
         """RQ's command channel, subscribed to through an outage too."""
@@ -416,6 +426,10 @@ class ServiceQWorker(SimpleWorker):
             self._runner.close()
         if not self._gave_up:
             self._journal.close()
+            if self._journal.spool is not None:  # settled: nothing left for the watcher to carry
+                self._journal.spool.close()
+        if self._watcher is not None:  # gave up on Redis: the watcher carries the spool once Redis is back
+            self._watcher.close(wait=0.0 if self._gave_up else 5.0)
             if self._unavailable is not None:  # a worker that left cannot import anything: drop its note
                 self._note_unavailable(None)
         self._log("worker terminated")
@@ -433,11 +447,13 @@ class ServiceQWorker(SimpleWorker):
         self._journal.sync()  # its starts, sent on its own connection, in Redis before it is read here
         try:
             ids = [replies.text(x) for x in conn.zrange(leases, 0, -1)]
+            spooled = self._journal.spooled()
             with conn.pipeline(transaction=False) as pipe:
                 for task_id in ids:
                     pipe.hmget(k.job_key(task_id), "worker_name", "sq_claim")
-                pipe.lrange(self.sq_keys.journal(self.name), 0, -1)
-                *rows, entries = pipe.execute()
+                if spooled is None:
+                    pipe.lrange(self.sq_keys.journal(self.name), 0, -1)
+                *rows, entries = [*pipe.execute(), spooled] if spooled is not None else pipe.execute()
             started = journal.starts(entries)
             mine: list[tuple[str, str]] = []
             for task_id, (owner, token) in zip(ids, rows, strict=True):

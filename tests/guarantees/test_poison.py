@@ -15,6 +15,7 @@ from redis.connection import Connection
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.testing import free_port
+from rq_serviceq.worker import spool
 from tests import tasks
 from tests.conftest import drain, text, wait_until
 
@@ -125,10 +126,19 @@ def test_no_task_starts_after_pause_returns_even_if_the_pause_lands_mid_check(
 
 
 # --- 4. the journal ----------------------------------------------------------------------------
+@pytest.mark.parametrize("carrier", ["spool", "redis"])
 @pytest.mark.parametrize("concurrency", [1, 4], ids=["serial", "threads"])
 def test_a_worker_killed_by_a_task_leaves_the_outcomes_of_the_tasks_before_it_journaled(
-    make_sq: Callable[..., ServiceQ], conn: Redis, spawn_cli_worker: Any, concurrency: int
+    make_sq: Callable[..., ServiceQ],
+    conn: Redis,
+    spawn_cli_worker: Any,
+    concurrency: int,
+    carrier: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The journal in Redis once the worker is gone: written there as each task went (``redis``), or put
+    there from the worker's spool by its watcher (the default: rq_serviceq/worker/spool.py)."""
+    monkeypatch.setenv(spool.ENV, carrier)
     sq = make_sq("drag", worker_count=0, concurrency=concurrency)
     sq.set_task_function(tasks.dies)
     before = sq.push_many([{}, {"fail": True}])
@@ -141,6 +151,7 @@ def test_a_worker_killed_by_a_task_leaves_the_outcomes_of_the_tasks_before_it_jo
     assert len(set(claims.values())) == 1 and None not in claims.values() and "" not in claims.values()
     assert len({_field(conn, task_id, "worker_name") for task_id in group}) == 1
     claim = claims[killer]
+    wait_until(lambda: tasks.journal_of(conn, killer), timeout=10)  # the watcher's: after its worker died
     journal = set(tasks.journal_of(conn, killer))  # the dead worker's (rq_serviceq/worker/journal.py)
     expected = [("pass", "SUCCESS | ok"), ("retry", "RETRY | asked to fail")]
     for task_id, (verdict, remark) in zip(before, expected, strict=True):

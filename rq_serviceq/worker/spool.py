@@ -1,0 +1,315 @@
+"""The journal's spool: a worker's task journal kept in a file of its own machine, not sent to Redis per task.
+
+The journal (``journal.py``) is what a worker that dies mid-group leaves behind: which tasks started, and
+the outcomes known before the settle.  Sent to Redis as each task started, it cost a write a task, a
+fifth of a no-op worker's CPU and a tenth of Redis' (``bench.profiling``; docs/benchmarks.md).  A write
+into a shared memory map costs neither a system call nor Redis' time, and outlives the process that made
+it: the pages belong to the file, so a worker killed by ``os._exit``, a segfault, SIGKILL or the OOM
+killer leaves every entry it wrote, up to the last one it finished writing.
+
+Someone must carry that into Redis before another worker takes the dead one's tasks over (its leases run
+out after ``lease_seconds``; ``take_over.lua`` reads the journal then).  Each worker forks a **watcher**
+when it starts, a sleeping child that holds the read end of a pipe whose write end only the worker holds:
+when the worker is gone, however it went, the read ends, and the watcher RPUSHes the spool's entries into
+the worker's journal list and makes its tasks claimable at once (RECLAIM), in one script call.  A
+supervisor that sees its worker die leaves that to the watcher while the spool is there
+(``pending``), so no takeover can come before the journal is in Redis.
+
+What the spool does not survive is the machine: a whole-machine crash, or a kill of every process of the
+worker's container at once, loses the journal of the group in flight, and its tasks run again (uncounted
+as a loss), as they would once a Redis journal had expired.  ``RQ_SERVICEQ_JOURNAL=redis`` keeps the
+journal in Redis for whoever would rather pay a write a task for that.
+
+The file: a 16-byte header whose first 8 bytes hold where the live entries begin and end (two 32-bit
+offsets, written as one aligned 8-byte store, so a death mid-write leaves the old pair or the new), then
+entries, each a 4-byte length and the journal's own bytes (``s<id>\\x1f<claim>``, ``o...``).  An entry
+counts once the header's end covers it.  The directory is the user's own (mode 0700, checked: another
+user of the machine must not plant or read entries); a worker that cannot have it journals to Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import mmap
+import os
+import signal
+import stat
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from rq_serviceq.store import keys as k
+from rq_serviceq.worker.claim import reclaim
+
+logger = logging.getLogger("rq_serviceq")
+
+ENV = "RQ_SERVICEQ_JOURNAL"  # "redis": journal to Redis as each task starts; else (default) "spool"
+DIR_ENV = "RQ_SERVICEQ_SPOOL_DIR"  # where spools live (default: <tmp>/rq-serviceq-<uid>)
+_HEADER = 16
+_SIZE = 1 << 18  # 256 KiB to start with: a group's entries are ~100 bytes a task
+_SPAN = struct.Struct("<II")  # (start, end) of the live entries, packed into the header's first 8 bytes
+_LEN = struct.Struct("<I")
+JOURNAL_TTL = 86_400  # seconds a journal outlives the last group its worker began (one that died never settles it)
+FLUSH_PATIENCE = 30.0  # seconds a watcher keeps trying a Redis that is away before it gives the journal up
+_closing_in_children: set[int] = set()  # pipe write ends a forked child (a work horse, a task's fork) drops
+
+
+def _drop_write_ends() -> None:
+    """In any child forked from a worker: let go of the watcher's pipe, or the watcher would wait for it too."""
+    for fd in list(_closing_in_children):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _closing_in_children.clear()
+
+
+os.register_at_fork(after_in_child=_drop_write_ends)
+
+
+def directory() -> Path | None:
+    """This user's spool directory, made if need be; None (with a warning) if it is not safely ours."""
+    where = Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / f"rq-serviceq-{os.getuid()}")
+    try:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(where)
+    except OSError as exc:
+        logger.warning("journal spool directory %s unusable (%s); journaling to Redis", where, exc)
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        logger.warning("journal spool directory %s is not this user's own (mode 0700); journaling to Redis", where)
+        return None
+    return where
+
+
+def path_of(worker_name: str, where: Path | None = None) -> Path | None:
+    base = where or directory()
+    return None if base is None else base / f"{worker_name}.journal"
+
+
+def pending(worker_name: str) -> bool:
+    """A spool of this worker is there, or being carried to Redis: its watcher reclaims the worker's tasks."""
+    path = path_of(worker_name)
+    return path is not None and (path.exists() or any(path.parent.glob(f"{path.name}.taken-*")))
+
+
+class Spool:
+    """One worker's journal file, mapped into memory; written by one process at a time (the caller's lock)."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the worker and, forked, its watcher
+            os.ftruncate(fd, _SIZE)
+            self._map = mmap.mmap(fd, _SIZE)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd  # kept open: the lock says someone alive may still carry this file (``sweep``)
+        self.path = path
+        self._start = self._end = _HEADER
+        self._commit()
+
+    def append(self, entry: bytes) -> None:
+        need = self._end + _LEN.size + len(entry)
+        if need > len(self._map):
+            self._make_room(_LEN.size + len(entry))
+            need = self._end + _LEN.size + len(entry)
+        _LEN.pack_into(self._map, self._end, len(entry))
+        self._map[self._end + _LEN.size : need] = entry
+        self._end = need
+        self._commit()
+
+    def entries(self) -> list[bytes]:
+        return _parse(self._map, self._start, self._end)
+
+    def keep_last(self, n: int) -> None:
+        """Drop all but the last ``n`` entries (the settle's ``keep``): the header moves, no entry does."""
+        if n <= 0:
+            self._start = self._end = _HEADER
+        else:
+            offsets = _offsets(self._map, self._start, self._end)
+            self._start = offsets[-n] if n < len(offsets) else self._start
+        self._commit()
+
+    def close(self) -> None:
+        """The worker leaves having settled: the file goes first, so its watcher finds nothing to carry."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(ValueError, BufferError):
+            self._map.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+    def _commit(self) -> None:
+        _SPAN.pack_into(self._map, 0, self._start, self._end)
+
+    def _make_room(self, more: int) -> None:
+        live = self._end - self._start
+        if self._start - _HEADER >= live and _HEADER + live + more <= len(self._map):
+            # the live entries fit before where they start: copy them there (no overlap), then move the header
+            self._map[_HEADER : _HEADER + live] = self._map[self._start : self._end]
+            self._start, self._end = _HEADER, _HEADER + live
+            self._commit()
+            return
+        size = len(self._map)
+        while size < self._end + more:
+            size *= 2
+        self._map.resize(size)
+
+
+def _offsets(data: mmap.mmap | bytes, start: int, end: int) -> list[int]:
+    found, at = [], start
+    while at + _LEN.size <= end:
+        (n,) = _LEN.unpack_from(data, at)
+        if at + _LEN.size + n > end:
+            break
+        found.append(at)
+        at += _LEN.size + n
+    return found
+
+
+def _parse(data: mmap.mmap | bytes, start: int, end: int) -> list[bytes]:
+    found = []
+    for at in _offsets(data, start, end):
+        (n,) = _LEN.unpack_from(data, at)
+        found.append(bytes(data[at + _LEN.size : at + _LEN.size + n]))
+    return found
+
+
+def read_file(path: Path) -> list[bytes]:
+    """The committed entries of a spool file (one left by a dead worker)."""
+    data = path.read_bytes()
+    if len(data) < _HEADER:
+        return []
+    start, end = _SPAN.unpack_from(data, 0)
+    if not _HEADER <= start <= end <= len(data):
+        return []
+    return _parse(data, start, end)
+
+
+def carry(conn: Redis, keys: k.Keys, worker_name: str, path: Path) -> int | None:
+    """Take a dead worker's spool (a rename: one taker only), put its entries in the worker's journal list and
+    make its tasks claimable (RECLAIM), then drop the file.  Returns the tasks made claimable, None when the
+    spool was taken already or Redis stayed away for ``FLUSH_PATIENCE`` (its leases run out then)."""
+    taken = path.with_name(f"{path.name}.taken-{os.getpid()}")
+    try:
+        os.rename(path, taken)
+    except OSError:
+        return None
+    try:
+        entries = read_file(taken)
+        deadline = time.monotonic() + FLUSH_PATIENCE
+        while True:
+            try:
+                return reclaim(conn, keys, worker_name, entries, JOURNAL_TTL)
+            except RedisError as exc:
+                if time.monotonic() >= deadline:
+                    logger.warning("worker %s died and Redis stayed away (%s): its journal of %d entries is "
+                                   "lost; its tasks run again when their leases run out", worker_name, exc,
+                                   len(entries))  # fmt: skip
+                    return None
+                time.sleep(0.5)
+    finally:
+        with contextlib.suppress(OSError):
+            taken.unlink()
+
+
+class Watcher:
+    """The forked child that carries the spool to Redis once the worker is gone (see the module's text)."""
+
+    def __init__(self, carry_it: Callable[[], object]) -> None:
+        read_end, self._write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the watcher
+            code = 0
+            try:
+                os.close(self._write_end)
+                _watch(read_end, carry_it)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(read_end)
+        self.pid = pid
+        _closing_in_children.add(self._write_end)
+
+    def close(self, wait: float = 5.0) -> None:
+        """The worker leaves: its watcher wakes, finds the spool gone (``Spool.close`` first), and ends."""
+        _closing_in_children.discard(self._write_end)
+        with contextlib.suppress(OSError):
+            os.close(self._write_end)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if done:
+                return
+            time.sleep(0.01)
+
+
+def _watch(read_end: int, carry_it: Callable[[], object]) -> None:
+    """Sleep until the worker is gone; the terminal's Ctrl-C and a signal to the worker's group are the
+    worker's to act on, not this process' (it must outlive the worker to do its one thing)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        while os.read(read_end, 4096):
+            pass
+    # Bounded, whatever happens in the carrying (it holds its worker's stdout and stderr, which whoever
+    # started the worker may be waiting on): SIGALRM's default action ends the process.
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(int(FLUSH_PATIENCE) + 15)
+    carry_it()
+
+
+def unowned(path: Path) -> bool:
+    """Nobody alive holds this spool: its worker and its watcher are both gone (or it is being removed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def sweep(where: Path, older_than: float = JOURNAL_TTL) -> None:
+    """Drop spools that nobody will carry any more: killed with their watchers (a container's every process
+    at once), untouched for a day, the time a journal in Redis is kept too."""
+    cutoff = time.time() - older_than
+    for path in where.glob("*.journal*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff and unowned(path):
+                path.unlink()
+
+
+def start(conn: Redis, keys: k.Keys, worker_name: str) -> tuple[Spool, Watcher] | None:
+    """The spool of a worker that starts, and its watcher; None to journal to Redis (asked, or no safe file)."""
+    if os.environ.get(ENV, "spool").strip().lower() == "redis" or not hasattr(os, "fork"):
+        return None
+    where = directory()
+    if where is None:
+        return None
+    sweep(where)
+    path = path_of(worker_name, where)
+    assert path is not None
+    if path.exists() and unowned(path):  # a namesake died with its watcher (its container): carried now
+        carry(conn, keys, worker_name, path)
+    try:
+        spool = Spool(path)
+    except OSError as exc:
+        logger.warning("journal spool %s unusable (%s); journaling to Redis", path, exc)
+        return None
+    return spool, Watcher(lambda: carry(conn, keys, worker_name, path))
