@@ -136,3 +136,19 @@ def test_sweep_drops_only_old_spools_nobody_holds(journal_spools: Path) -> None:
     spool.sweep(journal_spools)
     assert held.path.exists() and not dead.exists()
     held.close()
+
+
+def test_a_spool_left_with_no_watcher_is_carried_when_a_namesake_starts(
+    make_sq: Callable[..., ServiceQ], conn: Redis, journal_spools: Path
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    journal_spools.mkdir(mode=0o700)
+    path = spool.path_of("w4", journal_spools)
+    assert path is not None
+    _in_child(lambda: spool.Spool(path).append(b"sT\x1fC"))  # died with no watcher (its container, at once)
+    started = spool.start(conn, sq.keys, "w4")
+    assert started is not None
+    assert conn.lrange(sq.keys.journal("w4"), 0, -1) == [b"sT\x1fC"]
+    assert started[0].entries() == []
+    started[0].close()
+    started[1].close()
