@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import mmap
 import os
+import re
 import signal
 import stat
 import struct
@@ -88,8 +90,15 @@ def directory() -> Path | None:
 
 
 def path_of(worker_name: str, where: Path | None = None) -> Path | None:
+    """The spool's file for a worker name; a name that is no plain file name (``rq worker --name ../x``)
+    is made one, with a digest of it, so it stays in the directory and apart from every other name."""
     base = where or directory()
-    return None if base is None else base / f"{worker_name}.journal"
+    if base is None:
+        return None
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", worker_name)
+    if safe != worker_name or safe.startswith(".") or len(safe) > 100:
+        safe = f"{safe.lstrip('.')[:60]}-{hashlib.sha256(worker_name.encode()).hexdigest()[:16]}"
+    return base / f"{safe}.journal"
 
 
 def pending(worker_name: str) -> bool:

@@ -152,3 +152,11 @@ def test_a_spool_left_with_no_watcher_is_carried_when_a_namesake_starts(
     assert started[0].entries() == []
     started[0].close()
     started[1].close()
+
+
+def test_a_worker_name_that_is_no_plain_file_name_stays_in_the_directory(journal_spools: Path) -> None:
+    names = ["../../etc/x", "a/b", ".hidden", "a_b", "a b", "x" * 300]
+    paths = [spool.path_of(name, journal_spools) for name in names]
+    assert all(p is not None and p.parent == journal_spools and not p.name.startswith(".") for p in paths)
+    assert len(set(paths)) == len(names)
+    assert spool.path_of("sms-1f2e", journal_spools) == journal_spools / "sms-1f2e.journal"
