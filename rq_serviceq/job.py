@@ -12,15 +12,19 @@ maintenance in a ServiceQ worker (failing an abandoned job of ``rq:wip:NAME-pend
 
 from __future__ import annotations
 
+import contextlib
 import json
 import weakref
+import zlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from rq.job import Job, validate_job_id
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, validate_job_id
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 from rq_serviceq.batch.push import PLACEHOLDER_FUNC
 from rq_serviceq.store.replies import decode_hash, rq_date
@@ -29,6 +33,9 @@ from rq_serviceq.task.imports import call_hook, resolve
 _PROTOTYPES: weakref.WeakKeyDictionary[Any, ServiceQJob] = weakref.WeakKeyDictionary()
 DESCRIPTION_LIMIT = 120  # characters of a task rq-dashboard's description shows (all with RQ_DASHBOARD_SHOW_FULL_ARGS)
 _DATES = (b"created_at", b"enqueued_at", b"started_at", b"ended_at", b"last_heartbeat")
+# The RQ fields of a job hash rq-serviceq writes (push.lua, claim.lua, end_task.lua): ServiceQJob.restore
+# reads a hash of these (and sq_ fields) itself.
+_PLAIN = frozenset({b"data", b"origin", b"status", b"worker_name", b"description", *_DATES})
 
 
 # What a ServiceQWorker logs when its audit gives back tasks a plain `rq worker` took: a plain worker without
@@ -70,14 +77,18 @@ class ServiceQJob(Job):
 
     def restore(self, raw_data: dict[bytes, Any]) -> Any:
         """RQ's restore, with its dates read by ``datetime.fromisoformat`` (RQ's ``strptime`` was a tenth
-        of a claim's cost) and RQ's ``meta`` answered from the ServiceQ fields where no meta is stored."""
+        of a claim's cost) and RQ's ``meta`` answered from the ServiceQ fields where no meta is stored.
+
+        A hash that holds only what rq-serviceq writes (``_PLAIN`` and its own ``sq_`` fields: every claimed
+        task's) is read by ``_restore_plain``, which sets what RQ's restore sets for such a hash without
+        asking for each of the forty fields RQ knows (its restore was most of a claimed task's job);
+        tests/unit/test_job_restore.py holds the two to the same result.  Any other hash goes through RQ's."""
         self.sq = decode_hash({key: val for key, val in raw_data.items() if key.startswith(b"sq_")})
-        dates = {field: raw_data.pop(field, None) for field in _DATES}
-        restored = super().restore(raw_data)
-        for field, raw in dates.items():
-            if raw is not None:
-                raw_data[field] = raw
-                setattr(self, field.decode(), rq_date(raw))
+        restored = None
+        if _PLAIN.issuperset(key for key in raw_data if not key.startswith(b"sq_")):
+            self._restore_plain(raw_data)
+        else:
+            restored = self._restore_by_rq(raw_data)
         self.enqueued_at = self.enqueued_at or self.created_at
         if not self.meta and self.sq.get("sq_final"):
             self.meta = self._ended_meta()
@@ -85,6 +96,44 @@ class ServiceQJob(Job):
         # stuck in the intermediate queue): rq-serviceq sets none, so none a Redis writer left is requested.
         self.webhooks = []
         return restored
+
+    def _restore_by_rq(self, raw_data: dict[bytes, Any]) -> Any:
+        dates = {field: raw_data.pop(field, None) for field in _DATES}
+        restored = super().restore(raw_data)
+        for field, raw in dates.items():
+            if raw is not None:
+                raw_data[field] = raw
+                setattr(self, field.decode(), rq_date(raw))
+        return restored
+
+    def _restore_plain(self, raw: dict[bytes, Any]) -> None:
+        """What RQ's ``Job.restore`` (rq 2.12) sets for a hash of ``_PLAIN`` fields only; the attributes it
+        sets only when their field is there (result, callbacks, webhooks, retry and repeat intervals,
+        exc_info) keep the blank job's values, as they do in RQ's."""
+        if b"data" not in raw:
+            raise NoSuchJobError(f"Unexpected job format: {raw}")
+        data = raw[b"data"]
+        if data[:1] == b"x":  # a zlib stream begins so; RQ tries every value, JSON never is one
+            with contextlib.suppress(zlib.error):
+                data = zlib.decompress(data)
+        self.data = data
+        get = raw.get
+        self.created_at = (rq_date(v) if (v := get(b"created_at")) else None) or now()
+        self.origin = v.decode() if (v := get(b"origin")) else ""
+        self.worker_name = v.decode() if (v := get(b"worker_name")) else None
+        self.description = v.decode() if (v := get(b"description")) else None
+        self.enqueued_at = rq_date(v) if (v := get(b"enqueued_at")) else None
+        self.started_at = rq_date(v) if (v := get(b"started_at")) else None
+        self.ended_at = rq_date(v) if (v := get(b"ended_at")) else None
+        self.last_heartbeat = rq_date(v) if (v := get(b"last_heartbeat")) else None
+        self.group_id = None
+        self.timeout = self.result_ttl = self.failure_ttl = None
+        self._status = JobStatus(v.decode()) if (v := get(b"status")) else JobStatus.CREATED
+        self._dependency_ids = []
+        self.allow_dependency_failures = self.enqueue_at_front = self.ttl = None
+        self.meta = {}
+        self.number_of_retries = self.retries_left = self.repeats_left = None
+        self.enqueue_at_front_on_retry = False
 
     def _ended_meta(self) -> dict[str, Any]:
         """The meta a failed task stores, for a passed one, which stores none (``lua/includes/end_task.lua``)."""

@@ -1,0 +1,96 @@
+"""ServiceQJob reads the job hashes rq-serviceq writes itself (``_restore_plain``): to the same job as RQ's restore."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from rq_serviceq import ServiceQ
+from rq_serviceq.job import ServiceQJob
+from rq_serviceq.worker.claim import claim
+from rq_serviceq.worker.leases import TASK_LEASE
+
+
+def _hash(conn: Redis, task_id: str) -> dict[bytes, Any]:
+    raw: dict[bytes, Any] = conn.hgetall(f"rq:job:{task_id}")  # type: ignore[assignment]
+    return raw
+
+
+def _both(conn: Redis, task_id: str, raw: dict[bytes, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The job as ServiceQJob reads ``raw``, and as RQ's own restore reads it (with the same dates)."""
+    mine = ServiceQJob.blank(task_id, conn)
+    mine.restore(dict(raw))
+    rqs = ServiceQJob.blank(task_id, conn)
+    rqs.sq = mine.sq
+    rqs._restore_by_rq(dict(raw))
+    rqs.enqueued_at = rqs.enqueued_at or rqs.created_at
+    rqs.webhooks = []
+    return vars(mine), vars(rqs)
+
+
+def test_a_queued_and_a_claimed_task_read_as_rq_reads_them(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    sq = make_sq("drag", worker_count=0)
+    first, second = sq.push_many([{"to": "+4915112345678", "n": 1}, {"n": 2}])
+    queued = _hash(conn, second)
+    mine, rqs = _both(conn, second, queued)
+    assert mine == rqs
+    got = claim(conn, sq.keys, "w", sq.settings, 1, TASK_LEASE)
+    assert [job.id for job in got.jobs] == [first]
+    claimed = _hash(conn, first)
+    assert {b"started_at", b"worker_name", b"sq_claim"} <= set(claimed)
+    mine, rqs = _both(conn, first, claimed)
+    assert mine == rqs
+    assert mine["started_at"] is not None and mine["worker_name"] == "w" and mine["_status"] == "started"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {b"data": "compressed"},
+        {b"description": b"tests.tasks.returns({'n': 1})"},
+        {b"status": None},
+        {b"created_at": None},
+        {b"ended_at": b"2026-12-03T10:00:00.123456Z"},
+    ],
+    ids=["zlib-data", "description", "no-status", "no-created-at", "ended"],
+)
+def test_variants_of_such_a_hash_read_as_rq_reads_them(
+    make_sq: Callable[..., ServiceQ], conn: Redis, change: dict[bytes, Any]
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    (task_id,) = sq.push_many([{"n": 1}])
+    raw = _hash(conn, task_id)
+    for field, value in change.items():
+        if value is None:
+            raw.pop(field)
+        else:
+            raw[field] = zlib.compress(raw[field]) if value == "compressed" else value
+    mine, rqs = _both(conn, task_id, raw)
+    if b"created_at" in change:  # absent, both take now(): a moment apart
+        assert abs((mine.pop("created_at") - rqs.pop("created_at")).total_seconds()) < 5
+        mine.pop("enqueued_at"), rqs.pop("enqueued_at")
+    assert mine == rqs
+
+
+def test_a_hash_with_any_other_field_is_read_by_rqs_restore(
+    make_sq: Callable[..., ServiceQ], conn: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sq = make_sq("drag", worker_count=0)
+    (task_id,) = sq.push_many([{"n": 1}])
+    raw = _hash(conn, task_id)
+    raw[b"meta"] = b'{"k": 1}'
+    monkeypatch.setattr(ServiceQJob, "_restore_plain", lambda self, raw: pytest.fail("read as plain"))
+    job = ServiceQJob.blank(task_id, conn)
+    job.restore(raw)
+    assert job.meta == {"k": 1}
+
+
+def test_a_hash_without_data_is_no_job(conn: Redis) -> None:
+    from rq.exceptions import NoSuchJobError
+
+    with pytest.raises(NoSuchJobError):
+        ServiceQJob.blank("x", conn).restore({b"origin": b"drag-pending"})
