@@ -217,11 +217,8 @@ def carry(conn: Redis, keys: k.Keys, worker_name: str, path: Path) -> int | None
         while True:
             try:
                 return reclaim(conn, keys, worker_name, entries, JOURNAL_TTL)
-            except RedisError as exc:
-                if time.monotonic() >= deadline:
-                    logger.warning("worker %s died and Redis stayed away (%s): its journal of %d entries is "
-                                   "lost; its tasks run again when their leases run out", worker_name, exc,
-                                   len(entries))  # fmt: skip
+            except RedisError:
+                if time.monotonic() >= deadline:  # its tasks run again when their leases run out
                     return None
                 time.sleep(0.5)
     finally:
@@ -266,14 +263,22 @@ class Watcher:
 
 def _watch(read_end: int, carry_it: Callable[[], object]) -> None:
     """Sleep until the worker is gone; the terminal's Ctrl-C and a signal to the worker's group are the
-    worker's to act on, not this process' (it must outlive the worker to do its one thing)."""
+    worker's to act on, not this process' (it must outlive the worker to do its one thing).
+
+    It keeps none of the worker's standard streams: whoever started the worker may read its output to
+    the end (``subprocess.run(capture_output=True)``, a CI runner), which would then wait for this process
+    too, up to ``FLUSH_PATIENCE`` when Redis is away.  So it says nothing; a worker that gave up on Redis
+    said so, and the supervisor says that the watcher reclaims."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         while os.read(read_end, 4096):
             pass
-    # Bounded, whatever happens in the carrying (it holds its worker's stdout and stderr, which whoever
-    # started the worker may be waiting on): SIGALRM's default action ends the process.
+    # Bounded, whatever happens in the carrying: SIGALRM's default action ends the process.
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(int(FLUSH_PATIENCE) + 15)
     carry_it()
