@@ -101,6 +101,7 @@ class Journal:
         self._orphan: Any = None  # a connection dropped while ``sync`` read from it, for it to give back
         self._closed = False
         self.spool: Spool | None = None  # the entries' file (spool.py), set as the worker starts; None: the list
+        self._spool_broken = False  # a write into the spool failed (its disk full): the list from then on
 
     def started(self, job: ServiceQJob, send: bool = True) -> None:
         """Mark ``job`` started, now: a worker may die in the very next instruction.  The first task of a
@@ -111,7 +112,7 @@ class Journal:
                 self._busy = True
                 if self._worker_key is not None:
                     self._queue(b"HSET", self._worker_key, _CURRENT_JOB, job.id.encode())
-                if self._key is not None and self.spool is None:
+                if self._key is not None and (self.spool is None or self._spool_broken):
                     self._queue(b"EXPIRE", self._key, b"%d" % TTL)
             self._entry(f"s{job.id}{SEP}{job.claim}", send=send)
 
@@ -136,8 +137,16 @@ class Journal:
 
     def _entry(self, entry: str, send: bool) -> None:
         if self.spool is not None:
-            self.spool.append(entry.encode())
-        elif self._key is not None:
+            try:
+                if not self._spool_broken:
+                    self.spool.append(entry.encode())
+            except Exception as exc:  # never fail a task for the journal: the rest of it goes to Redis
+                logger.warning("task journal spool failed (%s: %s); journaling to Redis from now on",
+                               type(exc).__name__, exc)  # fmt: skip
+                self._spool_broken = True  # what it holds is carried if the worker dies; the list has the rest
+                if self._key is not None:
+                    self._queue(b"EXPIRE", self._key, b"%d" % TTL)
+        if (self.spool is None or self._spool_broken) and self._key is not None:
             self._entries.append(entry.encode())
         if send:
             self._send_now()
@@ -181,11 +190,17 @@ class Journal:
             with self._lock:
                 self.spool.keep_last(keep)
 
+    def detach_spool(self) -> Spool | None:
+        """The worker leaves: the spool is no longer written, and is the caller's to close."""
+        with self._lock:
+            spool, self.spool = self.spool, None
+        return spool
+
     def spooled(self) -> list[bytes] | None:
         """The spool's entries; None when the journal is the list in Redis (read it there)."""
-        if self.spool is None:
-            return None
         with self._lock:
+            if self.spool is None or self._spool_broken:
+                return None
             return self.spool.entries()
 
     def close(self) -> None:

@@ -21,7 +21,8 @@ as a loss), as they would once a Redis journal had expired.  ``RQ_SERVICEQ_JOURN
 journal in Redis for whoever would rather pay a write a task for that.
 
 The file: a 16-byte header whose first 8 bytes hold where the live entries begin and end (two 32-bit
-offsets, written as one aligned 8-byte store, so a death mid-write leaves the old pair or the new), then
+offsets in one native 64-bit word, written as one aligned store, so a death mid-write leaves the old
+pair or the new), then
 entries, each a 4-byte length and the journal's own bytes (``s<id>\\x1f<claim>``, ``o...``).  An entry
 counts once the header's end covers it.  The directory is the user's own (mode 0700, checked: another
 user of the machine must not plant or read entries); a worker that cannot have it journals to Redis.
@@ -56,7 +57,7 @@ ENV = "RQ_SERVICEQ_JOURNAL"  # "redis": journal to Redis as each task starts; el
 DIR_ENV = "RQ_SERVICEQ_SPOOL_DIR"  # where spools live (default: <tmp>/rq-serviceq-<uid>)
 _HEADER = 16
 _SIZE = 1 << 18  # 256 KiB to start with: a group's entries are ~100 bytes a task
-_SPAN = struct.Struct("<II")  # (start, end) of the live entries, packed into the header's first 8 bytes
+_SPAN = struct.Struct("Q")  # start | end << 32, native: CPython packs it with one 8-byte memcpy, one store
 _LEN = struct.Struct("<I")
 JOURNAL_TTL = 86_400  # seconds a journal outlives the last group its worker began (one that died never settles it)
 FLUSH_PATIENCE = 30.0  # seconds a watcher keeps trying a Redis that is away before it gives the journal up
@@ -89,21 +90,22 @@ def directory() -> Path | None:
     return where
 
 
-def path_of(worker_name: str, where: Path | None = None) -> Path | None:
-    """The spool's file for a worker name; a name that is no plain file name (``rq worker --name ../x``)
-    is made one, with a digest of it, so it stays in the directory and apart from every other name."""
+def path_of(queue: str, worker_name: str, where: Path | None = None) -> Path | None:
+    """The spool's file of a service queue's worker (``<queue>@<worker>.journal``: no queue name holds an
+    ``@``); a worker name that is no plain file name (``rq worker --name ../x``) is made one, with a
+    digest of it, so it stays in the directory and apart from every other name."""
     base = where or directory()
     if base is None:
         return None
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", worker_name)
-    if safe != worker_name or safe.startswith(".") or len(safe) > 100:
-        safe = f"{safe.lstrip('.')[:60]}-{hashlib.sha256(worker_name.encode()).hexdigest()[:16]}"
-    return base / f"{safe}.journal"
+    if safe != worker_name or len(safe) > 100:
+        safe = f"{safe[:60]}-{hashlib.sha256(worker_name.encode()).hexdigest()[:16]}"
+    return base / f"{queue}@{safe}.journal"
 
 
-def pending(worker_name: str) -> bool:
+def pending(queue: str, worker_name: str) -> bool:
     """A spool of this worker is there, or being carried to Redis: its watcher reclaims the worker's tasks."""
-    path = path_of(worker_name)
+    path = path_of(queue, worker_name)
     return path is not None and (path.exists() or any(path.parent.glob(f"{path.name}.taken-*")))
 
 
@@ -114,7 +116,7 @@ class Spool:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the worker and, forked, its watcher
-            os.ftruncate(fd, _SIZE)
+            os.posix_fallocate(fd, 0, _SIZE)  # the pages exist: a full disk is an error here, not a SIGBUS later
             self._map = mmap.mmap(fd, _SIZE)
         except OSError:
             os.close(fd)
@@ -146,17 +148,19 @@ class Spool:
             self._start = offsets[-n] if n < len(offsets) else self._start
         self._commit()
 
-    def close(self) -> None:
-        """The worker leaves having settled: the file goes first, so its watcher finds nothing to carry."""
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+    def close(self, remove: bool = True) -> None:
+        """The worker leaves having settled: the file goes first, so its watcher finds nothing to carry;
+        ``remove=False`` (its last group never settled) leaves it for the watcher."""
+        if remove:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
         with contextlib.suppress(ValueError, BufferError):
             self._map.close()
         with contextlib.suppress(OSError):
             os.close(self._fd)
 
     def _commit(self) -> None:
-        _SPAN.pack_into(self._map, 0, self._start, self._end)
+        _SPAN.pack_into(self._map, 0, self._start | self._end << 32)
 
     def _make_room(self, more: int) -> None:
         live = self._end - self._start
@@ -169,6 +173,7 @@ class Spool:
         size = len(self._map)
         while size < self._end + more:
             size *= 2
+        os.posix_fallocate(self._fd, 0, size)  # OSError on a full disk: the journal goes to Redis (journal.py)
         self._map.resize(size)
 
 
@@ -196,7 +201,8 @@ def read_file(path: Path) -> list[bytes]:
     data = path.read_bytes()
     if len(data) < _HEADER:
         return []
-    start, end = _SPAN.unpack_from(data, 0)
+    (span,) = _SPAN.unpack_from(data, 0)
+    start, end = span & 0xFFFFFFFF, span >> 32
     if not _HEADER <= start <= end <= len(data):
         return []
     return _parse(data, start, end)
@@ -309,18 +315,27 @@ def sweep(where: Path, older_than: float = JOURNAL_TTL) -> None:
                 path.unlink()
 
 
+def wanted() -> bool:
+    return os.environ.get(ENV, "spool").strip().lower() != "redis" and hasattr(os, "fork")
+
+
+def carry_left(conn: Redis, keys: k.Keys, worker_name: str) -> None:
+    """A worker of this name that died with its watcher (its container, at once) left its spool: carry it
+    now, before this worker registers the name (RECLAIM takes a dead worker's name out of RQ's registry)."""
+    where = directory() if wanted() else None
+    path = path_of(keys.name, worker_name, where) if where is not None else None
+    if path is not None and path.exists() and unowned(path):
+        carry(conn, keys, worker_name, path)
+
+
 def start(conn: Redis, keys: k.Keys, worker_name: str) -> tuple[Spool, Watcher] | None:
     """The spool of a worker that starts, and its watcher; None to journal to Redis (asked, or no safe file)."""
-    if os.environ.get(ENV, "spool").strip().lower() == "redis" or not hasattr(os, "fork"):
-        return None
-    where = directory()
+    where = directory() if wanted() else None
     if where is None:
         return None
     sweep(where)
-    path = path_of(worker_name, where)
+    path = path_of(keys.name, worker_name, where)
     assert path is not None
-    if path.exists() and unowned(path):  # a namesake died with its watcher (its container): carried now
-        carry(conn, keys, worker_name, path)
     try:
         spool = Spool(path)
     except OSError as exc:

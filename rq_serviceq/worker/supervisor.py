@@ -152,7 +152,7 @@ class Supervisor:
                 if code is None:
                     continue
                 del pool[name]
-                if code != 0 and spool.pending(name):  # its watcher puts its journal in Redis, then reclaims
+                if code != 0 and spool.pending(self.keys.name, name):  # its watcher carries its journal, reclaims
                     logger.warning("worker %s exited with %s; its watcher makes its tasks claimable", name, code)
                 elif code != 0:  # killed or crashed: its tasks need not wait for their leases
                     held = reclaim(self.conn, self.keys, name)

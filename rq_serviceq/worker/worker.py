@@ -311,13 +311,13 @@ class ServiceQWorker(SimpleWorker):
                 if attempts == 1:
                     raise
 
+        spool.carry_left(self.connection, self.sq_keys, self.name)  # before: RECLAIM unregisters the name
         self._with_redis("registration", register)
         self._start_spool()
 
     def _start_spool(self) -> None:
         """The journal's spool and its watcher (``spool.py``): made once this name is registered as this
-        worker's (a spool left under it is then a dead namesake's, carried to Redis first), and before RQ's
-        command channel starts its thread, since the watcher is forked."""
+        worker's, and before RQ's command channel starts its thread, since the watcher is forked."""
         started = spool.start(self.connection, self.sq_keys, self.name)
         if started is not None:
             self._journal.spool, self._watcher = started
@@ -426,14 +426,21 @@ class ServiceQWorker(SimpleWorker):
             self._runner.close()
         if not self._gave_up:
             self._journal.close()
-            if self._journal.spool is not None:  # settled: nothing left for the watcher to carry
-                self._journal.spool.close()
-        if self._watcher is not None:  # gave up on Redis: the watcher carries the spool once Redis is back
-            self._watcher.close(wait=0.0 if self._gave_up else 5.0)
             if self._unavailable is not None:  # a worker that left cannot import anything: drop its note
                 self._note_unavailable(None)
+        self._leave_spool()
         self._log("worker terminated")
         super().teardown()  # type: ignore[no-untyped-call]
+
+    def _leave_spool(self) -> None:
+        """A spool with nothing in it goes with the worker; one still holding entries (its last group never
+        settled: a cold stop, a stop while Redis was away, an error out of RQ's loop) is left to the watcher,
+        which carries it to Redis and reclaims the tasks, as it would had the worker died."""
+        spool_ = self._journal.detach_spool()
+        if spool_ is not None:
+            spool_.close(remove=not spool_.entries())
+        if self._watcher is not None:  # its carrying can wait for Redis: only a clean leave is waited for
+            self._watcher.close(wait=5.0 if spool_ is not None and not self._gave_up else 0.0)
 
     def _give_back_leftovers(self) -> None:
         """Give back tasks still leased to this worker that never started.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from rq_serviceq import ServiceQ
+from rq_serviceq import ServiceQ, ServiceQWorker
 from rq_serviceq.worker import spool
 from rq_serviceq.worker.claim import claim
 from rq_serviceq.worker.leases import TASK_LEASE
@@ -85,16 +85,16 @@ def test_a_dead_workers_spool_is_carried_into_its_journal_once(make_sq: Callable
     assert [job.id for job in got.jobs] == [task_id]
     where = spool.directory()
     assert where is not None
-    path = spool.path_of("w1", where)
+    path = spool.path_of("drag", "w1", where)
     assert path is not None
     s = spool.Spool(path)
     s.append(f"s{task_id}\x1f{got.jobs[0].claim}".encode())
-    assert spool.pending("w1")
+    assert spool.pending("drag", "w1")
     assert spool.carry(conn, sq.keys, "w1", path) == 1  # its one task, claimable now
     assert spool.carry(conn, sq.keys, "w1", path) is None  # taken already: one carrier only
     assert [text(e) for e in conn.lrange(sq.keys.journal("w1"), 0, -1)] == [f"s{task_id}\x1f{got.jobs[0].claim}"]
     assert 0 < conn.ttl(sq.keys.journal("w1")) <= spool.JOURNAL_TTL
-    assert not spool.pending("w1")
+    assert not spool.pending("drag", "w1")
 
 
 def test_the_watcher_carries_the_spool_when_its_worker_dies(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
@@ -108,7 +108,7 @@ def test_the_watcher_carries_the_spool_when_its_worker_dies(make_sq: Callable[..
     assert _in_child(worker_that_dies) == 9
     wait_until(lambda: conn.exists(sq.keys.journal("w2")), timeout=10)
     assert conn.lrange(sq.keys.journal("w2"), 0, -1) == [b"sT\x1fC"]
-    wait_until(lambda: not spool.pending("w2"), timeout=10)
+    wait_until(lambda: not spool.pending("drag", "w2"), timeout=10)
 
 
 def test_a_worker_that_leaves_leaves_its_watcher_nothing(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
@@ -143,20 +143,36 @@ def test_a_spool_left_with_no_watcher_is_carried_when_a_namesake_starts(
 ) -> None:
     sq = make_sq("drag", worker_count=0)
     journal_spools.mkdir(mode=0o700)
-    path = spool.path_of("w4", journal_spools)
+    path = spool.path_of("drag", "w4", journal_spools)
     assert path is not None
     _in_child(lambda: spool.Spool(path).append(b"sT\x1fC"))  # died with no watcher (its container, at once)
-    started = spool.start(conn, sq.keys, "w4")
-    assert started is not None
+    spool.carry_left(conn, sq.keys, "w4")  # as the namesake registers: before, since RECLAIM unregisters it
     assert conn.lrange(sq.keys.journal("w4"), 0, -1) == [b"sT\x1fC"]
-    assert started[0].entries() == []
-    started[0].close()
-    started[1].close()
+    assert not path.exists()
 
 
 def test_a_worker_name_that_is_no_plain_file_name_stays_in_the_directory(journal_spools: Path) -> None:
     names = ["../../etc/x", "a/b", ".hidden", "a_b", "a b", "x" * 300]
-    paths = [spool.path_of(name, journal_spools) for name in names]
+    paths = [spool.path_of("drag", name, journal_spools) for name in names]
     assert all(p is not None and p.parent == journal_spools and not p.name.startswith(".") for p in paths)
     assert len(set(paths)) == len(names)
-    assert spool.path_of("sms-1f2e", journal_spools) == journal_spools / "sms-1f2e.journal"
+    assert spool.path_of("sms", "sms-1f2e", journal_spools) == journal_spools / "sms@sms-1f2e.journal"
+    assert spool.path_of("a.b", "c", journal_spools) != spool.path_of("a", "b.c", journal_spools)
+
+
+def test_a_worker_leaving_with_its_last_group_unsettled_leaves_the_spool_to_its_watcher(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
+    """A cold stop, or a stop while Redis is away, ends the worker before its settle: what its spool holds
+    is then all there is of those outcomes, so it is carried, as for a worker that died."""
+    sq = make_sq("drag", worker_count=0)
+    for name, entries in (("settled", []), ("unsettled", [b"sT\x1fC"])):
+        worker = ServiceQWorker("drag-pending", name=name, connection=conn)
+        worker._start_spool()
+        held = worker._journal.spool
+        assert held is not None
+        for entry in entries:
+            held.append(entry)
+        worker._leave_spool()  # waits for its watcher: gone at once, or once it has carried the spool
+        assert not held.path.exists()
+        assert conn.lrange(sq.keys.journal(name), 0, -1) == entries
