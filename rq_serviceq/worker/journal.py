@@ -36,7 +36,7 @@ has run before the settle that deletes it (they travel on another connection,
 so nothing else orders them).  The journal is advisory and the settle is
 authoritative: a Redis error here is logged, the connection dropped, and the
 group goes on unjournaled.  A journal its worker never settled (it died)
-expires after ``TTL``: a takeover after that treats a task that ran as one
+expires after ``JOURNAL_TTL``: a takeover after that treats a task that ran as one
 that never started (it runs again, uncounted as a loss).
 """
 
@@ -55,7 +55,6 @@ from rq_serviceq.task.remarks import Outcome
 from rq_serviceq.worker.spool import JOURNAL_TTL, Spool
 
 SEP = "\x1f"  # ASCII unit separator: cannot clash with a task id, a claim token or a verdict
-TTL = JOURNAL_TTL  # seconds a journal outlives the last group its worker began (one that died never settles it)
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -112,8 +111,8 @@ class Journal:
                 self._busy = True
                 if self._worker_key is not None:
                     self._queue(b"HSET", self._worker_key, _CURRENT_JOB, job.id.encode())
-                if self._key is not None and (self.spool is None or self._spool_broken):
-                    self._queue(b"EXPIRE", self._key, b"%d" % TTL)
+                if self._key is not None and not self._spooling:
+                    self._queue(b"EXPIRE", self._key, b"%d" % JOURNAL_TTL)
             self._entry(f"s{job.id}{SEP}{job.claim}", send=send)
 
     def flush(self) -> None:
@@ -135,18 +134,23 @@ class Journal:
         with self._lock:
             self._entry(f"o{job.id}{SEP}{encode_outcome(job.claim, outcome)}", send=send)
 
+    @property
+    def _spooling(self) -> bool:
+        """Entries go to the spool (else to the list): there is one, and no write into it has failed."""
+        return self.spool is not None and not self._spool_broken
+
     def _entry(self, entry: str, send: bool) -> None:
-        if self.spool is not None:
+        if self._spooling:
+            assert self.spool is not None
             try:
-                if not self._spool_broken:
-                    self.spool.append(entry.encode())
+                self.spool.append(entry.encode())
             except Exception as exc:  # never fail a task for the journal: the rest of it goes to Redis
                 logger.warning("task journal spool failed (%s: %s); journaling to Redis from now on",
                                type(exc).__name__, exc)  # fmt: skip
                 self._spool_broken = True  # what it holds is carried if the worker dies; the list has the rest
                 if self._key is not None:
-                    self._queue(b"EXPIRE", self._key, b"%d" % TTL)
-        if (self.spool is None or self._spool_broken) and self._key is not None:
+                    self._queue(b"EXPIRE", self._key, b"%d" % JOURNAL_TTL)
+        if not self._spooling and self._key is not None:
             self._entries.append(entry.encode())
         if send:
             self._send_now()
@@ -199,9 +203,7 @@ class Journal:
     def spooled(self) -> list[bytes] | None:
         """The spool's entries; None when the journal is the list in Redis (read it there)."""
         with self._lock:
-            if self.spool is None or self._spool_broken:
-                return None
-            return self.spool.entries()
+            return self.spool.entries() if self.spool is not None and self._spooling else None
 
     def close(self) -> None:
         self._closed = True

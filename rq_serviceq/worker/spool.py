@@ -144,8 +144,8 @@ class Spool:
         if n <= 0:
             self._start = self._end = _HEADER
         else:
-            offsets = _offsets(self._map, self._start, self._end)
-            self._start = offsets[-n] if n < len(offsets) else self._start
+            spans = _spans(self._map, self._start, self._end)
+            self._start = spans[-n][0] if n < len(spans) else self._start
         self._commit()
 
     def close(self, remove: bool = True) -> None:
@@ -177,23 +177,20 @@ class Spool:
         self._map.resize(size)
 
 
-def _offsets(data: mmap.mmap | bytes, start: int, end: int) -> list[int]:
+def _spans(data: mmap.mmap | bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """(offset, length) of each whole entry between ``start`` and ``end``."""
     found, at = [], start
     while at + _LEN.size <= end:
         (n,) = _LEN.unpack_from(data, at)
         if at + _LEN.size + n > end:
             break
-        found.append(at)
+        found.append((at, n))
         at += _LEN.size + n
     return found
 
 
 def _parse(data: mmap.mmap | bytes, start: int, end: int) -> list[bytes]:
-    found = []
-    for at in _offsets(data, start, end):
-        (n,) = _LEN.unpack_from(data, at)
-        found.append(bytes(data[at + _LEN.size : at + _LEN.size + n]))
-    return found
+    return [bytes(data[at + _LEN.size : at + _LEN.size + n]) for at, n in _spans(data, start, end)]
 
 
 def read_file(path: Path) -> list[bytes]:
@@ -252,7 +249,8 @@ class Watcher:
         _closing_in_children.add(self._write_end)
 
     def close(self, wait: float = 5.0) -> None:
-        """The worker leaves: its watcher wakes, finds the spool gone (``Spool.close`` first), and ends."""
+        """The worker leaves: its watcher wakes and ends, at once if the spool went first (``Spool.close``),
+        else once it has carried what the spool holds; waited for up to ``wait`` seconds."""
         _closing_in_children.discard(self._write_end)
         with contextlib.suppress(OSError):
             os.close(self._write_end)
@@ -319,23 +317,26 @@ def wanted() -> bool:
     return os.environ.get(ENV, "spool").strip().lower() != "redis" and hasattr(os, "fork")
 
 
+def _own_path(keys: k.Keys, worker_name: str) -> Path | None:
+    """The spool file a worker starting here would have; None when it journals to Redis (asked, no fork,
+    or no safe directory)."""
+    return path_of(keys.name, worker_name) if wanted() else None
+
+
 def carry_left(conn: Redis, keys: k.Keys, worker_name: str) -> None:
     """A worker of this name that died with its watcher (its container, at once) left its spool: carry it
     now, before this worker registers the name (RECLAIM takes a dead worker's name out of RQ's registry)."""
-    where = directory() if wanted() else None
-    path = path_of(keys.name, worker_name, where) if where is not None else None
+    path = _own_path(keys, worker_name)
     if path is not None and path.exists() and unowned(path):
         carry(conn, keys, worker_name, path)
 
 
 def start(conn: Redis, keys: k.Keys, worker_name: str) -> tuple[Spool, Watcher] | None:
     """The spool of a worker that starts, and its watcher; None to journal to Redis (asked, or no safe file)."""
-    where = directory() if wanted() else None
-    if where is None:
+    path = _own_path(keys, worker_name)
+    if path is None:
         return None
-    sweep(where)
-    path = path_of(keys.name, worker_name, where)
-    assert path is not None
+    sweep(path.parent)
     try:
         spool = Spool(path)
     except OSError as exc:

@@ -460,7 +460,8 @@ class ServiceQWorker(SimpleWorker):
                     pipe.hmget(k.job_key(task_id), "worker_name", "sq_claim")
                 if spooled is None:
                     pipe.lrange(self.sq_keys.journal(self.name), 0, -1)
-                *rows, entries = [*pipe.execute(), spooled] if spooled is not None else pipe.execute()
+                rows = pipe.execute()
+            entries = spooled if spooled is not None else rows.pop()
             started = journal.starts(entries)
             mine: list[tuple[str, str]] = []
             for task_id, (owner, token) in zip(ids, rows, strict=True):
