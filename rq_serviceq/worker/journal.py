@@ -95,6 +95,7 @@ class Journal:
         self._unsent: list[bytes] = []  # other packed commands
         self._replies = 0  # replies the unsent commands will owe (the RPUSH's not included)
         self._owed = 0  # replies to commands sent and not yet read
+        self._carried = 0  # of those, the ones sent by the last sync's time: the next lazy sync reads them
         self._lock = threading.Lock()
         self._reading = threading.Lock()  # one reader of replies at a time (``sync``), writers go on meanwhile
         self._orphan: Any = None  # a connection dropped while ``sync`` read from it, for it to give back
@@ -155,9 +156,14 @@ class Journal:
         if send:
             self._send_now()
 
-    def sync(self) -> None:
-        """Send what waits and read every reply owed: afterwards every journal write has run in Redis,
+    def sync(self, strict: bool = False) -> None:
+        """Send what waits and read replies owed: afterwards every journal write has run in Redis,
         and the worker names no current job (a group is over whenever this is called).
+
+        With the entries in a spool, nothing the settle does depends on these writes (the worker's
+        ``current_job`` and state, which only tools read), so only the replies of what was sent by the
+        last sync are read, long arrived: waiting for this group's own was a fifth of a no-op worker's
+        time.  ``strict`` (or entries in the list) reads them all, for a reader of the list after it.
 
         The replies are read outside the lock (under one of their own): a settle's sync waited for Redis
         while every task thread that ended or began, waiting for the lock, idled its slot.  Replies come
@@ -171,7 +177,9 @@ class Journal:
             except Exception as exc:
                 self._drop(exc)
                 return
-            conn, owed, self._owed = self._conn, self._owed, 0
+            owed = self._owed if strict or not self._spooling else self._carried
+            conn, self._owed = self._conn, self._owed - owed
+            self._carried = self._owed
         with self._reading:
             try:
                 for _ in range(owed):
@@ -207,7 +215,7 @@ class Journal:
 
     def close(self) -> None:
         self._closed = True
-        self.sync()
+        self.sync(strict=True)
         with self._lock:
             if self._conn is not None:
                 self._pool.release(self._conn)
@@ -254,7 +262,7 @@ class Journal:
             logger.warning("task journal write failed (%s: %s); the settle records these outcomes",
                            type(exc).__name__, exc)  # fmt: skip
         self._failing = True
-        self._entries, self._unsent, self._replies, self._owed = [], [], 0, 0
+        self._entries, self._unsent, self._replies, self._owed, self._carried = [], [], 0, 0, 0
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:

@@ -451,7 +451,7 @@ class ServiceQWorker(SimpleWorker):
         back on the queue at once instead.  A task that started was finished (warm shutdown).
         """
         conn, leases = self.connection, self.sq_keys.leases
-        self._journal.sync()  # its starts, sent on its own connection, in Redis before it is read here
+        self._journal.sync(strict=True)  # its starts, sent on its own connection, in Redis before it is read here
         try:
             ids = [replies.text(x) for x in conn.zrange(leases, 0, -1)]
             spooled = self._journal.spooled()
