@@ -18,15 +18,33 @@ from rq_serviceq.task.imports import resolve
 from rq_serviceq.task.remarks import Outcome, Verdict, outcome_of_exception, outcome_of_return
 from rq_serviceq.task.timeouts import TaskTimeout, time_limit
 
-_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("rq_serviceq_qtask", default=None)
+
+class _Attempt:
+    """The task an attempt runs; its Qtask is built when first asked for (most task functions never ask,
+    and building it for every attempt was a fiftieth of a no-op task's cost)."""
+
+    __slots__ = ("job", "qtask", "serviceq_id")
+
+    def __init__(self, job: ServiceQJob, serviceq_id: str) -> None:
+        self.job, self.serviceq_id = job, serviceq_id
+        self.qtask: dict[str, Any] | None = None
+
+
+_current: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("rq_serviceq_qtask", default=None)
 
 
 def current_qtask() -> dict[str, Any] | None:
     """The Qtask being worked on, for a task function that wants its attempt number or ids.
 
     ``current_qtask()["total_retry_attempts"]`` is 0 on the first try, 1 on the first retry.
+    The same dict all through one attempt.
     """
-    return _current.get()
+    attempt = _current.get()
+    if attempt is None:
+        return None
+    if attempt.qtask is None:
+        attempt.qtask = attempt.job.qtask(attempt.serviceq_id)
+    return attempt.qtask
 
 
 class TaskFunctionUnavailable(Exception):
@@ -106,7 +124,7 @@ def _outcome_of(exc: BaseException, exiting: Callable[[], bool]) -> Outcome:
 
 
 def call(func: Callable[..., Any], settings: Settings, job: ServiceQJob, exiting: Callable[[], bool]) -> Outcome:
-    token = _current.set(job.qtask(settings.id))
+    token = _current.set(_Attempt(job, settings.id))
     try:
         with time_limit(settings.task_timeout):
             value = func(job.task)
@@ -137,7 +155,7 @@ async def call_async(
     func: Callable[..., Any], settings: Settings, job: ServiceQJob, exiting: Callable[[], bool]
 ) -> Outcome:
     """``call`` for an ``async def`` task function, on the runner's event loop (admitted already)."""
-    token = _current.set(job.qtask(settings.id))
+    token = _current.set(_Attempt(job, settings.id))
     try:
         return outcome_of_return(await _awaited(func(job.task), settings.task_timeout))
     except BaseException as exc:
