@@ -88,8 +88,10 @@ def parse_directive(remark: str) -> Directive | None:
 
 def outcome_of_return(value: Any) -> Outcome:
     """Interpret a task function's return value."""
+    if value is True:  # the common case first, and one Outcome for all (it is frozen)
+        return _PASSED
     if isinstance(value, bool):
-        return Outcome(Verdict.PASS, "SUCCESS") if value else Outcome(Verdict.RETRY, "RETRY")
+        return Outcome(Verdict.RETRY, "RETRY")
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], bool):
         ok, remark = value
         if remark is None:
@@ -102,6 +104,9 @@ def outcome_of_return(value: Any) -> Outcome:
             return Outcome(Verdict.FAIL, remark)
         return Outcome(Verdict.RETRY, remark)
     return _bad_return(value, "expected True/False or a (bool, remark) tuple")
+
+
+_PASSED = Outcome(Verdict.PASS, "SUCCESS")
 
 
 def outcome_of_exception(exc: BaseException) -> Outcome:

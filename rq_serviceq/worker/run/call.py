@@ -128,7 +128,7 @@ def call(func: Callable[..., Any], settings: Settings, job: ServiceQJob, exiting
     try:
         with time_limit(settings.task_timeout):
             value = func(job.task)
-            if inspect.isawaitable(value):
+            if value is not None and inspect.isawaitable(value):  # None: what most task functions return
                 value = asyncio.run(_awaited(value, settings.task_timeout))
         return outcome_of_return(value)
     except BaseException as exc:
