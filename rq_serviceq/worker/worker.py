@@ -86,9 +86,10 @@ class ServiceQWorker(SimpleWorker):
     max_wait: float = 5.0  # longest sleep between claims, so heartbeats and config changes are seen
     beat_every: float = 1.0  # RQ's heartbeat and suspension check, at most this often (seconds)
     # Most tasks one claim takes.  A claim and a settle cost Redis some 0.5 ms each whatever their size (and
-    # the worker as much): 128 no-op tasks a group ran 1.16-1.2x as fast as 64, and hold Redis about 1.5 ms
-    # a call, under a push chunk's 4 ms (256 gained another 6%, at 3 ms a call).
-    max_group: int = 128
+    # the worker as much): no-op groups of 128 ran 1.16-1.2x as fast as 64, and 256 another 1.05-1.10x; a
+    # call of 256 holds Redis about 3 ms, under a push chunk's 4 ms.  Only tasks of under 0.2 ms make such
+    # groups (a group is about ``group_seconds`` of work).
+    max_group: int = 256
     group_seconds: float = 0.05  # how long a claimed group should take to run
     max_reconnect_wait: float = 5.0  # longest pause between attempts to reach Redis again
     runner_class: type[Runner] = Runner  # how a group runs: in this process (threads, asyncio) or forked
