@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from rq_serviceq.batch.push import PLACEHOLDER_FUNC
-from rq_serviceq.store.replies import rq_date
+from rq_serviceq.store.replies import rq_date, text
 from rq_serviceq.task.imports import call_hook, resolve
 
 _PROTOTYPES: weakref.WeakKeyDictionary[Any, ServiceQJob] = weakref.WeakKeyDictionary()
@@ -87,7 +87,7 @@ class ServiceQJob(Job):
         plain = True
         for key, val in raw_data.items():  # one pass: a claimed task's every field is read here
             if key[:3] == b"sq_":
-                sq[key.decode()] = val.decode() if isinstance(val, bytes) else str(val)
+                sq[key.decode()] = text(val)
             elif key not in _PLAIN:
                 plain = False
         self.sq = sq

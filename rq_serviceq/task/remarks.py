@@ -73,6 +73,9 @@ class Outcome:
         return f"retry:{self.after!r}" if self.after else self.verdict.value
 
 
+_PASSED = Outcome(Verdict.PASS, "SUCCESS")  # what a task function's True is, for every attempt
+
+
 def parse_directive(remark: str) -> Directive | None:
     """The directive part of ``"DIRECTIVE | message"``; None when there is none we know.
 
@@ -104,9 +107,6 @@ def outcome_of_return(value: Any) -> Outcome:
             return Outcome(Verdict.FAIL, remark)
         return Outcome(Verdict.RETRY, remark)
     return _bad_return(value, "expected True/False or a (bool, remark) tuple")
-
-
-_PASSED = Outcome(Verdict.PASS, "SUCCESS")
 
 
 def outcome_of_exception(exc: BaseException) -> Outcome:

@@ -87,7 +87,7 @@ class ServiceQWorker(SimpleWorker):
     beat_every: float = 1.0  # RQ's heartbeat and suspension check, at most this often (seconds)
     # Most tasks one claim takes.  A claim and a settle cost Redis some 0.5 ms each whatever their size (and
     # the worker as much): no-op groups of 128 ran 1.16-1.2x as fast as 64, and 256 another 1.05-1.10x; a
-    # call of 256 holds Redis about 3 ms, under a push chunk's 4 ms.  Only tasks of under 0.2 ms make such
+    # call of 256 holds Redis about 2.5 ms, under a push chunk's 4 ms.  Only tasks of under 0.2 ms make such
     # groups (a group is about ``group_seconds`` of work).
     max_group: int = 256
     group_seconds: float = 0.05  # how long a claimed group should take to run
