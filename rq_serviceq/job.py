@@ -12,10 +12,8 @@ maintenance in a ServiceQ worker (failing an abandoned job of ``rq:wip:NAME-pend
 
 from __future__ import annotations
 
-import contextlib
 import json
 import weakref
-import zlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -26,9 +24,10 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from rq_serviceq.batch.push import PLACEHOLDER_FUNC
 from rq_serviceq.store.replies import rq_date, text
+from rq_serviceq.task import stored
 from rq_serviceq.task.imports import call_hook, resolve
+from rq_serviceq.task.stored import PLACEHOLDER_FUNC
 
 _PROTOTYPES: weakref.WeakKeyDictionary[Any, ServiceQJob] = weakref.WeakKeyDictionary()
 DESCRIPTION_LIMIT = 120  # characters of a task rq-dashboard's description shows (all with RQ_DASHBOARD_SHOW_FULL_ARGS)
@@ -46,7 +45,7 @@ PLAIN_WORKER_HINT = (
 )
 
 
-def perform_outside_serviceq_worker(task: Any) -> None:
+def perform_outside_serviceq_worker(task: Any = None) -> None:
     """What a plain ``rq worker -S rq.serializers.JSONSerializer`` would run for a ServiceQ job: a clear refusal."""
     raise RuntimeError(
         "this is a ServiceQ task: run its queue with `rq worker --worker-class rq_serviceq.ServiceQWorker NAME-pending`"
@@ -87,7 +86,8 @@ class ServiceQJob(Job):
         plain = True
         for key, val in raw_data.items():  # one pass: a claimed task's every field is read here
             if key[:3] == b"sq_":
-                sq[key.decode()] = text(val)
+                if not stored.is_piece(key):  # the task's pieces are put back into its data below
+                    sq[key.decode()] = text(val)
             elif key not in _PLAIN:
                 plain = False
         self.sq = sq
@@ -107,6 +107,8 @@ class ServiceQJob(Job):
     def _restore_by_rq(self, raw_data: dict[bytes, Any]) -> Any:
         dates = {field: raw_data.pop(field, None) for field in _DATES}
         restored = super().restore(raw_data)
+        if b"sq_task" in raw_data:
+            self.data = stored.call_data(self.data, stored.pieces_of(raw_data))
         for field, raw in dates.items():
             if raw is not None:
                 raw_data[field] = raw
@@ -119,11 +121,7 @@ class ServiceQJob(Job):
         exc_info) keep the blank job's values, as they do in RQ's."""
         if b"data" not in raw:
             raise NoSuchJobError(f"Unexpected job format: {raw}")
-        data = raw[b"data"]
-        if data[:1] == b"x":  # a zlib stream begins so; RQ tries every value, JSON never is one
-            with contextlib.suppress(zlib.error):
-                data = zlib.decompress(data)
-        self.data = data
+        self.data = stored.call_data(raw[b"data"], stored.pieces_of(raw) if b"sq_task" in raw else ())
         get = raw.get
         self.created_at = (rq_date(v) if (v := get(b"created_at")) else None) or now()
         self.origin = v.decode() if (v := get(b"origin")) else ""

@@ -14,6 +14,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ, ServiceQWorker
+from rq_serviceq.task import stored
 from rq_serviceq.testing import RedisServer, SentinelCluster
 from rq_serviceq.worker import spool
 
@@ -153,6 +154,19 @@ def as_bytes(reply: object) -> bytes:
 
 def text(reply: object) -> str:
     return as_bytes(reply).decode()
+
+
+def set_call(conn: Redis, task_id: str, data: bytes) -> None:
+    """Make ``data`` the task's whole stored call, as a task too long for the pieces keeps it (rq_serviceq.task.stored):
+    how a test damages a task's data as anyone who can write to Redis could."""
+    conn.hdel(f"rq:job:{task_id}", *stored.FIELDS)
+    conn.hset(f"rq:job:{task_id}", "data", data)
+
+
+def stored_task(conn: Redis, task_id: str) -> Any:
+    """The task a job hash keeps, read as rq-serviceq's own readers read it."""
+    values = conn.hmget(f"rq:job:{task_id}", ["data", *stored.FIELDS])
+    return stored.task_of([None if value is None else as_bytes(value) for value in values])
 
 
 def present(value: T | None) -> T:

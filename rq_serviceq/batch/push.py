@@ -17,7 +17,6 @@ import json
 import os
 import re
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -31,14 +30,12 @@ from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
 from rq_serviceq.store.durable import Durable, NotReplicated
 from rq_serviceq.store.state import ServiceQDeleted
+from rq_serviceq.task.stored import PLACEHOLDER_FUNC as PLACEHOLDER_FUNC
+from rq_serviceq.task.stored import job_data
 from rq_serviceq.worker import leases
 
-# What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
-PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
 CHUNK_SIZE = 1000
 CHUNKS_PER_ROUND_TRIP = 8
-_DATA_HEAD = b'["' + PLACEHOLDER_FUNC.encode() + b'", null, ['
-_DATA_TAIL = b"], {}]"
 MAX_TASK_DEPTH = 64  # levels of nested lists and objects in one task
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _INNERMOST = re.compile(r"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # a list or object with nothing nested in it
@@ -132,13 +129,6 @@ def json_depth(raw: str) -> int:
     while (inner_gone := _INNERMOST.sub("", outside)) != outside:
         outside, depth = inner_gone, depth + 1
     return depth
-
-
-def job_data(task_json: bytes) -> bytes:
-    """RQ's ``data`` field: the serialized call, compressed only where that makes it smaller
-    (RQ reads uncompressed data too, and zlib only costs bytes on a short task)."""
-    data = _DATA_HEAD + task_json + _DATA_TAIL  # == JSONSerializer.dumps([func, None, [task], {}])
-    return zlib.compress(data) if len(data) > 256 else data
 
 
 def iter_push(

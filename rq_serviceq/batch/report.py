@@ -7,9 +7,7 @@ to be in memory at once.
 
 from __future__ import annotations
 
-import json
 import logging
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +17,7 @@ from rq_serviceq.models import BatchReport, BatchSummary, QTask, Settings, Statu
 from rq_serviceq.store import keys as k
 from rq_serviceq.store.keys import Ledger
 from rq_serviceq.store.replies import decode_hash, rq_date, text
+from rq_serviceq.task import stored
 
 PAGE_SIZE = 1000
 HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each batch end
@@ -27,7 +26,8 @@ HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each b
 UNREADABLE = (ValueError, LookupError, TypeError, RecursionError)
 # RQ's own ``created_at`` and ``ended_at`` are on Redis' clock (the scripts write them), so a passed task keeps
 # no second copy of either; ``sq_last`` (a retry's time, or a failed task's end) comes first where it is kept.
-_TASK_FIELDS = ["data", "sq_batch", "created_at", "sq_retries", "sq_last", "sq_remark", "ended_at"]
+_TASK_FIELDS = ["sq_batch", "created_at", "sq_retries", "sq_last", "sq_remark", "ended_at", "data", *stored.FIELDS]
+_KEPT = 6  # _TASK_FIELDS before the task's own (task.stored)
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -90,7 +90,7 @@ def iter_tasks(
                 pipe.hmget(k.job_key(task_id), _TASK_FIELDS)
             rows = pipe.execute()
         for task_id, row in zip(ids, rows, strict=True):
-            if row[1] is not None:  # its batch: a deleted job is listed by its remark alone
+            if row[0] is not None:  # its batch: a deleted job is listed by its remark alone
                 yield qtask_from_row(task_id, serviceq_id, row)
 
 
@@ -205,16 +205,6 @@ def start_budget(settings: Settings, rate: dict[str, str], now: float) -> dict[s
     }
 
 
-def task_of(data: bytes | None) -> Any:
-    if not data:
-        return None
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error:
-        raw = data
-    return json.loads(raw)[2][0]
-
-
 def why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
@@ -222,10 +212,10 @@ def why(exc: BaseException) -> str:
 def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> QTask:
     """The reported Qtask; one whose data cannot be read comes with ``task: None`` and a remark
     saying so, so that one damaged hash cannot take a whole report (or its callback) down."""
-    data, batch_id, created, retries, last, remark, ended = row
+    batch_id, created, retries, last, remark, ended = row[:_KEPT]
     remark_text = text(remark or b"")
     try:
-        task = task_of(data)
+        task = stored.task_of(row[_KEPT:])
     except UNREADABLE as exc:
         task = None
         note = f"UNREADABLE | the task's data could not be read ({why(exc)})"

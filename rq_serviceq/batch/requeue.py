@@ -17,8 +17,8 @@ from typing import Any
 from redis import Redis
 
 from rq_serviceq.batch import report
-from rq_serviceq.batch.report import task_of
 from rq_serviceq.store import keys as k
+from rq_serviceq.task import stored
 
 REQUEUED_AS = "sq_requeued_as"  # job hash field: the task's id when pushed again (a claim marker until then)
 
@@ -60,14 +60,14 @@ def tasks_to_requeue(conn: Redis, ids: list[str]) -> list[tuple[str, Any]]:
     """
     with conn.pipeline(transaction=False) as pipe:
         for task_id in ids:
-            pipe.hmget(k.job_key(task_id), ["data", "sq_final", REQUEUED_AS])
+            pipe.hmget(k.job_key(task_id), ["sq_final", REQUEUED_AS, "data", *stored.FIELDS])
         rows = pipe.execute()
     found = []
-    for task_id, (data, final, requeued) in zip(ids, rows, strict=True):
+    for task_id, (final, requeued, data, *pieces) in zip(ids, rows, strict=True):
         if data is None or final != b"failed" or requeued:
             continue
         try:
-            found.append((task_id, task_of(data)))
+            found.append((task_id, stored.task_of([data, *pieces])))
         except report.UNREADABLE as exc:
             logger.warning("not requeueing task %s: its data cannot be read (%s)", task_id, report.why(exc))
     return found

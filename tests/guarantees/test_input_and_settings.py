@@ -28,7 +28,7 @@ from rq_serviceq.store import connection, state
 from rq_serviceq.testing import free_port
 from rq_serviceq.worker.supervisor import Supervisor
 from tests import tasks
-from tests.conftest import ROOT, as_bytes, drain, text, wait_until
+from tests.conftest import ROOT, drain, set_call, stored_task, text, wait_until
 from tests.rq_compat.test_dashboard import load_dashboard
 
 
@@ -133,9 +133,9 @@ def test_unreadable_task_data_is_reported_not_raised(
     drain(sq)
     batch_id = sq.current_batch_id()
     assert batch_id is not None
-    garbage = [b"\xff\x00 not even utf-8", zlib.compress(b"not json"), b'{"not": "a call"}']
-    for task_id, data in zip(ids, garbage, strict=False):
-        conn.hset(f"rq:job:{task_id}", "data", data)
+    set_call(conn, ids[0], zlib.compress(b"not json"))
+    set_call(conn, ids[1], b'{"not": "a call"}')
+    conn.hset(f"rq:job:{ids[2]}", "sq_task", b"\xff\x00 not even utf-8")  # a piece of the task's JSON
 
     rep = sq.get_batch_report(batch_id)
     unreadable = [t for t in rep["failed_tasks"] if t["task"] is None]
@@ -297,9 +297,7 @@ def test_two_requeues_at_once_requeue_each_task_once(
         thread.join(30)
     assert len(counts) == 2 and sum(counts) == 50  # how the two split them is up to the race
     assert len(_queued(sq)) == 50
-    assert sorted(
-        t["i"] for t in (report.task_of(as_bytes(conn.hget(f"rq:job:{i}", "data"))) for i in _queued(sq))
-    ) == list(range(50))
+    assert sorted(t["i"] for t in (stored_task(conn, i) for i in _queued(sq))) == list(range(50))
 
 
 # --- 8. supervisors with clocks that disagree ------------------------------------------------------

@@ -17,7 +17,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.testing import free_port
 from rq_serviceq.worker import spool
 from tests import tasks
-from tests.conftest import drain, text, wait_until
+from tests.conftest import drain, set_call, text, wait_until
 
 FORKING = ("--worker-class", "rq_serviceq.ForkingServiceQWorker")  # the later --worker-class wins
 
@@ -221,7 +221,7 @@ def test_a_task_whose_data_cannot_be_read_fails_alone(
     sq = make_sq("drag", worker_count=0)
     sq.set_task_function(tasks.returns)
     ids = sq.push_many([{"value": True} for _ in range(3)])
-    conn.hset(f"rq:job:{ids[1]}", "data", b"\x80 not a task")
+    set_call(conn, ids[1], b"\x80 not a task")
     worker = spawn_cli_worker("drag-pending")
     wait_until(lambda: sq.get_status_info()["total_pending"] == 0, timeout=20)
     info = sq.get_status_info()

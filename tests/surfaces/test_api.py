@@ -11,6 +11,7 @@ from redis import Redis
 from rq_serviceq import ServiceQ
 from rq_serviceq.serviceq import encode_task
 from rq_serviceq.store.keys import Keys
+from rq_serviceq.task import stored
 from tests import tasks
 from tests.conftest import drain, text
 
@@ -278,11 +279,11 @@ def test_a_push_of_encoded_tasks_is_a_push(make_sq: Callable[..., ServiceQ], con
     plain.push_many(work)
     results = encoded.push_encoded([encode_task(task) for task in work])
     assert [len(r.task_ids) for r in results] == [3] and results[0].opened
-    stored = [
-        [conn.hget(f"rq:job:{text(task_id)}", "data") for task_id in conn.lrange(sq.keys.queue, 0, -1)]
-        for sq in (plain, encoded)
+    fields = ["data", *stored.FIELDS]
+    kept = [
+        [conn.hmget(f"rq:job:{text(i)}", fields) for i in conn.lrange(sq.keys.queue, 0, -1)] for sq in (plain, encoded)
     ]
-    assert stored[0] == stored[1] and len(stored[0]) == 3
+    assert kept[0] == kept[1] and len(kept[0]) == 3
     assert plain.get_batch_summary()["total_submitted"] == encoded.get_batch_summary()["total_submitted"] == 3
     assert (encoded.queue_name, encoded.live_workers(), ServiceQ.count(conn)) == ("encoded-pending", 0, 2)
     assert str(conn.connection_pool.connection_kwargs["port"]) in ServiceQ.where(conn)

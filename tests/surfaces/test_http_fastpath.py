@@ -27,6 +27,7 @@ from rq_serviceq.http._fast.packer import OneBufferPacker
 from rq_serviceq.http.app import ServiceApp
 from rq_serviceq.http.batcher import ANSWER_SLICE, AutoBatcher
 from rq_serviceq.store.keys import Keys, job_key
+from rq_serviceq.task.stored import FIELDS, task_of
 from rq_serviceq.testing import free_port
 from tests.conftest import as_bytes, present, text
 from tests.surfaces.test_http_edges import BAD_INPUTS
@@ -129,7 +130,7 @@ def test_either_path_stores_the_same_tasks(pair: Pair, redis_url: str, batching:
             assert answers[0].status_code == 201, answers[0].text
         fast_jobs, route_jobs = (stored(conn, "drag") for conn in conns)
         assert fast_jobs == route_jobs
-        assert [json.loads(job[b"data"])[2][0] for job in fast_jobs] == STORED
+        assert [task_of([job.get(b"data"), *(job.get(f.encode()) for f in FIELDS)]) for job in fast_jobs] == STORED
         batches = [present(ServiceQ.open("drag", connection=conn).get_batch_summary()) for conn in conns]
         assert batches[0]["total_submitted"] == batches[1]["total_submitted"] == len(STORED)
     finally:

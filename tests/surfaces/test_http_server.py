@@ -18,7 +18,7 @@ from rq_serviceq import ServiceQ
 from rq_serviceq.store.keys import Keys
 from rq_serviceq.testing import RedisServer
 from tests import tasks
-from tests.conftest import drain, text
+from tests.conftest import drain, stored_task, text
 from tests.guarantees.test_seed import EXPECTED, SEED_TASKS
 from tests.http_helpers import ServerProcess, running_server, wait_for
 
@@ -136,8 +136,7 @@ def test_200_concurrent_clients_get_distinct_ids_and_each_task_lands_once(server
     assert sq.get_status_info()["total_submitted"] == 200
     for response in responses[:5]:  # and each id is the task that client sent
         task_id = response.json()["task_id"]
-        job = text(conn.hget(f"rq:job:{task_id}", "data"))
-        assert f'"client":{responses.index(response)}' in job
+        assert stored_task(conn, task_id) == {"client": responses.index(response)}
 
 
 def test_seed_example_over_http(

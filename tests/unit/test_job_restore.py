@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.job import ServiceQJob
+from rq_serviceq.store.scripts import include_text
+from rq_serviceq.task import stored
 from rq_serviceq.worker.claim import claim
 from rq_serviceq.worker.leases import TASK_LEASE
 
@@ -94,3 +99,45 @@ def test_a_hash_without_data_is_no_job(conn: Redis) -> None:
 
     with pytest.raises(NoSuchJobError):
         ServiceQJob.blank("x", conn).restore({b"origin": b"drag-pending"})
+
+
+def test_a_task_keeps_its_hash_compact_and_reads_whole(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    """Under Redis' default settings a task of up to 512 bytes of JSON keeps its job hash in the compact listpack
+    encoding (half the bytes of a hash table); ServiceQJob reads the whole call back, RQ's plain Job the placeholder
+    with no arguments, and a longer task keeps its whole call in ``data`` for both."""
+    sq = make_sq("drag", worker_count=0)
+    work = [{"n": 1}, {"user_id": 12345, "action": "resize", "size": [640, 480]}, {"s": "caf\u00e9 \u2603" * 30},
+            {"long": "x" * 600}]  # fmt: skip
+    ids = sq.push_many(work)
+    assert [conn.object("encoding", f"rq:job:{i}") for i in ids] == [b"listpack"] * 3 + [b"hashtable"]
+    assert [ServiceQJob.fetch(i, connection=conn).task for i in ids] == work  # type: ignore[attr-defined]
+    plain = [Job.fetch(i, connection=conn, serializer=JSONSerializer) for i in ids]
+    assert [(job.func_name, job.args) for job in plain[:3]] == [(stored.PLACEHOLDER_FUNC, [])] * 3
+    assert plain[3].args == [work[3]]
+    with pytest.raises(RuntimeError, match="ServiceQWorker"):
+        plain[0].perform()  # what a plain `rq worker -S rq.serializers.JSONSerializer` would run
+
+
+def test_a_hash_with_the_whole_call_in_data_reads_the_same(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    """A job hash written before tasks were kept in pieces (or by a producer in another language)."""
+    sq = make_sq("drag", worker_count=0)
+    (task_id,) = sq.push_many([{"n": 1}])
+    raw = _hash(conn, task_id)
+    for name in stored.FIELDS:
+        raw.pop(name.encode(), None)
+    raw[b"data"] = b'["rq_serviceq.job.perform_outside_serviceq_worker", null, [{"n": 1}], {}]'
+    mine, rqs = _both(conn, task_id, raw)
+    assert mine == rqs
+    job = ServiceQJob.blank(task_id, conn)
+    job.restore(raw)
+    assert job.task == {"n": 1}
+
+
+def test_the_scripts_keep_tasks_as_python_reads_them() -> None:
+    """The pieces' names and the call's spelling in ``task_fields.lua`` are ``task.stored``'s."""
+    lua = include_text("task_fields")
+    assert f"local TASK_HEAD = '{stored.HEAD.decode()}'" in lua and f"local TASK_TAIL = '{stored.TAIL.decode()}'" in lua
+    assert f"local TASK_STUB = '{stored.STUB.decode()}'" in lua and len(stored.STUB) <= stored.PIECE_BYTES
+    assert "local TASK_PIECES = {" + ", ".join(f"'{name}'" for name in stored.FIELDS) + "}" in lua
+    assert f"local TASK_PIECE_BYTES = {stored.PIECE_BYTES}" in lua
+    assert json.loads(stored.STUB) == [stored.PLACEHOLDER_FUNC, None, [], {}]

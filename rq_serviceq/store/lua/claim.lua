@@ -10,6 +10,7 @@
 --- @include "end_task"
 --- @include "take_over"
 --- @include "rate"
+--- @include "task_fields"
 -- Hand a worker up to ARGV[A] tasks: tasks whose worker vanished (lease expired)
 -- first, then due retries, then the pending queue.  Popping and registering are
 -- one step, so a task is never held by two workers nor dropped in between.  A
@@ -51,13 +52,13 @@ local function adopt_requeued(id)
   if final ~= 'failed' or redis.call('HEXISTS', jk, 'sq_requeued_as') == 1 then return nil end
   redis.call('HSET', jk, 'exc_info', redis.call('HGET', jk, 'sq_remark') or '')
   local nid = id .. '-r' .. bump(jk, 'sq_requeues')
-  local f = redis.call('HMGET', jk, 'data', 'description', 'origin')
+  local f = redis.call('HMGET', jk, 'description', 'origin')
   local bid, opened = open_or_join(ARGV[A + 1], k.now)
   if opened == 1 then active, status = bid, redis.call('HGET', k.state, 'status') end
   hold(bid)
-  redis.call('HSET', k.job_prefix .. nid, 'created_at', k.stamp, 'data', f[1], 'origin', f[3] or '',
-    'status', 'queued', 'sq_batch', bid)
-  if f[2] then redis.call('HSET', k.job_prefix .. nid, 'description', f[2]) end
+  redis.call('HSET', k.job_prefix .. nid, unpack(task_copy(jk, {'created_at', k.stamp, 'origin', f[2] or '',
+    'status', 'queued', 'sq_batch', bid})))
+  if f[1] then redis.call('HSET', k.job_prefix .. nid, 'description', f[1]) end
   count_in(bid, {nid})
   -- RQ's requeue saved the old job with its own serializer (a pickle without -S): its meta is written
   -- again as JSON, saying where the task went, so RQ's readers and rq-dashboard still read it.

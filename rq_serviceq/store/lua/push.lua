@@ -4,12 +4,13 @@
 --- @include "events"
 --- @include "ring"
 --- @include "open_batch"
+--- @include "task_fields"
 -- Write a chunk of tasks as RQ job hashes, open or join the active batch and queue
 -- them, in one atomic step: a batch can never end between "joined" and "counted",
 -- and a crash can never leave a job hash without its place in the queue.
 -- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
--- ARGV[A+2..] triples: task id, job data (RQ's serialized call), description ('' for none: RQ's readers
--- then show the call itself)
+-- ARGV[A+2..] triples: task id, job data (RQ's serialized call, kept as task_fields.lua says),
+-- description ('' for none: RQ's readers then show the call itself)
 -- Returns {batch_id, opened (0|1), now}, or {'', -1, now} when the service queue was deleted,
 -- or an error, with nothing written, when what follows ARGV[A+1] is not triples
 -- (a handle cached by a long-lived process must not recreate half of it).
@@ -22,9 +23,16 @@ local created = tostring(k.now)
 local ids = {}
 for i = A + 2, #ARGV, 3 do
   local jk = k.job_prefix .. ARGV[i]
-  -- As few fields as RQ's readers need (docs/rq.md): every field of a hash costs some 60 bytes.
-  redis.call('HSET', jk, 'created_at', k.stamp, 'data', ARGV[i + 1], 'origin', ARGV[A + 1], 'status', 'queued',
-    'sq_batch', bid)
+  -- As few fields as RQ's readers need (docs/rq.md), every value within 64 bytes (task_fields.lua).
+  local data = ARGV[i + 1]
+  local task = task_in(data)
+  if task and #task <= TASK_PIECE_BYTES then  -- one piece: no table to build
+    redis.call('HSET', jk, 'created_at', k.stamp, 'data', TASK_STUB, 'origin', ARGV[A + 1], 'status', 'queued',
+      'sq_batch', bid, 'sq_task', task)
+  else
+    redis.call('HSET', jk, unpack(task_fields(data, task, {'created_at', k.stamp, 'origin', ARGV[A + 1],
+      'status', 'queued', 'sq_batch', bid})))
+  end
   if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'description', ARGV[i + 2]) end
   ids[#ids + 1] = ARGV[i]
 end

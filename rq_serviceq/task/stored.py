@@ -1,0 +1,72 @@
+"""How a task is kept in its RQ job hash, and read back from it.
+
+RQ's ``data`` field is the serialized call, ``[func, instance, args, kwargs]``; with the task inside, it is some
+70 bytes longer than the task, so even a short task's ``data`` passes 64 bytes. Redis' default
+``hash-max-listpack-value`` is 64, and a single longer value turns the whole hash into a hash table. That costs
+a queued task about 320 bytes, or 35% of its memory.
+
+So where the task is at most ``PIECES`` times ``PIECE_BYTES`` (512) bytes of JSON, PUSH, given RQ's call as
+ever (``HEAD``, the task, ``TAIL``), keeps the call without its task (``STUB``: the placeholder function, no
+arguments) as ``data``, and the task's JSON in fields of at most 64 bytes, ``sq_task``, ``sq_task2`` and so on
+(``lua/includes/task_fields.lua``). Readers that go through ``ServiceQJob`` (the worker, the reports, the
+requeue, rq-dashboard's pages by way of ``contrib.dashboard``) get back the call PUSH was given, byte for byte
+(``call_data``); RQ's plain ``Job`` reads the stub, the placeholder with no arguments. A longer task keeps its
+whole call in ``data``, zlib-compressed, because its hash is a hash table either way; so does a call that a
+producer in another language spells otherwise, and a hash written before the pieces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# What RQ would call if a plain `rq worker` took a ServiceQ job: a refusal that says what to run.
+PLACEHOLDER_FUNC = "rq_serviceq.job.perform_outside_serviceq_worker"
+PIECE_BYTES = 64  # Redis' default hash-max-listpack-value
+PIECES = 8  # a task's fields at most: a task of up to 512 bytes of JSON keeps its hash compact
+FIELDS = tuple(f"sq_task{n if n > 1 else ''}" for n in range(1, PIECES + 1))  # sq_task, sq_task2, ...
+_FIELD_BYTES = tuple(name.encode() for name in FIELDS)
+# RQ's call without its task, as push.lua writes it (62 bytes: compact, to stay within 64).
+STUB = b'["' + PLACEHOLDER_FUNC.encode() + b'",null,[],{}]'
+HEAD = b'["' + PLACEHOLDER_FUNC.encode() + b'", null, ['
+TAIL = b"], {}]"
+
+
+def job_data(task_json: bytes) -> bytes:
+    """RQ's ``data`` field for a task, as PUSH is given it: the serialized call (``== JSONSerializer.dumps([func,
+    None, [task], {}])``), which the script keeps in pieces where the task fits them; a task too long for the
+    pieces is compressed (RQ reads either), as its hash is a hash table whatever it holds."""
+    data = HEAD + task_json + TAIL
+    return zlib.compress(data) if len(task_json) > PIECES * PIECE_BYTES else data
+
+
+def call_data(data: bytes, pieces: Sequence[bytes | None]) -> bytes:
+    """RQ's whole ``data`` of a task: put together from its pieces (the values of ``FIELDS``, None where absent)
+    when it has them, otherwise ``data`` itself, decompressed where it is a zlib stream (RQ writes either)."""
+    if pieces and pieces[0] is not None:
+        return HEAD + b"".join(piece for piece in pieces if piece is not None) + TAIL
+    if data[:1] == b"x":  # a zlib stream begins so; RQ tries every value, JSON never is one
+        with contextlib.suppress(zlib.error):
+            return zlib.decompress(data)
+    return data
+
+
+def pieces_of(raw: Mapping[bytes, Any]) -> list[bytes | None]:
+    """The values of ``FIELDS`` in a job hash as read (field names as bytes)."""
+    return [raw.get(name) for name in _FIELD_BYTES]
+
+
+def is_piece(field: bytes) -> bool:
+    return field[:7] == b"sq_task"
+
+
+def task_of(values: Sequence[bytes | None]) -> Any:
+    """The task in a job hash's ``data`` and ``FIELDS`` values (in that order), None for a hash without data.
+    Raises what reading damaged data raises (``report.UNREADABLE``)."""
+    data, pieces = values[0], values[1:]
+    if not data:
+        return None
+    return json.loads(call_data(data, pieces))[2][0]
