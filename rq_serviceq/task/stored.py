@@ -36,9 +36,12 @@ TAIL = b"], {}]"
 
 
 def job_data(task_json: bytes) -> bytes:
-    """RQ's ``data`` field for a task, as PUSH is given it: the serialized call (``== JSONSerializer.dumps([func,
-    None, [task], {}])``), which the script keeps in pieces where the task fits them; a task too long for the
-    pieces is compressed (RQ reads either), as its hash is a hash table whatever it holds."""
+    """What PUSH is given as a task's data (``lua/includes/task_fields.lua``): a task of at most 64 bytes of JSON
+    that is no list as itself, the one piece it is kept as; any other, RQ's serialized call (``==
+    JSONSerializer.dumps([func, None, [task], {}])``), which the script cuts into pieces where the task fits
+    them, and compresses (RQ reads either) where it does not, since its hash is then a hash table anyway."""
+    if len(task_json) <= PIECE_BYTES and task_json[:1] != b"[":
+        return task_json
     data = HEAD + task_json + TAIL
     return zlib.compress(data) if len(task_json) > PIECES * PIECE_BYTES else data
 

@@ -14,6 +14,8 @@ from rq.serializers import JSONSerializer
 
 from rq_serviceq import ServiceQ
 from rq_serviceq.job import ServiceQJob
+from rq_serviceq.serviceq import encode_task
+from rq_serviceq.store import scripts
 from rq_serviceq.store.scripts import include_text
 from rq_serviceq.task import stored
 from rq_serviceq.worker.claim import claim
@@ -141,3 +143,25 @@ def test_the_scripts_keep_tasks_as_python_reads_them() -> None:
     assert "local TASK_PIECES = {" + ", ".join(f"'{name}'" for name in stored.FIELDS) + "}" in lua
     assert f"local TASK_PIECE_BYTES = {stored.PIECE_BYTES}" in lua
     assert json.loads(stored.STUB) == [stored.PLACEHOLDER_FUNC, None, [], {}]
+
+
+@pytest.mark.parametrize(
+    "task",
+    [{"n": 1}, [1, 2], "short", 7, {"user_id": 12345, "action": "resize", "size": [640, 480], "tag": "bench"},
+     {"s": "x" * 500}, {"long": "y" * 600}],
+    ids=["object", "list", "string", "number", "two-pieces", "eight-pieces", "over-512"],
+)  # fmt: skip
+def test_rqs_call_and_the_bare_task_are_kept_alike(make_sq: Callable[..., ServiceQ], conn: Redis, task: Any) -> None:
+    """A producer in another language gives PUSH RQ's call (docs/producers.md); rq-serviceq's push gives a short
+    task bare: the job hashes are the same, and so is the task read back."""
+    sq = make_sq("drag", worker_count=0)
+    encoded = encode_task(task)
+    (ours,) = sq.push_many([task])
+    theirs = "f" * 32
+    call = stored.HEAD + encoded + stored.TAIL
+    chunk = scripts.PushChunk("b" * 32, sq.keys.queue_name, [(theirs, call, "")])
+    scripts.push(conn, sq.keys, 0.0, [chunk], None)
+    kept = [{f: v for f, v in _hash(conn, i).items() if f != b"created_at"} for i in (ours, theirs)]
+    calls = [stored.call_data(h.pop(b"data"), stored.pieces_of(h)) for h in kept]  # ours compressed when long
+    assert kept[0] == kept[1] and calls[0] == calls[1] == call
+    assert ServiceQJob.fetch(ours, connection=conn).task == ServiceQJob.fetch(theirs, connection=conn).task == task  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@
 -- them, in one atomic step: a batch can never end between "joined" and "counted",
 -- and a crash can never leave a job hash without its place in the queue.
 -- ARGV[A] batch id to use if a new batch opens   ARGV[A+1] origin (the RQ queue name)
--- ARGV[A+2..] triples: task id, job data (RQ's serialized call, kept as task_fields.lua says),
+-- ARGV[A+2..] triples: task id, job data (RQ's serialized call, or a short task itself: task_fields.lua),
 -- description ('' for none: RQ's readers then show the call itself)
 -- Returns {batch_id, opened (0|1), now}, or {'', -1, now} when the service queue was deleted,
 -- or an error, with nothing written, when what follows ARGV[A+1] is not triples
@@ -25,12 +25,11 @@ for i = A + 2, #ARGV, 3 do
   local jk = k.job_prefix .. ARGV[i]
   -- As few fields as RQ's readers need (docs/rq.md), every value within 64 bytes (task_fields.lua).
   local data = ARGV[i + 1]
-  local task = task_in(data)
-  if task and #task <= TASK_PIECE_BYTES then  -- one piece: no table to build
+  if bare_task(data) then  -- one piece, as given: no string to make, no table to build
     redis.call('HSET', jk, 'created_at', k.stamp, 'data', TASK_STUB, 'origin', ARGV[A + 1], 'status', 'queued',
-      'sq_batch', bid, 'sq_task', task)
+      'sq_batch', bid, 'sq_task', data)
   else
-    redis.call('HSET', jk, unpack(task_fields(data, task, {'created_at', k.stamp, 'origin', ARGV[A + 1],
+    redis.call('HSET', jk, unpack(task_fields(data, {'created_at', k.stamp, 'origin', ARGV[A + 1],
       'status', 'queued', 'sq_batch', bid})))
   end
   if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'description', ARGV[i + 2]) end
