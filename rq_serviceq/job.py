@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -83,17 +83,20 @@ class ServiceQJob(Job):
         asking for each of the forty fields RQ knows (its restore was most of a claimed task's job);
         tests/unit/test_job_restore.py holds the two to the same result.  Any other hash goes through RQ's."""
         sq: dict[str, str] = {}
+        pieces: list[tuple[bytes, bytes]] = []  # the task's, put back into its data (task.stored)
         plain = True
         for key, val in raw_data.items():  # one pass: a claimed task's every field is read here
             if key[:3] == b"sq_":
-                if not stored.is_piece(key):  # the task's pieces are put back into its data below
+                if key[3:7] == b"task":
+                    pieces.append((key, val))
+                else:
                     sq[key.decode()] = text(val)
             elif key not in _PLAIN:
                 plain = False
         self.sq = sq
         restored = None
         if plain:
-            self._restore_plain(raw_data)
+            self._restore_plain(raw_data, stored.in_order(pieces) if pieces else ())
         else:
             restored = self._restore_by_rq(raw_data)
         self.enqueued_at = self.enqueued_at or self.created_at
@@ -107,21 +110,21 @@ class ServiceQJob(Job):
     def _restore_by_rq(self, raw_data: dict[bytes, Any]) -> Any:
         dates = {field: raw_data.pop(field, None) for field in _DATES}
         restored = super().restore(raw_data)
-        if b"sq_task" in raw_data:
-            self.data = stored.call_data(self.data, stored.pieces_of(raw_data))
+        if pieces := stored.pieces_of(raw_data):
+            self.data = stored.call_data(self.data, pieces)
         for field, raw in dates.items():
             if raw is not None:
                 raw_data[field] = raw
                 setattr(self, field.decode(), rq_date(raw))
         return restored
 
-    def _restore_plain(self, raw: dict[bytes, Any]) -> None:
+    def _restore_plain(self, raw: dict[bytes, Any], pieces: Sequence[bytes]) -> None:
         """What RQ's ``Job.restore`` (rq 2.12) sets for a hash of ``_PLAIN`` fields only; the attributes it
         sets only when their field is there (result, callbacks, webhooks, retry and repeat intervals,
         exc_info) keep the blank job's values, as they do in RQ's."""
         if b"data" not in raw:
             raise NoSuchJobError(f"Unexpected job format: {raw}")
-        self.data = stored.call_data(raw[b"data"], stored.pieces_of(raw) if b"sq_task" in raw else ())
+        self.data = stored.call_data(raw[b"data"], pieces)
         get = raw.get
         self.created_at = (rq_date(v) if (v := get(b"created_at")) else None) or now()
         self.origin = v.decode() if (v := get(b"origin")) else ""

@@ -46,30 +46,31 @@ def job_data(task_json: bytes) -> bytes:
     return zlib.compress(data) if len(task_json) > PIECES * PIECE_BYTES else data
 
 
-def call_data(data: bytes, pieces: Sequence[bytes | None]) -> bytes:
-    """RQ's whole ``data`` of a task: put together from its pieces (the values of ``FIELDS``, None where absent)
+def call_data(data: bytes, pieces: Sequence[bytes]) -> bytes:
+    """RQ's whole ``data`` of a task: put together from its pieces (the values of ``FIELDS`` it has, in order)
     when it has them, otherwise ``data`` itself, decompressed where it is a zlib stream (RQ writes either)."""
-    if pieces and pieces[0] is not None:
-        return HEAD + b"".join(piece for piece in pieces if piece is not None) + TAIL
+    if pieces:
+        return HEAD + (pieces[0] if len(pieces) == 1 else b"".join(pieces)) + TAIL
     if data[:1] == b"x":  # a zlib stream begins so; RQ tries every value, JSON never is one
         with contextlib.suppress(zlib.error):
             return zlib.decompress(data)
     return data
 
 
-def pieces_of(raw: Mapping[bytes, Any]) -> list[bytes | None]:
-    """The values of ``FIELDS`` in a job hash as read (field names as bytes)."""
-    return [raw.get(name) for name in _FIELD_BYTES]
+def pieces_of(raw: Mapping[bytes, Any]) -> list[bytes]:
+    """The values of ``FIELDS`` a job hash as read (field names as bytes) has, in order."""
+    return [value for name in _FIELD_BYTES if (value := raw.get(name)) is not None]
 
 
-def is_piece(field: bytes) -> bool:
-    return field[:7] == b"sq_task"
+def in_order(pieces: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The values of (field, value) pairs of ``FIELDS``, in the order of ``FIELDS`` (which is the fields' own)."""
+    return [pieces[0][1]] if len(pieces) == 1 else [value for _, value in sorted(pieces)]
 
 
 def task_of(values: Sequence[bytes | None]) -> Any:
-    """The task in a job hash's ``data`` and ``FIELDS`` values (in that order), None for a hash without data.
-    Raises what reading damaged data raises (``report.UNREADABLE``)."""
+    """The task in a job hash's ``data`` and ``FIELDS`` values (in that order, None where absent), None for a
+    hash without data.  Raises what reading damaged data raises (``report.UNREADABLE``)."""
     data, pieces = values[0], values[1:]
     if not data:
         return None
-    return json.loads(call_data(data, pieces))[2][0]
+    return json.loads(call_data(data, [piece for piece in pieces if piece is not None]))[2][0]

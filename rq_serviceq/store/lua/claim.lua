@@ -159,8 +159,8 @@ for _, entry in ipairs(picked) do
     -- The lease is scored anew below (a ZADD of a member that is there moves it): no ZREM first.
     local last = tonumber(h.sq_claim or '') or 0  -- the last claim's token; negative once it was let go
     if last > 0 then defer('zrem', k.started, id .. ':' .. h.sq_claim) end
-    -- One field is the token and the count of claims (an older version kept the count in sq_claims): a
-    -- hash of up to eight fields keeps Redis' smallest table, some 64 bytes a task.
+    -- One field is the token and the count of claims (an older version kept the count in sq_claims): every
+    -- field of a hash costs bytes, some 60 a task in a hash table, kept for the task's report.
     local claim = tostring(math.max(counter(h.sq_claims), counter(tostring(math.abs(last)))) + 1)
     redis.call('HSET', jk, 'status', 'started', 'worker_name', k.worker_name, 'started_at', k.stamp,
       'sq_claim', claim)

@@ -20,7 +20,7 @@ local function end_task(id, passed, remark, f)
   if f[2] then return nil end  -- ended already: settled twice, or put back by RQ's tools after it ended
   local bid, which = f[1], passed and 'passed' or 'failed'
   if passed then
-    redis.call('HDEL', jk, unpack(PASSED_DROPS))  -- first: the hash never holds more than eight fields
+    redis.call('HDEL', jk, unpack(PASSED_DROPS))  -- first: the hash never holds both sets of fields
     redis.call('HSET', jk, 'status', 'finished', 'ended_at', k.stamp, 'sq_remark', remark, 'sq_final', which)
   else
     record_result(id, which, remark, retries_of(f[3]), bid)
