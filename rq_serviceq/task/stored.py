@@ -31,29 +31,35 @@ FIELDS = tuple(f"sq_task{n if n > 1 else ''}" for n in range(1, PIECES + 1))  # 
 _FIELD_BYTES = tuple(name.encode() for name in FIELDS)
 # RQ's call without its task, as push.lua writes it (62 bytes: compact, to stay within 64).
 STUB = b'["' + PLACEHOLDER_FUNC.encode() + b'",null,[],{}]'
+# The first bytes of a task PUSH is given bare: an object, a string, true, false or null.  No RQ call (a JSON
+# list) and no zlib stream begins with one, so the script tells a bare task from a call by it.
+BARE_FIRST = frozenset(b'{"tfn')
 HEAD = b'["' + PLACEHOLDER_FUNC.encode() + b'", null, ['
 TAIL = b"], {}]"
 
 
 def job_data(task_json: bytes) -> bytes:
     """What PUSH is given as a task's data (``lua/includes/task_fields.lua``): a task of at most 64 bytes of JSON
-    that is no list as itself, the one piece it is kept as; any other, RQ's serialized call (``==
+    that begins with one of ``BARE_FIRST`` as itself, the one piece it is kept as; any other, RQ's serialized
+    call (``==
     JSONSerializer.dumps([func, None, [task], {}])``), which the script cuts into pieces where the task fits
     them, and compresses (RQ reads either) where it does not, since its hash is then a hash table anyway."""
-    if len(task_json) <= PIECE_BYTES and task_json[:1] != b"[":
+    if len(task_json) <= PIECE_BYTES and task_json and task_json[0] in BARE_FIRST:
         return task_json
     data = HEAD + task_json + TAIL
     return zlib.compress(data) if len(task_json) > PIECES * PIECE_BYTES else data
 
 
 def call_data(data: bytes, pieces: Sequence[bytes]) -> bytes:
-    """RQ's whole ``data`` of a task: put together from its pieces (the values of ``FIELDS`` it has, in order)
-    when it has them, otherwise ``data`` itself, decompressed where it is a zlib stream (RQ writes either)."""
-    if pieces:
-        return HEAD + (pieces[0] if len(pieces) == 1 else b"".join(pieces)) + TAIL
-    if data[:1] == b"x":  # a zlib stream begins so; RQ tries every value, JSON never is one
+    """RQ's whole ``data`` of a task (decompressed where it is a zlib stream: RQ writes either): put together from
+    its pieces (the values of ``FIELDS`` it has, in order) where ``data`` is the ``STUB`` they go with.  A
+    ``data`` that anyone wrote since (RQ's ``Job.save`` of changed arguments, a hand repair) is the call, as RQ's
+    plain readers take it too; RQ's own rewrites of an unchanged job write the stub or the same call."""
+    if data[:1] != b"[":  # no JSON call: a zlib stream, which RQ tries on every value
         with contextlib.suppress(zlib.error):
-            return zlib.decompress(data)
+            data = zlib.decompress(data)
+    if pieces and data == STUB:
+        return HEAD + (pieces[0] if len(pieces) == 1 else b"".join(pieces)) + TAIL
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -142,6 +143,8 @@ def test_the_scripts_keep_tasks_as_python_reads_them() -> None:
     assert f"local TASK_STUB = '{stored.STUB.decode()}'" in lua and len(stored.STUB) <= stored.PIECE_BYTES
     assert "local TASK_PIECES = {" + ", ".join(f"'{name}'" for name in stored.FIELDS) + "}" in lua
     assert f"local TASK_PIECE_BYTES = {stored.PIECE_BYTES}" in lua
+    bare = re.search(r"for _, c in ipairs\(\{(.*?)\}\) do BARE", lua)
+    assert bare and {ord(c.strip()[1]) for c in bare.group(1).split(",")} == stored.BARE_FIRST
     assert json.loads(stored.STUB) == [stored.PLACEHOLDER_FUNC, None, [], {}]
 
 
@@ -165,3 +168,20 @@ def test_rqs_call_and_the_bare_task_are_kept_alike(make_sq: Callable[..., Servic
     calls = [stored.call_data(h.pop(b"data"), stored.pieces_of(h)) for h in kept]  # ours compressed when long
     assert kept[0] == kept[1] and calls[0] == calls[1] == call
     assert ServiceQJob.fetch(ours, connection=conn).task == ServiceQJob.fetch(theirs, connection=conn).task == task  # type: ignore[attr-defined]
+
+
+def test_a_call_saved_since_is_the_task_for_every_reader(make_sq: Callable[..., ServiceQ], conn: Redis) -> None:
+    """RQ's ``Job.save`` of changed arguments writes ``data`` alone: that call, not the pieces beside the stub,
+    is then the task, for ServiceQJob as for RQ's plain Job."""
+    sq = make_sq("drag", worker_count=0)
+    (task_id,) = sq.push_many([{"n": 1}])
+    job = ServiceQJob.fetch(task_id, connection=conn)
+    assert job.args == [{"n": 1}]  # read first: RQ builds the call anew from what it read
+    job.args = [{"n": 2}]
+    job.save()
+    assert conn.hexists(f"rq:job:{task_id}", "sq_task")  # left in place by RQ's save
+    assert ServiceQJob.fetch(task_id, connection=conn).task == {"n": 2}  # type: ignore[attr-defined]
+    assert Job.fetch(task_id, connection=conn, serializer=JSONSerializer).args == [{"n": 2}]
+    plain = Job.fetch(task_id, connection=conn, serializer=JSONSerializer)
+    plain.save()  # RQ's own rewrite of an unchanged job (rq requeue does one) keeps the task
+    assert ServiceQJob.fetch(task_id, connection=conn).task == {"n": 2}  # type: ignore[attr-defined]

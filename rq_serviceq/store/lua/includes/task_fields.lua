@@ -5,9 +5,10 @@
 --
 -- PUSH is given a task's data as RQ's call (a JSON list, TASK_HEAD .. task .. TASK_TAIL where RQ's
 -- JSONSerializer spells it, so cut into pieces here; or zlib-compressed, or spelled otherwise: kept as
--- it came), or, for a task of at most 64 bytes of JSON that is no list, as the task's JSON itself (what
--- rq-serviceq's own push sends: cutting the call here cost a fifth more of Redis' push work).  Such a
--- task begins with one of `{ " - 0-9 t f n`, and no RQ call does.
+-- it came), or, for a task of at most 64 bytes of JSON that is an object, a string, true, false or null,
+-- as the task's JSON itself (what rq-serviceq's own push sends: cutting the call here cost a fifth more
+-- of Redis' push work).  Such a task begins with one of `{ " t f n`, and neither an RQ call (a JSON
+-- list) nor a zlib stream (whose first byte is one of `\b \x18 ( 8 H X h x`) does.
 local TASK_HEAD = '["rq_serviceq.job.perform_outside_serviceq_worker", null, ['
 local TASK_TAIL = '], {}]'
 local TASK_STUB = '["rq_serviceq.job.perform_outside_serviceq_worker",null,[],{}]'
@@ -15,8 +16,8 @@ local TASK_PIECES = {'sq_task', 'sq_task2', 'sq_task3', 'sq_task4', 'sq_task5', 
 local TASK_PIECE_BYTES = 64
 local TASK_MOST = TASK_PIECE_BYTES * #TASK_PIECES
 local find, sub, byte = string.find, string.sub, string.byte  -- locals: a global's lookup is slow here
-local BARE = {}  -- the first bytes of a JSON text that is no list
-for _, c in ipairs({'{', '"', '-', 't', 'f', 'n', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}) do BARE[byte(c)] = true end
+local BARE = {}  -- the first bytes of a bare task
+for _, c in ipairs({'{', '"', 't', 'f', 'n'}) do BARE[byte(c)] = true end
 
 -- Whether `data` is a task's JSON itself, to be kept as the one piece it is.
 local function bare_task(data)
