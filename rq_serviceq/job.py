@@ -27,7 +27,6 @@ from rq.utils import now
 from rq_serviceq.store.replies import rq_date, text
 from rq_serviceq.task import stored
 from rq_serviceq.task.imports import call_hook, resolve
-from rq_serviceq.task.stored import PLACEHOLDER_FUNC
 
 _PROTOTYPES: weakref.WeakKeyDictionary[Any, ServiceQJob] = weakref.WeakKeyDictionary()
 DESCRIPTION_LIMIT = 120  # characters of a task rq-dashboard's description shows (all with RQ_DASHBOARD_SHOW_FULL_ARGS)
@@ -180,7 +179,7 @@ class ServiceQJob(Job):
         name = self.func_name
         if not name:
             return None
-        return perform_outside_serviceq_worker if name == PLACEHOLDER_FUNC else resolve(name)
+        return perform_outside_serviceq_worker if name == stored.PLACEHOLDER_FUNC else resolve(name)
 
     # RQ's callbacks, as RQ calls them (job, connection, ...), run by ``call_hook``: resolved by the policy when
     # called (a refused one is logged and never imported), and what one raises is logged, not raised into RQ's

@@ -165,7 +165,7 @@ def set_call(conn: Redis, task_id: str, data: bytes) -> None:
 
 def stored_task(conn: Redis, task_id: str) -> Any:
     """The task a job hash keeps, read as rq-serviceq's own readers read it."""
-    values = conn.hmget(f"rq:job:{task_id}", ["data", *stored.FIELDS])
+    values = conn.hmget(f"rq:job:{task_id}", stored.READ)
     return stored.task_of([None if value is None else as_bytes(value) for value in values])
 
 

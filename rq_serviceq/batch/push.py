@@ -30,7 +30,6 @@ from rq_serviceq.store import keys as k
 from rq_serviceq.store import scripts
 from rq_serviceq.store.durable import Durable, NotReplicated
 from rq_serviceq.store.state import ServiceQDeleted
-from rq_serviceq.task.stored import PLACEHOLDER_FUNC as PLACEHOLDER_FUNC
 from rq_serviceq.task.stored import job_data
 from rq_serviceq.worker import leases
 

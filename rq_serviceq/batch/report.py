@@ -26,8 +26,8 @@ HISTORY_SWEEP = 100  # oldest batch history entries checked for expiry at each b
 UNREADABLE = (ValueError, LookupError, TypeError, RecursionError)
 # RQ's own ``created_at`` and ``ended_at`` are on Redis' clock (the scripts write them), so a passed task keeps
 # no second copy of either; ``sq_last`` (a retry's time, or a failed task's end) comes first where it is kept.
-_TASK_FIELDS = ["sq_batch", "created_at", "sq_retries", "sq_last", "sq_remark", "ended_at", "data", *stored.FIELDS]
-_KEPT = 6  # _TASK_FIELDS before the task's own (task.stored)
+_KEPT = ["sq_batch", "created_at", "sq_retries", "sq_last", "sq_remark", "ended_at"]
+_TASK_FIELDS = [*_KEPT, *stored.READ]  # what a report keeps of a task, then the task itself (task.stored)
 
 logger = logging.getLogger("rq_serviceq")
 
@@ -212,10 +212,10 @@ def why(exc: BaseException) -> str:
 def qtask_from_row(task_id: str, serviceq_id: str, row: list[bytes | None]) -> QTask:
     """The reported Qtask; one whose data cannot be read comes with ``task: None`` and a remark
     saying so, so that one damaged hash cannot take a whole report (or its callback) down."""
-    batch_id, created, retries, last, remark, ended = row[:_KEPT]
+    batch_id, created, retries, last, remark, ended = row[: len(_KEPT)]
     remark_text = text(remark or b"")
     try:
-        task = stored.task_of(row[_KEPT:])
+        task = stored.task_of(row[len(_KEPT) :])
     except UNREADABLE as exc:
         task = None
         note = f"UNREADABLE | the task's data could not be read ({why(exc)})"

@@ -60,14 +60,14 @@ def tasks_to_requeue(conn: Redis, ids: list[str]) -> list[tuple[str, Any]]:
     """
     with conn.pipeline(transaction=False) as pipe:
         for task_id in ids:
-            pipe.hmget(k.job_key(task_id), ["sq_final", REQUEUED_AS, "data", *stored.FIELDS])
+            pipe.hmget(k.job_key(task_id), ["sq_final", REQUEUED_AS, *stored.READ])
         rows = pipe.execute()
     found = []
-    for task_id, (final, requeued, data, *pieces) in zip(ids, rows, strict=True):
-        if data is None or final != b"failed" or requeued:
+    for task_id, (final, requeued, *task) in zip(ids, rows, strict=True):
+        if task[0] is None or final != b"failed" or requeued:  # task[0]: its data, gone with a deleted hash
             continue
         try:
-            found.append((task_id, stored.task_of([data, *pieces])))
+            found.append((task_id, stored.task_of(task)))
         except report.UNREADABLE as exc:
             logger.warning("not requeueing task %s: its data cannot be read (%s)", task_id, report.why(exc))
     return found

@@ -70,9 +70,9 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
-from rq_serviceq.batch.push import PLACEHOLDER_FUNC
 from rq_serviceq.job import DESCRIPTION_LIMIT, ServiceQJob, description_of
 from rq_serviceq.serviceq import ServiceQ
+from rq_serviceq.task.stored import PLACEHOLDER_FUNC
 
 BLUEPRINT = "rq_dashboard"
 EXTENSION = "rq_serviceq.dashboard"  # app.extensions key: installed on this app

@@ -29,6 +29,7 @@ PIECE_BYTES = 64  # Redis' default hash-max-listpack-value
 PIECES = 8  # a task's fields at most: a task of up to 512 bytes of JSON keeps its hash compact
 FIELDS = tuple(f"sq_task{n if n > 1 else ''}" for n in range(1, PIECES + 1))  # sq_task, sq_task2, ...
 _FIELD_BYTES = tuple(name.encode() for name in FIELDS)
+READ = ("data", *FIELDS)  # the fields ``task_of`` reads a task from, in its order
 # RQ's call without its task, as push.lua writes it (62 bytes: compact, to stay within 64).
 STUB = b'["' + PLACEHOLDER_FUNC.encode() + b'",null,[],{}]'
 # The first bytes of a task PUSH is given bare: an object, a string, true, false or null.  No RQ call (a JSON
@@ -41,9 +42,8 @@ TAIL = b"], {}]"
 def job_data(task_json: bytes) -> bytes:
     """What PUSH is given as a task's data (``lua/includes/task_fields.lua``): a task of at most 64 bytes of JSON
     that begins with one of ``BARE_FIRST`` as itself, the one piece it is kept as; any other, RQ's serialized
-    call (``==
-    JSONSerializer.dumps([func, None, [task], {}])``), which the script cuts into pieces where the task fits
-    them, and compresses (RQ reads either) where it does not, since its hash is then a hash table anyway."""
+    call (``== JSONSerializer.dumps([func, None, [task], {}])``), which the script cuts into pieces where the
+    task fits them, and compresses (RQ reads either) where it does not, since its hash is then a hash table."""
     if len(task_json) <= PIECE_BYTES and task_json and task_json[0] in BARE_FIRST:
         return task_json
     data = HEAD + task_json + TAIL
@@ -74,8 +74,8 @@ def in_order(pieces: list[tuple[bytes, bytes]]) -> list[bytes]:
 
 
 def task_of(values: Sequence[bytes | None]) -> Any:
-    """The task in a job hash's ``data`` and ``FIELDS`` values (in that order, None where absent), None for a
-    hash without data.  Raises what reading damaged data raises (``report.UNREADABLE``)."""
+    """The task in a job hash's values of ``READ`` (None where absent), None for a hash without data.
+    Raises what reading damaged data raises (``report.UNREADABLE``)."""
     data, pieces = values[0], values[1:]
     if not data:
         return None

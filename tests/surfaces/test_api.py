@@ -279,9 +279,9 @@ def test_a_push_of_encoded_tasks_is_a_push(make_sq: Callable[..., ServiceQ], con
     plain.push_many(work)
     results = encoded.push_encoded([encode_task(task) for task in work])
     assert [len(r.task_ids) for r in results] == [3] and results[0].opened
-    fields = ["data", *stored.FIELDS]
     kept = [
-        [conn.hmget(f"rq:job:{text(i)}", fields) for i in conn.lrange(sq.keys.queue, 0, -1)] for sq in (plain, encoded)
+        [conn.hmget(f"rq:job:{text(i)}", stored.READ) for i in conn.lrange(sq.keys.queue, 0, -1)]
+        for sq in (plain, encoded)
     ]
     assert kept[0] == kept[1] and len(kept[0]) == 3
     assert plain.get_batch_summary()["total_submitted"] == encoded.get_batch_summary()["total_submitted"] == 3
