@@ -154,7 +154,7 @@ class ServiceQJob(Job):
 
     def get_meta(self, refresh: bool = True) -> dict[str, Any]:
         if refresh:
-            self.refresh()  # type: ignore[no-untyped-call]
+            self.refresh()  # type: ignore[no-untyped-call, unused-ignore]
         return self.meta
 
     def latest_result(self, timeout: int = 0) -> Result | None:

@@ -242,7 +242,7 @@ def _hidden(url: str) -> str:
 
 
 def sentinel_for(target: SentinelTarget) -> Sentinel:
-    return Sentinel(target.sentinels, sentinel_kwargs=target.sentinel_kwargs())  # type: ignore[no-untyped-call]
+    return Sentinel(target.sentinels, sentinel_kwargs=target.sentinel_kwargs())  # type: ignore[no-untyped-call, unused-ignore]
 
 
 class SentinelAwareRedis(Redis):

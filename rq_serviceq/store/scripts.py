@@ -296,7 +296,7 @@ def push(
             for chunk in chunks:
                 _run(pipe, PUSH, keys, given, args(chunk))
             if durable is not None:
-                pipe.execute_command(*durable.command())  # type: ignore[no-untyped-call]
+                pipe.execute_command(*durable.command())  # type: ignore[no-untyped-call, unused-ignore]
             replies = pipe.execute()
     pushed = [_pushed(reply) for reply in replies[: len(chunks)]]
     if durable is not None:
@@ -474,7 +474,7 @@ def settle(
     else:
         with conn.pipeline(transaction=False) as pipe:
             _run(pipe, SETTLE, keys, ending.given(), args)
-            pipe.execute_command(*durable.command())  # type: ignore[no-untyped-call]
+            pipe.execute_command(*durable.command())  # type: ignore[no-untyped-call, unused-ignore]
             (now, rows, ended, gen, tripped), replicas = pipe.execute()
     return SettleResult(
         float(now),

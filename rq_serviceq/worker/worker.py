@@ -226,7 +226,7 @@ class ServiceQWorker(SimpleWorker):
         """RQ's registry maintenance, which must not end the worker: the jobs it meets may have been shaped by
         anyone who can write ``rq:*`` keys (a dependent with no dependencies makes RQ send an empty WATCH)."""
         try:
-            super().clean_registries()  # type: ignore[no-untyped-call]
+            super().clean_registries()  # type: ignore[no-untyped-call, unused-ignore]
         except StopRequested:  # RQ's warm shutdown, raised by its signal handler wherever the worker is
             raise
         except Exception:
@@ -310,7 +310,7 @@ class ServiceQWorker(SimpleWorker):
             nonlocal attempts
             attempts += 1
             try:
-                super(ServiceQWorker, self).register_birth()  # type: ignore[no-untyped-call]
+                super(ServiceQWorker, self).register_birth()  # type: ignore[no-untyped-call, unused-ignore]
             except ValueError:  # "There exists an active worker named ..."
                 if attempts == 1:
                     raise
@@ -334,13 +334,13 @@ class ServiceQWorker(SimpleWorker):
         """RQ's unregistration at exit, skipped once Redis is given up on (the worker hash expires by itself)."""
         if not self._gave_up:
             with self._outage.riding_out("unregistering"):
-                super().register_death()  # type: ignore[no-untyped-call]
+                super().register_death()  # type: ignore[no-untyped-call, unused-ignore]
 
     def unsubscribe(self) -> None:
         if self._gave_up:
             return
         with self._outage.riding_out("unsubscribing"):
-            super().unsubscribe()  # type: ignore[no-untyped-call]
+            super().unsubscribe()  # type: ignore[no-untyped-call, unused-ignore]
 
     def _leave(self) -> bool:
         """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch
@@ -372,7 +372,7 @@ class ServiceQWorker(SimpleWorker):
         """RQ's worker command channel, plus ServiceQ's pause/stop notice (see ``control.py``)."""
         payload = control.parse(message)
         if payload.get("command") != control.PAUSE_COMMAND:
-            super().handle_payload(message)  # type: ignore[no-untyped-call]
+            super().handle_payload(message)  # type: ignore[no-untyped-call, unused-ignore]
             return
         # From here on no task of a group claimed before this generation starts; then say so.  Under the
         # start lock, so that no task is between "may start" and "started" while this is acknowledged.
@@ -406,7 +406,7 @@ class ServiceQWorker(SimpleWorker):
         loop.  It matters because RQ ignores a second signal within a second, and a supervisor stopped with
         its process group sends one just after the group's."""
         self._stop_requested = True
-        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call, unused-ignore]
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """RQ's cold shutdown raises SystemExit from the signal handler, maybe inside a task function: flag it,
@@ -434,7 +434,7 @@ class ServiceQWorker(SimpleWorker):
                 self._note_unavailable(None)
         self._leave_spool()
         self._log("worker terminated")
-        super().teardown()  # type: ignore[no-untyped-call]
+        super().teardown()  # type: ignore[no-untyped-call, unused-ignore]
 
     def _leave_spool(self) -> None:
         """A spool with nothing in it goes with the worker; one still holding entries (its last group never
