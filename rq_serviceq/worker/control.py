@@ -10,11 +10,13 @@ that it will start none of them.  Only then does ``pause()`` return.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from typing import Any
 
 from redis import Redis
+from redis.client import PubSubWorkerThread
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
 
 from rq_serviceq.batch import ledger
@@ -25,6 +27,25 @@ from rq_serviceq.store.replies import text
 
 PAUSE_COMMAND = "serviceq-pause"
 STOP_SLICE_SIZE = 250  # tasks stop() fails per Lua call (about 12 ms of Redis time: bench/stop.py)
+
+
+# From redis 8.2, PubSubWorkerThread.stop() joins the thread, by default for as long as it takes.
+_STOP_JOINS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
+
+
+def stop_listening(thread: PubSubWorkerThread, timeout: float = 1.0) -> None:
+    """Stop RQ's command-channel thread, waiting for it ``timeout`` at most, as RQ 2.12 means to.
+
+    Why not RQ's ``unsubscribe``: it calls ``stop()`` and then ``join(timeout=1)``, and with redis 8.2
+    ``stop()`` itself joins without a bound.  A thread that read the UNSUBSCRIBE reply before the stop
+    went back to wait up to 60 s (RQ's ``sleep_time``) for a subscription that never comes, so one
+    worker exit in a few took a minute.  The thread is a daemon: one still waiting dies with the
+    process."""
+    if _STOP_JOINS:
+        thread.stop(timeout=timeout)
+    else:
+        thread.stop()
+        thread.join(timeout)
 
 
 def parse(message: dict[str, Any]) -> dict[str, Any]:

@@ -337,10 +337,13 @@ class ServiceQWorker(SimpleWorker):
                 super().register_death()  # type: ignore[no-untyped-call, unused-ignore]
 
     def unsubscribe(self) -> None:
-        if self._gave_up:
+        """RQ's, with the wait for its pubsub thread bounded on every redis-py (control.stop_listening)."""
+        if self._gave_up or self.pubsub_thread is None:
             return
         with self._outage.riding_out("unsubscribing"):
-            super().unsubscribe()  # type: ignore[no-untyped-call, unused-ignore]
+            self.pubsub.unsubscribe()
+        control.stop_listening(self.pubsub_thread)
+        self.pubsub.close()
 
     def _leave(self) -> bool:
         """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ import pytest
 from redis import Redis
 
 from rq_serviceq import ServiceQ
+from rq_serviceq.worker import control
 from tests import tasks
 from tests.conftest import drain, present, text, wait_until
 
@@ -225,3 +227,23 @@ def test_schedule_starts_workers_at_scheduled_times(
     assert int(first_start) % 2 in (0, 1)  # started by the schedule, within its 2 s window
     sq.push({"i": 3, "seconds": 0})
     assert sq.wait_for_batch(timeout=15)["total_success"] == 1
+
+
+def test_a_workers_command_channel_stops_in_a_second_when_its_thread_has_seen_the_unsubscribe(conn: Redis) -> None:
+    """Every worker exit stops RQ's pubsub thread.  A thread that has already read the UNSUBSCRIBE reply
+    waits 60 s (RQ's sleep_time) for a new subscription, and redis 8.2's stop() joins it unbounded: an
+    exit that took a minute, one in a few, until the wait was bounded (control.stop_listening)."""
+    pubsub = conn.pubsub()
+    pubsub.subscribe(**{"rq:pubsub:test-channel": lambda message: None})
+    thread = pubsub.run_in_thread(sleep_time=60, daemon=True)
+    pubsub.unsubscribe()  # type: ignore[no-untyped-call, unused-ignore]
+    wait_until(lambda: not pubsub.subscribed)  # the thread read the reply, and waits for a subscription
+    stopped = threading.Event()
+
+    def stop() -> None:
+        control.stop_listening(thread)
+        stopped.set()
+
+    threading.Thread(target=stop, daemon=True).start()
+    wait_until(stopped.is_set, timeout=10)
+    pubsub.close()
