@@ -160,9 +160,9 @@ class GroupSizer:
     slow task is claimed alone and its outcome recorded as soon as it is known.
     """
 
-    def __init__(self, seconds: float = 0.05, most: int = 64) -> None:
+    def __init__(self, seconds: float = 0.05, most: int = 256) -> None:
         self.seconds = seconds
-        self.most = most  # the most tasks one claim takes
+        self.most = most  # the most tasks one claim takes (ServiceQWorker.max_group, measured there)
         self.task_seconds = 0.0  # moving average of one task's run time, per concurrency slot
 
     def size(self, settings: Settings, concurrency: int) -> int:
