@@ -33,19 +33,22 @@ STOP_SLICE_SIZE = 250  # tasks stop() fails per Lua call (about 12 ms of Redis t
 _STOP_JOINS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
 
 
-def stop_listening(thread: PubSubWorkerThread, timeout: float = 1.0) -> None:
-    """Stop RQ's command-channel thread, waiting for it ``timeout`` at most, as RQ 2.12 means to.
+def stop_listening(thread: PubSubWorkerThread, timeout: float = 1.0) -> bool:
+    """Stop RQ's command-channel thread, waiting for it ``timeout`` at most, as RQ 2.12 means to; True
+    when it has ended.
 
     Why not RQ's ``unsubscribe``: it calls ``stop()`` and then ``join(timeout=1)``, and with redis 8.2
     ``stop()`` itself joins without a bound.  A thread that read the UNSUBSCRIBE reply before the stop
     went back to wait up to 60 s (RQ's ``sleep_time``) for a subscription that never comes, so one
-    worker exit in a few took a minute.  The thread is a daemon: one still waiting dies with the
-    process."""
+    worker exit in a few took a minute.  A thread still running must keep its pubsub: closing it would
+    hand the pool a connection the thread may still read from (it closes the pubsub itself as it ends,
+    and, a daemon, dies with the process)."""
     if _STOP_JOINS:
         thread.stop(timeout=timeout)
     else:
         thread.stop()
         thread.join(timeout)
+    return not thread.is_alive()
 
 
 def parse(message: dict[str, Any]) -> dict[str, Any]:

@@ -342,8 +342,8 @@ class ServiceQWorker(SimpleWorker):
             return
         with self._outage.riding_out("unsubscribing"):
             self.pubsub.unsubscribe()
-        control.stop_listening(self.pubsub_thread)
-        self.pubsub.close()
+        if control.stop_listening(self.pubsub_thread):
+            self.pubsub.close()  # else the thread, still reading, closes it as it ends
 
     def _leave(self) -> bool:
         """Deregister from the pending queue in one step with seeing no work (LEAVE): a push opening a batch

@@ -9,12 +9,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 from redis import Redis
+from redis.client import PubSubWorkerThread
 
-from rq_serviceq import ServiceQ
-from rq_serviceq.worker import control
+from rq_serviceq import ServiceQ, ServiceQWorker
 from tests import tasks
 from tests.conftest import drain, present, text, wait_until
 
@@ -229,21 +230,27 @@ def test_schedule_starts_workers_at_scheduled_times(
     assert sq.wait_for_batch(timeout=15)["total_success"] == 1
 
 
-def test_a_workers_command_channel_stops_in_a_second_when_its_thread_has_seen_the_unsubscribe(conn: Redis) -> None:
+def test_a_worker_leaves_its_command_channel_in_a_second_when_the_thread_has_seen_the_unsubscribe(
+    make_sq: Callable[..., ServiceQ], conn: Redis
+) -> None:
     """Every worker exit stops RQ's pubsub thread.  A thread that has already read the UNSUBSCRIBE reply
     waits 60 s (RQ's sleep_time) for a new subscription, and redis 8.2's stop() joins it unbounded: an
     exit that took a minute, one in a few, until the wait was bounded (control.stop_listening)."""
-    pubsub = conn.pubsub()
-    pubsub.subscribe(**{"rq:pubsub:test-channel": lambda message: None})
-    thread = pubsub.run_in_thread(sleep_time=60, daemon=True)
+    make_sq("drag", worker_count=0)
+    worker = ServiceQWorker("drag-pending", connection=conn)
+    worker.subscribe()
+    pubsub, thread = worker.pubsub, cast(PubSubWorkerThread, worker.pubsub_thread)
+    assert pubsub is not None
     pubsub.unsubscribe()  # type: ignore[no-untyped-call, unused-ignore]
     wait_until(lambda: not pubsub.subscribed)  # the thread read the reply, and waits for a subscription
-    stopped = threading.Event()
+    left = threading.Event()
 
-    def stop() -> None:
-        control.stop_listening(thread)
-        stopped.set()
+    def leave() -> None:
+        worker.unsubscribe()
+        left.set()
 
-    threading.Thread(target=stop, daemon=True).start()
-    wait_until(stopped.is_set, timeout=10)
-    pubsub.close()
+    threading.Thread(target=leave, daemon=True).start()
+    wait_until(left.is_set, timeout=10)
+    # The thread, still waiting, keeps its pubsub (closing it under a reader would give the pool a
+    # connection in use); it closes it itself when it ends.
+    assert thread.is_alive() and pubsub.connection is not None
